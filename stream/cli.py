@@ -1,0 +1,50 @@
+"""The ``driftwatch`` command line.
+
+Each subcommand lives in its own module, which provides ``add_parser(subparsers)`` and a
+``run(args) -> int`` function; this module only wires them together.
+
+Exit codes: 0 success (for ``compare``: no drift), 1 drift found, 2 usage or input error,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from stream.exceptions import DriftwatchError
+
+EXIT_OK = 0
+EXIT_DRIFT = 1
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="driftwatch",
+        description="Real-time drift detection for AI-agent telemetry on Kafka.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Subcommands register themselves here (one module each).
+    # -- subcommands --
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except DriftwatchError as exc:
+        print(f"driftwatch {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
