@@ -1,0 +1,115 @@
+"""The contract every driftwatch detector follows.
+
+A detector consumes one stream of observations of one feature (``update(x)`` or, faster,
+``update_many(xs)``) and keeps a *drift episode*: an alarm starts one (``drift_started``), and it
+ends (``drift_resolved``) once the evidence has stayed below a lower level for a sustained
+period. ``drift_detected`` is true right after the update that started an episode, as in river.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["DRIFT_RESOLVED", "DRIFT_STARTED", "DriftDetector", "Transition"]
+
+DRIFT_STARTED = "drift_started"
+DRIFT_RESOLVED = "drift_resolved"
+
+TransitionKind = Literal["drift_started", "drift_resolved"]
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A change of drift state, with the evidence at that moment.
+
+    Attributes
+    ----------
+    kind : {"drift_started", "drift_resolved"}
+    index : int
+        ``n_seen`` at the update that caused it (1 for the first observation).
+    statistic, p_value : float
+        The detector's statistic and p-value at that update (nan where undefined).
+    statistic_location : float
+        Where the largest ECDF gap lies (nan for detectors without one).
+    statistic_sign : int
+        +1 when the window moved up against the reference, -1 when down, 0 when undefined.
+    threshold : float
+        The statistic level the alarm rule compared against (nan where undefined).
+    n_reference, n_window : int
+        Sample sizes behind the statistic (0 where undefined).
+    """
+
+    kind: TransitionKind
+    index: int
+    statistic: float
+    p_value: float
+    statistic_location: float = math.nan
+    statistic_sign: int = 0
+    threshold: float = math.nan
+    n_reference: int = 0
+    n_window: int = 0
+
+
+class DriftDetector(abc.ABC):
+    """Base class: one stream in, drift episodes out.
+
+    Subclasses implement :meth:`update`; :meth:`update_many` may be overridden with a faster
+    path that leaves the detector in the same state as calling :meth:`update` on each value.
+    """
+
+    def __init__(self) -> None:
+        self.n_seen = 0
+        self._in_drift = False
+        self._drift_detected = False
+        self.transitions: list[Transition] = []
+
+    @abc.abstractmethod
+    def update(self, x: float, t: float | None = None) -> None:
+        """Add one observation (``t``: event time in seconds, for time-based windows)."""
+
+    def update_many(
+        self, xs: Iterable[float] | npt.ArrayLike, ts: Iterable[float] | None = None
+    ) -> None:
+        """Add observations in order; the state afterwards equals calling :meth:`update` on each.
+
+        :attr:`transitions` then lists every episode change in the batch, in order.
+        """
+        values = np.asarray(xs, dtype=np.float64).ravel()
+        times = None if ts is None else np.asarray(ts, dtype=np.float64).ravel()
+        if times is not None and times.shape != values.shape:
+            raise ValueError(
+                f"ts must have one time per value: got {times.shape[0]} times "
+                f"for {values.shape[0]} values"
+            )
+        collected: list[Transition] = []
+        for i, x in enumerate(values.tolist()):
+            self.update(x, None if times is None else float(times[i]))
+            collected.extend(self.transitions)
+        self.transitions = collected
+
+    @property
+    def drift_detected(self) -> bool:
+        """True if the latest update started a drift episode."""
+        return self._drift_detected
+
+    @property
+    def in_drift(self) -> bool:
+        """True while a drift episode is open."""
+        return self._in_drift
+
+    @property
+    @abc.abstractmethod
+    def statistic(self) -> float:
+        """The detector's current test statistic (nan when undefined)."""
+
+    @property
+    @abc.abstractmethod
+    def p_value(self) -> float:
+        """The current p-value (nan when undefined)."""

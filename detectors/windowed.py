@@ -1,0 +1,226 @@
+"""The classic windowed two-sample KS test, evaluated on a schedule with scipy."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats
+
+from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, DriftDetector, Transition
+from detectors.ks import as_reference, validate_alarm_args
+from detectors.kstest import KSResult, critical_gap
+from detectors.windows import Window, validate_window_args
+
+__all__ = ["WindowedKS"]
+
+
+class WindowedKS(DriftDetector):
+    """Reference vs window with :func:`scipy.stats.ks_2samp`, every ``stride`` events or seconds.
+
+    Parameters
+    ----------
+    reference : array-like of float
+        The reference sample.
+    window_size : int
+        Count window length (the cap on observations for time windows).
+    duration : float, optional
+        Time window length in seconds; ``update(x, t)`` then needs ``t``.
+    stride : int, optional
+        Count windows: evaluate every ``stride`` observations. Default ``window_size``
+        (tumbling windows).
+    interval : float, optional
+        Time windows: evaluate when event time has advanced ``interval`` seconds since the last
+        evaluation. Default ``duration``.
+    min_window : int, optional
+        Smallest window that is evaluated. Default ``window_size`` for count windows,
+        ``min(window_size, 30)`` for time windows.
+    alpha, resolve_ratio : float
+        Alarm when ``p < alpha``; a drift episode resolves after ``resolve_after`` consecutive
+        evaluations whose statistic is below ``resolve_ratio`` times the critical value.
+    resolve_after : int
+        Evaluations below the resolve level that close an episode. Default 1.
+
+    Notes
+    -----
+    Null hypothesis: reference and window come from one continuous distribution. At each
+    evaluation the detector runs ``ks_2samp(reference, window)`` (exact p-values up to 10,000
+    observations per sample, asymptotic above) and raises an alarm when ``p < alpha``. This is
+    the baseline :class:`~detectors.IncrementalKS` agrees with at every evaluation point.
+
+    References
+    ----------
+    .. [1] Massey, F. J. (1951). The Kolmogorov-Smirnov test for goodness of fit. JASA 46,
+       68-78.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from detectors import WindowedKS
+    >>> rng = np.random.default_rng(42)
+    >>> det = WindowedKS(rng.normal(size=500), window_size=200, stride=50)
+    >>> stream = np.r_[rng.normal(size=1000), rng.normal(1.0, 1.0, size=500)]
+    >>> for i, x in enumerate(stream):
+    ...     det.update(x)
+    ...     if det.drift_detected:
+    ...         print(f"drift detected at index {i}")
+    drift detected at index 1049
+    """
+
+    def __init__(
+        self,
+        reference: npt.ArrayLike,
+        window_size: int = 1000,
+        *,
+        duration: float | None = None,
+        stride: int | None = None,
+        interval: float | None = None,
+        min_window: int | None = None,
+        alpha: float = 0.05,
+        resolve_ratio: float = 0.8,
+        resolve_after: int = 1,
+    ) -> None:
+        super().__init__()
+        validate_window_args(window_size, duration)
+        validate_alarm_args(alpha, resolve_ratio, resolve_after, min_window)
+        if stride is not None and not (isinstance(stride, int) and stride >= 1):
+            raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
+        if interval is not None and not (
+            isinstance(interval, int | float) and math.isfinite(interval) and interval > 0
+        ):
+            raise ValueError(f"interval must be a finite number of seconds > 0, got {interval!r}")
+        self.window_size = int(window_size)
+        self.duration = duration
+        self.stride = stride
+        self.interval = interval
+        self.min_window = min_window
+        self.alpha = float(alpha)
+        self.resolve_ratio = float(resolve_ratio)
+        self.resolve_after = resolve_after
+        if min_window is None:
+            min_window = self.window_size if duration is None else min(self.window_size, 30)
+        self._min_window = min(int(min_window), self.window_size)
+        self._stride = stride or self.window_size
+        self._interval = interval or duration
+        self._window = Window(self.window_size, duration)
+        self._reference = np.sort(as_reference(reference))
+        self._since = 0
+        self._next_eval_time = -math.inf
+        self._below = 0
+        self._result: KSResult | None = None
+        self.n_evaluations = 0
+
+    @property
+    def reference(self) -> npt.NDArray[np.float64]:
+        """The reference sample, sorted."""
+        return self._reference
+
+    @property
+    def window(self) -> npt.NDArray[np.float64]:
+        """The current window, oldest first (a copy)."""
+        return self._window.values()
+
+    def set_reference(self, reference: npt.ArrayLike) -> None:
+        """Replace the reference (``O(n log n)``); the next evaluation uses it."""
+        self._reference = np.sort(as_reference(reference))
+
+    def _due(self, now: float) -> bool:
+        if self.duration is None:
+            return self._since >= self._stride
+        return now >= self._next_eval_time
+
+    def update(self, x: float, t: float | None = None) -> None:
+        """Add one observation; evaluate if the schedule says so."""
+        if self.transitions:
+            self.transitions = []
+        self._drift_detected = False
+        x = float(x)
+        if not math.isfinite(x):
+            raise ValueError(f"x must be finite, got {x!r}")
+        win = self._window
+        stamp = win.clock(t)
+        win.pop_expired()
+        win.push(x, stamp)
+        self.n_seen += 1
+        self._since += 1
+        if self.duration is not None and self._next_eval_time == -math.inf:
+            self._next_eval_time = stamp + self._interval  # type: ignore[operator]
+        if not self._due(stamp):
+            return
+        self._since = 0
+        if self.duration is not None:
+            self._next_eval_time = stamp + self._interval  # type: ignore[operator]
+        if len(win) < self._min_window:
+            return
+        self._evaluate()
+
+    def _evaluate(self) -> None:
+        ref, cur = self._reference, self._window.values()
+        r = stats.ks_2samp(ref, cur)
+        n, m = ref.shape[0], cur.shape[0]
+        self._result = KSResult(
+            float(r.statistic),
+            float(r.pvalue),
+            float(r.statistic_location),
+            int(r.statistic_sign),
+            n,
+            m,
+        )
+        self.n_evaluations += 1
+        g = math.gcd(n, m)
+        crit = critical_gap(n, m, self.alpha) * g / (n * m)  # critical D
+        if not self._in_drift:
+            if r.pvalue < self.alpha:
+                self._in_drift = self._drift_detected = True
+                self._below = 0
+                self._record(DRIFT_STARTED, crit)
+            return
+        self._below = self._below + 1 if r.statistic < self.resolve_ratio * crit else 0
+        if self._below >= self.resolve_after:
+            self._in_drift = False
+            self._below = 0
+            self._record(DRIFT_RESOLVED, self.resolve_ratio * crit)
+
+    def _record(self, kind: str, threshold: float) -> None:
+        res = self._result
+        assert res is not None
+        self.transitions.append(
+            Transition(
+                kind,  # type: ignore[arg-type]
+                self.n_seen,
+                res.statistic,
+                res.pvalue,
+                res.statistic_location,
+                res.statistic_sign,
+                threshold,
+                res.n_reference,
+                res.n_window,
+            )
+        )
+
+    def result(self) -> KSResult:
+        """Outputs of the latest evaluation (all nan before the first)."""
+        if self._result is None:
+            return KSResult(math.nan, math.nan, math.nan, 0, self._reference.shape[0], 0)
+        return self._result
+
+    @property
+    def statistic(self) -> float:
+        return self.result().statistic
+
+    @property
+    def p_value(self) -> float:
+        return self.result().pvalue
+
+    @property
+    def statistic_location(self) -> float:
+        return self.result().statistic_location
+
+    @property
+    def statistic_sign(self) -> int:
+        return self.result().statistic_sign
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self.__dict__.copy()

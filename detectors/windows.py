@@ -1,0 +1,160 @@
+"""Sliding windows over a stream: count-based, or time-based with a count cap.
+
+A :class:`Window` is a FIFO ring buffer of values (and, for time windows, event times; optionally
+an integer tag per value that a detector uses for its own bookkeeping). It never allocates after
+construction, so its memory is fixed by ``capacity``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Window", "validate_window_args"]
+
+
+def validate_window_args(window_size: int, duration: float | None) -> None:
+    """Raise ``ValueError`` naming the parameter if a window specification is invalid."""
+    if isinstance(window_size, bool) or not isinstance(window_size, int | np.integer):
+        raise ValueError(f"window_size must be an integer >= 1, got {window_size!r}")
+    if window_size < 1:
+        raise ValueError(f"window_size must be an integer >= 1, got {window_size!r}")
+    if duration is not None and not (
+        isinstance(duration, int | float) and math.isfinite(duration) and duration > 0
+    ):
+        raise ValueError(f"duration must be a finite number of seconds > 0, got {duration!r}")
+
+
+class Window:
+    """FIFO of the latest observations.
+
+    Parameters
+    ----------
+    capacity : int
+        Most observations held; the oldest is dropped when a new one arrives at capacity.
+    duration : float, optional
+        If given, also drop observations whose event time is ``<= now - duration``, where
+        ``now`` is the latest event time seen. Times are made monotone: an observation stamped
+        earlier than one already seen is taken to arrive at the latest time.
+    tagged : bool
+        Keep an ``int32`` tag per observation.
+    """
+
+    __slots__ = ("_size", "_start", "_tags", "_times", "_values", "capacity", "duration", "now")
+
+    def __init__(self, capacity: int, duration: float | None = None, *, tagged: bool = False):
+        validate_window_args(capacity, duration)
+        self.capacity = int(capacity)
+        self.duration = None if duration is None else float(duration)
+        self.now = -math.inf
+        self._values = np.zeros(self.capacity, dtype=np.float64)
+        self._times = None if duration is None else np.zeros(self.capacity, dtype=np.float64)
+        self._tags = np.zeros(self.capacity, dtype=np.int32) if tagged else None
+        self._start = 0
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getstate__(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+
+    @property
+    def full(self) -> bool:
+        return self._size == self.capacity
+
+    def _order(self) -> npt.NDArray[np.intp]:
+        return (self._start + np.arange(self._size)) % self.capacity
+
+    def values(self) -> npt.NDArray[np.float64]:
+        """The observations, oldest first (a copy)."""
+        return self._values[self._order()]
+
+    def times(self) -> npt.NDArray[np.float64]:
+        """Event times, oldest first (a copy); empty for count windows."""
+        if self._times is None:
+            return np.empty(0)
+        return self._times[self._order()]
+
+    def tags(self) -> npt.NDArray[np.int32]:
+        """Tags, oldest first (a copy)."""
+        if self._tags is None:
+            raise ValueError("this window keeps no tags")
+        return self._tags[self._order()]
+
+    def clock(self, t: float | None) -> float:
+        """Advance the window's clock to event time ``t``; return the time to stamp with."""
+        if self._times is None:
+            return 0.0
+        if t is None:
+            raise ValueError("t (event time in seconds) is required for a time-based window")
+        if not math.isfinite(t):
+            raise ValueError(f"t must be a finite time in seconds, got {t!r}")
+        if t > self.now:
+            self.now = t
+        return self.now
+
+    def pop_expired(self) -> list[int]:
+        """Drop observations that fell out of the time window; return their tags (or [])."""
+        out: list[int] = []
+        if self._times is None:
+            return out
+        horizon = self.now - self.duration  # type: ignore[operator]
+        times, tags, cap = self._times, self._tags, self.capacity
+        while self._size and times[self._start] <= horizon:
+            if tags is not None:
+                out.append(int(tags[self._start]))
+            self._start = (self._start + 1) % cap
+            self._size -= 1
+        return out
+
+    def push(self, x: float, t: float = 0.0, tag: int = 0) -> int:
+        """Append one observation; return the tag of the one it pushed out, or -1."""
+        cap = self.capacity
+        evicted = -1
+        if self._size == cap:
+            pos = self._start
+            if self._tags is not None:
+                evicted = int(self._tags[pos])
+            self._start = (pos + 1) % cap
+        else:
+            pos = (self._start + self._size) % cap
+            self._size += 1
+        self._values[pos] = x
+        if self._times is not None:
+            self._times[pos] = t
+        if self._tags is not None:
+            self._tags[pos] = tag
+        return evicted
+
+    def push_many(
+        self, xs: npt.NDArray[np.float64], tags: npt.NDArray[np.int32] | None = None
+    ) -> npt.NDArray[np.int32]:
+        """Append up to ``capacity`` observations of a count window; return the evicted tags."""
+        b = xs.shape[0]
+        if b > self.capacity or self._times is not None:
+            raise ValueError("push_many takes at most `capacity` values, on count windows only")
+        cap = self.capacity
+        fill = min(b, cap - self._size)
+        pos = (self._start + self._size + np.arange(b)) % cap
+        slide = pos[fill:]
+        evicted = (
+            self._tags[slide].copy() if self._tags is not None else np.empty(0, dtype=np.int32)
+        )
+        self._values[pos] = xs
+        if self._tags is not None and tags is not None:
+            self._tags[pos] = tags
+        self._size += fill
+        self._start = (self._start + (b - fill)) % cap
+        return evicted
+
+    def clear(self) -> None:
+        """Forget every observation (the clock is kept)."""
+        self._start = 0
+        self._size = 0

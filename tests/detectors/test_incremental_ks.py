@@ -1,0 +1,238 @@
+from __future__ import annotations
+
+import math
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from detectors import DRIFT_RESOLVED, DRIFT_STARTED, IncrementalKS, WindowedKS
+from tests.detectors.oracle import assert_matches_scipy, time_window
+
+# Integer telemetry with few distinct values (ties everywhere), and continuous-ish values.
+few_values = st.integers(min_value=0, max_value=4).map(float)
+rounded = st.floats(min_value=-3, max_value=3, allow_nan=False).map(lambda v: round(v, 1))
+values = st.one_of(few_values, rounded)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    reference=st.lists(values, min_size=1, max_size=60),
+    stream=st.lists(values, min_size=1, max_size=120),
+    window_size=st.integers(min_value=1, max_value=70),
+)
+def test_count_window_equals_scipy_after_every_update(
+    reference: list[float], stream: list[float], window_size: int
+) -> None:
+    det = IncrementalKS(reference, window_size=window_size, min_window=1)
+    ref = np.asarray(reference)
+    for i, x in enumerate(stream):
+        det.update(x)
+        window = np.asarray(stream[max(0, i + 1 - window_size) : i + 1])
+        assert np.array_equal(det.window, window)
+        assert_matches_scipy(det.result(), ref, window)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    reference=st.lists(values, min_size=1, max_size=50),
+    steps=st.lists(
+        st.tuples(values, st.floats(min_value=-0.5, max_value=3.0)), min_size=1, max_size=100
+    ),
+    duration=st.floats(min_value=0.5, max_value=20.0),
+    cap=st.integers(min_value=1, max_value=80),
+)
+def test_time_window_equals_scipy_after_every_update(
+    reference: list[float], steps: list[tuple[float, float]], duration: float, cap: int
+) -> None:
+    det = IncrementalKS(reference, window_size=cap, duration=duration, min_window=1)
+    ref = np.asarray(reference)
+    xs: list[float] = []
+    ts: list[float] = []
+    t = 1000.0
+    for x, dt in steps:
+        t += dt  # negative steps: late events, raised to the latest time
+        xs.append(x)
+        ts.append(t)
+        det.update(x, t)
+        window = time_window(xs, ts, duration, cap)
+        assert np.array_equal(np.sort(det.window), np.sort(window))
+        assert_matches_scipy(det.result(), ref, window)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    reference=st.lists(values, min_size=5, max_size=80),
+    stream=st.lists(values, min_size=1, max_size=400),
+    window_size=st.integers(min_value=1, max_value=60),
+    chunks=st.lists(st.integers(min_value=1, max_value=90), min_size=1, max_size=20),
+    alpha=st.sampled_from([0.05, 0.2]),
+)
+def test_update_many_equals_update_on_each(
+    reference: list[float],
+    stream: list[float],
+    window_size: int,
+    chunks: list[int],
+    alpha: float,
+) -> None:
+    one = IncrementalKS(reference, window_size=window_size, alpha=alpha, resolve_after=5)
+    many = IncrementalKS(reference, window_size=window_size, alpha=alpha, resolve_after=5)
+    seen_one = []
+    for x in stream:
+        one.update(x)
+        seen_one.extend(one.transitions)
+    seen_many = []
+    i = 0
+    sizes = iter(chunks * (len(stream) // max(1, sum(chunks)) + 1))
+    while i < len(stream):
+        k = next(sizes)
+        many.update_many(stream[i : i + k])
+        seen_many.extend(many.transitions)
+        i += k
+    assert seen_one == seen_many
+    assert one.n_seen == many.n_seen == len(stream)
+    assert np.array_equal(one.window, many.window)
+    assert one.in_drift == many.in_drift
+    assert one.drift_detected == many.drift_detected
+    assert one.result() == many.result()
+
+
+def test_large_window_and_unequal_sizes_against_scipy() -> None:
+    rng = np.random.default_rng(7)
+    reference = rng.poisson(20, size=2500).astype(float)  # integer token counts: heavy ties
+    det = IncrementalKS(reference, window_size=3000)
+    stream = np.r_[rng.poisson(20, size=4000), rng.poisson(21, size=3000)].astype(float)
+    for start in range(0, stream.size, 500):
+        det.update_many(stream[start : start + 500])
+        window = stream[max(0, start + 500 - 3000) : start + 500]
+        assert_matches_scipy(det.result(), reference, window)
+    assert det.in_drift  # a +1 shift in a Poisson(20) mean is found with 3,000 observations
+
+
+def test_alarm_rule_is_p_below_alpha_at_every_update() -> None:
+    rng = np.random.default_rng(3)
+    reference = rng.integers(0, 6, size=300).astype(float)
+    det = IncrementalKS(reference, window_size=100, alpha=0.05, resolve_after=30)
+    stream = np.r_[
+        rng.integers(0, 6, size=600), rng.integers(1, 7, size=400), rng.integers(0, 6, size=600)
+    ].astype(float)
+    kinds = []
+    for x in stream:
+        det.update(x)
+        kinds += [t.kind for t in det.transitions]
+        if len(det.window) < 100:
+            continue
+        p = stats.ks_2samp(reference, det.window).pvalue
+        if det.drift_detected:
+            assert p < 0.05
+        if not det.in_drift and not det.transitions:
+            assert p >= 0.05  # no alarm may be missed between exact evaluations
+    assert kinds[:2] == [DRIFT_STARTED, DRIFT_RESOLVED]
+
+
+def test_transition_carries_the_evidence() -> None:
+    rng = np.random.default_rng(11)
+    reference = rng.normal(size=1000)
+    det = IncrementalKS(reference, window_size=200, alpha=1e-4)
+    det.update_many(rng.normal(size=500))
+    assert not det.in_drift
+    det.update_many(rng.normal(2.0, 1.0, size=300))
+    (started,) = [t for t in det.transitions if t.kind == DRIFT_STARTED]
+    assert started.p_value < 1e-4 and started.statistic >= started.threshold
+    assert started.statistic_sign == 1  # the window moved up
+    assert started.n_reference == 1000 and started.n_window == 200
+    assert 500 < started.index <= 800
+
+
+def test_nan_before_any_observation_and_partial_windows() -> None:
+    det = IncrementalKS([1.0, 2.0, 3.0], window_size=10)
+    assert math.isnan(det.statistic) and math.isnan(det.p_value)
+    assert not det.drift_detected and not det.in_drift
+    det.update(2.0)
+    assert_matches_scipy(det.result(), np.array([1.0, 2.0, 3.0]), np.array([2.0]))
+
+
+def test_pickle_round_trip_continues_identically() -> None:
+    rng = np.random.default_rng(5)
+    det = IncrementalKS(rng.integers(0, 9, size=400).astype(float), window_size=150)
+    det.update_many(rng.integers(0, 9, size=700).astype(float))
+    blob = pickle.dumps(det)
+    clone = pickle.loads(blob)
+    tail = np.r_[rng.integers(0, 9, size=300), rng.integers(3, 12, size=300)].astype(float)
+    for x in tail:
+        det.update(x)
+        clone.update(x)
+        assert det.transitions == clone.transitions
+    assert det.result() == clone.result()
+    # about the size of the data held: reference, slot counts and a 150-value window
+    assert len(blob) < 40_000
+
+
+def test_set_reference_rebaselines_exactly() -> None:
+    rng = np.random.default_rng(9)
+    det = IncrementalKS(rng.normal(size=300), window_size=100)
+    det.update_many(rng.normal(1.0, 1.0, size=250))
+    assert det.in_drift
+    new_ref = rng.normal(1.0, 1.0, size=400).round(2)
+    det.set_reference(new_ref)
+    assert_matches_scipy(det.result(), new_ref, det.window)
+    det.update_many(rng.normal(1.0, 1.0, size=300).round(2))
+    assert not det.in_drift
+    assert_matches_scipy(det.result(), new_ref, det.window)
+
+
+def test_windowed_and_incremental_agree_at_every_evaluation() -> None:
+    rng = np.random.default_rng(21)
+    reference = rng.gamma(2.0, size=700).round(1)
+    inc = IncrementalKS(reference, window_size=250)
+    win = WindowedKS(reference, window_size=250, stride=25)
+    stream = np.r_[rng.gamma(2.0, size=1000), rng.gamma(2.6, size=1000)].round(1)
+    evaluations = 0
+    for x in stream:
+        inc.update(x)
+        before = win.n_evaluations
+        win.update(x)
+        if win.n_evaluations > before:
+            evaluations += 1
+            assert inc.result() == win.result()
+    assert evaluations == (stream.size - 250) // 25 + 1
+    assert inc.in_drift and win.in_drift
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"reference": []}, "reference must hold at least one value"),
+        ({"reference": [1.0, math.nan]}, "reference must hold finite numbers"),
+        ({"reference": [[1.0, 2.0]]}, "reference must be 1-D"),
+        ({"reference": ["a"]}, "reference must be a 1-D array"),
+        ({"window_size": 0}, "window_size must be an integer >= 1, got 0"),
+        ({"window_size": 2.5}, "window_size must be an integer >= 1, got 2.5"),
+        ({"duration": -1.0}, "duration must be a finite number of seconds > 0, got -1.0"),
+        ({"alpha": 1.5}, r"alpha must be in \(0, 1\), got 1.5"),
+        ({"resolve_ratio": 0.0}, r"resolve_ratio must be in \(0, 1\], got 0.0"),
+        ({"resolve_after": 0}, "resolve_after must be an integer >= 1, got 0"),
+        ({"min_window": 0}, "min_window must be an integer >= 1, got 0"),
+    ],
+)
+def test_invalid_arguments_name_the_parameter(kwargs: dict[str, object], match: str) -> None:
+    args: dict[str, object] = {"reference": [1.0, 2.0, 3.0], **kwargs}
+    with pytest.raises(ValueError, match=match):
+        IncrementalKS(**args)  # type: ignore[arg-type]
+
+
+def test_non_finite_observations_are_rejected_and_change_nothing() -> None:
+    det = IncrementalKS([1.0, 2.0], window_size=5, min_window=1)
+    det.update(1.0)
+    for bad in (math.nan, math.inf, -math.inf):
+        with pytest.raises(ValueError, match="x must be finite"):
+            det.update(bad)
+    with pytest.raises(ValueError, match="xs must be finite: value nan at index 1"):
+        det.update_many([1.0, math.nan])
+    assert det.n_seen == 1 and list(det.window) == [1.0]
+    timed = IncrementalKS([1.0, 2.0], window_size=5, duration=10.0)
+    with pytest.raises(ValueError, match=r"t \(event time in seconds\) is required"):
+        timed.update(1.0)
