@@ -13,6 +13,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from stream import compare
 from stream.exceptions import DriftwatchError
 
 EXIT_OK = 0
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Subcommands register themselves here (one module each).
     # -- subcommands --
+    compare.add_parser(sub)
     return parser
 
 
