@@ -1,0 +1,117 @@
+"""Prometheus configuration, alerting rules and their unit tests, checked with promtool."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from . import REPO_ROOT, describe, load_yaml, require_tool, run_tool
+
+PROMETHEUS_DIR = REPO_ROOT / "deploy" / "prometheus"
+CONFIG = PROMETHEUS_DIR / "prometheus.yml"
+RULES_DIR = PROMETHEUS_DIR / "rules"
+ALERTS = RULES_DIR / "driftwatch-alerts.yml"
+ALERT_TESTS = PROMETHEUS_DIR / "tests" / "driftwatch-alerts.test.yml"
+
+SEVERITIES = {"page", "ticket", "info"}
+REQUIRED_ALERTS = {
+    "DriftwatchDriftActive",
+    "DriftwatchWorkerDown",
+    "DriftwatchConsumerLagHigh",
+    "DriftwatchInvalidEventsFrequent",
+    "DriftwatchNoTelemetry",
+}
+
+
+def rel(path: Path) -> str:
+    return str(path.relative_to(REPO_ROOT))
+
+
+def rule_files() -> list[Path]:
+    files = sorted(RULES_DIR.glob("*.yml"))
+    assert files, f"no rule files in {rel(RULES_DIR)}"
+    return files
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    return [
+        rule
+        for path in rule_files()
+        for group in load_yaml(path)["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
+
+
+def test_promtool_check_config() -> None:
+    promtool = require_tool("promtool")
+    # promtool resolves rule_files relative to the configuration file, like Prometheus.
+    result = run_tool([promtool, "check", "config", rel(CONFIG)])
+    assert result.returncode == 0, describe(result)
+    output = result.stdout + result.stderr
+    for path in rule_files():
+        assert path.name in output, f"{path.name} not loaded by the config\n{describe(result)}"
+
+
+def test_promtool_check_rules() -> None:
+    promtool = require_tool("promtool")
+    result = run_tool([promtool, "check", "rules", *map(rel, rule_files())])
+    assert result.returncode == 0, describe(result)
+    assert "FAILED" not in result.stdout + result.stderr, describe(result)
+
+
+def test_promtool_test_rules() -> None:
+    promtool = require_tool("promtool")
+    result = run_tool([promtool, "test", "rules", rel(ALERT_TESTS)])
+    assert result.returncode == 0, describe(result)
+    assert "SUCCESS" in result.stdout + result.stderr, describe(result)
+
+
+def test_scrape_config() -> None:
+    config = load_yaml(CONFIG)
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    job = jobs["driftwatch"]
+    assert job.get("scrape_interval", config["global"]["scrape_interval"]) == "15s"
+    targets = [t for sc in job["static_configs"] for t in sc["targets"]]
+    assert targets == ["worker:9464"]
+    assert config["rule_files"], "no rule_files"
+
+
+def test_required_alerts_defined() -> None:
+    names = {rule["alert"] for rule in alert_rules()}
+    assert names >= REQUIRED_ALERTS, f"missing alerts: {sorted(REQUIRED_ALERTS - names)}"
+
+
+def test_alerts_are_runbook_ready() -> None:
+    for rule in alert_rules():
+        name = rule["alert"]
+        assert rule.get("for"), f"{name}: no `for:`"
+        assert rule.get("labels", {}).get("severity") in SEVERITIES, f"{name}: bad severity"
+        annotations = rule.get("annotations", {})
+        for key in ("summary", "description", "runbook"):
+            assert annotations.get(key, "").strip(), f"{name}: no {key} annotation"
+
+
+def test_worker_down_covers_missing_target() -> None:
+    exprs = [rule["expr"] for rule in alert_rules() if rule["alert"] == "DriftwatchWorkerDown"]
+    assert any('up{job="driftwatch"} == 0' in expr for expr in exprs), exprs
+    assert any('absent(up{job="driftwatch"})' in expr for expr in exprs), exprs
+
+
+def test_every_alert_has_firing_and_silent_unit_tests() -> None:
+    test_file_text = ALERT_TESTS.read_text(encoding="utf-8")
+    suite = load_yaml(ALERT_TESTS)
+    # The unit tests load the very rule files Prometheus loads.
+    loaded = {(ALERT_TESTS.parent / f).resolve() for f in suite["rule_files"]}
+    assert loaded == {p.resolve() for p in rule_files()}
+
+    firing: set[str] = set()
+    silent: set[str] = set()
+    for case in suite["tests"]:
+        for check in case.get("alert_rule_test", []):
+            (firing if check.get("exp_alerts") else silent).add(check["alertname"])
+
+    for name in sorted({rule["alert"] for rule in alert_rules()}):
+        assert name in test_file_text, f"{name} does not appear in {rel(ALERT_TESTS)}"
+        assert name in firing, f"no unit test where {name} fires"
+        assert name in silent, f"no unit test where {name} stays silent"
