@@ -13,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from stream import compare
+from stream import compare, replay, simulate, tail, worker
 from stream.exceptions import DriftwatchError
 
 EXIT_OK = 0
@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     # Subcommands register themselves here (one module each).
     # -- subcommands --
     compare.add_parser(sub)
+    worker.add_parser(sub)
+    simulate.add_parser(sub)
+    replay.add_parser(sub)
+    tail.add_parser(sub)
     return parser
 
 

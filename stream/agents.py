@@ -1,0 +1,87 @@
+"""The worker's agent and startup tasks, registered on :data:`stream.app.app`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterable
+
+import faust
+from faust.types import TP
+from prometheus_client import REGISTRY, start_http_server
+
+from stream.app import app, settings
+from stream.metrics import Metrics
+from stream.monitor import DriftMonitor
+from stream.processor import BatchProcessor, RawMessage
+from stream.records import TelemetryParser
+from stream.references import reference_source
+from stream.topics import Topics
+
+log = logging.getLogger("driftwatch")
+
+topics = Topics(app, settings)
+metrics = Metrics(REGISTRY, max_keys=settings.max_metric_keys)
+monitor = DriftMonitor(settings, references=reference_source(settings), metrics=metrics)
+processor = BatchProcessor(TelemetryParser(settings), monitor, metrics, settings.telemetry_topic)
+
+
+@app.task
+async def start_metrics_server() -> None:
+    """Serve /metrics (prometheus-client's own HTTP server, in a thread)."""
+    start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=REGISTRY)
+    log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+
+
+def _update_lag(last: dict[int, int]) -> None:
+    consumer = app.consumer
+    for partition, offset in last.items():
+        tp = TP(settings.telemetry_topic, partition)
+        try:
+            end = consumer.highwater(tp)
+        except Exception:
+            continue
+        if end is not None and end >= 0:
+            metrics.consumer_lag.labels(settings.telemetry_topic, str(partition)).set(
+                max(0, end - offset - 1)
+            )
+
+
+@app.agent(topics.telemetry)
+async def detect(stream: faust.StreamT[bytes]) -> AsyncIterable[None]:
+    """Consume telemetry in batches; send drift events and dead letters."""
+    batches = stream.take_events(  # type: ignore[attr-defined]  # missing from faust's stubs
+        settings.batch_size, within=settings.batch_timeout
+    )
+    async for events in batches:
+        batch = [
+            RawMessage(
+                e.message.key,
+                e.message.value,
+                e.message.partition,
+                e.message.offset,
+                e.message.timestamp or 0.0,
+            )
+            for e in events
+        ]
+        outcome = processor.handle(batch)
+        for de in outcome.drift_events:
+            await topics.drift.send(key=de.kafka_key, value=de.to_json())
+            log.info(
+                "%s key=%s feature=%s D=%.4f p=%.3g",
+                de.type,
+                de.key,
+                de.feature,
+                de.statistic,
+                de.p_value,
+            )
+        for dl in outcome.dead_letters:
+            await topics.dead_letter.send(
+                key=dl.message.key,
+                value=dl.message.value or b"",
+                headers=dl.headers(settings.telemetry_topic),
+            )
+        last: dict[int, int] = {}
+        for msg in batch:
+            last[msg.partition] = msg.offset
+        _update_lag(last)
+        yield None

@@ -1,0 +1,138 @@
+"""Prometheus metrics of the worker, all built on an injected ``CollectorRegistry``.
+
+Per-(key, feature) series are capped at ``max_keys`` distinct keys: further keys are still
+monitored and still emit drift events, but get no per-key series; each refused key is counted
+once in ``driftwatch_label_series_dropped_total``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from importlib.metadata import PackageNotFoundError, version
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["LATENCY_BUCKETS", "Metrics"]
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+def _version() -> str:
+    try:
+        return version("driftwatch")
+    except PackageNotFoundError:  # pragma: no cover
+        return "unknown"
+
+
+class Metrics:
+    """Every metric the worker exports."""
+
+    def __init__(self, registry: CollectorRegistry, *, max_keys: int = 500) -> None:
+        self.registry = registry
+        self.max_keys = max_keys
+        self._keys: set[str] = set()
+        self._refused: set[str] = set()
+        p = "driftwatch_"
+        self.events_consumed = Counter(
+            p + "events_consumed", "Telemetry messages consumed.", ["topic"], registry=registry
+        )
+        self.invalid_events = Counter(
+            p + "invalid_events",
+            "Messages rejected and sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.observations = Counter(
+            p + "observations", "Feature values fed to detectors.", ["feature"], registry=registry
+        )
+        self.ks_statistic = Gauge(
+            p + "ks_statistic",
+            "Current detector statistic (KS D) per key and feature.",
+            ["key", "feature"],
+            registry=registry,
+        )
+        self.p_value = Gauge(
+            p + "p_value",
+            "Current p-value per key and feature.",
+            ["key", "feature"],
+            registry=registry,
+        )
+        self.drift_active = Gauge(
+            p + "drift_active",
+            "1 while a drift episode is open for the key and feature.",
+            ["key", "feature"],
+            registry=registry,
+        )
+        self.drift_events = Counter(
+            p + "drift_events",
+            "Drift events emitted, by type.",
+            ["type", "feature"],
+            registry=registry,
+        )
+        self.window_fill = Gauge(
+            p + "window_fill_ratio",
+            "Window observations over window capacity.",
+            ["key", "feature"],
+            registry=registry,
+        )
+        self.processing_latency = Histogram(
+            p + "processing_latency_seconds",
+            "Time to process one batch of telemetry.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            p + "consumer_lag",
+            "Messages between the last processed offset and the log end.",
+            ["topic", "partition"],
+            registry=registry,
+        )
+        self.tracked_streams = Gauge(
+            p + "tracked_streams", "(key, feature) streams held in memory.", registry=registry
+        )
+        self.series_dropped = Counter(
+            p + "label_series_dropped",
+            "Keys refused per-key series because of the label cap.",
+            registry=registry,
+        )
+        self.build_info = Gauge(
+            p + "build_info", "Build information.", ["version"], registry=registry
+        )
+        self.build_info.labels(_version()).set(1)
+        for reason in ("invalid_json",):
+            self.invalid_events.labels(reason)
+
+    def admits(self, key: str) -> bool:
+        """Whether ``key`` gets per-key series (the first ``max_keys`` keys do)."""
+        if key in self._keys:
+            return True
+        if len(self._keys) < self.max_keys:
+            self._keys.add(key)
+            return True
+        if key not in self._refused:
+            self._refused.add(key)
+            self.series_dropped.inc()
+        return False
+
+    def forget(self, key: str, features: tuple[str, ...]) -> None:
+        """Drop a key's series (when the key is evicted)."""
+        if key in self._keys:
+            self._keys.discard(key)
+            for feature in features:
+                for gauge in (self.ks_statistic, self.p_value, self.drift_active, self.window_fill):
+                    with contextlib.suppress(KeyError):
+                        gauge.remove(key, feature)
+
+    def set_stream(
+        self, key: str, feature: str, statistic: float, p_value: float, active: bool, fill: float
+    ) -> None:
+        """Publish one (key, feature) stream's state (if the key is admitted)."""
+        if not self.admits(key):
+            return
+        if not math.isnan(statistic):
+            self.ks_statistic.labels(key, feature).set(statistic)
+        if not math.isnan(p_value):
+            self.p_value.labels(key, feature).set(p_value)
+        self.drift_active.labels(key, feature).set(1 if active else 0)
+        self.window_fill.labels(key, feature).set(fill)

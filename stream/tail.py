@@ -1,0 +1,76 @@
+"""``driftwatch tail``: print drift events from the drift-events topic as they arrive."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import orjson
+
+from stream.exceptions import DriftwatchError
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "tail",
+        help="print drift events from Kafka as they arrive",
+        description="Follow the drift-events topic and print each event (human-readable, or "
+        "raw JSON with --json).",
+    )
+    p.add_argument("--bootstrap-servers", default="localhost:9092", metavar="HOST:PORT")
+    p.add_argument("--topic", default="driftwatch.drift-events")
+    p.add_argument("--from-beginning", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the raw JSON events")
+    p.add_argument("--max-events", type=int, help="exit after this many events")
+    p.add_argument("--timeout", type=float, help="exit (code 1) if no event within SECONDS")
+    p.set_defaults(run=run)
+
+
+def describe(event: dict[str, Any]) -> str:
+    """One line a person can read."""
+    gap = event.get("largest_gap") or {}
+    p = event.get("p_value")
+    return (
+        f"{event.get('event_time')}  {event.get('type', '?'):15s} {event.get('key')}/"
+        f"{event.get('feature')}  D={event.get('statistic') or float('nan'):.3f} "
+        f"p={p if p is None else f'{p:.2g}'} ({gap.get('direction')} around "
+        f"{gap.get('location')})  window={event.get('window_size')} "
+        f"ref={event.get('reference_size')}"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
+
+    try:
+        consumer = KafkaConsumer(
+            args.topic,
+            bootstrap_servers=args.bootstrap_servers.split(","),
+            auto_offset_reset="earliest" if args.from_beginning else "latest",
+            enable_auto_commit=False,
+            consumer_timeout_ms=int(args.timeout * 1000) if args.timeout else float("inf"),
+        )
+    except KafkaError as exc:
+        raise DriftwatchError(f"cannot reach Kafka at {args.bootstrap_servers}: {exc}") from None
+    seen = 0
+    try:
+        for record in consumer:
+            try:
+                event = orjson.loads(record.value)
+            except orjson.JSONDecodeError:
+                continue
+            line = record.value.decode() if args.json else describe(event)
+            print(line, flush=True)
+            seen += 1
+            if args.max_events and seen >= args.max_events:
+                break
+    finally:
+        consumer.close()
+    if args.timeout and not seen:
+        print(f"tail: no drift event within {args.timeout:g}s", file=sys.stderr)
+        return 1
+    return 0

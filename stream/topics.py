@@ -1,0 +1,24 @@
+"""The Kafka topics the worker reads and writes (raw bytes: driftwatch does its own JSON)."""
+
+from __future__ import annotations
+
+import faust
+
+from stream.settings import Settings
+
+__all__ = ["Topics"]
+
+
+class Topics:
+    """Telemetry in; drift events and dead letters out."""
+
+    def __init__(self, app: faust.App, settings: Settings) -> None:
+        raw = {
+            "key_type": bytes,
+            "value_type": bytes,
+            "key_serializer": "raw",
+            "value_serializer": "raw",
+        }
+        self.telemetry = app.topic(settings.telemetry_topic, **raw)  # type: ignore[arg-type]
+        self.drift = app.topic(settings.drift_topic, **raw)  # type: ignore[arg-type]
+        self.dead_letter = app.topic(settings.dead_letter_topic, **raw)  # type: ignore[arg-type]

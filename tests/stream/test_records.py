@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import math
+
+import orjson
+import pytest
+
+from stream.records import INVALID_REASONS, DriftEvent, Invalid, Telemetry, TelemetryParser
+from stream.settings import load_settings
+
+GOOD = {
+    "ts": 1779350400123,
+    "agent_id": "support-bot",
+    "model": "m-2026-05",
+    "response_latency_ms": 812.4,
+    "token_count": 512,
+    "retry_count": 0,
+    "error_rate": 0.02,
+    "predicted_label": "refund",
+    "true_label": "refund",
+}
+
+
+@pytest.fixture
+def parser() -> TelemetryParser:
+    return TelemetryParser(load_settings(environ={}, max_message_bytes=1024))
+
+
+def test_valid_event(parser: TelemetryParser) -> None:
+    r = parser.parse(orjson.dumps(GOOD), partition=3, offset=42)
+    assert isinstance(r, Telemetry)
+    assert r.key == "support-bot"
+    assert r.ts == pytest.approx(1779350400.123)
+    assert r.values == (812.4, 512.0, 0.0, 0.02)
+    assert (r.partition, r.offset) == (3, 42)
+    assert r.predicted_label == r.true_label == "refund"
+
+
+@pytest.mark.parametrize(
+    ("ts", "expected"),
+    [
+        ("2026-05-21T08:00:00Z", 1779350400.0),
+        ("2026-05-21T10:00:00+02:00", 1779350400.0),
+        ("2026-05-21T08:00:00", 1779350400.0),
+        (None, 99.5),  # absent: the Kafka record timestamp
+    ],
+)
+def test_timestamps(parser: TelemetryParser, ts: object, expected: float) -> None:
+    doc = {**GOOD, "ts": ts} if ts is not None else {k: v for k, v in GOOD.items() if k != "ts"}
+    r = parser.parse(orjson.dumps(doc), timestamp=99.5)
+    assert isinstance(r, Telemetry) and r.ts == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{not json", "invalid_json"),
+        (b"\xff\xfe\x00garbage", "invalid_json"),
+        (b'{"a": NaN}', "invalid_json"),
+        (b'{"a": 1e400}', "invalid_json"),
+        (None, "invalid_json"),
+        (b"[1, 2]", "not_an_object"),
+        (b'"text"', "not_an_object"),
+        (orjson.dumps({k: v for k, v in GOOD.items() if k != "agent_id"}), "missing_key"),
+        (orjson.dumps({**GOOD, "agent_id": ""}), "missing_key"),
+        (orjson.dumps({**GOOD, "agent_id": {"x": 1}}), "missing_key"),
+        (orjson.dumps({k: v for k, v in GOOD.items() if k != "token_count"}), "missing_feature"),
+        (orjson.dumps({**GOOD, "token_count": "512"}), "non_numeric"),
+        (orjson.dumps({**GOOD, "retry_count": True}), "non_numeric"),
+        (orjson.dumps({**GOOD, "error_rate": [0.1]}), "non_numeric"),
+        (orjson.dumps({**GOOD, "ts": "yesterday"}), "bad_timestamp"),
+        (orjson.dumps({**GOOD, "ts": -5}), "bad_timestamp"),
+        (orjson.dumps({**GOOD, "pad": "x" * 2000}), "oversized"),
+    ],
+)
+def test_invalid_messages_get_a_reason(parser: TelemetryParser, raw: bytes, reason: str) -> None:
+    r = parser.parse(raw, partition=1, offset=7)
+    assert isinstance(r, Invalid), r
+    assert r.reason == reason and r.reason in INVALID_REASONS
+    assert (r.partition, r.offset) == (1, 7)
+
+
+def test_huge_integers_are_parsed_as_floats() -> None:
+    parser = TelemetryParser(load_settings(environ={}))
+    raw = orjson.dumps(GOOD).replace(b'"token_count":512', b'"token_count":' + b"1" + b"0" * 30)
+    r = parser.parse(raw)
+    assert isinstance(r, Telemetry)  # 1e30 is a finite float; the detector copes
+    assert r.values[1] == 1e30
+
+
+def test_composite_keys() -> None:
+    parser = TelemetryParser(load_settings(environ={}, key_fields=("agent_id", "model")))
+    r = parser.parse(orjson.dumps(GOOD))
+    assert isinstance(r, Telemetry) and r.key == "support-bot/m-2026-05"
+
+
+def _event(**changes: object) -> DriftEvent:
+    base = {
+        "type": "drift_started",
+        "key": "support-bot",
+        "feature": "response_latency_ms",
+        "detector": "incremental_ks",
+        "event_time": 1779350400.123,
+        "statistic": 0.31,
+        "p_value": 1e-7,
+        "threshold": 0.2,
+        "reference_size": 1000,
+        "window_size": 500,
+        "statistic_location": 900.5,
+        "statistic_sign": 1,
+        "topic": "agent-telemetry",
+        "partition": 2,
+        "window_first_offset": 10,
+        "window_last_offset": 990,
+        "observations": 1500,
+    }
+    base.update(changes)
+    return DriftEvent(**base)  # type: ignore[arg-type]
+
+
+def test_drift_event_schema_and_deterministic_id() -> None:
+    a, b = _event(), _event()
+    assert a.event_id == b.event_id
+    assert _event(window_last_offset=991).event_id != a.event_id
+    doc = orjson.loads(a.to_json())
+    assert doc["schema_version"] == 1
+    assert doc["type"] == "drift_started"
+    assert doc["event_time"] == "2026-05-21T08:00:00.123+00:00"
+    assert doc["largest_gap"] == {"location": 900.5, "direction": "increase"}
+    assert doc["source"] == {
+        "topic": "agent-telemetry",
+        "partition": 2,
+        "window_first_offset": 10,
+        "window_last_offset": 990,
+    }
+    assert a.kafka_key == b"support-bot|response_latency_ms"
+    assert orjson.loads(_event(p_value=math.nan).to_json())["p_value"] is None

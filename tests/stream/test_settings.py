@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stream.exceptions import ConfigError
+from stream.settings import DEFAULT_FEATURES, load_settings
+
+
+def test_defaults() -> None:
+    s = load_settings(environ={})
+    assert s.features == DEFAULT_FEATURES
+    assert s.telemetry_topic == "agent-telemetry"
+    assert s.drift_topic == "driftwatch.drift-events"
+    assert s.detector_for("token_count") == "incremental_ks"
+
+
+def test_file_then_environment_then_overrides(tmp_path: Path) -> None:
+    cfg = tmp_path / "driftwatch.toml"
+    cfg.write_text(
+        '[driftwatch]\nwindow_size = 300\nfeatures = ["a", "b"]\n'
+        'feature_detectors = { b = "adwin" }\nalpha = 0.01\n'
+    )
+    s = load_settings(cfg, environ={"DRIFTWATCH_ALPHA": "0.002"}, reference_size=50)
+    assert s.window_size == 300 and s.features == ("a", "b")
+    assert s.detector_for("b") == "adwin" and s.detector_for("a") == "incremental_ks"
+    assert s.alpha == 0.002  # environment beats the file
+    assert s.reference_size == 50  # explicit override beats both
+    env = {"DRIFTWATCH_CONFIG": str(cfg), "DRIFTWATCH_FEATURES": "a, b ,z"}
+    assert load_settings(environ=env).features == ("a", "b", "z")
+
+
+@pytest.mark.parametrize(
+    ("env", "setting"),
+    [
+        ({"DRIFTWATCH_WINDOW_SIZE": "0"}, "window_size"),
+        ({"DRIFTWATCH_WINDOW_SIZE": "lots"}, "DRIFTWATCH_WINDOW_SIZE"),
+        ({"DRIFTWATCH_ALPHA": "2"}, "alpha"),
+        ({"DRIFTWATCH_DETECTOR": "magic"}, "detector"),
+        ({"DRIFTWATCH_FEATURE_DETECTORS": "nope=adwin"}, "feature_detectors"),
+        ({"DRIFTWATCH_REFERENCE_MODE": "file"}, "reference_file"),
+        ({"DRIFTWATCH_FEATURES": "agent_id"}, "features"),
+        ({"DRIFTWATCH_WINDOW_DURATION": "-3"}, "window_duration"),
+    ],
+)
+def test_invalid_settings_name_the_setting(env: dict[str, str], setting: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ=env)
+    assert info.value.setting == setting
+    assert setting in str(info.value)
+
+
+def test_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_settings(tmp_path / "missing.toml", environ={})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("window_size = [")
+    with pytest.raises(ConfigError, match="not readable as TOML"):
+        load_settings(bad, environ={})
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("windw_size = 3\n")
+    with pytest.raises(ConfigError, match="unknown setting"):
+        load_settings(unknown, environ={})
