@@ -25,10 +25,13 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, DriftDetector, Transition
+from detectors.calibration import KSCalibration, calibrate_gap
 from detectors.kstest import MAX_EXACT_N, KSResult, critical_gap, ks_pvalue
 from detectors.windows import Window, validate_window_args
 
 __all__ = ["IncrementalKS", "as_reference", "validate_alarm_args"]
+
+_MASK = (1 << 64) - 1
 
 
 def as_reference(reference: npt.ArrayLike, name: str = "reference") -> npt.NDArray[np.float64]:
@@ -90,13 +93,22 @@ class IncrementalKS(DriftDetector):
     min_window : int, optional
         Smallest window that is tested. Default: ``window_size`` for count windows (only full
         windows are tested), ``min(window_size, 30)`` for time windows.
-    alpha : float
-        Per-test level of the alarm rule (see Notes).
+    alpha : float, optional
+        Per-test level of the classic alarm rule ``p_value < alpha``, tested after every
+        update. Default 0.05 when ``ert`` is not given. Prefer ``ert``: a per-test level on a
+        sliding window raises a false alarm every few hundred events.
+    ert : float, optional
+        Expected run time: the mean number of observations between false alarms when nothing
+        drifts. The alarm threshold is then calibrated for this reference (its size and tie
+        structure), this window size and the every-event schedule (see
+        :mod:`detectors.calibration`). Count windows only.
     resolve_ratio : float
         A drift episode resolves when the statistic stays below ``resolve_ratio`` times the
         alarm threshold ...
     resolve_after : int, optional
-        ... for this many consecutive updates. Default ``max(1, window_size // 2)``.
+        ... for this many consecutive updates. Default ``window_size``.
+    seed : int
+        Seed of the calibration's simulation (``ert`` only).
 
     Attributes
     ----------
@@ -106,6 +118,8 @@ class IncrementalKS(DriftDetector):
         ``scipy.stats.ks_2samp(reference, window).pvalue`` (``method='auto'``).
     statistic_location, statistic_sign
         Where the largest ECDF gap lies, and its sign (+1: the window moved up).
+    calibration : KSCalibration or None
+        The ``ert`` calibration (thresholds, simulated rate, cost), if any.
 
     Notes
     -----
@@ -114,8 +128,10 @@ class IncrementalKS(DriftDetector):
     with any ties. The alarm rule fires when ``D`` reaches the critical value of the exact KS
     test at level ``alpha`` for the current sizes, i.e. when ``p_value < alpha`` (scipy's
     ``method='auto'``), tested after every update once the window holds ``min_window``
-    observations. An alarm opens a drift episode; the episode resolves after ``resolve_after``
-    consecutive updates with ``D`` below ``resolve_ratio`` times the critical value.
+    observations; with ``ert``, when ``D`` reaches the threshold calibrated so that false
+    alarms come on average once per ``ert`` observations. An alarm opens a drift episode; the
+    episode resolves after ``resolve_after`` consecutive updates with ``D`` below
+    ``resolve_ratio`` times the alarm threshold.
 
     The detector is updated in amortised ``O(log K)`` per event (``K`` distinct reference
     values) and exact: it re-evaluates only when its alarm decision could change.
@@ -141,6 +157,16 @@ class IncrementalKS(DriftDetector):
     drift detected at index 1026
     >>> det.in_drift, round(det.statistic, 3), det.statistic_sign
     (True, 0.376, 1)
+
+    Calibrated to one false alarm per 5,000 observations on average:
+
+    >>> rng = np.random.default_rng(1)
+    >>> det = IncrementalKS(rng.normal(size=1000), window_size=50, ert=10_000)
+    >>> for i, x in enumerate(np.r_[rng.normal(size=3000), rng.normal(0.5, 1.0, size=500)]):
+    ...     det.update(x)
+    ...     if det.drift_detected:
+    ...         print(f"drift detected at index {i}")
+    drift detected at index 3025
     """
 
     def __init__(
@@ -150,25 +176,43 @@ class IncrementalKS(DriftDetector):
         *,
         duration: float | None = None,
         min_window: int | None = None,
-        alpha: float = 0.05,
-        resolve_ratio: float = 0.8,
+        alpha: float | None = None,
+        ert: float | None = None,
+        resolve_ratio: float = 0.6,
         resolve_after: int | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         validate_window_args(window_size, duration)
-        validate_alarm_args(alpha, resolve_ratio, resolve_after, min_window)
+        if alpha is not None and ert is not None:
+            raise ValueError(f"give alpha or ert, not both (got alpha={alpha!r}, ert={ert!r})")
+        validate_alarm_args(
+            0.05 if alpha is None else alpha, resolve_ratio, resolve_after, min_window
+        )
+        if ert is not None:
+            if not (isinstance(ert, int | float) and math.isfinite(ert) and ert > 1):
+                raise ValueError(f"ert must be a finite number of observations > 1, got {ert!r}")
+            if duration is not None or (min_window is not None and min_window != window_size):
+                raise ValueError(
+                    "ert calibration needs a count window tested when full: leave duration and "
+                    f"min_window unset (got duration={duration!r}, min_window={min_window!r})"
+                )
         self.window_size = int(window_size)
         self.duration = duration
         self.min_window = min_window
-        self.alpha = float(alpha)
+        self.alpha = alpha
+        self.ert = ert
         self.resolve_ratio = float(resolve_ratio)
         self.resolve_after = resolve_after
+        self.seed = seed
         if min_window is None:
             min_window = self.window_size if duration is None else min(self.window_size, 30)
         self._min_window = min(int(min_window), self.window_size)
-        self._resolve_after = resolve_after or max(1, self.window_size // 2)
+        self._resolve_after = resolve_after or self.window_size
+        self._alpha = 0.05 if alpha is None else float(alpha)
         self._window = Window(self.window_size, duration, tagged=True)
         self._below = 0
+        self.calibration: KSCalibration | None = None
         self._set_reference(as_reference(reference))
 
     # ------------------------------------------------------------------ reference
@@ -185,7 +229,36 @@ class IncrementalKS(DriftDetector):
         self._ref_end = ref_end
         self._counts = np.zeros(2 * k + 1, dtype=np.int32)
         self._thresholds: dict[int, tuple[int, int]] = {}
+        if self.ert is not None:
+            self.calibration = calibrate_gap(
+                counts,
+                self.window_size,
+                self.ert,
+                resolve_ratio=self.resolve_ratio,
+                resolve_after=self._resolve_after,
+                seed=self.seed,
+            )
+            cal = self.calibration
+            self._thresholds[self.window_size] = (cal.gap_high, cal.gap_low)
         self._reset_evidence()
+
+    def _alarm_floor(self, high: int) -> int:
+        """The smallest gap that can raise an alarm (below ``high`` for randomised tests)."""
+        cal = self.calibration
+        return cal.gap_mixed if cal is not None and cal.mix > 0 else high
+
+    def _alarm(self, gap: int, high: int) -> bool:
+        """The alarm rule on an exact gap; the randomised part draws from ``(seed, n_seen)``."""
+        if gap >= high:
+            return True
+        cal = self.calibration
+        if cal is None or cal.mix <= 0 or gap < cal.gap_mixed:
+            return False
+        # splitmix64 of the observation count: reproducible, and identical for update_many
+        z = (self.n_seen * 0x9E3779B97F4A7C15 + self.seed * 0xD1B54A32D192ED03) & _MASK
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+        return (z ^ (z >> 31)) / 2.0**64 < cal.mix
 
     def _reset_evidence(self) -> None:
         self._G = -1  # exact max_s |m R - n C| at the last evaluation; -1: unknown
@@ -231,7 +304,7 @@ class IncrementalKS(DriftDetector):
         t = self._thresholds.get(m)
         if t is None:
             n = self._n
-            high = critical_gap(n, m, self.alpha) * math.gcd(n, m)
+            high = critical_gap(n, m, self._alpha) * math.gcd(n, m)
             low = math.ceil(self.resolve_ratio * high)
             t = self._thresholds[m] = (high, low)
         return t
@@ -364,7 +437,7 @@ class IncrementalKS(DriftDetector):
         high, low = self._thresholds_for(self.window_size)
         G, ops = self._G, self._ops
         if not self._in_drift:
-            return max(0, (high - 1 - G) // n - ops)
+            return max(0, (self._alarm_floor(high) - 1 - G) // n - ops)
         if G + ops * n < low:
             return max(0, min((low - 1 - G) // n - ops, self._resolve_after - 1 - self._below))
         if G - ops * n >= low:
@@ -457,5 +530,6 @@ class IncrementalKS(DriftDetector):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_result"] = None
-        state["_thresholds"] = {}
+        if self.ert is None:
+            state["_thresholds"] = {}  # recomputed on demand (cached per process)
         return state

@@ -79,7 +79,7 @@ class WindowedKS(DriftDetector):
         interval: float | None = None,
         min_window: int | None = None,
         alpha: float = 0.05,
-        resolve_ratio: float = 0.8,
+        resolve_ratio: float = 0.6,
         resolve_after: int = 1,
     ) -> None:
         super().__init__()

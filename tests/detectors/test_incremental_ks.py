@@ -173,7 +173,7 @@ def test_pickle_round_trip_continues_identically() -> None:
 
 def test_set_reference_rebaselines_exactly() -> None:
     rng = np.random.default_rng(9)
-    det = IncrementalKS(rng.normal(size=300), window_size=100)
+    det = IncrementalKS(rng.normal(size=300), window_size=100, resolve_ratio=0.8, resolve_after=20)
     det.update_many(rng.normal(1.0, 1.0, size=250))
     assert det.in_drift
     new_ref = rng.normal(1.0, 1.0, size=400).round(2)

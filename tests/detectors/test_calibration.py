@@ -1,0 +1,117 @@
+"""Calibration is checked where it matters: false alarms measured on null streams.
+
+The tolerances are statistical: about 640 false alarms are expected in each check, so the
+pooled rate lands within +-25 % of the target unless the calibration is off (the naive per-test
+rule on the same streams is several times over).
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from detectors import DRIFT_STARTED, IncrementalKS
+from detectors.calibration import calibrate_gap
+
+ERT = 500.0
+WINDOW = 30
+REFERENCE = 600
+EVENTS = 40_000
+SEEDS = range(8)
+# short episodes, so that many false alarms fit in a fast test
+EPISODES = {"resolve_ratio": 0.9, "resolve_after": 5}
+
+Generator = Callable[[np.random.Generator, int], np.ndarray]
+
+
+def normal(rng: np.random.Generator, size: int) -> np.ndarray:
+    return rng.normal(size=size)
+
+
+def retries(rng: np.random.Generator, size: int) -> np.ndarray:
+    # zero-inflated retry counts: ~85 % zeros, ties everywhere
+    return ((rng.random(size) < 0.15) * (1 + rng.poisson(0.5, size))).astype(float)
+
+
+def tokens(rng: np.random.Generator, size: int) -> np.ndarray:
+    return rng.poisson(12, size).astype(float)
+
+
+def false_alarm_ratio(make: Callable[[np.ndarray], IncrementalKS], gen: Generator) -> float:
+    """Pooled false starts per event over null streams, divided by the target 1 / ERT."""
+    starts = 0
+    for seed in SEEDS:
+        rng = np.random.default_rng(seed)
+        det = make(gen(rng, REFERENCE))
+        stream = gen(rng, EVENTS)
+        for i in range(0, EVENTS, 500):
+            det.update_many(stream[i : i + 500])
+            starts += sum(t.kind == DRIFT_STARTED for t in det.transitions)
+    return starts / (len(SEEDS) * EVENTS) * ERT
+
+
+@pytest.mark.parametrize("gen", [normal, retries, tokens], ids=["continuous", "retries", "tokens"])
+def test_false_alarm_rate_matches_the_ert(gen: Generator) -> None:
+    ratio = false_alarm_ratio(lambda ref: IncrementalKS(ref, WINDOW, ert=ERT, **EPISODES), gen)
+    assert 0.75 <= ratio <= 1.25, ratio
+
+
+def test_the_naive_per_test_rule_cries_wolf_on_the_same_streams() -> None:
+    def naive(ref: np.ndarray) -> IncrementalKS:
+        # p < 0.05 after every event; every fresh crossing counts (no episode hysteresis)
+        return IncrementalKS(ref, WINDOW, alpha=0.05, resolve_ratio=1.0, resolve_after=1)
+
+    ratio = false_alarm_ratio(naive, normal)
+    assert ratio > 3.0, ratio
+
+
+def test_ties_change_the_threshold() -> None:
+    rng = np.random.default_rng(0)
+    _, counts = np.unique(retries(rng, REFERENCE), return_counts=True)
+    discrete = calibrate_gap(counts, WINDOW, ERT, **EPISODES)  # type: ignore[arg-type]
+    continuous = calibrate_gap(np.ones(REFERENCE, dtype=int), WINDOW, ERT, **EPISODES)  # type: ignore[arg-type]
+    assert discrete.model == "discrete" and continuous.model == "continuous"
+    # with a few atoms the KS statistic is stochastically smaller: its threshold is lower
+    assert discrete.gap_high < continuous.gap_high
+    assert 0.5 / ERT < discrete.simulated_rate < 1.5 / ERT
+
+
+def test_continuous_calibrations_are_shared_and_cached() -> None:
+    first = calibrate_gap(np.ones(250, dtype=int), 25, 400.0)
+    again = calibrate_gap(np.ones(250, dtype=int), 25, 400.0)
+    assert again is first
+
+
+def test_calibration_survives_pickling() -> None:
+    rng = np.random.default_rng(1)
+    det = IncrementalKS(tokens(rng, REFERENCE), WINDOW, ert=ERT, **EPISODES)  # type: ignore[arg-type]
+    clone = pickle.loads(pickle.dumps(det))
+    assert clone.calibration == det.calibration
+    stream = tokens(rng, 5000)
+    det.update_many(stream)
+    clone.update_many(stream)
+    assert det.transitions == clone.transitions
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"ert": 0.5}, "ert must be a finite number of observations > 1"),
+        ({"ert": 100.0, "alpha": 0.01}, "give alpha or ert, not both"),
+        ({"ert": 100.0, "duration": 60.0}, "ert calibration needs a count window"),
+        ({"ert": 100.0, "min_window": 5}, "ert calibration needs a count window"),
+    ],
+)
+def test_invalid_ert_arguments(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        IncrementalKS([1.0, 2.0, 3.0], 10, **kwargs)  # type: ignore[arg-type]
+
+
+def test_calibrate_gap_checks_its_arguments() -> None:
+    with pytest.raises(ValueError, match="atom_counts"):
+        calibrate_gap([], 10, 100.0)
+    with pytest.raises(ValueError, match="ert must be"):
+        calibrate_gap([1, 1], 10, float("inf"))
