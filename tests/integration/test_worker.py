@@ -1,0 +1,134 @@
+"""The worker on the real broker: drift events, dead letters and metrics agree."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import orjson
+from kafka import KafkaConsumer, KafkaProducer
+
+from stream.simulation import DriftSpec, TelemetrySimulator
+from tests.integration.conftest import KafkaBroker, TopicFactory
+from tests.integration.worker import run_worker, wait_for
+
+START_MS = 1_779_350_400_000
+MALFORMED = [
+    (b"{this is not json", "invalid_json"),
+    (b"[1, 2, 3]", "not_an_object"),
+    (b'{"agent_id": "agent-1", "response_latency_ms": 10}', "missing_feature"),
+    (
+        b'{"agent_id": "agent-1", "response_latency_ms": "fast", "token_count": 3,'
+        b' "retry_count": 0, "error_rate": 0.1}',
+        "non_numeric",
+    ),
+    (b"\xff\xfe not utf-8", "invalid_json"),
+]
+
+
+def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list:
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=int(timeout * 1000),
+    )
+    records = []
+    try:
+        for record in consumer:
+            records.append(record)
+            if len(records) >= expected:
+                break
+    finally:
+        consumer.close()
+    return records
+
+
+def test_drift_events_dead_letters_and_metrics(
+    kafka_broker: KafkaBroker, topic_factory: TopicFactory, tmp_path: Path
+) -> None:
+    telemetry = topic_factory("telemetry", partitions=4)
+    drift_topic = topic_factory("drift", partitions=2)
+    dlq = topic_factory("dlq", partitions=1)
+    drift = DriftSpec("agent-2", "response_latency_ms", "shift", 0.6, start_event=8000)
+    sim = TelemetrySimulator(4, seed=5, drift=drift)
+    producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap, acks="all", linger_ms=5)
+    sent = 0
+    for i, ev in enumerate(sim.events(14_000, start_ms=START_MS, step_ms=10)):
+        producer.send(telemetry, key=ev["agent_id"].encode(), value=orjson.dumps(ev))
+        sent += 1
+        if i % 2500 == 1000:
+            raw, _ = MALFORMED[(i // 2500) % len(MALFORMED)]
+            producer.send(telemetry, key=b"agent-1", value=raw)
+            sent += 1
+    for raw, _ in MALFORMED:
+        producer.send(telemetry, key=b"agent-3", value=raw)
+        sent += 1
+    producer.flush()
+    producer.close()
+    bad = [
+        reason
+        for i in range(14_000)
+        if i % 2500 == 1000
+        for _, reason in [MALFORMED[(i // 2500) % 5]]
+    ]
+    bad += [reason for _, reason in MALFORMED]
+
+    settings = {
+        "telemetry_topic": telemetry,
+        "drift_topic": drift_topic,
+        "dead_letter_topic": dlq,
+        "app_id": f"driftwatch-{telemetry}",
+        "window_size": 300,
+        "reference_size": 600,
+        "alpha": "1e-7",
+        "batch_size": 500,
+    }
+    drift_labels = {"type": "drift_started", "feature": "response_latency_ms"}
+    with run_worker(kafka_broker.bootstrap, tmp_path, **settings) as worker:
+        consumed = {"topic": telemetry}
+        wait_for(
+            lambda: worker.sample("driftwatch_events_consumed_total", consumed) == sent,
+            120,
+            f"{sent} events consumed",
+            worker,
+        )
+        wait_for(
+            lambda: worker.sample("driftwatch_drift_events_total", drift_labels) == 1.0,
+            30,
+            "the drift event",
+            worker,
+        )
+        records = consume_all(kafka_broker.bootstrap, drift_topic, 10_000, timeout=5)
+        events = [orjson.loads(r.value) for r in records]
+        started = [(e["key"], e["feature"]) for e in events if e["type"] == "drift_started"]
+        assert started == [("agent-2", "response_latency_ms")]
+        assert all(e["type"] == "drift_started" for e in events)  # the drift persists
+        event = events[0]
+        assert records[0].key == b"agent-2|response_latency_ms"
+        assert event["largest_gap"]["direction"] == "increase"
+        assert event["source"]["topic"] == telemetry
+        assert event["p_value"] < 1e-7 and event["window_size"] == 300
+
+        dead = consume_all(kafka_broker.bootstrap, dlq, len(bad))
+        assert sorted(r.value for r in dead) == sorted(
+            [MALFORMED[(i // 2500) % 5][0] for i in range(14_000) if i % 2500 == 1000]
+            + [raw for raw, _ in MALFORMED]
+        )
+        assert sorted(dict(r.headers)["driftwatch-reason"].decode() for r in dead) == sorted(bad)
+
+        for reason in set(bad):
+            assert worker.sample(
+                "driftwatch_invalid_events_total", {"reason": reason}
+            ) == bad.count(reason)
+        pair = {"key": "agent-2", "feature": "response_latency_ms"}
+        wait_for(lambda: worker.sample("driftwatch_drift_active", pair) == 1.0, 10, "drift gauge")
+        quiet = {"key": "agent-0", "feature": "response_latency_ms"}
+        assert worker.sample("driftwatch_drift_active", quiet) == 0.0
+
+        text = worker.scrape()
+        check = subprocess.run(
+            ["promtool", "check", "metrics"], input=text.encode(), capture_output=True, check=False
+        )
+        assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
