@@ -71,6 +71,10 @@ class KSCalibration:
         Simulated observations behind the estimate.
     seconds : float
         Wall time the calibration took (0 when served from the cache).
+    extrapolated : bool
+        True when ``ert`` lies beyond what the simulation can observe (more than
+        ``observations / 150``): the threshold then comes from a quadratic fit of the log start
+        rate against the gap over the simulated tail, and ``simulated_rate`` is the fitted one.
     """
 
     gap_high: int
@@ -82,15 +86,54 @@ class KSCalibration:
     model: Literal["continuous", "discrete"]
     observations: int
     seconds: float
+    extrapolated: bool = False
 
     def threshold(self, n: int, m: int) -> float:
         """The alarm threshold as a KS statistic ``D`` for reference ``n`` and window ``m``."""
         return self.gap_high / (n * m)
 
 
+MAX_OBSERVATIONS = 3_000_000
+
+
 def simulation_budget(ert: float) -> int:
     """Simulated observations used to calibrate for ``ert`` (about 150 false alarms' worth)."""
-    return int(min(max(150 * ert, 200_000), 3_000_000))
+    return int(min(max(150 * ert, 200_000), MAX_OBSERVATIONS))
+
+
+def _extrapolate(
+    gaps: npt.NDArray[np.int64], ert: float, ratio: float, resolve_after: int
+) -> tuple[int, int, float]:
+    """Threshold for an ``ert`` too long to simulate, from the simulated tail of start rates."""
+    total = gaps.size
+    candidates = np.unique(gaps)
+    grid = np.linspace(np.quantile(gaps, 0.99), gaps.max(), 40)
+    levels = np.unique(
+        candidates[np.minimum(np.searchsorted(candidates, grid), len(candidates) - 1)]
+    )
+    hs, logs, weights = [], [], []
+    for h in levels.tolist():
+        starts = _count_starts(gaps, int(h), math.ceil(ratio * h), resolve_after)
+        if starts >= 10:
+            hs.append(float(h))
+            logs.append(math.log(starts / total))
+            weights.append(math.sqrt(starts))
+    if len(hs) < 4:
+        h = int(gaps.max()) + 1
+        return h, math.ceil(ratio * h), 0.0
+    x = np.asarray(hs)
+    scale = x.max()
+    c2, c1, c0 = np.polyfit(x / scale, logs, 2, w=weights)
+    goal = -math.log(ert)
+    if c2 < 0:  # concave tail, as for Gaussian-like statistics: take the root beyond the data
+        disc = c1 * c1 - 4 * c2 * (c0 - goal)
+        root = (-c1 - math.sqrt(max(disc, 0.0))) / (2 * c2)
+    else:  # fall back to a straight line through the upper half
+        half = len(hs) // 2
+        b1, b0 = np.polyfit(x[half:] / scale, logs[half:], 1, w=weights[half:])
+        root = (goal - b0) / b1
+    h = max(math.ceil(root * scale), int(x.max()))
+    return h, math.ceil(ratio * h), math.exp(goal)
 
 
 def _bayes_weights(rng: np.random.Generator, alpha: npt.NDArray[np.float64]) -> npt.NDArray:
@@ -120,10 +163,26 @@ def _simulate(
     for b in range(streams):
         cum = np.cumsum(_bayes_weights(rng, cell_alpha))
         seq[b] = np.minimum(np.searchsorted(cum, rng.random(m + steps), side="right"), cells - 1)
+    out = np.empty((streams, steps), dtype=np.int64)
+    if 4 * m < cells:
+        # Few window values among many cells: work from the sorted window. With the window's
+        # cells sorted, c_1 <= ... <= c_m, the count C is k on [c_k, c_{k+1}), so the largest
+        # m R - n C of that run sits just before c_{k+1} and the largest n C - m R at c_k.
+        hi_next = np.concatenate([[0], m * ref_cum_hi])  # m R just before cell j, at j + 1
+        lo_at = m * ref_cum_lo
+        k_hi = n * np.arange(m, dtype=np.int64)
+        k_lo = n * np.arange(1, m + 1, dtype=np.int64)
+        window = seq[:, :m].copy()
+        for t in range(steps):
+            window[:, t % m] = seq[:, t + m]
+            cells_sorted = np.sort(window, axis=1)
+            up = (hi_next[cells_sorted] - k_hi).max(axis=1)
+            down = (k_lo - lo_at[cells_sorted]).max(axis=1)
+            out[:, t] = np.maximum(np.maximum(up, down), 0)
+        return out
     rows = np.arange(streams)
     counts = np.zeros((streams, cells), dtype=np.int32)
     np.add.at(counts, (np.repeat(rows, m), seq[:, :m].ravel()), 1)
-    out = np.empty((streams, steps), dtype=np.int64)
     hi = m * ref_cum_hi
     lo = m * ref_cum_lo
     for t in range(steps):
@@ -145,25 +204,35 @@ def _count_starts(
 ) -> int:
     """False episode starts over simulated gaps, with the detector's hysteresis.
 
-    With ``mixed``, a gap in ``[mixed, high)`` also starts an episode when its uniform draw is
-    below ``mix``.
+    An episode starts at an alarm (``gap >= high``, or ``gap >= mixed`` when the step's uniform
+    draw is below ``mix``) and resolves at the first step where ``gap < low`` has held for
+    ``resolve_after`` consecutive steps. Vectorised: the next alarm and the next resolution
+    point at or after every step are precomputed, so only the episodes themselves are walked.
     """
-    streams, steps = gaps.shape
-    in_drift = np.zeros(streams, dtype=bool)
-    below = np.zeros(streams, dtype=np.int64)
+    _streams, steps = gaps.shape
+    alarm = gaps >= high
+    if mixed is not None and uniforms is not None and mix > 0:
+        alarm |= (gaps >= mixed) & (uniforms < mix)
+    idx = np.arange(steps)
+    # length of the run of below-low steps ending at each step; an episode started at s
+    # resolves at the first t >= s + resolve_after whose run is at least resolve_after long
+    last_above = np.maximum.accumulate(np.where(gaps >= low, idx, -1), axis=1)
+    long_run = (idx - last_above) >= resolve_after
+    big = steps
+    next_alarm = np.minimum.accumulate(np.where(alarm, idx, big)[:, ::-1], axis=1)[:, ::-1]
+    next_long = np.minimum.accumulate(np.where(long_run, idx, big)[:, ::-1], axis=1)[:, ::-1]
     starts = 0
-    for t in range(steps):
-        g = gaps[:, t]
-        alarm = g >= high
-        if mixed is not None and uniforms is not None and mix > 0:
-            alarm |= (g >= mixed) & (uniforms[:, t] < mix)
-        new = ~in_drift & alarm
-        starts += int(new.sum())
-        in_drift |= new
-        below = np.where(in_drift & (g < low), below + 1, 0)
-        done = below >= resolve_after
-        in_drift &= ~done
-        below[done] = 0
+    for b in np.flatnonzero(next_alarm[:, 0] < big).tolist():
+        na, nl = next_alarm[b], next_long[b]
+        t = int(na[0])
+        while t < big:
+            starts += 1
+            if t + resolve_after >= big:
+                break
+            e = int(nl[t + resolve_after])
+            if e + 1 >= big:
+                break
+            t = int(na[e + 1])
     return starts
 
 
@@ -240,10 +309,25 @@ def _continuous(
     j = np.arange(n + 1, dtype=np.int64)
     rng = np.random.default_rng(seed)
     gaps = _simulate(cells, np.minimum(j + 1, n), j, n, m, streams, steps, rng)
+    return _finish(gaps, ert, ratio, resolve_after, rng, "continuous", started)
+
+
+def _finish(
+    gaps: npt.NDArray[np.int64],
+    ert: float,
+    ratio: float,
+    resolve_after: int,
+    rng: np.random.Generator,
+    model: Literal["continuous", "discrete"],
+    started: float,
+) -> KSCalibration:
+    if 150 * ert > gaps.size:
+        high, low, rate = _extrapolate(gaps, ert, ratio, resolve_after)
+        seconds = time.perf_counter() - started
+        return KSCalibration(high, low, high, 0.0, ert, rate, model, gaps.size, seconds, True)
     high, low, mixed, mix, rate = _search(gaps, ert, ratio, resolve_after, rng)
-    return KSCalibration(
-        high, low, mixed, mix, ert, rate, "continuous", gaps.size, time.perf_counter() - started
-    )
+    seconds = time.perf_counter() - started
+    return KSCalibration(high, low, mixed, mix, ert, rate, model, gaps.size, seconds)
 
 
 def calibrate_gap(
@@ -298,15 +382,4 @@ def calibrate_gap(
     cum = np.cumsum(counts)
     rng = np.random.default_rng(seed)
     gaps = _simulate(counts.astype(np.float64), cum, cum, n, m, streams, steps, rng)
-    high, low, mixed, mix, rate = _search(gaps, float(ert), float(resolve_ratio), after, rng)
-    return KSCalibration(
-        high,
-        low,
-        mixed,
-        mix,
-        float(ert),
-        rate,
-        "discrete",
-        gaps.size,
-        time.perf_counter() - started,
-    )
+    return _finish(gaps, float(ert), float(resolve_ratio), after, rng, "discrete", started)
