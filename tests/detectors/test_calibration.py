@@ -115,3 +115,70 @@ def test_calibrate_gap_checks_its_arguments() -> None:
         calibrate_gap([], 10, 100.0)
     with pytest.raises(ValueError, match="ert must be"):
         calibrate_gap([1, 1], 10, float("inf"))
+
+
+def _direct_starts(
+    gaps: np.ndarray, high: int, low: int, after: int, mixed: int, mix: float, u: np.ndarray
+) -> int:
+    """The detector's episode rule, one step at a time (the oracle for the vectorised count)."""
+    starts = 0
+    for row, draws in zip(gaps, u, strict=True):
+        in_drift, below = False, 0
+        for g, v in zip(row, draws, strict=True):
+            if not in_drift:
+                if g >= high or (g >= mixed and v < mix):
+                    in_drift, below, starts = True, 0, starts + 1
+            else:
+                below = below + 1 if g < low else 0
+                if below >= after:
+                    in_drift, below = False, 0
+    return starts
+
+
+def test_vectorised_episode_count_equals_the_step_by_step_rule() -> None:
+    from detectors.calibration import _count_starts
+
+    rng = np.random.default_rng(3)
+    for _ in range(25):
+        gaps = rng.integers(0, 100, size=(8, 200))
+        u = rng.random(gaps.shape)
+        high = int(rng.integers(40, 100))
+        low = int(rng.integers(1, high + 1))
+        after = int(rng.integers(1, 25))
+        mixed, mix = int(rng.integers(0, high)), float(rng.random())
+        assert _count_starts(gaps, high, low, after) == _direct_starts(
+            gaps, high, low, after, high, 0.0, u
+        )
+        assert _count_starts(gaps, high, low, after, mixed, mix, u) == _direct_starts(
+            gaps, high, low, after, mixed, mix, u
+        )
+
+
+def test_simulated_gaps_equal_the_detectors_exact_gap() -> None:
+    """The simulation's G for a window equals IncrementalKS's own exact evaluation."""
+    from detectors.calibration import _simulate
+
+    n, m = 40, 6
+    j = np.arange(n + 1, dtype=np.int64)
+    rng = np.random.default_rng(0)
+    gaps = _simulate(np.ones(n + 1), np.minimum(j + 1, n), j, n, m, 3, 50, rng)
+    # replay the same cells through a real detector: reference 0..n-1, window values in gaps
+    rng = np.random.default_rng(0)
+    reference = np.arange(n, dtype=float)
+    for row in range(3):
+        cum = np.cumsum(rng.gamma(np.ones(n + 1)) / 1.0)
+        cum = cum / cum[-1]
+        cells = np.minimum(np.searchsorted(cum, rng.random(m + 50), side="right"), n)
+        det = IncrementalKS(reference, m, min_window=m, alpha=0.5)
+        det.update_many(cells[:m] - 0.5)  # cell j lies between reference values j-1 and j
+        for t in range(50):
+            det.update(cells[m + t] - 0.5)
+            assert round(det.statistic * n * m) == gaps[row, t]
+
+
+def test_long_erts_are_extrapolated_and_ordered() -> None:
+    ones = np.ones(REFERENCE, dtype=int)
+    short = calibrate_gap(ones, WINDOW, 2_000.0, **EPISODES)  # type: ignore[arg-type]
+    long = calibrate_gap(ones, WINDOW, 1e6, **EPISODES)  # type: ignore[arg-type]
+    assert not short.extrapolated and long.extrapolated
+    assert short.gap_high < long.gap_high <= REFERENCE * WINDOW
