@@ -1,4 +1,9 @@
-"""The worker's agent and startup tasks, registered on :data:`stream.app.app`."""
+"""The worker's agents and startup tasks, registered on :data:`stream.app.app`.
+
+``detect`` consumes telemetry; ``control`` consumes re-baseline commands from the control topic.
+Both run on the worker's event loop and each handles a message (or batch) without awaiting in
+between, so they never interleave inside the monitor.
+"""
 
 from __future__ import annotations
 
@@ -12,17 +17,24 @@ from prometheus_client import REGISTRY, start_http_server
 from stream.app import app, settings
 from stream.metrics import Metrics
 from stream.monitor import DriftMonitor
-from stream.processor import BatchProcessor, RawMessage
-from stream.records import TelemetryParser
-from stream.references import reference_source
+from stream.processor import BatchProcessor, DeadLetter, RawMessage
+from stream.rebaseline import ControlHandler
+from stream.records import ControlParser, DriftEvent, TelemetryParser
+from stream.references import reference_loader, reference_source
 from stream.topics import Topics
 
 log = logging.getLogger("driftwatch")
 
 topics = Topics(app, settings)
 metrics = Metrics(REGISTRY, max_keys=settings.max_metric_keys)
-monitor = DriftMonitor(settings, references=reference_source(settings), metrics=metrics)
+monitor = DriftMonitor(
+    settings,
+    references=reference_source(settings),
+    metrics=metrics,
+    reload_references=reference_loader(settings),
+)
 processor = BatchProcessor(TelemetryParser(settings), monitor, metrics, settings.telemetry_topic)
+control_handler = ControlHandler(ControlParser(settings), monitor, metrics)
 
 
 @app.task
@@ -64,24 +76,39 @@ async def detect(stream: faust.StreamT[bytes]) -> AsyncIterable[None]:
             for e in events
         ]
         outcome = processor.handle(batch)
-        for de in outcome.drift_events:
-            await topics.drift.send(key=de.kafka_key, value=de.to_json())
-            log.info(
-                "%s key=%s feature=%s D=%.4f p=%.3g",
-                de.type,
-                de.key,
-                de.feature,
-                de.statistic,
-                de.p_value,
-            )
-        for dl in outcome.dead_letters:
-            await topics.dead_letter.send(
-                key=dl.message.key,
-                value=dl.message.value or b"",
-                headers=dl.headers(settings.telemetry_topic),
-            )
+        await _send(outcome.drift_events, outcome.dead_letters, settings.telemetry_topic)
         last: dict[int, int] = {}
         for msg in batch:
             last[msg.partition] = msg.offset
         _update_lag(last)
         yield None
+
+
+@app.agent(topics.control)
+async def control(stream: faust.StreamT[bytes]) -> AsyncIterable[None]:
+    """Apply re-baseline commands; record refreshes as drift events, dead-letter bad commands."""
+    async for event in stream.events():
+        m = event.message
+        msg = RawMessage(m.key, m.value, m.partition, m.offset, m.timestamp or 0.0)
+        outcome = control_handler.handle(msg)
+        await _send(outcome.drift_events, outcome.dead_letters, settings.control_topic)
+        yield None
+
+
+async def _send(events: list[DriftEvent], dead_letters: list[DeadLetter], source: str) -> None:
+    for de in events:
+        await topics.drift.send(key=de.kafka_key, value=de.to_json())
+        log.info(
+            "%s key=%s feature=%s D=%.4f p=%.3g",
+            de.type,
+            de.key,
+            de.feature,
+            de.statistic,
+            de.p_value,
+        )
+    for dl in dead_letters:
+        await topics.dead_letter.send(
+            key=dl.message.key,
+            value=dl.message.value or b"",
+            headers=dl.headers(source),
+        )

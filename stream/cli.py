@@ -13,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from stream import compare, replay, simulate, tail, worker
+from stream import compare, rebaseline, replay, simulate, tail, worker
 from stream.exceptions import DriftwatchError
 
 EXIT_OK = 0
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Subcommands register themselves here (one module each).
     # -- subcommands --
+    rebaseline.add_parser(sub)
     compare.add_parser(sub)
     worker.add_parser(sub)
     simulate.add_parser(sub)

@@ -76,6 +76,12 @@ class Metrics:
             ["key", "feature"],
             registry=registry,
         )
+        self.rolling_accuracy = Gauge(
+            p + "rolling_accuracy",
+            "Accuracy (predicted_label == true_label) over the last window_size labelled events.",
+            ["key"],
+            registry=registry,
+        )
         self.processing_latency = Histogram(
             p + "processing_latency_seconds",
             "Time to process one batch of telemetry.",
@@ -123,6 +129,14 @@ class Metrics:
                 for gauge in (self.ks_statistic, self.p_value, self.drift_active, self.window_fill):
                     with contextlib.suppress(KeyError):
                         gauge.remove(key, feature)
+            with contextlib.suppress(KeyError):
+                self.rolling_accuracy.remove(key)
+
+    def set_accuracy(self, key: str, accuracy: float) -> None:
+        """Publish one key's rolling accuracy (if the key is admitted and it is known)."""
+        if math.isnan(accuracy) or not self.admits(key):
+            return
+        self.rolling_accuracy.labels(key).set(accuracy)
 
     def set_stream(
         self, key: str, feature: str, statistic: float, p_value: float, active: bool, fill: float

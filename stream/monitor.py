@@ -4,19 +4,31 @@ The Faust agent and ``driftwatch replay`` both drive a :class:`DriftMonitor`. It
 the offsets of the recent events, and per (key, feature) one detector from :mod:`detectors`.
 A batch is split by key and each feature's values go to their detector in one
 ``update_many`` call, so the per-event cost stays near the detector's own.
+
+Per key it also follows the accuracy of labelled events (those with both ``predicted_label``
+and ``true_label``): the rolling accuracy over the last ``window_size`` of them, and an
+:class:`~detectors.IncrementalKS` on the 0/1 error indicator (1 = wrong) against the first
+``reference_size`` labelled events of the key. On a two-point distribution the KS statistic is
+exactly the difference of the error rates, so the alarm rule is the one of every other stream.
+That stream is *one-sided*: only a rise of the error rate (``statistic_sign == +1``) is reported,
+as a ``performance`` event with feature ``accuracy``; an improvement is not an incident.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from detectors import (
+    DRIFT_STARTED,
     ADWINDetector,
     DriftDetector,
     IncrementalKS,
@@ -26,13 +38,54 @@ from detectors import (
     WindowedKS,
 )
 from stream.metrics import Metrics
-from stream.records import DriftEvent, Telemetry
+from stream.records import (
+    ACCURACY_FEATURE,
+    DISTRIBUTION,
+    PERFORMANCE,
+    REBASELINE_SOURCES,
+    REFERENCE_REFRESHED,
+    DriftEvent,
+    Telemetry,
+)
 from stream.settings import DetectorName, Settings
 
-__all__ = ["DriftMonitor", "ReferenceSource", "build_detector"]
+__all__ = [
+    "DriftMonitor",
+    "ReferenceSource",
+    "TransitionHook",
+    "TransitionSnapshot",
+    "build_detector",
+]
+
+log = logging.getLogger(__name__)
 
 #: ``(key, feature) -> reference values or None``; None means "learn it from warm-up".
 ReferenceSource = Callable[[str, str], npt.NDArray[np.float64] | None]
+
+#: The detector of the accuracy streams (always an exact incremental KS on a count window).
+ACCURACY_DETECTOR: DetectorName = "incremental_ks"
+#: Detectors that have a reference and a window (the others are reference-free).
+KS_DETECTORS = (IncrementalKS, WindowedKS)
+# Distinct KS statistics differ by at least 1 / (n m); this only absorbs float rounding.
+_TIE = 1e-12
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TransitionSnapshot:
+    """A drift event with the reference and window its statistic was computed on.
+
+    ``window`` is the detector's window at the moment of the transition (not at the end of the
+    batch); for the accuracy stream both samples are 0/1 error indicators.
+    """
+
+    event: DriftEvent
+    reference: npt.NDArray[np.float64]
+    window: npt.NDArray[np.float64]
+
+
+#: Called with every transition of a detector that has a reference and a window, once the batch
+#: that caused it has been processed. It must not raise.
+TransitionHook = Callable[[TransitionSnapshot], None]
 
 REFERENCE_FREE: frozenset[str] = frozenset({"adwin", "kswin", "page_hinkley"})
 
@@ -73,11 +126,48 @@ def build_detector(
 
 @dataclass(slots=True)
 class FeatureState:
-    """One (key, feature) stream."""
+    """One (key, feature) stream.
+
+    A *one-sided* stream reports only episodes whose alarm found the window above the reference
+    (``statistic_sign == +1``). The detector's own episodes stay two-sided; the state below
+    tracks which of them were reported.
+    """
 
     detector: DriftDetector | None = None
     warmup: list[float] = field(default_factory=list)
     dirty: bool = True
+    one_sided: bool = False
+    reported: bool = False  # one-sided: the open episode has been reported
+    suppressed: Transition | None = None  # one-sided: the unreported alarm of the open episode
+    n_base: int = 0  # observations fed to earlier detectors of this stream
+
+    @property
+    def active(self) -> bool:
+        """Whether a reported drift episode is open."""
+        det = self.detector
+        if det is None:
+            return False
+        return self.reported if self.one_sided else det.in_drift
+
+
+@dataclass(slots=True)
+class AccuracyState:
+    """One key's labelled events: rolling correctness, their offsets, the accuracy stream."""
+
+    stream: FeatureState
+    wrong: npt.NDArray[np.bool_]  # ring of the last window_size labelled events
+    offsets: npt.NDArray[np.int64]  # their offsets, same ring positions
+    labelled: int = 0  # labelled events seen (the global index of the next one)
+    reference_accuracy: float = math.nan
+    last_ts: float = 0.0
+
+    @property
+    def rolling_accuracy(self) -> float:
+        """Accuracy over the last ``window_size`` labelled events (nan before any)."""
+        filled = min(self.labelled, self.wrong.shape[0])
+        if filled == 0:
+            return math.nan
+        return 1.0 - int(np.count_nonzero(self.wrong[:filled])) / filled
 
 
 @dataclass(slots=True)
@@ -88,6 +178,43 @@ class KeyState:
     offsets: npt.NDArray[np.int64]
     seen: int = 0  # events of this key fed so far (the global index of the next one)
     partition: int = 0
+    last_ts: float = 0.0
+    accuracy: AccuracyState | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Hit:
+    """A transition to report: the position (in the values fed) of the value that caused it."""
+
+    pos: int
+    transition: Transition
+    window: npt.NDArray[np.float64] | None
+
+
+def _first_offset(
+    ring: npt.NDArray[np.int64],
+    base: int,
+    batch_offsets: npt.NDArray[np.int64],
+    pos: int,
+    n_window: int,
+) -> int:
+    """Offset of the first event of a window of ``n_window`` ending at batch position ``pos``.
+
+    ``base`` is the stream index of the batch's first event; ``ring`` holds the offsets of the
+    events before it at ``index % len(ring)``.
+    """
+    first = base + pos - max(n_window, 1) + 1
+    if first >= base:
+        return int(batch_offsets[first - base])
+    return int(ring[first % ring.shape[0]])
+
+
+def _push_ring(ring: npt.NDArray[Any], seen: int, values: npt.NDArray[Any]) -> None:
+    """Write ``values`` (stream indices ``seen, seen + 1, ...``) into ``ring``."""
+    cap = ring.shape[0]
+    tail = values[-cap:]
+    idx = (seen + values.shape[0] - tail.shape[0] + np.arange(tail.shape[0])) % cap
+    ring[idx] = tail
 
 
 class DriftMonitor:
@@ -103,6 +230,13 @@ class DriftMonitor:
         Prometheus metrics to keep current.
     clock : callable
         Wall clock, for rate-limiting per-stream metric updates.
+    reload_references : callable, optional
+        Reads the reference file again (for :meth:`rebaseline` with source ``file``).
+    on_transition : TransitionHook, optional
+        Called with a :class:`TransitionSnapshot` for every transition of a KS stream. Costs a
+        copy of each such stream's window per batch when set, nothing when not.
+    track_accuracy : bool
+        Follow the accuracy of labelled events (off if a feature is named ``accuracy``).
     """
 
     def __init__(
@@ -113,18 +247,44 @@ class DriftMonitor:
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
         metrics_interval: float = 1.0,
+        reload_references: Callable[[], ReferenceSource] | None = None,
+        on_transition: TransitionHook | None = None,
+        track_accuracy: bool = True,
     ) -> None:
         self.settings = settings
         self.references = references
         self.metrics = metrics
         self.clock = clock
         self.metrics_interval = metrics_interval
+        self.reload_references = reload_references
+        self.on_transition = on_transition
         self.keys: OrderedDict[str, KeyState] = OrderedDict()
         self.evictions = 0
         self._detector_names = [settings.detector_for(f) for f in settings.features]
         self._last_publish = -float("inf")
+        self._snapshots: list[TransitionSnapshot] = []
+        self.track_accuracy = track_accuracy and ACCURACY_FEATURE not in settings.features
+        if track_accuracy and not self.track_accuracy:
+            log.warning(
+                "a feature is named %r: the rolling-accuracy stream is disabled",
+                ACCURACY_FEATURE,
+            )
+        # the accuracy stream's window is the last window_size labelled events, whatever the
+        # features' windows are
+        self._accuracy_settings = (
+            settings.replace(window_duration=None)
+            if settings.window_duration is not None
+            else settings
+        )
+        self._accuracy_streams = 0
 
     # ------------------------------------------------------------------ state
+    @property
+    def stream_names(self) -> tuple[str, ...]:
+        """The features, and ``accuracy`` when accuracy is tracked."""
+        extra = (ACCURACY_FEATURE,) if self.track_accuracy else ()
+        return (*self.settings.features, *extra)
+
     def _key_state(self, key: str) -> KeyState:
         state = self.keys.get(key)
         if state is None:
@@ -134,17 +294,19 @@ class DriftMonitor:
             )
             self.keys[key] = state
             while len(self.keys) > self.settings.max_tracked_keys:
-                old, _ = self.keys.popitem(last=False)
+                old, old_state = self.keys.popitem(last=False)
                 self.evictions += 1
+                if old_state.accuracy is not None:
+                    self._accuracy_streams -= 1
                 if self.metrics is not None:
-                    self.metrics.forget(old, self.settings.features)
+                    self.metrics.forget(old, self.stream_names)
         else:
             self.keys.move_to_end(key)
         return state
 
     @property
     def tracked_streams(self) -> int:
-        return len(self.keys) * len(self.settings.features)
+        return len(self.keys) * len(self.settings.features) + self._accuracy_streams
 
     def _reference(self, key: str, j: int) -> npt.NDArray[np.float64] | None:
         if self.references is None:
@@ -166,6 +328,11 @@ class DriftMonitor:
             if now - self._last_publish >= self.metrics_interval:
                 self.publish_metrics()
                 self._last_publish = now
+        if self._snapshots:
+            snapshots, self._snapshots = self._snapshots, []
+            if self.on_transition is not None:
+                for snapshot in snapshots:
+                    self.on_transition(snapshot)
         return events
 
     def _process_key(self, key: str, evs: list[Telemetry]) -> list[DriftEvent]:
@@ -178,7 +345,9 @@ class DriftMonitor:
             else None
         )
         state.partition = evs[-1].partition
+        state.last_ts = evs[-1].ts
         base = state.seen
+        snapshot = self.on_transition is not None
         out: list[DriftEvent] = []
         for j, fs in enumerate(state.features):
             start = 0
@@ -187,21 +356,114 @@ class DriftMonitor:
                 if fs.detector is None:
                     continue
             det = fs.detector
-            n_before = det.n_seen
-            det.update_many(values[start:, j], None if times is None else times[start:])
+            hits = self._feed(
+                fs, values[start:, j], None if times is None else times[start:], snapshot
+            )
             fs.dirty = True
-            for t in det.transitions:
-                pos = start + (t.index - n_before) - 1
-                out.append(self._drift_event(key, j, t, evs[pos], state, base, pos, offsets))
-        cap = state.offsets.shape[0]
-        tail = offsets[-cap:]
-        idx = (base + len(evs) - tail.shape[0] + np.arange(tail.shape[0])) % cap
-        state.offsets[idx] = tail
+            for hit in hits:
+                pos = start + hit.pos
+                t = hit.transition
+                event = self._event(
+                    key,
+                    self.settings.features[j],
+                    self._detector_names[j],
+                    DISTRIBUTION,
+                    t,
+                    evs[pos],
+                    _first_offset(state.offsets, base, offsets, pos, t.n_window),
+                    fs.n_base + t.index,
+                )
+                out.append(event)
+                if hit.window is not None and isinstance(det, KS_DETECTORS):
+                    self._snapshots.append(TransitionSnapshot(event, det.reference, hit.window))
+        _push_ring(state.offsets, base, offsets)
         state.seen += len(evs)
         if self.metrics is not None:
             for feature in self.settings.features:
                 self.metrics.observations.labels(feature).inc(len(evs))
+        if self.track_accuracy:
+            out.extend(self._process_accuracy(key, state, evs))
         return out
+
+    def _feed(
+        self,
+        fs: FeatureState,
+        xs: npt.NDArray[np.float64],
+        ts: npt.NDArray[np.float64] | None,
+        snapshot: bool,
+    ) -> list[_Hit]:
+        """Feed one stream's values; return the transitions to report."""
+        det = fs.detector
+        assert det is not None
+        if fs.one_sided:
+            return self._feed_one_sided(fs, det, xs, ts)
+        before: npt.NDArray[np.float64] | None = None
+        if snapshot and isinstance(det, KS_DETECTORS):
+            before = det.window
+        n_before = det.n_seen
+        det.update_many(xs, ts)
+        hits: list[_Hit] = []
+        for t in det.transitions:
+            pos = t.index - n_before - 1
+            window = None
+            if before is not None:
+                # the window at the transition: the last n_window values fed up to it
+                window = np.concatenate((before, xs[: pos + 1]))[-t.n_window :]
+            hits.append(_Hit(pos, t, window))
+        return hits
+
+    def _feed_one_sided(
+        self,
+        fs: FeatureState,
+        det: DriftDetector,
+        xs: npt.NDArray[np.float64],
+        ts: npt.NDArray[np.float64] | None,
+    ) -> list[_Hit]:
+        """Feed event by event, reporting only episodes whose window moved up.
+
+        An alarm on a window below the reference is not reported, and neither is the end of its
+        episode. While such an episode is open the detector cannot alarm again, so the monitor
+        watches it: once the window is above the reference by the alarm's own threshold, the
+        episode is reported as starting there.
+        """
+        hits: list[_Hit] = []
+        times = None if ts is None else ts.tolist()
+        for i, x in enumerate(xs.tolist()):
+            det.update(x, None if times is None else times[i])
+            if det.transitions:
+                for t in det.transitions:
+                    if t.kind == DRIFT_STARTED:
+                        if t.statistic_sign > 0:
+                            fs.reported = True
+                            hits.append(_Hit(i, t, self._window_of(det)))
+                        else:
+                            fs.suppressed = t
+                    else:
+                        if fs.reported:
+                            hits.append(_Hit(i, t, self._window_of(det)))
+                        fs.reported = False
+                        fs.suppressed = None
+            elif fs.suppressed is not None and not fs.reported and isinstance(det, KS_DETECTORS):
+                s = fs.suppressed
+                if det.statistic_sign > 0 and det.statistic >= s.threshold - _TIE:
+                    fs.reported = True
+                    t = Transition(
+                        "drift_started",
+                        det.n_seen,
+                        det.statistic,
+                        det.p_value,
+                        det.statistic_location,
+                        det.statistic_sign,
+                        s.threshold,
+                        s.n_reference,
+                        s.n_window,  # a count window: full, as at the suppressed alarm
+                    )
+                    hits.append(_Hit(i, t, self._window_of(det)))
+        return hits
+
+    @staticmethod
+    def _window_of(det: DriftDetector) -> npt.NDArray[np.float64] | None:
+        return det.window if isinstance(det, KS_DETECTORS) else None
 
     def _warm_up(self, key: str, j: int, fs: FeatureState, xs: npt.NDArray[np.float64]) -> int:
         """Create the detector if its reference is ready; return how many values it used."""
@@ -221,31 +483,97 @@ class DriftMonitor:
             fs.warmup = []
         return used
 
-    def _drift_event(
+    # ------------------------------------------------------------------ accuracy
+    def _accuracy_detector(self, reference: npt.NDArray[np.float64]) -> DriftDetector:
+        return build_detector(ACCURACY_DETECTOR, self._accuracy_settings, reference)
+
+    def _process_accuracy(
+        self, key: str, state: KeyState, evs: list[Telemetry]
+    ) -> list[DriftEvent]:
+        labelled = [e for e in evs if e.predicted_label is not None and e.true_label is not None]
+        if not labelled:
+            return []
+        acc = state.accuracy
+        if acc is None:
+            size = self.settings.window_size
+            acc = state.accuracy = AccuracyState(
+                FeatureState(one_sided=True),
+                np.zeros(size, dtype=np.bool_),
+                np.full(size, -1, dtype=np.int64),
+            )
+            self._accuracy_streams += 1
+        n = len(labelled)
+        wrong = np.fromiter(
+            (e.predicted_label != e.true_label for e in labelled), dtype=np.bool_, count=n
+        )
+        errors = wrong.astype(np.float64)
+        offsets = np.fromiter((e.offset for e in labelled), dtype=np.int64, count=n)
+        fs = acc.stream
+        fs.dirty = True
+        acc.last_ts = labelled[-1].ts
+        base = acc.labelled
+        out: list[DriftEvent] = []
+        start = 0
+        if fs.detector is None:
+            start = min(self.settings.reference_size - len(fs.warmup), n)
+            fs.warmup.extend(errors[:start].tolist())
+            if len(fs.warmup) >= self.settings.reference_size:
+                reference = np.asarray(fs.warmup)
+                fs.detector = self._accuracy_detector(reference)
+                acc.reference_accuracy = 1.0 - float(reference.mean())
+                fs.warmup = []
+        det = fs.detector
+        if det is not None and start < n:
+            for hit in self._feed(fs, errors[start:], None, False):
+                pos = start + hit.pos
+                t = hit.transition
+                window = hit.window
+                rolling = math.nan if window is None else 1.0 - float(window.mean())
+                event = self._event(
+                    key,
+                    ACCURACY_FEATURE,
+                    ACCURACY_DETECTOR,
+                    PERFORMANCE,
+                    t,
+                    labelled[pos],
+                    _first_offset(acc.offsets, base, offsets, pos, t.n_window),
+                    fs.n_base + t.index,
+                    rolling_accuracy=rolling,
+                    reference_accuracy=acc.reference_accuracy,
+                )
+                out.append(event)
+                if self.on_transition is not None and window is not None:
+                    assert isinstance(det, KS_DETECTORS)
+                    self._snapshots.append(TransitionSnapshot(event, det.reference, window))
+        _push_ring(acc.wrong, base, wrong)
+        _push_ring(acc.offsets, base, offsets)
+        acc.labelled += n
+        if self.metrics is not None:
+            self.metrics.observations.labels(ACCURACY_FEATURE).inc(n)
+        return out
+
+    # ------------------------------------------------------------------ events
+    def _event(
         self,
         key: str,
-        j: int,
+        feature: str,
+        detector: str,
+        kind: str,
         t: Transition,
         ev: Telemetry,
-        state: KeyState,
-        base: int,
-        pos: int,
-        offsets: npt.NDArray[np.int64],
+        first_offset: int,
+        observations: int,
+        *,
+        rolling_accuracy: float | None = None,
+        reference_accuracy: float | None = None,
     ) -> DriftEvent:
-        # global index of the event at `pos` is base + pos; the window is its last n_window
-        first = base + pos - max(t.n_window, 1) + 1
-        if first >= base:
-            first_offset = int(offsets[first - base])
-        else:
-            first_offset = int(state.offsets[first % state.offsets.shape[0]])
-        feature = self.settings.features[j]
         if self.metrics is not None:
             self.metrics.drift_events.labels(t.kind, feature).inc()
         return DriftEvent(
             type=t.kind,
             key=key,
             feature=feature,
-            detector=self._detector_names[j],
+            detector=detector,
             event_time=ev.ts,
             statistic=t.statistic,
             p_value=t.p_value,
@@ -258,7 +586,180 @@ class DriftMonitor:
             partition=ev.partition,
             window_first_offset=first_offset,
             window_last_offset=ev.offset,
-            observations=t.index,
+            observations=observations,
+            kind=kind,
+            rolling_accuracy=rolling_accuracy,
+            reference_accuracy=reference_accuracy,
+        )
+
+    # ------------------------------------------------------------------ re-baselining
+    def rebaseline(
+        self, key: str | None = None, feature: str | None = None, source: str = "window"
+    ) -> list[DriftEvent]:
+        """Give streams a new reference; return one ``reference_refreshed`` event per stream.
+
+        Parameters
+        ----------
+        key, feature : str, optional
+            The key and the feature (or ``accuracy``) to refresh; None means every tracked key,
+            every stream.
+        source : {"window", "file"}
+            ``window``: each stream's current window becomes its reference. ``file``: the
+            reference file is read again and each stream gets its (per-key) reference from it;
+            new keys then use it too, in ``file`` reference mode. The accuracy streams have no
+            file reference and are left alone by ``file``.
+
+        Streams still learning their reference, with a reference-free detector, or (for
+        ``window``) with an empty window are skipped. An open drift episode stays open and
+        resolves by the usual rule against the new reference.
+
+        Raises
+        ------
+        ValueError
+            For an unknown source or feature, or ``file`` with no reference file configured.
+        InputFileError
+            If the reference file cannot be read.
+        """
+        if source not in REBASELINE_SOURCES:
+            raise ValueError(f"source must be one of {REBASELINE_SOURCES}, got {source!r}")
+        if feature is not None and feature not in self.stream_names:
+            raise ValueError(f"feature must be one of {self.stream_names}, got {feature!r}")
+        file_refs: ReferenceSource | None = None
+        if source == "file":
+            if feature == ACCURACY_FEATURE:
+                raise ValueError("the accuracy stream has no file reference; use source 'window'")
+            if self.reload_references is None:
+                raise ValueError("source 'file' needs a reference_file")
+            file_refs = self.reload_references()
+            if self.references is not None:
+                self.references = file_refs
+        keys = list(self.keys) if key is None else [key] if key in self.keys else []
+        out: list[DriftEvent] = []
+        for k in keys:
+            state = self.keys[k]
+            for j, name in enumerate(self.settings.features):
+                fs = state.features[j]
+                det = fs.detector
+                if feature not in (None, name) or not isinstance(det, KS_DETECTORS):
+                    continue
+                window = det.window
+                reference = window if file_refs is None else file_refs(k, name)
+                if reference is None or reference.size == 0:
+                    continue
+                det.set_reference(reference)
+                fs.dirty = True
+                out.append(
+                    self._refresh_event(
+                        k,
+                        name,
+                        self._detector_names[j],
+                        fs,
+                        reference,
+                        window,
+                        source,
+                        state.offsets,
+                        state.seen,
+                        state.last_ts,
+                        state.partition,
+                    )
+                )
+            acc = state.accuracy
+            if (
+                file_refs is None
+                and acc is not None
+                and feature in (None, ACCURACY_FEATURE)
+                and isinstance(acc.stream.detector, KS_DETECTORS)
+            ):
+                out.extend(self._rebaseline_accuracy(k, state, acc))
+        return out
+
+    def _rebaseline_accuracy(
+        self, key: str, state: KeyState, acc: AccuracyState
+    ) -> list[DriftEvent]:
+        fs = acc.stream
+        det = fs.detector
+        assert isinstance(det, KS_DETECTORS)
+        window = det.window
+        if window.size == 0:
+            return []
+        if fs.suppressed is not None and not fs.reported:
+            # An unreported episode (accuracy went up) would keep the detector from alarming;
+            # start afresh instead: the window replayed against itself raises no alarm.
+            fresh = self._accuracy_detector(window)
+            fresh.update_many(window)
+            fs.n_base += det.n_seen - fresh.n_seen
+            fs.detector = fresh
+            fs.suppressed = None
+        else:
+            det.set_reference(window)
+        acc.reference_accuracy = 1.0 - float(window.mean())
+        fs.dirty = True
+        return [
+            self._refresh_event(
+                key,
+                ACCURACY_FEATURE,
+                ACCURACY_DETECTOR,
+                fs,
+                window,
+                window,
+                "window",
+                acc.offsets,
+                acc.labelled,
+                acc.last_ts,
+                state.partition,
+                kind=PERFORMANCE,
+                rolling_accuracy=acc.rolling_accuracy,
+                reference_accuracy=acc.reference_accuracy,
+            )
+        ]
+
+    def _refresh_event(
+        self,
+        key: str,
+        feature: str,
+        detector: str,
+        fs: FeatureState,
+        reference: npt.NDArray[np.float64],
+        window: npt.NDArray[np.float64],
+        source: str,
+        ring: npt.NDArray[np.int64],
+        seen: int,
+        last_ts: float,
+        partition: int,
+        *,
+        kind: str = DISTRIBUTION,
+        rolling_accuracy: float | None = None,
+        reference_accuracy: float | None = None,
+    ) -> DriftEvent:
+        det = fs.detector
+        assert isinstance(det, KS_DETECTORS)
+        cap = ring.shape[0]
+        last = int(ring[(seen - 1) % cap]) if seen else -1
+        first = int(ring[(seen - window.size) % cap]) if window.size else last
+        if self.metrics is not None:
+            self.metrics.drift_events.labels(REFERENCE_REFRESHED, feature).inc()
+        return DriftEvent(
+            type=REFERENCE_REFRESHED,
+            key=key,
+            feature=feature,
+            detector=detector,
+            event_time=last_ts,
+            statistic=det.statistic,
+            p_value=det.p_value,
+            threshold=math.nan,
+            reference_size=int(reference.shape[0]),
+            window_size=int(window.shape[0]),
+            statistic_location=det.statistic_location,
+            statistic_sign=det.statistic_sign,
+            topic=self.settings.telemetry_topic,
+            partition=partition,
+            window_first_offset=first,
+            window_last_offset=last,
+            observations=fs.n_base + det.n_seen,
+            kind=kind,
+            rolling_accuracy=rolling_accuracy,
+            reference_accuracy=reference_accuracy,
+            reference_source=source,
         )
 
     # ------------------------------------------------------------------ metrics
@@ -269,13 +770,21 @@ class DriftMonitor:
             return
         for key, state in self.keys.items():
             for feature, fs in zip(self.settings.features, state.features, strict=True):
-                if not fs.dirty:
-                    continue
-                fs.dirty = False
-                det = fs.detector
-                if det is None:  # still learning its reference
-                    m.set_stream(key, feature, float("nan"), float("nan"), False, 0.0)
-                    continue
-                size = getattr(det, "window_size", None)
-                fill = len(det.window) / size if size else 1.0  # type: ignore[attr-defined]
-                m.set_stream(key, feature, det.statistic, det.p_value, det.in_drift, fill)
+                if fs.dirty:
+                    fs.dirty = False
+                    self._publish_stream(m, key, feature, fs)
+            acc = state.accuracy
+            if acc is not None and acc.stream.dirty:
+                acc.stream.dirty = False
+                m.set_accuracy(key, acc.rolling_accuracy)
+                self._publish_stream(m, key, ACCURACY_FEATURE, acc.stream)
+
+    @staticmethod
+    def _publish_stream(m: Metrics, key: str, feature: str, fs: FeatureState) -> None:
+        det = fs.detector
+        if det is None:  # still learning its reference
+            m.set_stream(key, feature, float("nan"), float("nan"), False, 0.0)
+            return
+        size = getattr(det, "window_size", None)
+        fill = len(det.window) / size if size else 1.0  # type: ignore[attr-defined]
+        m.set_stream(key, feature, det.statistic, det.p_value, fs.active, fill)

@@ -9,6 +9,15 @@ Telemetry messages are flat JSON objects, for example::
 ``ts`` is epoch milliseconds or an ISO 8601 string; when absent, the Kafka record timestamp
 is used. Parsing never raises: it returns a :class:`Telemetry` or an :class:`Invalid` with a
 reason from :data:`INVALID_REASONS`.
+
+Control commands (the control topic) are flat JSON objects too::
+
+    {"action": "rebaseline", "key": "agent-1", "feature": "token_count", "source": "window"}
+
+``key`` and ``feature`` may be null or absent (every key, every feature); ``source`` is
+``window`` (the current window becomes the reference, the default) or ``file`` (reload
+``reference_file``). :class:`ControlParser` returns a :class:`ControlCommand` or an
+:class:`Invalid` with a reason from :data:`CONTROL_INVALID_REASONS`.
 """
 
 from __future__ import annotations
@@ -17,17 +26,26 @@ import hashlib
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 import orjson
 
 from stream.settings import Settings
 
 __all__ = [
+    "ACCURACY_FEATURE",
+    "CONTROL_INVALID_REASONS",
+    "DISTRIBUTION",
     "INVALID_REASONS",
+    "PERFORMANCE",
+    "REBASELINE_SOURCES",
+    "REFERENCE_REFRESHED",
     "SCHEMA_VERSION",
+    "ControlCommand",
+    "ControlParser",
     "DriftEvent",
     "Invalid",
+    "RebaselineSource",
     "Telemetry",
     "TelemetryParser",
     "event_id",
@@ -45,6 +63,29 @@ INVALID_REASONS = (
     "non_numeric",
     "non_finite",
     "bad_timestamp",
+)
+
+#: Event kinds: a feature's distribution moved, or the key's accuracy dropped.
+DISTRIBUTION = "distribution"
+PERFORMANCE = "performance"
+#: The ``feature`` of performance events (the rolling-accuracy stream of a key).
+ACCURACY_FEATURE = "accuracy"
+#: The ``type`` of the event recording a re-baseline.
+REFERENCE_REFRESHED = "reference_refreshed"
+
+RebaselineSource = Literal["window", "file"]
+REBASELINE_SOURCES: tuple[str, ...] = get_args(RebaselineSource)
+
+#: Why a control command can be rejected (also ``reason`` labels of the invalid-events metric).
+CONTROL_INVALID_REASONS = (
+    "oversized",
+    "invalid_json",
+    "not_an_object",
+    "unknown_action",
+    "bad_field",
+    "unknown_feature",
+    "bad_source",
+    "no_reference_file",
 )
 
 
@@ -164,6 +205,10 @@ def _num(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def _opt(x: float | None) -> float | None:
+    return None if x is None else _num(x)
+
+
 @dataclass(frozen=True, slots=True)
 class DriftEvent:
     """A drift episode starting or ending for one (key, feature); see README "Drift events"."""
@@ -185,10 +230,14 @@ class DriftEvent:
     window_first_offset: int
     window_last_offset: int
     observations: int
+    kind: str = DISTRIBUTION
+    rolling_accuracy: float | None = None  # performance events: accuracy of the window
+    reference_accuracy: float | None = None  # performance events: accuracy of the reference
+    reference_source: str | None = None  # reference_refreshed events: "window" or "file"
 
     @property
     def event_id(self) -> str:
-        return event_id(
+        parts: list[object] = [
             self.type,
             self.key,
             self.feature,
@@ -196,7 +245,14 @@ class DriftEvent:
             self.topic,
             self.partition,
             self.window_last_offset,
-        )
+        ]
+        # Distribution drift events keep their original id; the others add what tells them
+        # apart (a feature may be called "accuracy"; refreshes can repeat at one offset).
+        if self.kind != DISTRIBUTION:
+            parts.append(self.kind)
+        if self.type == REFERENCE_REFRESHED:
+            parts += [self.reference_source, self.reference_size, self.observations]
+        return event_id(*parts)
 
     @property
     def direction(self) -> str:
@@ -215,6 +271,7 @@ class DriftEvent:
                 timespec="milliseconds"
             ),
             "event_time_ms": round(self.event_time * 1000),
+            "kind": self.kind,
             "key": self.key,
             "feature": self.feature,
             "detector": self.detector,
@@ -234,6 +291,9 @@ class DriftEvent:
                 "window_last_offset": self.window_last_offset,
             },
             "observations": self.observations,
+            "rolling_accuracy": _opt(self.rolling_accuracy),
+            "reference_accuracy": _opt(self.reference_accuracy),
+            "reference_source": self.reference_source,
         }
 
     def to_json(self) -> bytes:
@@ -242,3 +302,80 @@ class DriftEvent:
     @property
     def kafka_key(self) -> bytes:
         return f"{self.key}|{self.feature}".encode()
+
+
+@dataclass(frozen=True, slots=True)
+class ControlCommand:
+    """A validated control command (only ``rebaseline`` exists).
+
+    ``key``/``feature`` None mean every key/feature; ``command_id`` (optional, set by
+    ``driftwatch rebaseline``) lets a worker apply a command sent to several partitions once.
+    """
+
+    action: str
+    key: str | None
+    feature: str | None
+    source: RebaselineSource
+    partition: int
+    offset: int
+    command_id: str | None = None
+
+
+_CONTROL_FIELDS = frozenset({"action", "key", "feature", "source", "id", "requested_at"})
+
+
+class ControlParser:
+    """Validates control commands against the configured features and reference file."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.features = settings.features
+        self.has_reference_file = bool(settings.reference_file)
+        self.max_bytes = settings.max_message_bytes
+
+    def parse(
+        self, raw: bytes | None, *, partition: int = 0, offset: int = 0
+    ) -> ControlCommand | Invalid:
+        """Parse one control message; never raises."""
+
+        def invalid(reason: str, detail: str) -> Invalid:
+            return Invalid(reason, detail[:200], partition, offset)
+
+        if raw is None:
+            return invalid("invalid_json", "empty message (tombstone)")
+        if len(raw) > self.max_bytes:
+            return invalid("oversized", f"{len(raw)} bytes > limit {self.max_bytes}")
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return invalid("invalid_json", str(exc))
+        if not isinstance(doc, dict):
+            return invalid("not_an_object", f"JSON {type(doc).__name__}")
+        unknown = sorted(set(doc) - _CONTROL_FIELDS)
+        if unknown:
+            return invalid("bad_field", f"unknown field(s) {unknown}")
+        action = doc.get("action")
+        if action != "rebaseline":
+            return invalid("unknown_action", f"action {action!r}; known: 'rebaseline'")
+        for name in ("key", "feature", "id"):
+            value = doc.get(name)
+            if value is not None and not (isinstance(value, str) and value.strip()):
+                return invalid(
+                    "bad_field", f"{name} must be a non-empty string or null, got {value!r}"
+                )
+        key, feature, command_id = doc.get("key"), doc.get("feature"), doc.get("id")
+        if feature is not None and feature not in self.features and feature != ACCURACY_FEATURE:
+            known = ", ".join([*self.features, ACCURACY_FEATURE])
+            return invalid("unknown_feature", f"feature {feature!r}; monitored: {known}")
+        source = doc.get("source", "window")
+        if source not in REBASELINE_SOURCES:
+            return invalid(
+                "bad_source", f"source {source!r}; one of {', '.join(REBASELINE_SOURCES)}"
+            )
+        if source == "file":
+            if not self.has_reference_file:
+                return invalid("no_reference_file", "source 'file' but no reference_file is set")
+            if feature == ACCURACY_FEATURE:
+                return invalid(
+                    "bad_source", "the accuracy stream has no file reference; use 'window'"
+                )
+        return ControlCommand(action, key, feature, source, partition, offset, command_id)

@@ -2,26 +2,98 @@
 
 Prints one drift event per line (the same JSON as the drift-events topic). Exit 0: no drift
 event; 1: at least one; 2: error.
+
+With ``--plot-dir DIR``, every ``drift_started`` event of a KS detector also gets a PNG in
+``DIR``: the reference and window ECDFs at the moment of the transition, with the KS gap, named
+``<key>-<feature>-<n>.png`` (``n`` counts that stream's episodes from 1).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from stream.exceptions import InputFileError
+from stream.exceptions import DriftwatchError, InputFileError
 from stream.metrics import Metrics
-from stream.monitor import DriftMonitor
+from stream.monitor import DriftMonitor, TransitionSnapshot
 from stream.processor import BatchProcessor, RawMessage
-from stream.records import TelemetryParser
-from stream.references import reference_source
+from stream.records import ACCURACY_FEATURE, PERFORMANCE, TelemetryParser
+from stream.references import reference_loader, reference_source
 from stream.settings import load_settings
 
-__all__ = ["add_parser", "run"]
+__all__ = ["TransitionPlotter", "add_parser", "run"]
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class TransitionPlotter:
+    """Collects drift_started snapshots (a :data:`~stream.monitor.TransitionHook`) and plots them.
+
+    The hook only keeps the snapshots, so nothing can fail inside the monitor; :meth:`flush`
+    writes the PNGs.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.pending: list[TransitionSnapshot] = []
+        self.episodes: Counter[tuple[str, str]] = Counter()
+        self.written: list[Path] = []
+
+    def __call__(self, snapshot: TransitionSnapshot) -> None:
+        if snapshot.event.type == "drift_started":
+            self.pending.append(snapshot)
+
+    def flush(self) -> None:
+        from stream.plots import EcdfPanel, plot_ecdfs
+
+        pending, self.pending = self.pending, []
+        for snap in pending:
+            e = snap.event
+            self.episodes[e.key, e.feature] += 1
+            n = self.episodes[e.key, e.feature]
+            name = f"{_safe(e.key)}-{_safe(e.feature)}-{n}.png"
+            path = self.directory / name
+            if e.kind == PERFORMANCE:
+                panel = EcdfPanel(
+                    f"{ACCURACY_FEATURE}: error (1 = wrong)",
+                    snap.reference,
+                    snap.window,
+                    e.statistic,
+                    e.p_value,
+                    e.statistic_location,
+                    reference_label=f"reference (accuracy {_fmt(e.reference_accuracy)})",
+                    current_label=f"window (accuracy {_fmt(e.rolling_accuracy)})",
+                )
+            else:
+                panel = EcdfPanel(
+                    e.feature,
+                    snap.reference,
+                    snap.window,
+                    e.statistic,
+                    e.p_value,
+                    e.statistic_location,
+                    current_label="window",
+                )
+            title = f"{e.key} / {e.feature}: drift started at offset {e.window_last_offset}"
+            try:
+                plot_ecdfs([panel], path, title=title)
+            except OSError as exc:
+                raise DriftwatchError(f"cannot write plot {path}: {exc}") from None
+            self.written.append(path)
+
+
+def _safe(text: str) -> str:
+    return _UNSAFE.sub("_", text).strip("._") or "_"
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
 
 
 def add_parser(sub: Any) -> None:
@@ -37,6 +109,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--reference-size", type=int)
     p.add_argument("--alpha", type=float)
     p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument(
+        "--plot-dir",
+        metavar="DIR",
+        help="write one PNG per drift_started event (reference vs window ECDFs) into DIR",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(run=run)
 
@@ -53,8 +130,22 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise InputFileError(str(path), "no such file")
+    plotter = None
+    if args.plot_dir:
+        plot_dir = Path(args.plot_dir)
+        try:
+            plot_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DriftwatchError(f"cannot create --plot-dir {plot_dir}: {exc}") from None
+        plotter = TransitionPlotter(plot_dir)
     metrics = Metrics(CollectorRegistry(), max_keys=settings.max_metric_keys)
-    monitor = DriftMonitor(settings, references=reference_source(settings), metrics=metrics)
+    monitor = DriftMonitor(
+        settings,
+        references=reference_source(settings),
+        metrics=metrics,
+        reload_references=reference_loader(settings),
+        on_transition=plotter,
+    )
     processor = BatchProcessor(TelemetryParser(settings), monitor, metrics, str(path))
     found = 0
     invalid = 0
@@ -71,17 +162,23 @@ def run(args: argparse.Namespace) -> int:
                 f, i = _flush(processor, batch, out)
                 found, invalid, total = found + f, invalid + i, total + len(batch)
                 batch = []
+                if plotter is not None:
+                    plotter.flush()
                 if not args.quiet and total % 100_000 < args.batch_size:
                     print(f"replay: {total} events, {found} drift events", file=sys.stderr)
         if batch:
             f, i = _flush(processor, batch, out)
             found, invalid, total = found + f, invalid + i, total + len(batch)
     out.flush()
+    if plotter is not None:
+        plotter.flush()
     if not args.quiet:
         print(
             f"replay: {total} events ({invalid} invalid), {found} drift events",
             file=sys.stderr,
         )
+        if plotter is not None:
+            print(f"replay: {len(plotter.written)} plot(s) in {args.plot_dir}", file=sys.stderr)
     return 1 if found else 0
 
 

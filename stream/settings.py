@@ -41,6 +41,7 @@ class Settings:
     telemetry_topic: str = "agent-telemetry"
     drift_topic: str = "driftwatch.drift-events"
     dead_letter_topic: str = "driftwatch.dead-letter"
+    control_topic: str = "driftwatch.control"
     topic_partitions: int = 6
     # Telemetry
     key_fields: tuple[str, ...] = ("agent_id",)
@@ -92,7 +93,7 @@ def _check(ok: bool, name: str, value: object, reason: str) -> None:
 
 
 def _validate(s: Settings) -> None:
-    for name in ("app_id", "telemetry_topic", "drift_topic", "dead_letter_topic"):
+    for name in ("app_id", "telemetry_topic", "drift_topic", "dead_letter_topic", "control_topic"):
         value = getattr(s, name)
         _check(bool(value) and value.strip() == value, name, value, "must be a non-empty name")
     _check(bool(s.bootstrap_servers.strip()), "bootstrap_servers", s.bootstrap_servers, "empty")

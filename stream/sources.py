@@ -47,6 +47,7 @@ __all__ = [
     "detect_format",
     "read_columns",
     "read_labels",
+    "read_text_columns",
 ]
 
 FileFormat = Literal["parquet", "csv", "jsonl"]
@@ -390,6 +391,60 @@ def read_labels(path: PathLike) -> tuple[npt.NDArray[np.str_], npt.NDArray[np.st
     0.5
     """
     return TabularFile(path).read([], labels=True).labels
+
+
+def read_text_columns(
+    source: PathLike | TabularFile, columns: Sequence[str]
+) -> dict[str, npt.NDArray[np.object_]]:
+    """Read columns of any type as text, for example key columns.
+
+    Values are turned into text like labels (see :func:`read_labels`): numbers are formatted
+    by pyarrow, surrounding whitespace is stripped, and null, NaN or empty values are None.
+
+    Parameters
+    ----------
+    source : str, os.PathLike or TabularFile
+        The file (or an already opened :class:`TabularFile`, which is not read again on
+        opening).
+    columns : sequence of str
+        Columns to read; each must exist.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        One ``object`` array per column (``str`` or None per row), all of the file's row count.
+
+    Raises
+    ------
+    InputFileError
+        If the file cannot be read, a column is missing or cannot be turned into text.
+
+    Examples
+    --------
+    >>> import pyarrow as pa, pyarrow.csv
+    >>> path = getfixture("tmp_path") / "keys.csv"
+    >>> pa.csv.write_csv(pa.table({"agent_id": ["a", "", "b"], "ms": [1.0, 2.0, 3.0]}), path)
+    >>> read_text_columns(path, ["agent_id"])
+    {'agent_id': array(['a', None, 'b'], dtype=object)}
+    """
+    table_file = source if isinstance(source, TabularFile) else TabularFile(source)
+    wanted = list(dict.fromkeys(columns))
+    missing = [name for name in wanted if name not in table_file.column_names]
+    if missing:
+        raise InputFileError(
+            table_file.path,
+            f"missing column{'s' if len(missing) > 1 else ''} {_quoted(missing)}; "
+            f"the file has {_quoted(table_file.column_names, limit=20)}",
+        )
+    table = table_file._read_arrow(wanted)
+    out: dict[str, npt.NDArray[np.object_]] = {}
+    with table_file._arrow_errors():
+        for name in wanted:
+            text = _label_strings(table.column(name)).to_pylist()
+            values = np.empty(len(text), dtype=object)
+            values[:] = text
+            out[name] = values
+    return out
 
 
 def _is_numeric(arrow_type: Any) -> bool:

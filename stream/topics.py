@@ -10,7 +10,7 @@ __all__ = ["Topics"]
 
 
 class Topics:
-    """Telemetry in; drift events and dead letters out."""
+    """Telemetry and control commands in; drift events and dead letters out."""
 
     def __init__(self, app: faust.App, settings: Settings) -> None:
         raw = {
@@ -22,3 +22,4 @@ class Topics:
         self.telemetry = app.topic(settings.telemetry_topic, **raw)  # type: ignore[arg-type]
         self.drift = app.topic(settings.drift_topic, **raw)  # type: ignore[arg-type]
         self.dead_letter = app.topic(settings.dead_letter_topic, **raw)  # type: ignore[arg-type]
+        self.control = app.topic(settings.control_topic, **raw)  # type: ignore[arg-type]

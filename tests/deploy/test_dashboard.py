@@ -24,6 +24,7 @@ WORKER_METRICS = frozenset(
         "driftwatch_drift_active",
         "driftwatch_drift_events_total",
         "driftwatch_window_fill_ratio",
+        "driftwatch_rolling_accuracy",
         "driftwatch_processing_latency_seconds",
         "driftwatch_consumer_lag",
         "driftwatch_tracked_streams",
@@ -161,6 +162,11 @@ def test_required_panels() -> None:
     assert "by (type) (increase(driftwatch_drift_events_total" in drift_events["targets"][0]["expr"]
     invalid = panel_by_title("Invalid events / s by reason")
     assert "by (reason)" in invalid["targets"][0]["expr"]
+
+    accuracy = panel_by_title("Rolling accuracy")
+    assert accuracy["type"] == "timeseries"
+    assert 'driftwatch_rolling_accuracy{key=~"$key"}' in accuracy["targets"][0]["expr"]
+    assert accuracy["fieldConfig"]["defaults"]["unit"] == "percentunit"
 
 
 def test_dashboard_exprs_substitutes_every_variable() -> None:

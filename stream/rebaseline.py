@@ -1,0 +1,196 @@
+"""Re-baselining on request: ``driftwatch rebaseline`` and the worker's control-command handler.
+
+``driftwatch rebaseline`` produces one command to the control topic::
+
+    {"action": "rebaseline", "key": "agent-1", "feature": null, "source": "window",
+     "id": "5f0c...", "requested_at": "2026-05-21T08:00:00.000+00:00"}
+
+A worker only holds the keys of the telemetry partitions it is assigned, so the command is sent
+to every partition of the control topic; the ``id`` lets a worker that reads several of those
+partitions apply it once. Each worker applies it to the keys it tracks
+(:meth:`stream.monitor.DriftMonitor.rebaseline`) and records every refreshed stream as a
+``reference_refreshed`` event on the drift-events topic. Invalid commands are logged and sent to
+the dead-letter topic with the reason, like invalid telemetry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from stream.exceptions import DriftwatchError
+from stream.metrics import Metrics
+from stream.monitor import DriftMonitor
+from stream.processor import DeadLetter, RawMessage
+from stream.records import REBASELINE_SOURCES, ControlParser, DriftEvent, Invalid
+
+__all__ = ["ControlHandler", "ControlOutcome", "add_parser", "build_command", "run"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class ControlOutcome:
+    """What one control message produced."""
+
+    drift_events: list[DriftEvent] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    duplicate: bool = False
+
+
+class ControlHandler:
+    """Parses control messages and applies them to a :class:`DriftMonitor` (no I/O here).
+
+    Parameters
+    ----------
+    parser : ControlParser
+        Validates the commands.
+    monitor : DriftMonitor
+        The monitor to re-baseline.
+    metrics : Metrics, optional
+        Rejected commands are counted in ``driftwatch_invalid_events_total`` by reason.
+    remember : int
+        How many command ids are remembered to drop the copies of a command.
+    """
+
+    def __init__(
+        self,
+        parser: ControlParser,
+        monitor: DriftMonitor,
+        metrics: Metrics | None = None,
+        *,
+        remember: int = 1024,
+    ) -> None:
+        self.parser = parser
+        self.monitor = monitor
+        self.metrics = metrics
+        self.remember = remember
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def handle(self, msg: RawMessage) -> ControlOutcome:
+        out = ControlOutcome()
+        cmd = self.parser.parse(msg.value, partition=msg.partition, offset=msg.offset)
+        if isinstance(cmd, Invalid):
+            log.warning(
+                "rejected control command at %d@%d: %s (%s)",
+                msg.partition,
+                msg.offset,
+                cmd.reason,
+                cmd.detail,
+            )
+            self._reject(out, msg, cmd.reason, cmd.detail)
+            return out
+        if cmd.command_id is not None:
+            if cmd.command_id in self._seen:
+                out.duplicate = True
+                return out
+            self._seen[cmd.command_id] = None
+            while len(self._seen) > self.remember:
+                self._seen.popitem(last=False)
+        try:
+            out.drift_events = self.monitor.rebaseline(cmd.key, cmd.feature, cmd.source)
+        except (DriftwatchError, ValueError) as exc:
+            log.error("rebaseline %s failed: %s", msg.value, exc)
+            self._reject(out, msg, "rebaseline_failed", str(exc))
+            return out
+        log.info(
+            "rebaseline key=%s feature=%s source=%s: %d stream(s) refreshed",
+            cmd.key or "*",
+            cmd.feature or "*",
+            cmd.source,
+            len(out.drift_events),
+        )
+        return out
+
+    def _reject(self, out: ControlOutcome, msg: RawMessage, reason: str, detail: str) -> None:
+        out.dead_letters.append(DeadLetter(msg, reason, detail))
+        if self.metrics is not None:
+            self.metrics.invalid_events.labels(reason).inc()
+
+
+def build_command(
+    key: str | None, feature: str | None, source: str, *, command_id: str | None = None
+) -> dict[str, Any]:
+    """The JSON object of a ``rebaseline`` command."""
+    if source not in REBASELINE_SOURCES:
+        raise DriftwatchError(f"--source must be one of {', '.join(REBASELINE_SOURCES)}")
+    for name, value in (("--key", key), ("--feature", feature)):
+        if value is not None and not value.strip():
+            raise DriftwatchError(f"{name} must not be empty")
+    return {
+        "action": "rebaseline",
+        "key": key,
+        "feature": feature,
+        "source": source,
+        "id": command_id or uuid.uuid4().hex,
+        "requested_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+    }
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "rebaseline",
+        help="ask the workers to take a new reference (current window or reference file)",
+        description="Send a rebaseline command to the control topic. Every worker gives the "
+        "matching streams a new reference -- their current window, or the reference file read "
+        "again -- and records each as a reference_refreshed event on the drift-events topic.",
+    )
+    p.add_argument("--bootstrap-servers", default="localhost:9092", metavar="HOST:PORT")
+    p.add_argument("--topic", default="driftwatch.control", help="the control topic")
+    p.add_argument("--key", help="only this key (default: every key)")
+    p.add_argument("--feature", help="only this feature, or 'accuracy' (default: every one)")
+    p.add_argument(
+        "--source",
+        default="window",
+        choices=REBASELINE_SOURCES,
+        help="window: the current window becomes the reference; file: reload reference_file",
+    )
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for Kafka")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    command = build_command(args.key, args.feature, args.source)
+    value = orjson.dumps(command)
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+
+    try:
+        producer = KafkaProducer(
+            bootstrap_servers=args.bootstrap_servers.split(","),
+            acks="all",
+            retries=5,
+            max_block_ms=int(args.timeout * 1000),
+        )
+    except KafkaError as exc:
+        raise DriftwatchError(f"cannot reach Kafka at {args.bootstrap_servers}: {exc}") from None
+    key = (args.key or "*").encode()
+    try:
+        partitions = sorted(producer.partitions_for(args.topic) or [])
+        futures = (
+            [producer.send(args.topic, key=key, value=value, partition=p) for p in partitions]
+            if partitions
+            else [producer.send(args.topic, key=key, value=value)]
+        )
+        producer.flush(timeout=args.timeout)
+        for future in futures:
+            future.get(timeout=args.timeout)
+    except KafkaError as exc:
+        raise DriftwatchError(f"cannot send to {args.topic}: {exc}") from None
+    finally:
+        producer.close(timeout=10)
+    sys.stdout.buffer.write(value + b"\n")
+    sys.stdout.flush()
+    print(
+        f"rebaseline: sent to {args.topic} ({max(len(partitions), 1)} partition(s))",
+        file=sys.stderr,
+    )
+    return 0
