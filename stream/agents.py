@@ -44,6 +44,12 @@ async def start_metrics_server() -> None:
     log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
 
 
+@app.timer(interval=1.0)
+async def publish_metrics() -> None:
+    """Publish streams the last batches changed (processing rate-limits its own publishing)."""
+    monitor.publish_metrics()
+
+
 def _update_lag(last: dict[int, int]) -> None:
     consumer = app.consumer
     for partition, offset in last.items():

@@ -325,7 +325,9 @@ class DriftMonitor:
         if self.metrics is not None:
             self.metrics.tracked_streams.set(self.tracked_streams)
             now = self.clock()
-            if now - self._last_publish >= self.metrics_interval:
+            # a drift state changed: publish now, not up to an interval later (or never, if
+            # the stream goes quiet); otherwise at most once per interval
+            if events or now - self._last_publish >= self.metrics_interval:
                 self.publish_metrics()
                 self._last_publish = now
         if self._snapshots:
@@ -764,7 +766,12 @@ class DriftMonitor:
 
     # ------------------------------------------------------------------ metrics
     def publish_metrics(self) -> None:
-        """Publish every changed stream's statistic, p-value, state and window fill."""
+        """Publish every changed stream's statistic, p-value, state and window fill.
+
+        :meth:`process` calls it at most once per ``metrics_interval`` (and after every batch
+        that emitted events); the worker also calls it on a timer, so that the last batch
+        before a pause is published too.
+        """
         m = self.metrics
         if m is None:
             return

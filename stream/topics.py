@@ -22,4 +22,9 @@ class Topics:
         self.telemetry = app.topic(settings.telemetry_topic, **raw)  # type: ignore[arg-type]
         self.drift = app.topic(settings.drift_topic, **raw)  # type: ignore[arg-type]
         self.dead_letter = app.topic(settings.dead_letter_topic, **raw)  # type: ignore[arg-type]
-        self.control = app.topic(settings.control_topic, **raw)  # type: ignore[arg-type]
+        # driftwatch's own topic: declared (created if missing) before the worker subscribes
+        self.control = app.topic(
+            settings.control_topic,
+            internal=True,
+            **raw,  # type: ignore[arg-type]
+        )

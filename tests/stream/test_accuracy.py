@@ -245,3 +245,23 @@ def test_a_feature_named_accuracy_turns_the_accuracy_stream_off() -> None:
     )
     monitor = DriftMonitor(settings)
     assert not monitor.track_accuracy and monitor.stream_names == ("accuracy",)
+
+
+def test_a_batch_with_drift_events_publishes_at_once() -> None:
+    settings = load_settings(environ={}, **STRICT)
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    # a clock that never moves: only the first batch and batches with events publish
+    monitor = DriftMonitor(settings, metrics=metrics, clock=lambda: 0.0, metrics_interval=60.0)
+    proc = BatchProcessor(TelemetryParser(settings), monitor, metrics, settings.telemetry_topic)
+    drift = DriftSpec("agent-1", "accuracy", "accuracy", 0.3, start_event=8000)
+    messages = simulated_messages(16000, drift=drift, seed=3)
+    events = []
+    for i in range(0, len(messages), 500):
+        events.extend(proc.handle(messages[i : i + 500]).drift_events)
+    (e,) = events
+    labels = {"key": "agent-1", "feature": "accuracy"}
+    assert registry.get_sample_value("driftwatch_drift_active", labels) == 1.0
+    assert registry.get_sample_value("driftwatch_rolling_accuracy", {"key": "agent-1"}) == (
+        pytest.approx(e.rolling_accuracy, abs=0.1)
+    )
