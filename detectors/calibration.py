@@ -213,12 +213,12 @@ def _count_starts(
     alarm = gaps >= high
     if mixed is not None and uniforms is not None and mix > 0:
         alarm |= (gaps >= mixed) & (uniforms < mix)
-    idx = np.arange(steps)
+    idx = np.arange(steps, dtype=np.int32)
     # length of the run of below-low steps ending at each step; an episode started at s
     # resolves at the first t >= s + resolve_after whose run is at least resolve_after long
-    last_above = np.maximum.accumulate(np.where(gaps >= low, idx, -1), axis=1)
+    last_above = np.maximum.accumulate(np.where(gaps >= low, idx, np.int32(-1)), axis=1)
     long_run = (idx - last_above) >= resolve_after
-    big = steps
+    big = np.int32(steps)
     next_alarm = np.minimum.accumulate(np.where(alarm, idx, big)[:, ::-1], axis=1)[:, ::-1]
     next_long = np.minimum.accumulate(np.where(long_run, idx, big)[:, ::-1], axis=1)[:, ::-1]
     starts = 0
@@ -281,7 +281,7 @@ def _search(
         return _count_starts(gaps, high, low, resolve_after, mixed, q, uniforms) / total
 
     q_lo, q_hi = 0.0, 1.0  # rate(q) rises with q from rate(hi) <= target to about rate(lo)
-    for _ in range(12):
+    for _ in range(8):
         q = (q_lo + q_hi) / 2
         if mixed_rate(q) > target:
             q_hi = q

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from array import array
 from bisect import bisect_left
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,15 @@ from detectors.windows import Window, validate_window_args
 __all__ = ["IncrementalKS", "as_reference", "validate_alarm_args"]
 
 _MASK = (1 << 64) - 1
+_EXECUTOR: ThreadPoolExecutor | None = None
+
+
+def _calibrator() -> ThreadPoolExecutor:
+    """Threads that run calibrations (numpy releases the GIL in the heavy parts)."""
+    global _EXECUTOR
+    if _EXECUTOR is None:
+        _EXECUTOR = ThreadPoolExecutor(max_workers=2, thread_name_prefix="driftwatch-calibration")
+    return _EXECUTOR
 
 
 def as_reference(reference: npt.ArrayLike, name: str = "reference") -> npt.NDArray[np.float64]:
@@ -118,8 +128,6 @@ class IncrementalKS(DriftDetector):
         ``scipy.stats.ks_2samp(reference, window).pvalue`` (``method='auto'``).
     statistic_location, statistic_sign
         Where the largest ECDF gap lies, and its sign (+1: the window moved up).
-    calibration : KSCalibration or None
-        The ``ert`` calibration (thresholds, simulated rate, cost), if any.
 
     Notes
     -----
@@ -212,7 +220,8 @@ class IncrementalKS(DriftDetector):
         self._alpha = 0.05 if alpha is None else float(alpha)
         self._window = Window(self.window_size, duration, tagged=True)
         self._below = 0
-        self.calibration: KSCalibration | None = None
+        self._calibration: KSCalibration | None = None
+        self._pending: Future[KSCalibration] | None = None
         self._set_reference(as_reference(reference))
 
     # ------------------------------------------------------------------ reference
@@ -229,8 +238,12 @@ class IncrementalKS(DriftDetector):
         self._ref_end = ref_end
         self._counts = np.zeros(2 * k + 1, dtype=np.int32)
         self._thresholds: dict[int, tuple[int, int]] = {}
+        self._calibration = None
         if self.ert is not None:
-            self.calibration = calibrate_gap(
+            # Calibrate in the background: nothing is tested before the window first fills,
+            # and the first test waits for the result, so outcomes never depend on timing.
+            self._pending = _calibrator().submit(
+                calibrate_gap,
                 counts,
                 self.window_size,
                 self.ert,
@@ -238,9 +251,17 @@ class IncrementalKS(DriftDetector):
                 resolve_after=self._resolve_after,
                 seed=self.seed,
             )
-            cal = self.calibration
-            self._thresholds[self.window_size] = (cal.gap_high, cal.gap_low)
         self._reset_evidence()
+
+    @property
+    def calibration(self) -> KSCalibration | None:
+        """The ``ert`` calibration (thresholds, simulated rate, cost), or None with ``alpha``."""
+        if self._pending is not None:
+            cal = self._pending.result()
+            self._pending = None
+            self._calibration = cal
+            self._thresholds[self.window_size] = (cal.gap_high, cal.gap_low)
+        return self._calibration
 
     def _alarm_floor(self, high: int) -> int:
         """The smallest gap that can raise an alarm (below ``high`` for randomised tests)."""
@@ -302,6 +323,8 @@ class IncrementalKS(DriftDetector):
     def _thresholds_for(self, m: int) -> tuple[int, int]:
         """Alarm and resolve thresholds on ``G = max|m R - n C|`` for a window of ``m``."""
         t = self._thresholds.get(m)
+        if t is None and self.calibration is not None:
+            t = self._thresholds.get(m)
         if t is None:
             n = self._n
             high = critical_gap(n, m, self._alpha) * math.gcd(n, m)
@@ -528,7 +551,9 @@ class IncrementalKS(DriftDetector):
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict[str, Any]:
+        self.calibration  # noqa: B018 - wait for a pending calibration before pickling
         state = self.__dict__.copy()
+        state["_pending"] = None
         state["_result"] = None
         if self.ert is None:
             state["_thresholds"] = {}  # recomputed on demand (cached per process)
