@@ -87,6 +87,9 @@ class TransitionSnapshot:
 #: that caused it has been processed. It must not raise.
 TransitionHook = Callable[[TransitionSnapshot], None]
 
+#: Per-evaluation level of ``windowed_ks`` when no ``alpha`` is set (it is not ERT-calibrated).
+WINDOWED_ALPHA = 0.001
+
 REFERENCE_FREE: frozenset[str] = frozenset({"adwin", "kswin", "page_hinkley"})
 
 
@@ -96,11 +99,13 @@ def build_detector(
     """A detector of the configured kind (KS detectors need ``reference``)."""
     resolve_after = settings.resolve_after
     if name == "incremental_ks":
+        ert = settings.effective_ert
         return IncrementalKS(
             reference,  # type: ignore[arg-type]
             settings.window_size,
             duration=settings.window_duration,
-            alpha=settings.alpha,
+            alpha=settings.alpha if ert is None else None,
+            ert=ert,
             resolve_ratio=settings.resolve_ratio,
             resolve_after=resolve_after,
         )
@@ -110,7 +115,7 @@ def build_detector(
             settings.window_size,
             duration=settings.window_duration,
             stride=max(1, settings.window_size // 10),
-            alpha=settings.alpha,
+            alpha=settings.alpha or WINDOWED_ALPHA,
             resolve_ratio=settings.resolve_ratio,
             resolve_after=resolve_after or 1,
         )

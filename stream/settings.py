@@ -18,11 +18,20 @@ from typing import Any, Literal, get_args
 
 from stream.exceptions import ConfigError
 
-__all__ = ["DEFAULT_FEATURES", "DETECTORS", "DetectorName", "Settings", "load_settings"]
+__all__ = [
+    "DEFAULT_ERT",
+    "DEFAULT_FEATURES",
+    "DETECTORS",
+    "DetectorName",
+    "Settings",
+    "load_settings",
+]
 
 DetectorName = Literal["incremental_ks", "windowed_ks", "adwin", "kswin", "page_hinkley"]
 DETECTORS: tuple[str, ...] = get_args(DetectorName)
 DEFAULT_FEATURES = ("response_latency_ms", "token_count", "retry_count", "error_rate")
+#: Observations between false alarms per stream when neither ert, a fleet budget nor alpha is set.
+DEFAULT_ERT = 10_000.0
 ENV_PREFIX = "DRIFTWATCH_"
 
 
@@ -51,10 +60,13 @@ class Settings:
     # Detection
     detector: DetectorName = "incremental_ks"
     feature_detectors: Mapping[str, DetectorName] = field(default_factory=dict)
-    window_size: int = 1000
+    window_size: int = 200
     window_duration: float | None = None
-    alpha: float = 0.001
-    resolve_ratio: float = 0.8
+    ert: float | None = None
+    fleet_false_alarms_per_day: float | None = None
+    fleet_events_per_second: float | None = None
+    alpha: float | None = None
+    resolve_ratio: float = 0.6
     resolve_after: int | None = None
     reference_mode: Literal["warmup", "file"] = "warmup"
     reference_size: int = 1000
@@ -72,6 +84,21 @@ class Settings:
 
     def __post_init__(self) -> None:
         _validate(self)
+
+    @property
+    def effective_ert(self) -> float | None:
+        """Per-stream expected run time (observations between false alarms), or None for alpha.
+
+        From the fleet budget when both fleet settings are given: every telemetry event feeds
+        ``len(features)`` streams, so the fleet sees ``fleet_events_per_second * len(features)``
+        observations a second, and ``ert = that * 86,400 / fleet_false_alarms_per_day``.
+        """
+        if self.fleet_false_alarms_per_day is not None and self.fleet_events_per_second:
+            per_day = self.fleet_events_per_second * len(self.features) * 86_400.0
+            return per_day / self.fleet_false_alarms_per_day
+        if self.ert is not None:
+            return self.ert
+        return None if self.alpha is not None else DEFAULT_ERT
 
     def detector_for(self, feature: str) -> DetectorName:
         """The detector configured for ``feature``."""
@@ -123,13 +150,37 @@ def _validate(s: Settings) -> None:
         s.resolve_after,
         "must be an integer >= 1",
     )
-    _check(0.0 < s.alpha < 1.0, "alpha", s.alpha, "must be in (0, 1)")
+    _check(s.alpha is None or 0.0 < s.alpha < 1.0, "alpha", s.alpha, "must be in (0, 1)")
+    _check(s.ert is None or s.ert > 1, "ert", s.ert, "must be > 1 observation")
+    fleet = (s.fleet_false_alarms_per_day, s.fleet_events_per_second)
+    _check(
+        (fleet[0] is None) == (fleet[1] is None),
+        "fleet_false_alarms_per_day",
+        fleet,
+        "set it together with fleet_events_per_second",
+    )
+    _check(
+        fleet[0] is None or (fleet[0] > 0 and fleet[1] > 0),  # type: ignore[operator]
+        "fleet_false_alarms_per_day",
+        fleet,
+        "both fleet settings must be > 0",
+    )
+    chosen = [name for name, v in (("alpha", s.alpha), ("ert", s.ert)) if v is not None]
+    if fleet[0] is not None:
+        chosen.append("fleet budget")
+    _check(len(chosen) <= 1, "alpha", chosen, "choose one of alpha, ert or the fleet budget")
     _check(0.0 < s.resolve_ratio <= 1.0, "resolve_ratio", s.resolve_ratio, "must be in (0, 1]")
     _check(
         s.window_duration is None or (math.isfinite(s.window_duration) and s.window_duration > 0),
         "window_duration",
         s.window_duration,
         "must be a number of seconds > 0",
+    )
+    _check(
+        s.window_duration is None or s.alpha is not None,
+        "window_duration",
+        s.window_duration,
+        "time-based windows use the alpha rule (ert calibration needs count windows): set alpha",
     )
     _check(s.batch_timeout > 0, "batch_timeout", s.batch_timeout, "must be > 0 seconds")
     _check(0 <= s.metrics_port <= 65535, "metrics_port", s.metrics_port, "must be a TCP port")

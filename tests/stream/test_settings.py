@@ -41,7 +41,11 @@ def test_file_then_environment_then_overrides(tmp_path: Path) -> None:
         ({"DRIFTWATCH_FEATURE_DETECTORS": "nope=adwin"}, "feature_detectors"),
         ({"DRIFTWATCH_REFERENCE_MODE": "file"}, "reference_file"),
         ({"DRIFTWATCH_FEATURES": "agent_id"}, "features"),
-        ({"DRIFTWATCH_WINDOW_DURATION": "-3"}, "window_duration"),
+        ({"DRIFTWATCH_WINDOW_DURATION": "-3", "DRIFTWATCH_ALPHA": "0.01"}, "window_duration"),
+        ({"DRIFTWATCH_WINDOW_DURATION": "60"}, "window_duration"),
+        ({"DRIFTWATCH_ALPHA": "0.01", "DRIFTWATCH_ERT": "5000"}, "alpha"),
+        ({"DRIFTWATCH_FLEET_FALSE_ALARMS_PER_DAY": "2"}, "fleet_false_alarms_per_day"),
+        ({"DRIFTWATCH_ERT": "1"}, "ert"),
     ],
 )
 def test_invalid_settings_name_the_setting(env: dict[str, str], setting: str) -> None:
@@ -49,6 +53,18 @@ def test_invalid_settings_name_the_setting(env: dict[str, str], setting: str) ->
         load_settings(environ=env)
     assert info.value.setting == setting
     assert setting in str(info.value)
+
+
+def test_ert_from_defaults_alpha_or_the_fleet_budget() -> None:
+    assert load_settings(environ={}).effective_ert == 10_000
+    assert load_settings(environ={"DRIFTWATCH_ALPHA": "0.001"}).effective_ert is None
+    assert load_settings(environ={"DRIFTWATCH_ERT": "5e5"}).effective_ert == 500_000
+    fleet = {
+        "DRIFTWATCH_FLEET_FALSE_ALARMS_PER_DAY": "2",
+        "DRIFTWATCH_FLEET_EVENTS_PER_SECOND": "100",
+    }
+    # 100 events/s x 4 features x 86,400 s / 2 alarms a day
+    assert load_settings(environ=fleet).effective_ert == 100 * 4 * 86_400 / 2
 
 
 def test_bad_files(tmp_path: Path) -> None:
