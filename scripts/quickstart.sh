@@ -36,8 +36,11 @@ export DRIFTWATCH_BOOTSTRAP_SERVERS=${bootstrap}
 export DRIFTWATCH_METRICS_PORT=${metrics_port}
 export DRIFTWATCH_APP_ID=driftwatch-quickstart
 export DRIFTWATCH_DATA_DIR=${state}/worker
-export DRIFTWATCH_WINDOW_SIZE=${DRIFTWATCH_WINDOW_SIZE:-100}
+export DRIFTWATCH_WINDOW_SIZE=${DRIFTWATCH_WINDOW_SIZE:-200}
 export DRIFTWATCH_REFERENCE_SIZE=${DRIFTWATCH_REFERENCE_SIZE:-1000}
+# Fleet budget: about one false alarm an hour across all agents and features at this rate.
+export DRIFTWATCH_FLEET_FALSE_ALARMS_PER_DAY=${DRIFTWATCH_FLEET_FALSE_ALARMS_PER_DAY:-24}
+export DRIFTWATCH_FLEET_EVENTS_PER_SECOND=${DRIFTWATCH_FLEET_EVENTS_PER_SECOND:-${rate}}
 .venv/bin/driftwatch worker >"${state}/worker.log" 2>&1 &
 pids+=($!)
 .venv/bin/driftwatch simulate --bootstrap-servers "${bootstrap}" --rate "${rate}" --agents 5 \
@@ -51,6 +54,7 @@ quickstart: worker and simulator running (logs: ${state}/worker.log, ${state}/si
 quickstart: metrics at http://localhost:${metrics_port}/metrics
 quickstart: 5 agents at ${rate} events/s; agent-1's response_latency_ms shifts +30% after ${drift_at}s
 quickstart: each (agent, feature) first learns its reference from ${DRIFTWATCH_REFERENCE_SIZE} events
+quickstart: false-alarm budget: ${DRIFTWATCH_FLEET_FALSE_ALARMS_PER_DAY} a day across the fleet
 quickstart: drift events appear below as they arrive; Ctrl-C stops everything
 MSG
 .venv/bin/driftwatch tail --bootstrap-servers "${bootstrap}" --from-beginning &
