@@ -97,6 +97,11 @@ class Metrics:
         self.tracked_streams = Gauge(
             p + "tracked_streams", "(key, feature) streams held in memory.", registry=registry
         )
+        self.key_evictions = Counter(
+            p + "key_evictions",
+            "Keys evicted (least recently seen first) to stay within max_tracked_keys.",
+            registry=registry,
+        )
         self.series_dropped = Counter(
             p + "label_series_dropped",
             "Keys refused per-key series because of the label cap.",

@@ -304,6 +304,7 @@ class DriftMonitor:
                 if old_state.accuracy is not None:
                     self._accuracy_streams -= 1
                 if self.metrics is not None:
+                    self.metrics.key_evictions.inc()
                     self.metrics.forget(old, self.stream_names)
         else:
             self.keys.move_to_end(key)
