@@ -43,6 +43,8 @@ import numpy.typing as npt
 
 __all__ = ["CONTINUOUS_TIE_FRACTION", "KSCalibration", "calibrate_gap", "simulation_budget"]
 
+_MASK = (1 << 64) - 1
+
 #: References with at most this fraction of tied values are calibrated as continuous.
 CONTINUOUS_TIE_FRACTION = 0.02
 
@@ -88,6 +90,23 @@ class KSCalibration:
     seconds: float
     extrapolated: bool = False
 
+    @property
+    def floor(self) -> int:
+        """The smallest gap that can raise an alarm."""
+        return self.gap_mixed if self.mix > 0 else self.gap_high
+
+    def fires(self, gap: int, index: int, seed: int) -> bool:
+        """The alarm rule on an exact gap; at the randomised boundary the draw is a hash of
+        ``(index, seed)``, so the same observation always decides the same way."""
+        if gap >= self.gap_high:
+            return True
+        if self.mix <= 0 or gap < self.gap_mixed:
+            return False
+        z = (index * 0x9E3779B97F4A7C15 + seed * 0xD1B54A32D192ED03) & _MASK  # splitmix64
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+        return (z ^ (z >> 31)) / 2.0**64 < self.mix
+
     def threshold(self, n: int, m: int) -> float:
         """The alarm threshold as a KS statistic ``D`` for reference ``n`` and window ``m``."""
         return self.gap_high / (n * m)
@@ -96,7 +115,7 @@ class KSCalibration:
 MAX_OBSERVATIONS = 3_000_000
 
 
-def simulation_budget(ert: float) -> int:
+def simulation_budget(ert: float) -> int:  # observations, whatever the test schedule
     """Simulated observations used to calibrate for ``ert`` (about 150 false alarms' worth)."""
     return int(min(max(150 * ert, 200_000), MAX_OBSERVATIONS))
 
@@ -300,7 +319,7 @@ def _shape(m: int, observations: int) -> tuple[int, int]:
 
 @lru_cache(maxsize=256)
 def _continuous(
-    n: int, m: int, ert: float, ratio: float, resolve_after: int, seed: int
+    n: int, m: int, ert: float, ratio: float, resolve_after: int, seed: int, stride: int
 ) -> KSCalibration:
     started = time.perf_counter()
     obs = simulation_budget(ert)
@@ -309,7 +328,7 @@ def _continuous(
     j = np.arange(n + 1, dtype=np.int64)
     rng = np.random.default_rng(seed)
     gaps = _simulate(cells, np.minimum(j + 1, n), j, n, m, streams, steps, rng)
-    return _finish(gaps, ert, ratio, resolve_after, rng, "continuous", started)
+    return _finish(gaps, ert, ratio, resolve_after, rng, "continuous", started, stride)
 
 
 def _finish(
@@ -320,14 +339,22 @@ def _finish(
     rng: np.random.Generator,
     model: Literal["continuous", "discrete"],
     started: float,
+    stride: int,
 ) -> KSCalibration:
-    if 150 * ert > gaps.size:
-        high, low, rate = _extrapolate(gaps, ert, ratio, resolve_after)
+    observations = gaps.size
+    # a detector tested every `stride` observations sees one column in `stride`; its ERT in
+    # tests is ert / stride, and its rate per observation is the rate per test / stride
+    tested = gaps[:, stride - 1 :: stride] if stride > 1 else gaps
+    ert_tests = ert / stride
+    if 150 * ert_tests > tested.size:
+        high, low, rate = _extrapolate(tested, ert_tests, ratio, resolve_after)
         seconds = time.perf_counter() - started
-        return KSCalibration(high, low, high, 0.0, ert, rate, model, gaps.size, seconds, True)
-    high, low, mixed, mix, rate = _search(gaps, ert, ratio, resolve_after, rng)
+        return KSCalibration(
+            high, low, high, 0.0, ert, rate / stride, model, observations, seconds, True
+        )
+    high, low, mixed, mix, rate = _search(tested, ert_tests, ratio, resolve_after, rng)
     seconds = time.perf_counter() - started
-    return KSCalibration(high, low, mixed, mix, ert, rate, model, gaps.size, seconds)
+    return KSCalibration(high, low, mixed, mix, ert, rate / stride, model, observations, seconds)
 
 
 def calibrate_gap(
@@ -338,21 +365,26 @@ def calibrate_gap(
     resolve_ratio: float = 0.6,
     resolve_after: int | None = None,
     seed: int = 0,
+    stride: int = 1,
 ) -> KSCalibration:
-    """Calibrate the alarm threshold of an every-event sliding KS test to ``ert``.
+    """Calibrate the alarm threshold of a sliding KS test to ``ert``.
 
     Parameters
     ----------
     atom_counts : array-like of int
         Multiplicities of the reference's sorted distinct values.
     window_size : int
-        The (count) window ``m``; the test runs after every observation once it is full.
+        The (count) window ``m``; the test runs once it is full, every ``stride`` observations.
     ert : float
         Target mean number of observations between false alarms when nothing drifts.
     resolve_ratio, resolve_after
-        The detector's hysteresis (see :class:`~detectors.IncrementalKS`).
+        The detector's hysteresis (see :class:`~detectors.IncrementalKS`); ``resolve_after``
+        counts tests.
     seed : int
         Seed of the simulation.
+    stride : int
+        Observations between tests: 1 for :class:`~detectors.IncrementalKS`, the detector's
+        ``stride`` for :class:`~detectors.WindowedKS`.
 
     Returns
     -------
@@ -369,17 +401,18 @@ def calibrate_gap(
         raise ValueError("atom_counts must be a non-empty 1-D array of positive counts")
     if not (isinstance(ert, int | float) and math.isfinite(ert) and ert > 1):
         raise ValueError(f"ert must be a finite number of observations > 1, got {ert!r}")
+    if not (isinstance(stride, int) and stride >= 1):
+        raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
     n = int(counts.sum())
     m = int(window_size)
     after = resolve_after or m
     tied = (n - counts.size) / n
     if tied <= CONTINUOUS_TIE_FRACTION:
-        cal = _continuous(n, m, float(ert), float(resolve_ratio), after, seed)
-        return cal
+        return _continuous(n, m, float(ert), float(resolve_ratio), after, seed, stride)
     started = time.perf_counter()
     obs = simulation_budget(ert)
     streams, steps = _shape(m, obs)
     cum = np.cumsum(counts)
     rng = np.random.default_rng(seed)
     gaps = _simulate(counts.astype(np.float64), cum, cum, n, m, streams, steps, rng)
-    return _finish(gaps, float(ert), float(resolve_ratio), after, rng, "discrete", started)
+    return _finish(gaps, float(ert), float(resolve_ratio), after, rng, "discrete", started, stride)

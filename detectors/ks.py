@@ -32,7 +32,6 @@ from detectors.windows import Window, validate_window_args
 
 __all__ = ["IncrementalKS", "as_reference", "validate_alarm_args"]
 
-_MASK = (1 << 64) - 1
 _EXECUTOR: ThreadPoolExecutor | None = None
 
 
@@ -266,20 +265,11 @@ class IncrementalKS(DriftDetector):
     def _alarm_floor(self, high: int) -> int:
         """The smallest gap that can raise an alarm (below ``high`` for randomised tests)."""
         cal = self.calibration
-        return cal.gap_mixed if cal is not None and cal.mix > 0 else high
+        return high if cal is None else cal.floor
 
     def _alarm(self, gap: int, high: int) -> bool:
-        """The alarm rule on an exact gap; the randomised part draws from ``(seed, n_seen)``."""
-        if gap >= high:
-            return True
         cal = self.calibration
-        if cal is None or cal.mix <= 0 or gap < cal.gap_mixed:
-            return False
-        # splitmix64 of the observation count: reproducible, and identical for update_many
-        z = (self.n_seen * 0x9E3779B97F4A7C15 + self.seed * 0xD1B54A32D192ED03) & _MASK
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
-        return (z ^ (z >> 31)) / 2.0**64 < cal.mix
+        return gap >= high if cal is None else cal.fires(gap, self.n_seen, self.seed)
 
     def _reset_evidence(self) -> None:
         self._G = -1  # exact max_s |m R - n C| at the last evaluation; -1: unknown

@@ -10,6 +10,7 @@ import numpy.typing as npt
 from scipy import stats
 
 from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, DriftDetector, Transition
+from detectors.calibration import KSCalibration, calibrate_gap
 from detectors.ks import as_reference, validate_alarm_args
 from detectors.kstest import KSResult, critical_gap
 from detectors.windows import Window, validate_window_args
@@ -37,11 +38,19 @@ class WindowedKS(DriftDetector):
     min_window : int, optional
         Smallest window that is evaluated. Default ``window_size`` for count windows,
         ``min(window_size, 30)`` for time windows.
-    alpha, resolve_ratio : float
-        Alarm when ``p < alpha``; a drift episode resolves after ``resolve_after`` consecutive
-        evaluations whose statistic is below ``resolve_ratio`` times the critical value.
+    alpha : float, optional
+        Alarm when ``p < alpha`` (default 0.05 when ``ert`` is not given).
+    ert : float, optional
+        Mean observations between false alarms; the threshold is calibrated for this
+        reference, window and ``stride`` (count windows only; see
+        :mod:`detectors.calibration`).
+    resolve_ratio : float
+        A drift episode resolves after ``resolve_after`` consecutive evaluations whose statistic
+        is below ``resolve_ratio`` times the alarm threshold.
     resolve_after : int
         Evaluations below the resolve level that close an episode. Default 1.
+    seed : int
+        Seed of the calibration (``ert`` only).
 
     Notes
     -----
@@ -78,13 +87,24 @@ class WindowedKS(DriftDetector):
         stride: int | None = None,
         interval: float | None = None,
         min_window: int | None = None,
-        alpha: float = 0.05,
+        alpha: float | None = None,
+        ert: float | None = None,
         resolve_ratio: float = 0.6,
         resolve_after: int = 1,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         validate_window_args(window_size, duration)
-        validate_alarm_args(alpha, resolve_ratio, resolve_after, min_window)
+        if alpha is not None and ert is not None:
+            raise ValueError(f"give alpha or ert, not both (got alpha={alpha!r}, ert={ert!r})")
+        validate_alarm_args(
+            0.05 if alpha is None else alpha, resolve_ratio, resolve_after, min_window
+        )
+        if ert is not None and (duration is not None or min_window not in (None, window_size)):
+            raise ValueError(
+                "ert calibration needs a count window tested when full: leave duration and "
+                f"min_window unset (got duration={duration!r}, min_window={min_window!r})"
+            )
         if stride is not None and not (isinstance(stride, int) and stride >= 1):
             raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
         if interval is not None and not (
@@ -96,16 +116,19 @@ class WindowedKS(DriftDetector):
         self.stride = stride
         self.interval = interval
         self.min_window = min_window
-        self.alpha = float(alpha)
+        self.alpha = alpha
+        self.ert = ert
         self.resolve_ratio = float(resolve_ratio)
         self.resolve_after = resolve_after
+        self.seed = seed
+        self._alpha = 0.05 if alpha is None else float(alpha)
         if min_window is None:
             min_window = self.window_size if duration is None else min(self.window_size, 30)
         self._min_window = min(int(min_window), self.window_size)
         self._stride = stride or self.window_size
         self._interval = interval or duration
         self._window = Window(self.window_size, duration)
-        self._reference = np.sort(as_reference(reference))
+        self._set_reference(as_reference(reference))
         self._since = 0
         self._next_eval_time = -math.inf
         self._below = 0
@@ -124,7 +147,22 @@ class WindowedKS(DriftDetector):
 
     def set_reference(self, reference: npt.ArrayLike) -> None:
         """Replace the reference (``O(n log n)``); the next evaluation uses it."""
-        self._reference = np.sort(as_reference(reference))
+        self._set_reference(as_reference(reference))
+
+    def _set_reference(self, ref: npt.NDArray[np.float64]) -> None:
+        self._reference = np.sort(ref)
+        self.calibration: KSCalibration | None = None
+        if self.ert is not None:
+            _, counts = np.unique(self._reference, return_counts=True)
+            self.calibration = calibrate_gap(
+                counts,
+                self.window_size,
+                self.ert,
+                resolve_ratio=self.resolve_ratio,
+                resolve_after=self.resolve_after,
+                seed=self.seed,
+                stride=self._stride,
+            )
 
     def _due(self, now: float) -> bool:
         if self.duration is None:
@@ -169,10 +207,15 @@ class WindowedKS(DriftDetector):
             m,
         )
         self.n_evaluations += 1
-        g = math.gcd(n, m)
-        crit = critical_gap(n, m, self.alpha) * g / (n * m)  # critical D
+        cal = self.calibration
+        if cal is None:
+            crit = critical_gap(n, m, self._alpha) * math.gcd(n, m) / (n * m)  # critical D
+            alarm = bool(r.pvalue < self._alpha)
+        else:
+            crit = cal.gap_high / (n * m)
+            alarm = cal.fires(round(float(r.statistic) * n * m), self.n_seen, self.seed)
         if not self._in_drift:
-            if r.pvalue < self.alpha:
+            if alarm:
                 self._in_drift = self._drift_detected = True
                 self._below = 0
                 self._record(DRIFT_STARTED, crit)

@@ -87,7 +87,7 @@ class TransitionSnapshot:
 #: that caused it has been processed. It must not raise.
 TransitionHook = Callable[[TransitionSnapshot], None]
 
-#: Per-evaluation level of ``windowed_ks`` when no ``alpha`` is set (it is not ERT-calibrated).
+#: Per-evaluation level of ``windowed_ks`` on time windows when no ``alpha`` is set.
 WINDOWED_ALPHA = 0.001
 
 REFERENCE_FREE: frozenset[str] = frozenset({"adwin", "kswin", "page_hinkley"})
@@ -98,8 +98,8 @@ def build_detector(
 ) -> DriftDetector:
     """A detector of the configured kind (KS detectors need ``reference``)."""
     resolve_after = settings.resolve_after
+    ert = settings.effective_ert
     if name == "incremental_ks":
-        ert = settings.effective_ert
         return IncrementalKS(
             reference,  # type: ignore[arg-type]
             settings.window_size,
@@ -115,7 +115,8 @@ def build_detector(
             settings.window_size,
             duration=settings.window_duration,
             stride=max(1, settings.window_size // 10),
-            alpha=settings.alpha or WINDOWED_ALPHA,
+            alpha=None if ert is not None else settings.alpha or WINDOWED_ALPHA,
+            ert=ert,
             resolve_ratio=settings.resolve_ratio,
             resolve_after=resolve_after or 1,
         )

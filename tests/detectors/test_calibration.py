@@ -182,3 +182,13 @@ def test_long_erts_are_extrapolated_and_ordered() -> None:
     long = calibrate_gap(ones, WINDOW, 1e6, **EPISODES)  # type: ignore[arg-type]
     assert not short.extrapolated and long.extrapolated
     assert short.gap_high < long.gap_high <= REFERENCE * WINDOW
+
+
+def test_windowed_ks_calibrated_to_the_ert_of_its_schedule() -> None:
+    from detectors import WindowedKS
+
+    def make(ref: np.ndarray) -> IncrementalKS:
+        return WindowedKS(ref, WINDOW, stride=3, ert=ERT, **EPISODES)  # type: ignore[return-value]
+
+    ratio = false_alarm_ratio(make, normal)
+    assert 0.75 <= ratio <= 1.25, ratio
