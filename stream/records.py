@@ -112,12 +112,21 @@ class Invalid:
     offset: int
 
 
+#: Event times must be datetimes (years 1-9999): drift events carry them as ISO 8601 strings.
+_MIN_SECONDS = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+_MAX_SECONDS = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+
+
+def _representable(seconds: float) -> bool:
+    return _MIN_SECONDS <= seconds <= _MAX_SECONDS
+
+
 def _as_seconds(raw: Any) -> float | None:
     if isinstance(raw, bool):
         return None
     if isinstance(raw, int | float):
         value = float(raw) / 1000.0
-        return value if math.isfinite(value) and value >= 0 else None
+        return value if value >= 0 and _representable(value) else None
     if isinstance(raw, str):
         try:
             dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
@@ -125,7 +134,8 @@ def _as_seconds(raw: Any) -> float | None:
             return None
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=UTC)
-        return dt.timestamp()
+        value = dt.timestamp()
+        return value if _representable(value) else None
     return None
 
 
@@ -175,6 +185,10 @@ class TelemetryParser:
             values.append(f)
         raw_ts = doc.get(self.timestamp_field)
         if raw_ts is None:
+            if not _representable(timestamp):
+                return Invalid(
+                    "bad_timestamp", f"Kafka record timestamp {timestamp!r}", partition, offset
+                )
             ts = timestamp
         else:
             parsed = _as_seconds(raw_ts)
