@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, DriftDetector, Transition
-from detectors.calibration import KSCalibration, calibrate_gap
+from detectors.calibration import KSCalibration, calibrate_gap, check_ert
 from detectors.kstest import MAX_EXACT_N, KSResult, critical_gap, ks_pvalue
 from detectors.windows import Window, validate_window_args
 
@@ -197,8 +197,7 @@ class IncrementalKS(DriftDetector):
             0.05 if alpha is None else alpha, resolve_ratio, resolve_after, min_window
         )
         if ert is not None:
-            if not (isinstance(ert, int | float) and math.isfinite(ert) and ert > 1):
-                raise ValueError(f"ert must be a finite number of observations > 1, got {ert!r}")
+            check_ert(ert, int(window_size), resolve_after or int(window_size))
             if duration is not None or (min_window is not None and min_window != window_size):
                 raise ValueError(
                     "ert calibration needs a count window tested when full: leave duration and "

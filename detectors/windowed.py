@@ -10,7 +10,7 @@ import numpy.typing as npt
 from scipy import stats
 
 from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, DriftDetector, Transition
-from detectors.calibration import KSCalibration, calibrate_gap
+from detectors.calibration import KSCalibration, calibrate_gap, check_ert
 from detectors.ks import as_reference, validate_alarm_args
 from detectors.kstest import KSResult, critical_gap
 from detectors.windows import Window, validate_window_args
@@ -100,6 +100,8 @@ class WindowedKS(DriftDetector):
         validate_alarm_args(
             0.05 if alpha is None else alpha, resolve_ratio, resolve_after, min_window
         )
+        if ert is not None:
+            check_ert(ert, int(window_size), resolve_after, stride or int(window_size))
         if ert is not None and (duration is not None or min_window not in (None, window_size)):
             raise ValueError(
                 "ert calibration needs a count window tested when full: leave duration and "

@@ -22,13 +22,27 @@ __all__ = [
     "DEFAULT_ERT",
     "DEFAULT_FEATURES",
     "DETECTORS",
+    "REDACTED",
+    "SASL_MECHANISMS",
+    "SECRET_SETTINGS",
+    "SECURITY_PROTOCOLS",
     "DetectorName",
+    "SaslMechanism",
+    "SecurityProtocol",
     "Settings",
     "load_settings",
 ]
 
 DetectorName = Literal["incremental_ks", "windowed_ks", "adwin", "kswin", "page_hinkley"]
 DETECTORS: tuple[str, ...] = get_args(DetectorName)
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SECURITY_PROTOCOLS: tuple[str, ...] = get_args(SecurityProtocol)
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+SASL_MECHANISMS: tuple[str, ...] = get_args(SaslMechanism)
+#: Settings whose values are secrets: never shown in reprs or error messages.
+SECRET_SETTINGS = frozenset({"sasl_password", "metrics_basic_auth_password"})
+#: What an error message shows instead of a secret.
+REDACTED = "<redacted>"
 DEFAULT_FEATURES = ("response_latency_ms", "token_count", "retry_count", "error_rate")
 #: Observations between false alarms per stream when neither ert, a fleet budget nor alpha is set.
 DEFAULT_ERT = 10_000.0
@@ -52,6 +66,16 @@ class Settings:
     dead_letter_topic: str = "driftwatch.dead-letter"
     control_topic: str = "driftwatch.control"
     topic_partitions: int = 6
+    # Kafka security
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    sasl_password_file: str | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_check_hostname: bool = True
     # Telemetry
     key_fields: tuple[str, ...] = ("agent_id",)
     features: tuple[str, ...] = DEFAULT_FEATURES
@@ -79,6 +103,11 @@ class Settings:
     # Metrics
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 9464
+    metrics_tls_certfile: str | None = None
+    metrics_tls_keyfile: str | None = None
+    metrics_basic_auth_username: str | None = None
+    metrics_basic_auth_password: str | None = field(default=None, repr=False)
+    metrics_basic_auth_password_file: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     data_dir: str = "var/driftwatch"
 
@@ -113,10 +142,179 @@ class Settings:
         """The broker list as Faust wants it."""
         return ";".join(f"kafka://{b.strip()}" for b in self.bootstrap_servers.split(","))
 
+    @property
+    def uses_sasl(self) -> bool:
+        """Whether Kafka connections authenticate with SASL."""
+        return self.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
+
+    @property
+    def uses_ssl(self) -> bool:
+        """Whether Kafka connections are encrypted with TLS."""
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    def sasl_secret(self) -> str | None:
+        """The SASL password: ``sasl_password``, or read from ``sasl_password_file``."""
+        return _secret(self, "sasl_password", "sasl_password_file")
+
+    def metrics_basic_auth_secret(self) -> str | None:
+        """The metrics password: ``metrics_basic_auth_password`` or read from its file."""
+        return _secret(self, "metrics_basic_auth_password", "metrics_basic_auth_password_file")
+
 
 def _check(ok: bool, name: str, value: object, reason: str) -> None:
     if not ok:
         raise ConfigError(name, value, reason)
+
+
+def _shown(name: str, value: object) -> object:
+    """``value`` as an error message may show it: secrets (by setting name) are redacted."""
+    key = name.lower().removeprefix(ENV_PREFIX.lower())
+    if value is None or not (key in SECRET_SETTINGS or "password" in key or "secret" in key):
+        return value
+    if key.endswith("_file"):
+        return value  # a path, not the secret
+    return REDACTED
+
+
+def _read_secret_file(name: str, path: str) -> str:
+    """The secret in ``path`` without its trailing line break (errors name the path only)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(name, path, "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConfigError(name, path, f"cannot be read: {reason}") from None
+    secret = text.rstrip("\r\n")
+    if not secret:
+        raise ConfigError(name, path, "the file is empty")
+    return secret
+
+
+def _secret(s: Settings, value_name: str, file_name: str) -> str | None:
+    value: str | None = getattr(s, value_name)
+    path: str | None = getattr(s, file_name)
+    if path:
+        return _read_secret_file(file_name, path)
+    return value
+
+
+def _check_file(s: Settings, name: str) -> None:
+    path = getattr(s, name)
+    if path is not None:
+        _check(bool(path.strip()), name, path, "must be a file path")
+        _check(Path(path).is_file(), name, path, "file not found")
+
+
+def _validate_security(s: Settings) -> None:
+    _check(
+        s.security_protocol in SECURITY_PROTOCOLS,
+        "security_protocol",
+        s.security_protocol,
+        f"one of {', '.join(SECURITY_PROTOCOLS)}",
+    )
+    _check(
+        s.sasl_mechanism in SASL_MECHANISMS,
+        "sasl_mechanism",
+        s.sasl_mechanism,
+        f"one of {', '.join(SASL_MECHANISMS)}",
+    )
+    _check(
+        s.sasl_password is None or s.sasl_password_file is None,
+        "sasl_password",
+        REDACTED,
+        "set sasl_password or sasl_password_file, not both",
+    )
+    has_password = s.sasl_password is not None or s.sasl_password_file is not None
+    if s.uses_sasl:
+        _check(
+            bool(s.sasl_username and s.sasl_username.strip()),
+            "sasl_username",
+            s.sasl_username,
+            f"needed with security_protocol={s.security_protocol}",
+        )
+        protocol = s.security_protocol
+        _check(
+            has_password,
+            "sasl_password",
+            None,
+            f"set sasl_password or sasl_password_file with security_protocol={protocol}",
+        )
+        _check(s.sasl_password != "", "sasl_password", REDACTED, "must not be empty")
+    else:
+        for name in ("sasl_username", "sasl_password", "sasl_password_file"):
+            _check(
+                getattr(s, name) is None,
+                name,
+                _shown(name, getattr(s, name)),
+                "only used with security_protocol SASL_PLAINTEXT or SASL_SSL",
+            )
+    for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        if not s.uses_ssl:
+            _check(
+                getattr(s, name) is None,
+                name,
+                getattr(s, name),
+                "only used with security_protocol SSL or SASL_SSL",
+            )
+        _check_file(s, name)
+    _check(
+        s.ssl_keyfile is None or s.ssl_certfile is not None,
+        "ssl_keyfile",
+        s.ssl_keyfile,
+        "set ssl_certfile too (the client certificate for this key)",
+    )
+    _check(
+        isinstance(s.ssl_check_hostname, bool),
+        "ssl_check_hostname",
+        s.ssl_check_hostname,
+        "must be true or false",
+    )
+    _check_file(s, "sasl_password_file")
+    if s.sasl_password_file is not None:
+        s.sasl_secret()  # readable and not empty
+
+
+def _validate_metrics_security(s: Settings) -> None:
+    for name in ("metrics_tls_certfile", "metrics_tls_keyfile"):
+        _check_file(s, name)
+    _check(
+        s.metrics_tls_keyfile is None or s.metrics_tls_certfile is not None,
+        "metrics_tls_keyfile",
+        s.metrics_tls_keyfile,
+        "set metrics_tls_certfile too",
+    )
+    user = s.metrics_basic_auth_username
+    _check(
+        s.metrics_basic_auth_password is None or s.metrics_basic_auth_password_file is None,
+        "metrics_basic_auth_password",
+        REDACTED,
+        "set metrics_basic_auth_password or metrics_basic_auth_password_file, not both",
+    )
+    has_password = (
+        s.metrics_basic_auth_password is not None or s.metrics_basic_auth_password_file is not None
+    )
+    _check(
+        user is None or (bool(user) and ":" not in user and user.strip() == user),
+        "metrics_basic_auth_username",
+        user,
+        "must be non-empty, without ':' or surrounding spaces",
+    )
+    _check(
+        (user is None) == (not has_password),
+        "metrics_basic_auth_username",
+        user,
+        "set it together with metrics_basic_auth_password or metrics_basic_auth_password_file",
+    )
+    _check(
+        s.metrics_basic_auth_password != "",
+        "metrics_basic_auth_password",
+        REDACTED,
+        "must not be empty",
+    )
+    _check_file(s, "metrics_basic_auth_password_file")
+    if s.metrics_basic_auth_password_file is not None:
+        s.metrics_basic_auth_secret()  # readable and not empty
 
 
 def _validate(s: Settings) -> None:
@@ -165,6 +363,15 @@ def _validate(s: Settings) -> None:
         fleet,
         "both fleet settings must be > 0",
     )
+    ert = s.effective_ert
+    shortest = 5 * (s.window_size + (s.resolve_after or s.window_size))
+    _check(
+        ert is None or ert >= shortest,
+        "ert",
+        ert,
+        f"too short for window_size={s.window_size}: use ert >= {shortest} (or a fleet budget "
+        "allowing fewer false alarms, or a smaller window)",
+    )
     chosen = [name for name, v in (("alpha", s.alpha), ("ert", s.ert)) if v is not None]
     if fleet[0] is not None:
         chosen.append("fleet budget")
@@ -195,6 +402,8 @@ def _validate(s: Settings) -> None:
         s.log_level,
         "one of debug, info, warning, error",
     )
+    _validate_security(s)
+    _validate_metrics_security(s)
 
 
 def _convert(name: str, raw: Any, annotation: str) -> Any:
@@ -218,11 +427,24 @@ def _convert(name: str, raw: Any, annotation: str) -> Any:
             if raw in ("", None) and "None" in annotation:
                 return None
             return float(raw)
+        if annotation == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError(raw)
         if annotation == "str | None":
             return raw or None
         return str(raw)
     except (TypeError, ValueError):
-        raise ConfigError(name, raw, f"cannot be read as {annotation}") from None
+        raise ConfigError(name, _shown(name, raw), f"cannot be read as {annotation}") from None
+
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
 
 
 def load_settings(
@@ -247,7 +469,8 @@ def load_settings(
         section = data.get("driftwatch", data)
         for key, raw in section.items():
             if key not in known:
-                raise ConfigError(key, raw, f"unknown setting in {p}")
+                # the value is not shown: it may be a secret under a misspelt name
+                raise ConfigError(key, REDACTED, f"unknown setting in {p}")
             values[key] = _convert(key, raw, known[key])
     for name, annotation in known.items():
         raw = env.get(ENV_PREFIX + name.upper())
@@ -257,4 +480,5 @@ def load_settings(
     try:
         return Settings(**values)
     except TypeError as exc:
-        raise ConfigError("settings", values, str(exc)) from None
+        # names only: an unexpected keyword may be a secret under a misspelt name
+        raise ConfigError("settings", sorted(values), str(exc)) from None
