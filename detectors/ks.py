@@ -118,6 +118,11 @@ class IncrementalKS(DriftDetector):
         ... for this many consecutive updates. Default ``window_size``.
     seed : int
         Seed of the calibration's simulation (``ert`` only).
+    wait_for_calibration : bool
+        With ``ert``, the calibration runs in a background thread from construction (and from
+        every :meth:`set_reference`). True: the first test waits for it, so results are
+        reproducible. False: tests start only once it is ready, and nothing waits -- for a
+        service that must not stall while thousands of streams calibrate.
 
     Attributes
     ----------
@@ -188,6 +193,7 @@ class IncrementalKS(DriftDetector):
         resolve_ratio: float = 0.6,
         resolve_after: int | None = None,
         seed: int = 0,
+        wait_for_calibration: bool = True,
     ) -> None:
         super().__init__()
         validate_window_args(window_size, duration)
@@ -211,6 +217,7 @@ class IncrementalKS(DriftDetector):
         self.resolve_ratio = float(resolve_ratio)
         self.resolve_after = resolve_after
         self.seed = seed
+        self.wait_for_calibration = wait_for_calibration
         if min_window is None:
             min_window = self.window_size if duration is None else min(self.window_size, 30)
         self._min_window = min(int(min_window), self.window_size)
@@ -250,6 +257,11 @@ class IncrementalKS(DriftDetector):
                 seed=self.seed,
             )
         self._reset_evidence()
+
+    @property
+    def calibration_ready(self) -> bool:
+        """False while an ``ert`` calibration is still running."""
+        return self._pending is None or self._pending.done()
 
     @property
     def calibration(self) -> KSCalibration | None:
@@ -412,7 +424,7 @@ class IncrementalKS(DriftDetector):
     def _decide(self) -> None:
         """Apply the alarm rule after one update, evaluating exactly only when it matters."""
         m = self._window._size
-        if m < self._min_window:
+        if m < self._min_window or not (self.wait_for_calibration or self.calibration_ready):
             self._G = -1
             return
         high, low = self._thresholds_for(m)
@@ -443,7 +455,7 @@ class IncrementalKS(DriftDetector):
 
     def _safe_steps(self) -> int:
         """How many further slides of a full count window certainly change no decision."""
-        if self._G < 0 or self._window._size != self.window_size:
+        if self._G < 0 or self._window._size != self.window_size or not self.calibration_ready:
             return 0
         n = self._n
         high, low = self._thresholds_for(self.window_size)

@@ -12,8 +12,9 @@ from collections.abc import AsyncIterable
 
 import faust
 from faust.types import TP
-from prometheus_client import REGISTRY, start_http_server
+from prometheus_client import REGISTRY
 
+from stream import metrics_server
 from stream.app import app, settings
 from stream.metrics import Metrics
 from stream.monitor import DriftMonitor
@@ -32,6 +33,7 @@ monitor = DriftMonitor(
     references=reference_source(settings),
     metrics=metrics,
     reload_references=reference_loader(settings),
+    reproducible=False,  # never stall the stream on a calibration; `replay` waits instead
 )
 processor = BatchProcessor(TelemetryParser(settings), monitor, metrics, settings.telemetry_topic)
 control_handler = ControlHandler(ControlParser(settings), monitor, metrics)
@@ -39,9 +41,9 @@ control_handler = ControlHandler(ControlParser(settings), monitor, metrics)
 
 @app.task
 async def start_metrics_server() -> None:
-    """Serve /metrics (prometheus-client's own HTTP server, in a thread)."""
-    start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=REGISTRY)
-    log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+    """Serve /metrics in a thread (TLS and basic auth when configured)."""
+    server = metrics_server.start_metrics_server(settings, REGISTRY)
+    log.info("metrics on %s%s", server.url, " (basic auth)" if server.basic_auth else "")
 
 
 @app.timer(interval=1.0)

@@ -94,9 +94,17 @@ REFERENCE_FREE: frozenset[str] = frozenset({"adwin", "kswin", "page_hinkley"})
 
 
 def build_detector(
-    name: DetectorName, settings: Settings, reference: npt.NDArray[np.float64] | None
+    name: DetectorName,
+    settings: Settings,
+    reference: npt.NDArray[np.float64] | None,
+    *,
+    wait_for_calibration: bool = True,
 ) -> DriftDetector:
-    """A detector of the configured kind (KS detectors need ``reference``)."""
+    """A detector of the configured kind (KS detectors need ``reference``).
+
+    ``wait_for_calibration=False`` lets an ``incremental_ks`` stream start testing only once its
+    background calibration is ready, instead of waiting for it at its first test.
+    """
     resolve_after = settings.resolve_after
     ert = settings.effective_ert
     if name == "incremental_ks":
@@ -108,6 +116,7 @@ def build_detector(
             ert=ert,
             resolve_ratio=settings.resolve_ratio,
             resolve_after=resolve_after,
+            wait_for_calibration=wait_for_calibration,
         )
     if name == "windowed_ks":
         return WindowedKS(
@@ -256,8 +265,10 @@ class DriftMonitor:
         reload_references: Callable[[], ReferenceSource] | None = None,
         on_transition: TransitionHook | None = None,
         track_accuracy: bool = True,
+        reproducible: bool = True,
     ) -> None:
         self.settings = settings
+        self.reproducible = reproducible
         self.references = references
         self.metrics = metrics
         self.clock = clock
@@ -474,27 +485,32 @@ class DriftMonitor:
     def _window_of(det: DriftDetector) -> npt.NDArray[np.float64] | None:
         return det.window if isinstance(det, KS_DETECTORS) else None
 
+    def _build(
+        self, name: DetectorName, settings: Settings, reference: npt.NDArray[np.float64] | None
+    ) -> DriftDetector:
+        return build_detector(name, settings, reference, wait_for_calibration=self.reproducible)
+
     def _warm_up(self, key: str, j: int, fs: FeatureState, xs: npt.NDArray[np.float64]) -> int:
         """Create the detector if its reference is ready; return how many values it used."""
         name = self._detector_names[j]
         if name in REFERENCE_FREE:
-            fs.detector = build_detector(name, self.settings, None)
+            fs.detector = self._build(name, self.settings, None)
             return 0
         ref = self._reference(key, j)
         if ref is not None:
-            fs.detector = build_detector(name, self.settings, ref)
+            fs.detector = self._build(name, self.settings, ref)
             return 0
         need = self.settings.reference_size - len(fs.warmup)
         used = min(need, xs.shape[0])
         fs.warmup.extend(xs[:used].tolist())
         if len(fs.warmup) >= self.settings.reference_size:
-            fs.detector = build_detector(name, self.settings, np.asarray(fs.warmup))
+            fs.detector = self._build(name, self.settings, np.asarray(fs.warmup))
             fs.warmup = []
         return used
 
     # ------------------------------------------------------------------ accuracy
     def _accuracy_detector(self, reference: npt.NDArray[np.float64]) -> DriftDetector:
-        return build_detector(ACCURACY_DETECTOR, self._accuracy_settings, reference)
+        return self._build(ACCURACY_DETECTOR, self._accuracy_settings, reference)
 
     def _process_accuracy(
         self, key: str, state: KeyState, evs: list[Telemetry]
