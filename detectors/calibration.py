@@ -83,7 +83,8 @@ class KSCalibration:
     observations : int
         Simulated observations behind the estimate.
     seconds : float
-        Wall time the calibration took (0 when served from the cache).
+        Wall time the calibration took (a result served from the cache keeps the time of its
+        computation).
     extrapolated : bool
         True when ``ert`` lies beyond what the simulation can observe (more than
         ``observations / 150``): the threshold then comes from a quadratic fit of the log start
@@ -261,26 +262,35 @@ def _count_starts(
     alarm = gaps >= high
     if mixed is not None and uniforms is not None and mix > 0:
         alarm |= (gaps >= mixed) & (uniforms < mix)
+    rows = np.flatnonzero(alarm.any(axis=1))
+    if rows.size == 0:
+        return 0
+    sub = gaps[rows]
     idx = np.arange(steps, dtype=np.int32)
     # length of the run of below-low steps ending at each step; an episode started at s
     # resolves at the first t >= s + resolve_after whose run is at least resolve_after long
-    last_above = np.maximum.accumulate(np.where(gaps >= low, idx, np.int32(-1)), axis=1)
+    last_above = np.maximum.accumulate(np.where(sub >= low, idx, np.int32(-1)), axis=1)
     long_run = (idx - last_above) >= resolve_after
     big = np.int32(steps)
-    next_alarm = np.minimum.accumulate(np.where(alarm, idx, big)[:, ::-1], axis=1)[:, ::-1]
     next_long = np.minimum.accumulate(np.where(long_run, idx, big)[:, ::-1], axis=1)[:, ::-1]
+    alarm_rows, alarm_cols = np.nonzero(alarm[rows])
+    bounds = np.searchsorted(alarm_rows, np.arange(rows.size + 1))
     starts = 0
-    for b in np.flatnonzero(next_alarm[:, 0] < big).tolist():
-        na, nl = next_alarm[b], next_long[b]
-        t = int(na[0])
-        while t < big:
+    for r in range(rows.size):
+        cols = alarm_cols[bounds[r] : bounds[r + 1]]  # this row's alarm steps, ascending
+        nl = next_long[r]
+        t = int(cols[0])
+        while True:
             starts += 1
-            if t + resolve_after >= big:
+            if t + resolve_after >= steps:
                 break
             e = int(nl[t + resolve_after])
-            if e + 1 >= big:
+            if e + 1 >= steps:
                 break
-            t = int(na[e + 1])
+            k = int(np.searchsorted(cols, e + 1))
+            if k >= cols.size:
+                break
+            t = int(cols[k])
     return starts
 
 
@@ -304,17 +314,25 @@ def _search(
     if rate(top) > target:  # even the largest simulated gap alarms too often
         h = int(candidates[top]) + 1
         return h, math.ceil(ratio * h), h, 0.0, 0.0
-    # Walk down from the top: the start rate rises as the threshold falls, until thresholds so
-    # low that episodes never close make it fall again; search only the rising part.
-    hi, step = top, 1
-    lo = max(0, top - step)
-    while lo > 0 and rate(lo) <= target:
-        hi = lo
-        step *= 2
-        lo = max(0, top - step)
-    if rate(lo) <= target:  # nothing alarms often enough: the lowest threshold is the best
-        h = int(candidates[lo])
-        return h, math.ceil(ratio * h), h, 0.0, rate(lo)
+    # The start rate rises as the threshold falls, then falls again once thresholds are so
+    # low that episodes never close. Scan a grid from the top for the first threshold that
+    # alarms too often; the target then lies between it and the grid point above.
+    grid = sorted({int(i) for i in np.linspace(top, 0, 33).round()}, reverse=True)
+    rates = {}
+    hi = top
+    lo = -1
+    for i in grid:
+        rates[i] = rate(i)
+        if rates[i] > target:
+            lo = i
+            break
+        hi = i
+    if lo < 0:
+        # No threshold alarms as often as asked: take the most sensitive one that still lets
+        # episodes close (the peak of the rate curve), and report the rate it reaches.
+        peak = max(rates, key=lambda i: rates[i])
+        h = int(candidates[peak])
+        return h, math.ceil(ratio * h), h, 0.0, rates[peak]
     while hi - lo > 1:  # invariant: rate(lo) > target >= rate(hi)
         mid = (lo + hi) // 2
         if rate(mid) > target:
@@ -329,7 +347,7 @@ def _search(
         return _count_starts(gaps, high, low, resolve_after, mixed, q, uniforms) / total
 
     q_lo, q_hi = 0.0, 1.0  # rate(q) rises with q from rate(hi) <= target to about rate(lo)
-    for _ in range(8):
+    for _ in range(6):
         q = (q_lo + q_hi) / 2
         if mixed_rate(q) > target:
             q_hi = q
@@ -341,7 +359,7 @@ def _search(
 
 def _shape(m: int, observations: int) -> tuple[int, int]:
     # long streams relative to the window, so episodes reach their stationary rhythm
-    steps = int(min(max(20 * m, 2_000), observations // 16))
+    steps = int(min(max(10 * m, 2_000), observations // 16))
     streams = max(16, observations // steps)
     return streams, steps
 
