@@ -96,7 +96,7 @@ class Settings:
     reference_size: int = 1000
     reference_file: str | None = None
     # Processing
-    batch_size: int = 1000
+    batch_size: int = 5000
     batch_timeout: float = 0.5
     max_tracked_keys: int = 10_000
     max_metric_keys: int = 500
