@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 import time
+import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +91,9 @@ TransitionHook = Callable[[TransitionSnapshot], None]
 
 #: Per-evaluation level of ``windowed_ks`` on time windows when no ``alpha`` is set.
 WINDOWED_ALPHA = 0.001
+
+#: Format of :meth:`DriftMonitor.snapshot`; bumped when the state's layout changes.
+SNAPSHOT_VERSION = 1
 
 REFERENCE_FREE: frozenset[str] = frozenset({"adwin", "kswin", "page_hinkley"})
 
@@ -301,6 +306,40 @@ class DriftMonitor:
         """The features, and ``accuracy`` when accuracy is tracked."""
         extra = (ACCURACY_FEATURE,) if self.track_accuracy else ()
         return (*self.settings.features, *extra)
+
+    # ------------------------------------------------------------------ checkpoints
+    def snapshot(self, partitions: Collection[int] | None = None) -> bytes:
+        """Every key's state (or only the keys of ``partitions``), compressed.
+
+        Restoring it into a fresh monitor and feeding the events that follow the last one
+        processed here gives exactly the results of a monitor that never stopped: windows,
+        references, episodes, accuracy and offsets all continue. Snapshots are pickles: keep
+        the place they are stored (e.g. a compacted topic) writable by the workers only.
+        """
+        keys = [
+            (key, state)
+            for key, state in self.keys.items()
+            if partitions is None or state.partition in partitions
+        ]
+        return zlib.compress(pickle.dumps((SNAPSHOT_VERSION, keys), protocol=5), 1)
+
+    def restore(self, blob: bytes) -> int:
+        """Load keys from a :meth:`snapshot`; return how many. Newer state wins over older."""
+        try:
+            version, keys = pickle.loads(zlib.decompress(blob))
+        except Exception as exc:
+            raise ValueError(f"not a driftwatch monitor snapshot: {exc!r}") from None
+        if version != SNAPSHOT_VERSION:
+            raise ValueError(f"snapshot version {version!r}, expected {SNAPSHOT_VERSION}")
+        for key, state in keys:
+            self.keys[key] = state
+            self.keys.move_to_end(key)
+            for fs in state.features:
+                fs.dirty = True
+        while len(self.keys) > self.settings.max_tracked_keys:
+            self.keys.popitem(last=False)
+            self.evictions += 1
+        return len(keys)
 
     def _key_state(self, key: str) -> KeyState:
         state = self.keys.get(key)
