@@ -15,6 +15,9 @@ Command line::
 
 As a module: ``fetch()``, ``start()`` (returns a :class:`Broker` with ``bootstrap``,
 ``pid``, ``log_path``, ``stop()`` and ``restart()``), ``stop()`` and ``status()``.
+``start(extra_listeners={"SASL_SSL": "SASL_SSL"}, scram_users=[...])`` adds listeners (on
+free ports; ``Broker.listener_bootstrap(name)``) and SCRAM credentials created at format time;
+their TLS and SASL settings go in ``extra_config``.
 
 Environment:
     DRIFTWATCH_KAFKA_CACHE  directory holding the broker jars
@@ -39,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +79,8 @@ LOG_FILE = "broker.log"
 SERVER_PROPERTIES = "server.properties"
 LOG4J_PROPERTIES = "log4j.properties"
 DATA_DIR = "data"
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+RESERVED_LISTENERS = ("PLAINTEXT", "CONTROLLER")
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -518,16 +523,25 @@ def server_properties(
     port: int,
     controller_port: int,
     extra: dict[str, str] | None = None,
+    listeners: Mapping[str, tuple[str, int]] | None = None,
 ) -> dict[str, str]:
-    """The broker configuration for a combined broker+controller node on 127.0.0.1."""
+    """The broker configuration for a combined broker+controller node on 127.0.0.1.
+
+    ``listeners`` adds broker listeners: name -> (security protocol, port).
+    """
+    added = dict(listeners or {})
+    extra_listeners = "".join(f",{name}://{HOST}:{p}" for name, (_, p) in added.items())
+    extra_protocols = "".join(f",{name}:{protocol}" for name, (protocol, _) in added.items())
     props = {
         "process.roles": "broker,controller",
         "node.id": str(NODE_ID),
         "controller.quorum.voters": f"{NODE_ID}@{HOST}:{controller_port}",
-        "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{port}",
+        "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}"
+        + extra_listeners,
+        "advertised.listeners": f"PLAINTEXT://{HOST}:{port}" + extra_listeners,
         "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+        + extra_protocols,
         "inter.broker.listener.name": "PLAINTEXT",
         "log.dirs": str(state_dir / DATA_DIR),
         "num.partitions": "4",
@@ -565,8 +579,9 @@ def _write_config(
     controller_port: int,
     extra: dict[str, str] | None,
     log_level: str,
+    listeners: Mapping[str, tuple[str, int]] | None = None,
 ) -> None:
-    props = server_properties(state_dir, port, controller_port, extra)
+    props = server_properties(state_dir, port, controller_port, extra, listeners)
     text = "".join(f"{key}={_escape(value)}\n" for key, value in props.items())
     (state_dir / SERVER_PROPERTIES).write_text(text)
     (state_dir / LOG4J_PROPERTIES).write_text(LOG4J_CONFIG.format(level=log_level))
@@ -581,7 +596,9 @@ def _java_opts(state_dir: Path, libs: Path) -> list[str]:
     ]
 
 
-def _storage_tool(java: str, state_dir: Path, libs: Path, args: Sequence[str]) -> str:
+def _storage_tool(
+    java: str, state_dir: Path, libs: Path, args: Sequence[str], secrets: Sequence[str] = ()
+) -> str:
     cmd = [java, "-Xmx256m", *_java_opts(state_dir, libs), "kafka.tools.StorageTool", *args]
     result = subprocess.run(
         cmd,
@@ -598,24 +615,44 @@ def _storage_tool(java: str, state_dir: Path, libs: Path, args: Sequence[str]) -
             for line in result.stdout.splitlines()
             if not line.startswith("\tat ") and not re.match(r"\t\.\.\. \d+ more", line)
         ]
+        output = "\n".join(lines).strip()
+        for secret in secrets:
+            if secret:
+                output = output.replace(secret, "***")
         raise KafkaLocalError(
             f"kafka-storage {' '.join(args[:1])} failed with exit code {result.returncode}:\n"
-            + "\n".join(lines).strip()
+            + output
         )
     return result.stdout
 
 
-def _format_storage(java: str, state_dir: Path, libs: Path) -> str:
+def _scram_argument(user: tuple[str, str, str]) -> str:
+    mechanism, name, password = user
+    if mechanism not in SCRAM_MECHANISMS:
+        raise KafkaLocalError(f"SCRAM mechanism must be one of {', '.join(SCRAM_MECHANISMS)}")
+    for label, value in (("name", name), ("password", password)):
+        if not re.fullmatch(r'[^\s,\[\]="]+', value):
+            raise KafkaLocalError(f"SCRAM {label}: no spaces, commas, brackets, = or quotes")
+    return f"{mechanism}=[name={name},password={password}]"
+
+
+def _format_storage(
+    java: str, state_dir: Path, libs: Path, scram_users: Sequence[tuple[str, str, str]] = ()
+) -> str:
     output = _storage_tool(java, state_dir, libs, ["random-uuid"])
     ids = re.findall(r"^[A-Za-z0-9_-]{22}$", output, flags=re.MULTILINE)
     if not ids:
         raise KafkaLocalError(f"kafka-storage random-uuid printed no cluster id:\n{output}")
     cluster_id = str(ids[-1])
+    scram: list[str] = []
+    for user in scram_users:
+        scram += ["--add-scram", _scram_argument(user)]
     _storage_tool(
         java,
         state_dir,
         libs,
-        ["format", "-t", cluster_id, "-c", str(state_dir / SERVER_PROPERTIES)],
+        ["format", "-t", cluster_id, "-c", str(state_dir / SERVER_PROPERTIES), *scram],
+        secrets=[password for _, _, password in scram_users],
     )
     return cluster_id
 
@@ -667,11 +704,19 @@ class Broker:
     start_timeout: float = START_TIMEOUT_S
     pid: int | None = None
     startup_seconds: float | None = None
+    listener_ports: dict[str, int] = field(default_factory=dict)
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
 
     @property
     def bootstrap(self) -> str:
         return f"{HOST}:{self.port}"
+
+    def listener_bootstrap(self, name: str) -> str:
+        """The address of an extra listener (see ``start(extra_listeners=...)``)."""
+        try:
+            return f"{HOST}:{self.listener_ports[name]}"
+        except KeyError:
+            raise KafkaLocalError(f"no listener named {name!r}") from None
 
     @property
     def controller_bootstrap(self) -> str:
@@ -754,7 +799,7 @@ class Broker:
 
     def _wait_for_ports(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
-        for port in (self.port, self.controller_port):
+        for port in (self.port, self.controller_port, *self.listener_ports.values()):
             while not _port_is_free(port):
                 if time.monotonic() >= deadline:
                     raise KafkaLocalError(f"port {HOST}:{port} is in use")
@@ -773,12 +818,30 @@ def start(
     log_level: str = "WARN",
     extra_config: dict[str, str] | None = None,
     java: str = "java",
+    extra_listeners: Mapping[str, str] | None = None,
+    scram_users: Sequence[tuple[str, str, str]] = (),
 ) -> Broker:
     """Start a broker from ``state_dir`` (wiped first unless ``keep``) and wait until ready.
 
     Ports default to free ones (with ``keep``, to the ones used last time). ``extra_config``
     entries override ``server.properties`` settings.
+
+    ``extra_listeners`` maps further listener names to their security protocol (e.g.
+    ``{"SASL_SSL": "SASL_SSL"}``); each gets a free port, advertised on 127.0.0.1, and
+    ``Broker.listener_bootstrap(name)`` gives its address. Their TLS and SASL settings
+    (``listener.name.<name lower case>.…``, ``sasl.enabled.mechanisms``) go in
+    ``extra_config``. ``scram_users`` are ``(mechanism, name, password)`` triples, e.g.
+    ``("SCRAM-SHA-512", "driftwatch", "secret")``, stored when the storage is formatted
+    (``kafka-storage format --add-scram``); they are ignored when ``keep`` reuses data.
     """
+    listener_protocols = dict(extra_listeners or {})
+    for name, protocol in listener_protocols.items():
+        if not re.fullmatch(r"[A-Z][A-Z0-9_]*", name) or name in RESERVED_LISTENERS:
+            raise KafkaLocalError(f"invalid extra listener name {name!r}")
+        if protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+            raise KafkaLocalError(f"invalid security protocol {protocol!r} for {name}")
+    for user in scram_users:
+        _scram_argument(user)  # fail before touching the state directory
     state = _resolve_state_dir(state_dir)
     libs = fetch(cache_dir)
     if shutil.which(java) is None:
@@ -788,6 +851,7 @@ def start(
         raise KafkaLocalError(f"a broker is already running from {state} (pid {running})")
 
     cluster_id: str | None = None
+    previous_listeners: dict[str, object] = {}
     meta_properties = state / DATA_DIR / "meta.properties"
     if keep and meta_properties.is_file():
         cluster_id = _read_cluster_id(state)
@@ -796,31 +860,36 @@ def start(
         previous = _read_state(state)
         port = port or int(str(previous.get("port", 0))) or None
         controller_port = controller_port or int(str(previous.get("controller_port", 0))) or None
+        saved = previous.get("listener_ports")
+        previous_listeners = saved if isinstance(saved, dict) else {}
     port = port or free_port()
     controller_port = controller_port or free_port(exclude=(port,))
     if port == controller_port:
         raise KafkaLocalError("broker and controller ports must differ")
-    for candidate in (port, controller_port):
+    listener_ports: dict[str, int] = {}
+    for name in listener_protocols:
+        taken = (port, controller_port, *listener_ports.values())
+        reused = int(str(previous_listeners.get(name, 0)))
+        listener_ports[name] = reused if reused and reused not in taken else free_port(taken)
+    for candidate in (port, controller_port, *listener_ports.values()):
         if not _port_is_free(candidate):
             raise KafkaLocalError(f"port {HOST}:{candidate} is in use")
     if cluster_id is None:
         _prepare_fresh_dir(state)
 
-    _write_config(state, port, controller_port, extra_config, log_level)
+    listeners = {name: (listener_protocols[name], p) for name, p in listener_ports.items()}
+    _write_config(state, port, controller_port, extra_config, log_level, listeners)
     if cluster_id is None:
-        cluster_id = _format_storage(java, state, libs)
-    (state / STATE_FILE).write_text(
-        json.dumps(
-            {
-                "kafka_version": KAFKA_VERSION,
-                "port": port,
-                "controller_port": controller_port,
-                "cluster_id": cluster_id,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+        cluster_id = _format_storage(java, state, libs, scram_users)
+    saved_state: dict[str, object] = {
+        "kafka_version": KAFKA_VERSION,
+        "port": port,
+        "controller_port": controller_port,
+        "cluster_id": cluster_id,
+    }
+    if listener_ports:
+        saved_state["listener_ports"] = listener_ports
+    (state / STATE_FILE).write_text(json.dumps(saved_state, indent=2) + "\n")
     broker = Broker(
         state_dir=state,
         port=port,
@@ -830,6 +899,7 @@ def start(
         heap=heap,
         java=java,
         start_timeout=timeout,
+        listener_ports=listener_ports,
     )
     broker.start()
     return broker

@@ -7,10 +7,28 @@ Topics, the agent and the startup tasks live in their own modules and are regist
 from __future__ import annotations
 
 import faust
+from faust.types.auth import CredentialsT
 
+from stream.kafka_config import client_ssl_context, redact_sasl_in_client_logs
 from stream.settings import Settings, load_settings
 
-__all__ = ["app", "create_app", "settings"]
+__all__ = ["app", "broker_credentials", "create_app", "settings"]
+
+
+def broker_credentials(settings: Settings) -> CredentialsT | None:
+    """Faust's broker credentials for ``security_protocol`` (None for PLAINTEXT)."""
+    context = client_ssl_context(settings) if settings.uses_ssl else None
+    if settings.uses_sasl:
+        redact_sasl_in_client_logs(settings)
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_secret(),
+            ssl_context=context,
+            mechanism=settings.sasl_mechanism,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -18,6 +36,7 @@ def create_app(settings: Settings) -> faust.App:
     return faust.App(
         settings.app_id,
         broker=settings.kafka_url,
+        broker_credentials=broker_credentials(settings),
         value_serializer="raw",
         key_serializer="raw",
         store="memory://",

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from stream.exceptions import DriftwatchError
+from stream.kafka_config import add_kafka_options, client_settings, kafka_client_config
 from stream.metrics import Metrics
 from stream.monitor import DriftMonitor
 from stream.processor import DeadLetter, RawMessage
@@ -143,7 +144,7 @@ def add_parser(sub: Any) -> None:
         "matching streams a new reference -- their current window, or the reference file read "
         "again -- and records each as a reference_refreshed event on the drift-events topic.",
     )
-    p.add_argument("--bootstrap-servers", default="localhost:9092", metavar="HOST:PORT")
+    add_kafka_options(p)
     p.add_argument("--topic", default="driftwatch.control", help="the control topic")
     p.add_argument("--key", help="only this key (default: every key)")
     p.add_argument("--feature", help="only this feature, or 'accuracy' (default: every one)")
@@ -163,15 +164,18 @@ def run(args: argparse.Namespace) -> int:
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
+    settings = client_settings(args)
     try:
         producer = KafkaProducer(
-            bootstrap_servers=args.bootstrap_servers.split(","),
+            **kafka_client_config(settings),
             acks="all",
             retries=5,
             max_block_ms=int(args.timeout * 1000),
         )
     except KafkaError as exc:
-        raise DriftwatchError(f"cannot reach Kafka at {args.bootstrap_servers}: {exc}") from None
+        raise DriftwatchError(
+            f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}"
+        ) from None
     key = (args.key or "*").encode()
     try:
         partitions = sorted(producer.partitions_for(args.topic) or [])

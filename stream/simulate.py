@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from stream.exceptions import DriftwatchError
+from stream.kafka_config import add_kafka_options, client_settings, kafka_client_config
 from stream.settings import DEFAULT_FEATURES
 from stream.simulation import DRIFT_KINDS, DriftSpec, TelemetrySimulator
 
@@ -36,7 +37,7 @@ def add_parser(sub: Any) -> None:
         "zero-inflated retries, beta error rate, labelled predictions) at a set rate, and "
         "change one agent's feature at a set time.",
     )
-    p.add_argument("--bootstrap-servers", default="localhost:9092", metavar="HOST:PORT")
+    add_kafka_options(p)
     p.add_argument("--topic", default="agent-telemetry")
     p.add_argument("--output", metavar="FILE.jsonl", help="write JSON lines here, not to Kafka")
     p.add_argument("--rate", type=float, default=200.0, help="events per second (0: no pacing)")
@@ -122,15 +123,18 @@ def _sink(args: argparse.Namespace) -> tuple[Any, Any]:
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
+    settings = client_settings(args)
     try:
         producer = KafkaProducer(
-            bootstrap_servers=args.bootstrap_servers.split(","),
+            **kafka_client_config(settings),
             acks="all",
             linger_ms=20,
             retries=5,
         )
     except KafkaError as exc:
-        raise DriftwatchError(f"cannot reach Kafka at {args.bootstrap_servers}: {exc}") from None
+        raise DriftwatchError(
+            f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}"
+        ) from None
 
     def send(key: bytes, value: bytes) -> None:
         producer.send(args.topic, key=key, value=value)

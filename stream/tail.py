@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from stream.exceptions import DriftwatchError
+from stream.kafka_config import add_kafka_options, client_settings, kafka_client_config
 
 __all__ = ["add_parser", "run"]
 
@@ -20,7 +21,7 @@ def add_parser(sub: Any) -> None:
         description="Follow the drift-events topic and print each event (human-readable, or "
         "raw JSON with --json).",
     )
-    p.add_argument("--bootstrap-servers", default="localhost:9092", metavar="HOST:PORT")
+    add_kafka_options(p)
     p.add_argument("--topic", default="driftwatch.drift-events")
     p.add_argument("--from-beginning", action="store_true")
     p.add_argument("--json", action="store_true", help="print the raw JSON events")
@@ -46,16 +47,19 @@ def run(args: argparse.Namespace) -> int:
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError
 
+    settings = client_settings(args)
     try:
         consumer = KafkaConsumer(
             args.topic,
-            bootstrap_servers=args.bootstrap_servers.split(","),
+            **kafka_client_config(settings),
             auto_offset_reset="earliest" if args.from_beginning else "latest",
             enable_auto_commit=False,
             consumer_timeout_ms=int(args.timeout * 1000) if args.timeout else float("inf"),
         )
     except KafkaError as exc:
-        raise DriftwatchError(f"cannot reach Kafka at {args.bootstrap_servers}: {exc}") from None
+        raise DriftwatchError(
+            f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}"
+        ) from None
     seen = 0
     try:
         for record in consumer:

@@ -1,0 +1,246 @@
+"""The metrics endpoint: basic auth, TLS, and the password kept out of logs, reprs and errors."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import logging
+import shutil
+import socket
+import ssl
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter
+
+from stream.exceptions import ConfigError
+from stream.metrics_server import MetricsServer, server_ssl_context, start_metrics_server
+from stream.settings import Settings, load_settings
+
+USER = "prometheus"
+PASSWORD = "Zq8-metrics-S3cr3t-value"
+
+
+def make_tls_files(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1/localhost signed by it: (ca, cert, key)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make test certificates")
+    ca_key, ca, key, csr, cert = (
+        directory / name for name in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem")
+    )
+    ext = directory / "server.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    commands = [
+        f"req -x509 -newkey rsa:2048 -nodes -keyout {ca_key} -out {ca} -days 2"
+        " -subj /CN=driftwatch-test-CA -addext basicConstraints=critical,CA:TRUE"
+        " -addext keyUsage=critical,keyCertSign,cRLSign",
+        f"req -newkey rsa:2048 -nodes -keyout {key} -out {csr} -subj /CN=localhost",
+        f"x509 -req -in {csr} -CA {ca} -CAkey {ca_key} -CAcreateserial -out {cert} -days 2"
+        f" -extfile {ext}",
+    ]
+    for command in commands:
+        subprocess.run(["openssl", *command.split()], check=True, capture_output=True)
+    return ca, cert, key
+
+
+class Serve(Protocol):
+    def __call__(self, **changes: object) -> MetricsServer: ...
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    reg = CollectorRegistry()
+    Counter("demo_events", "Events seen.", registry=reg).inc(3)
+    return reg
+
+
+@pytest.fixture
+def serve(registry: CollectorRegistry) -> Iterator[Serve]:
+    servers: list[MetricsServer] = []
+
+    def start(**changes: object) -> MetricsServer:
+        settings = load_settings(environ={}, metrics_host="127.0.0.1", metrics_port=0, **changes)
+        server = start_metrics_server(settings, registry)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def get(
+    url: str,
+    auth: tuple[str, str] | str | None = None,
+    *,
+    context: ssl.SSLContext | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    if isinstance(auth, tuple):
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    elif isinstance(auth, str):
+        request.add_header("Authorization", auth)
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=context) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+def test_without_auth_serves_the_registry(serve: Serve) -> None:
+    server = serve()
+    assert server.url.startswith("http://127.0.0.1:") and not server.basic_auth
+    status, headers, body = get(server.url)
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/plain")
+    assert b"demo_events_total 3.0" in body
+
+
+def test_basic_auth_rejects_missing_and_wrong_credentials(serve: Serve) -> None:
+    server = serve(metrics_basic_auth_username=USER, metrics_basic_auth_password=PASSWORD)
+    assert server.basic_auth
+    for auth in (
+        None,
+        (USER, "wrong"),
+        ("someone", PASSWORD),
+        (USER, PASSWORD + "x"),
+        (USER, ""),
+        "Bearer " + PASSWORD,
+        "Basic not-base64!!",
+        "Basic",
+    ):
+        status, headers, body = get(server.url, auth)
+        assert status == 401, auth
+        assert headers["WWW-Authenticate"].startswith('Basic realm="driftwatch metrics"')
+        assert b"demo_events" not in body
+    status, _, body = get(server.url, (USER, PASSWORD))
+    assert status == 200 and b"demo_events_total 3.0" in body
+    scheme_in_lower_case = "basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    assert get(server.url, scheme_in_lower_case)[0] == 200
+
+
+def test_password_from_a_file(serve: Serve, tmp_path: Path) -> None:
+    secret = tmp_path / "metrics-password"
+    secret.write_text(PASSWORD + "\n")  # as mounted secrets often are
+    server = serve(metrics_basic_auth_username=USER, metrics_basic_auth_password_file=str(secret))
+    assert get(server.url, (USER, PASSWORD))[0] == 200
+    assert get(server.url, (USER, PASSWORD + "\n"))[0] == 401
+    assert get(server.url)[0] == 401
+
+
+def test_openmetrics_gzip_and_name_filter(serve: Serve, registry: CollectorRegistry) -> None:
+    Counter("other_things", "Other.", registry=registry).inc()
+    server = serve()
+    status, headers, body = get(
+        server.url + "?name[]=demo_events_total",
+        headers={"Accept": "application/openmetrics-text", "Accept-Encoding": "gzip"},
+    )
+    assert status == 200
+    assert headers["Content-Type"].startswith("application/openmetrics-text")
+    assert headers["Content-Encoding"] == "gzip"
+    text = gzip.decompress(body).decode()
+    assert "demo_events_total 3.0" in text and text.endswith("# EOF\n")
+    assert "other_things" not in text
+
+
+def test_tls_with_basic_auth(serve: Serve, tmp_path: Path) -> None:
+    ca, cert, key = make_tls_files(tmp_path)
+    server = serve(
+        metrics_tls_certfile=str(cert),
+        metrics_tls_keyfile=str(key),
+        metrics_basic_auth_username=USER,
+        metrics_basic_auth_password=PASSWORD,
+    )
+    assert server.tls and server.url.startswith("https://127.0.0.1:")
+    trusted = ssl.create_default_context(cafile=str(ca))
+    assert get(server.url, context=trusted)[0] == 401
+    status, _, body = get(server.url, (USER, PASSWORD), context=trusted)
+    assert status == 200 and b"demo_events_total 3.0" in body
+    localhost = server.url.replace("127.0.0.1", "localhost")
+    assert get(localhost, (USER, PASSWORD), context=trusted)[0] == 200
+
+    with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+        get(server.url, (USER, PASSWORD), context=ssl.create_default_context())
+    with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+        get(server.url.replace("https://", "http://"), (USER, PASSWORD))
+    # a client that connects and never speaks does not block the others
+    with socket.create_connection(("127.0.0.1", server.port)):
+        assert get(server.url, (USER, PASSWORD), context=trusted)[0] == 200
+
+
+def test_tls_certificate_and_key_in_one_file(serve: Serve, tmp_path: Path) -> None:
+    ca, cert, key = make_tls_files(tmp_path)
+    combined = tmp_path / "combined.pem"
+    combined.write_text(key.read_text() + cert.read_text())
+    server = serve(metrics_tls_certfile=str(combined))
+    trusted = ssl.create_default_context(cafile=str(ca))
+    assert get(server.url, context=trusted)[0] == 200
+
+
+def test_unusable_tls_files_name_the_setting(tmp_path: Path) -> None:
+    ca, cert, _ = make_tls_files(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        server_ssl_context(str(cert), str(ca))  # not the certificate's key
+    assert info.value.setting == "metrics_tls_keyfile"
+    with pytest.raises(ConfigError) as info:
+        server_ssl_context(str(tmp_path / "server.ext"))
+    assert info.value.setting == "metrics_tls_certfile"
+
+
+def test_close_releases_the_port(serve: Serve) -> None:
+    server = serve()
+    port = server.port
+    server.close()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+
+
+def test_the_password_never_shows(
+    serve: Serve,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    settings = load_settings(
+        environ={"DRIFTWATCH_METRICS_BASIC_AUTH_PASSWORD": PASSWORD},
+        metrics_basic_auth_username=USER,
+    )
+    assert PASSWORD not in repr(settings) and PASSWORD not in str(settings)
+    server = serve(metrics_basic_auth_username=USER, metrics_basic_auth_password=PASSWORD)
+    assert PASSWORD not in repr(server)
+    get(server.url, (USER, "wrong"))
+    get(server.url, (USER, PASSWORD))
+    get(server.url, "Basic " + base64.b64encode(PASSWORD.encode()).decode())
+
+    secret_file = tmp_path / "pw"
+    secret_file.write_text(PASSWORD)
+    errors: list[str] = []
+    bad: list[dict[str, object]] = [
+        {"metrics_basic_auth_password": PASSWORD},  # no user name
+        {
+            "metrics_basic_auth_username": USER,
+            "metrics_basic_auth_password": PASSWORD,
+            "metrics_basic_auth_password_file": str(secret_file),
+        },
+        {"metrics_basic_auth_username": "a:b", "metrics_basic_auth_password": PASSWORD},
+    ]
+    for changes in bad:
+        with pytest.raises(ConfigError) as info:
+            Settings(**changes)  # type: ignore[arg-type]
+        errors.append(str(info.value) + repr(info.value.value))
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={}, metrics_basic_auth_pasword=PASSWORD)  # a typo
+    errors.append(str(info.value))
+    assert errors and all(PASSWORD not in e for e in errors), errors
+    out, err = capsys.readouterr()
+    assert PASSWORD not in caplog.text + out + err
+    encoded = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    assert encoded not in caplog.text + out + err
