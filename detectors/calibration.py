@@ -14,13 +14,12 @@ reference (Rubin, 1981), then its observations from ``F*``; the simulated gap is
 real reference. Drawing ``F*`` anew per stream carries the reference's own sampling noise into
 the simulated statistic, which a plain bootstrap from the reference would leave out.
 
-* **Continuous references** (no value holds more than 5 % of the reference): ``F*`` puts
-  Dirichlet(1, ..., 1) mass on the ``n + 1`` gaps between reference values, which makes the
-  procedure depend only on ranks.
+* **Continuous references** (at most 2 % tied values): ``F*`` puts Dirichlet(1, ..., 1) mass
+  on the ``n + 1`` gaps between reference values, which makes the procedure depend only on
+  ranks.
   The threshold is then a function of ``(n, m, ert, resolve_ratio, resolve_after)`` alone: it
   is distribution-free, computed once per configuration and cached.
-* **Discrete references** (a value holding more than 5 %: retry counts, error flags, small
-  integer counts):
+* **Tied references** (retry counts, error flags, integer token counts, rounded rates):
   ``F*`` is Dirichlet(counts) on the reference's distinct values, so observations tie with the
   reference exactly as real discrete data do, and the threshold is conditional on the reference's
   tie structure. The simulation costs ``O(K)`` per simulated event for ``K`` distinct values.
@@ -44,7 +43,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
-    "CONTINUOUS_MAX_ATOM",
+    "CONTINUOUS_TIE_FRACTION",
     "KSCalibration",
     "calibrate_gap",
     "check_ert",
@@ -53,11 +52,8 @@ __all__ = [
 
 _MASK = (1 << 64) - 1
 
-#: References whose most frequent value holds at most this share are calibrated as continuous:
-#: with many small atoms the statistic behaves as for continuous data (measured in
-#: bench/detection.py), and the atom model, which lets observations fall only on reference
-#: values, overstates the threshold.
-CONTINUOUS_MAX_ATOM = 0.05
+#: References with at most this fraction of tied values are calibrated as continuous.
+CONTINUOUS_TIE_FRACTION = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,7 +448,7 @@ def calibrate_gap(
     m = int(window_size)
     after = resolve_after or m
     check_ert(ert, m, after, stride)
-    if counts.max() <= CONTINUOUS_MAX_ATOM * n:
+    if (n - counts.size) / n <= CONTINUOUS_TIE_FRACTION:
         return _continuous(n, m, float(ert), float(resolve_ratio), after, seed, stride)
     started = time.perf_counter()
     obs = simulation_budget(ert)
