@@ -116,7 +116,5 @@ async def _send(events: list[DriftEvent], dead_letters: list[DeadLetter], source
         )
     for dl in dead_letters:
         await topics.dead_letter.send(
-            key=dl.message.key,
-            value=dl.message.value or b"",
-            headers=dl.headers(source),
+            key=dl.message.key, value=dl.value, headers=dl.headers(source)
         )

@@ -6,6 +6,7 @@ original bytes and the reason; it never stops the batch, let alone the worker.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -15,7 +16,11 @@ from stream.metrics import Metrics
 from stream.monitor import DriftMonitor
 from stream.records import DriftEvent, Invalid, Telemetry, TelemetryParser
 
-__all__ = ["BatchOutcome", "BatchProcessor", "DeadLetter", "RawMessage"]
+#: Largest dead-letter value written: Kafka's default request and message limits are about
+#: 1 MB, and a message the broker accepted must not be lost because its copy is too large.
+DEAD_LETTER_MAX_BYTES = 960_000
+
+__all__ = ["DEAD_LETTER_MAX_BYTES", "BatchOutcome", "BatchProcessor", "DeadLetter", "RawMessage"]
 
 log = logging.getLogger(__name__)
 
@@ -33,19 +38,34 @@ class RawMessage:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A rejected message, to be written unchanged to the dead-letter topic."""
+    """A rejected message, to be written unchanged to the dead-letter topic.
+
+    A value larger than a Kafka producer request allows (``DEAD_LETTER_MAX_BYTES``) is cut to
+    that size; the headers then carry its full length and SHA-256, and the source offset points
+    at the original.
+    """
 
     message: RawMessage
     reason: str
     detail: str
 
+    @property
+    def value(self) -> bytes:
+        """The bytes to write: the original, or its first ``DEAD_LETTER_MAX_BYTES``."""
+        return (self.message.value or b"")[:DEAD_LETTER_MAX_BYTES]
+
     def headers(self, topic: str) -> list[tuple[str, bytes]]:
         m = self.message
-        return [
+        out = [
             ("driftwatch-reason", self.reason.encode()),
             ("driftwatch-detail", self.detail.encode("utf-8", "replace")[:1000]),
             ("driftwatch-source", f"{topic}/{m.partition}/{m.offset}".encode()),
         ]
+        original = m.value or b""
+        if len(original) > DEAD_LETTER_MAX_BYTES:
+            out.append(("driftwatch-truncated-from", str(len(original)).encode()))
+            out.append(("driftwatch-sha256", hashlib.sha256(original).hexdigest().encode()))
+        return out
 
 
 @dataclass(slots=True)
