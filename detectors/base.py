@@ -12,15 +12,17 @@ import abc
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["DRIFT_RESOLVED", "DRIFT_STARTED", "DriftDetector", "Transition"]
+from detectors.kstest import KSResult
 
-DRIFT_STARTED = "drift_started"
-DRIFT_RESOLVED = "drift_resolved"
+__all__ = ["DRIFT_RESOLVED", "DRIFT_STARTED", "DriftDetector", "KSDetector", "Transition"]
+
+DRIFT_STARTED: Final = "drift_started"
+DRIFT_RESOLVED: Final = "drift_resolved"
 
 TransitionKind = Literal["drift_started", "drift_resolved"]
 
@@ -113,3 +115,44 @@ class DriftDetector(abc.ABC):
     @abc.abstractmethod
     def p_value(self) -> float:
         """The current p-value (nan when undefined)."""
+
+
+class KSDetector(DriftDetector):
+    """Base of the two-sample KS detectors: every output derives from :meth:`result`."""
+
+    @abc.abstractmethod
+    def result(self) -> KSResult:
+        """All outputs of the current test (nan before there is one)."""
+
+    @property
+    def statistic(self) -> float:
+        return self.result().statistic
+
+    @property
+    def p_value(self) -> float:
+        return self.result().pvalue
+
+    @property
+    def statistic_location(self) -> float:
+        return self.result().statistic_location
+
+    @property
+    def statistic_sign(self) -> int:
+        return self.result().statistic_sign
+
+    def _record(self, kind: TransitionKind, threshold: float) -> None:
+        """Append a transition carrying the current result and the ``threshold`` (as a D)."""
+        res = self.result()
+        self.transitions.append(
+            Transition(
+                kind,
+                self.n_seen,
+                res.statistic,
+                res.pvalue,
+                res.statistic_location,
+                res.statistic_sign,
+                threshold,
+                res.n_reference,
+                res.n_window,
+            )
+        )

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, DriftDetector, Transition
+from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, KSDetector
 from detectors.calibration import KSCalibration, calibrate_gap, check_ert
 from detectors.kstest import MAX_EXACT_N, KSResult, critical_gap, ks_pvalue
 from detectors.windows import Window, validate_window_args
@@ -86,7 +86,7 @@ def _finite_values(xs: npt.ArrayLike, name: str = "xs") -> npt.NDArray[np.float6
     return values
 
 
-class IncrementalKS(DriftDetector):
+class IncrementalKS(KSDetector):
     """Two-sample KS test of a sliding window against a reference, exact after every event.
 
     Parameters
@@ -383,44 +383,11 @@ class IncrementalKS(DriftDetector):
         self._result = KSResult(d, ks_pvalue(n, m, h), loc, sign, n, m)
         return self._result
 
-    @property
-    def statistic(self) -> float:
-        return self._evaluate().statistic
-
-    @property
-    def p_value(self) -> float:
-        return self._evaluate().pvalue
-
-    @property
-    def statistic_location(self) -> float:
-        return self._evaluate().statistic_location
-
-    @property
-    def statistic_sign(self) -> int:
-        return self._evaluate().statistic_sign
-
     def result(self) -> KSResult:
         """All of the current test's outputs at once."""
         return self._evaluate()
 
     # ------------------------------------------------------------------ alarm rule
-    def _transition(self, kind: str, threshold_gap: int) -> None:
-        res = self._evaluate()
-        nm = self._n * res.n_window
-        self.transitions.append(
-            Transition(
-                kind,  # type: ignore[arg-type]
-                self.n_seen,
-                res.statistic,
-                res.pvalue,
-                res.statistic_location,
-                res.statistic_sign,
-                threshold_gap / nm,
-                self._n,
-                res.n_window,
-            )
-        )
-
     def _decide(self) -> None:
         """Apply the alarm rule after one update, evaluating exactly only when it matters."""
         m = self._window._size
@@ -438,7 +405,7 @@ class IncrementalKS(DriftDetector):
                     self._in_drift = True
                     self._drift_detected = True
                     self._below = 0
-                    self._transition(DRIFT_STARTED, high)
+                    self._record(DRIFT_STARTED, high / (self._n * m))
             return
         if G >= 0 and G + slack < low:
             self._below += 1
@@ -451,7 +418,7 @@ class IncrementalKS(DriftDetector):
         if self._below >= self._resolve_after:
             self._in_drift = False
             self._below = 0
-            self._transition(DRIFT_RESOLVED, low)
+            self._record(DRIFT_RESOLVED, low / (self._n * m))
 
     def _safe_steps(self) -> int:
         """How many further slides of a full count window certainly change no decision."""

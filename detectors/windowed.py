@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, DriftDetector, Transition
+from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, KSDetector
 from detectors.calibration import KSCalibration, calibrate_gap, check_ert
 from detectors.ks import as_reference, validate_alarm_args
 from detectors.kstest import KSResult, critical_gap
@@ -18,7 +17,7 @@ from detectors.windows import Window, validate_window_args
 __all__ = ["WindowedKS"]
 
 
-class WindowedKS(DriftDetector):
+class WindowedKS(KSDetector):
     """Reference vs window with :func:`scipy.stats.ks_2samp`, every ``stride`` events or seconds.
 
     Parameters
@@ -228,44 +227,8 @@ class WindowedKS(DriftDetector):
             self._below = 0
             self._record(DRIFT_RESOLVED, self.resolve_ratio * crit)
 
-    def _record(self, kind: str, threshold: float) -> None:
-        res = self._result
-        assert res is not None
-        self.transitions.append(
-            Transition(
-                kind,  # type: ignore[arg-type]
-                self.n_seen,
-                res.statistic,
-                res.pvalue,
-                res.statistic_location,
-                res.statistic_sign,
-                threshold,
-                res.n_reference,
-                res.n_window,
-            )
-        )
-
     def result(self) -> KSResult:
         """Outputs of the latest evaluation (all nan before the first)."""
         if self._result is None:
             return KSResult(math.nan, math.nan, math.nan, 0, self._reference.shape[0], 0)
         return self._result
-
-    @property
-    def statistic(self) -> float:
-        return self.result().statistic
-
-    @property
-    def p_value(self) -> float:
-        return self.result().pvalue
-
-    @property
-    def statistic_location(self) -> float:
-        return self.result().statistic_location
-
-    @property
-    def statistic_sign(self) -> int:
-        return self.result().statistic_sign
-
-    def __getstate__(self) -> dict[str, Any]:
-        return self.__dict__.copy()
