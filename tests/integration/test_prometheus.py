@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 import subprocess
 import urllib.error
 import urllib.parse
@@ -32,7 +30,14 @@ from stream.simulation import DriftSpec, TelemetrySimulator
 from tests.deploy import load_yaml, require_tool
 from tests.deploy.dashboard_queries import dashboard_exprs
 from tests.integration.conftest import KafkaBroker, TopicFactory
-from tests.integration.worker import REPO, RunningWorker, free_port, run_worker, wait_for
+from tests.integration.worker import (
+    REPO,
+    RunningWorker,
+    free_port,
+    run_worker,
+    stop_and_keep_log,
+    wait_for,
+)
 
 DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "driftwatch.json"
 RULES_GLOB = REPO / "deploy" / "prometheus" / "rules" / "*.yml"
@@ -138,16 +143,7 @@ def run_prometheus(binary: str, tmp_path: Path, metrics_port: int) -> Iterator[P
         poll(prometheus, None, prometheus.ready, 30, "Prometheus to become ready")
         yield prometheus
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        copy = REPO / "var" / "test-logs" / f"prometheus-{tmp_path.name}.log"
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        copy.write_bytes(log.read_bytes())
+        stop_and_keep_log(proc, log, f"prometheus-{tmp_path.name}.log")
 
 
 def poll(

@@ -70,6 +70,20 @@ def wait_for(
     )
 
 
+def stop_and_keep_log(proc: subprocess.Popen[bytes], log: Path, name: str) -> None:
+    """SIGTERM the process group (SIGKILL after 30 s); copy its log to var/test-logs/."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    copy = REPO / "var" / "test-logs" / name
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    copy.write_bytes(log.read_bytes())
+
+
 @contextmanager
 def run_worker(bootstrap: str, tmp_path: Path, **settings: object) -> Iterator[RunningWorker]:
     """Start ``driftwatch worker`` with DRIFTWATCH_* settings; stop it with SIGTERM."""
@@ -102,13 +116,4 @@ def run_worker(bootstrap: str, tmp_path: Path, **settings: object) -> Iterator[R
         )
         yield worker
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        copy = REPO / "var" / "test-logs" / f"worker-{tmp_path.name}.log"
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        copy.write_bytes(log.read_bytes())
+        stop_and_keep_log(proc, log, f"worker-{tmp_path.name}.log")
