@@ -64,10 +64,23 @@ def as_reference(reference: npt.ArrayLike, name: str = "reference") -> npt.NDArr
 
 
 def validate_alarm_args(
-    alpha: float, resolve_ratio: float, resolve_after: int | None, min_window: int | None
+    window_size: int,
+    duration: float | None,
+    min_window: int | None,
+    alpha: float | None,
+    ert: float | None,
+    resolve_ratio: float,
+    resolve_after: int | None,
+    stride: int = 1,
 ) -> None:
-    """Validate the alarm-rule arguments shared by the KS detectors."""
-    if not (isinstance(alpha, int | float) and 0.0 < alpha < 1.0):
+    """Validate the window and alarm-rule arguments shared by the KS detectors.
+
+    ``resolve_after`` counts tests, one every ``stride`` observations.
+    """
+    validate_window_args(window_size, duration)
+    if alpha is not None and ert is not None:
+        raise ValueError(f"give alpha or ert, not both (got alpha={alpha!r}, ert={ert!r})")
+    if alpha is not None and not (isinstance(alpha, int | float) and 0.0 < alpha < 1.0):
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
     if not (isinstance(resolve_ratio, int | float) and 0.0 < resolve_ratio <= 1.0):
         raise ValueError(f"resolve_ratio must be in (0, 1], got {resolve_ratio!r}")
@@ -75,6 +88,13 @@ def validate_alarm_args(
         raise ValueError(f"resolve_after must be an integer >= 1, got {resolve_after!r}")
     if min_window is not None and not (isinstance(min_window, int) and min_window >= 1):
         raise ValueError(f"min_window must be an integer >= 1, got {min_window!r}")
+    if ert is not None:
+        check_ert(ert, int(window_size), resolve_after or int(window_size), stride)
+        if duration is not None or min_window not in (None, window_size):
+            raise ValueError(
+                "ert calibration needs a count window tested when full: leave duration and "
+                f"min_window unset (got duration={duration!r}, min_window={min_window!r})"
+            )
 
 
 def _finite_values(xs: npt.ArrayLike, name: str = "xs") -> npt.NDArray[np.float64]:
@@ -170,7 +190,7 @@ class IncrementalKS(KSDetector):
     >>> det.in_drift, round(det.statistic, 3), det.statistic_sign
     (True, 0.376, 1)
 
-    Calibrated to one false alarm per 5,000 observations on average:
+    Calibrated to one false alarm per 10,000 observations on average:
 
     >>> rng = np.random.default_rng(1)
     >>> det = IncrementalKS(rng.normal(size=1000), window_size=50, ert=10_000)
@@ -196,19 +216,9 @@ class IncrementalKS(KSDetector):
         wait_for_calibration: bool = True,
     ) -> None:
         super().__init__()
-        validate_window_args(window_size, duration)
-        if alpha is not None and ert is not None:
-            raise ValueError(f"give alpha or ert, not both (got alpha={alpha!r}, ert={ert!r})")
         validate_alarm_args(
-            0.05 if alpha is None else alpha, resolve_ratio, resolve_after, min_window
+            window_size, duration, min_window, alpha, ert, resolve_ratio, resolve_after
         )
-        if ert is not None:
-            check_ert(ert, int(window_size), resolve_after or int(window_size))
-            if duration is not None or (min_window is not None and min_window != window_size):
-                raise ValueError(
-                    "ert calibration needs a count window tested when full: leave duration and "
-                    f"min_window unset (got duration={duration!r}, min_window={min_window!r})"
-                )
         self.window_size = int(window_size)
         self.duration = duration
         self.min_window = min_window

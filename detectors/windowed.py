@@ -9,10 +9,10 @@ import numpy.typing as npt
 from scipy import stats
 
 from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, KSDetector
-from detectors.calibration import KSCalibration, calibrate_gap, check_ert
+from detectors.calibration import KSCalibration, calibrate_gap
 from detectors.ks import as_reference, validate_alarm_args
 from detectors.kstest import KSResult, critical_gap
-from detectors.windows import Window, validate_window_args
+from detectors.windows import Window
 
 __all__ = ["WindowedKS"]
 
@@ -93,21 +93,18 @@ class WindowedKS(KSDetector):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        validate_window_args(window_size, duration)
-        if alpha is not None and ert is not None:
-            raise ValueError(f"give alpha or ert, not both (got alpha={alpha!r}, ert={ert!r})")
-        validate_alarm_args(
-            0.05 if alpha is None else alpha, resolve_ratio, resolve_after, min_window
-        )
-        if ert is not None:
-            check_ert(ert, int(window_size), resolve_after, stride or int(window_size))
-        if ert is not None and (duration is not None or min_window not in (None, window_size)):
-            raise ValueError(
-                "ert calibration needs a count window tested when full: leave duration and "
-                f"min_window unset (got duration={duration!r}, min_window={min_window!r})"
-            )
         if stride is not None and not (isinstance(stride, int) and stride >= 1):
             raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
+        validate_alarm_args(
+            window_size,
+            duration,
+            min_window,
+            alpha,
+            ert,
+            resolve_ratio,
+            resolve_after,
+            stride or int(window_size),
+        )
         if interval is not None and not (
             isinstance(interval, int | float) and math.isfinite(interval) and interval > 0
         ):
