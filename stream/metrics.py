@@ -127,7 +127,8 @@ class Metrics:
         return False
 
     def forget(self, key: str, features: tuple[str, ...]) -> None:
-        """Drop a key's series (when the key is evicted)."""
+        """Drop a key's series (when the key is evicted), or forget that it was refused them."""
+        self._refused.discard(key)
         if key in self._keys:
             self._keys.discard(key)
             for feature in features:

@@ -66,3 +66,14 @@ def test_no_metrics_still_counts_evictions() -> None:
     for offset, key in enumerate("aba"):
         monitor.process([event(key, offset)])
     assert monitor.evictions == 2 and list(monitor.keys) == ["a"]
+
+
+def test_evicted_refused_keys_are_forgotten() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from stream.metrics import Metrics
+
+    metrics = Metrics(CollectorRegistry(), max_keys=1)
+    assert metrics.admits("a") and not metrics.admits("b")
+    metrics.forget("b", ("f",))
+    assert "b" not in metrics._refused  # memory stays bounded by the tracked keys
