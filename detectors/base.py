@@ -96,6 +96,9 @@ class DriftDetector(abc.ABC):
             collected.extend(self.transitions)
         self.transitions = collected
 
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
+        """Release background work (a pending calibration); the detector stays usable."""
+
     @property
     def drift_detected(self) -> bool:
         """True if the latest update started a drift episode."""

@@ -254,19 +254,31 @@ class IncrementalKS(KSDetector):
         self._counts = np.zeros(2 * k + 1, dtype=np.int32)
         self._thresholds: dict[int, tuple[int, int]] = {}
         self._calibration = None
+        self._ref_counts = counts
+        self.close()
         if self.ert is not None:
-            # Calibrate in the background: nothing is tested before the window first fills,
-            # and the first test waits for the result, so outcomes never depend on timing.
-            self._pending = _calibrator().submit(
-                calibrate_gap,
-                counts,
-                self.window_size,
-                self.ert,
-                resolve_ratio=self.resolve_ratio,
-                resolve_after=self._resolve_after,
-                seed=self.seed,
-            )
+            self._submit_calibration()
         self._reset_evidence()
+
+    def _submit_calibration(self) -> None:
+        # Calibrate in the background: nothing is tested before the window first fills, and
+        # (unless wait_for_calibration is off) the first test waits for the result.
+        assert self.ert is not None
+        self._pending = _calibrator().submit(
+            calibrate_gap,
+            self._ref_counts,
+            self.window_size,
+            self.ert,
+            resolve_ratio=self.resolve_ratio,
+            resolve_after=self._resolve_after,
+            seed=self.seed,
+        )
+
+    def close(self) -> None:
+        """Cancel a calibration that has not started (e.g. the stream is being dropped)."""
+        pending = self._pending
+        if pending is not None and not pending.done() and pending.cancel():
+            self._pending = None
 
     @property
     def calibration_ready(self) -> bool:
@@ -529,10 +541,21 @@ class IncrementalKS(KSDetector):
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict[str, Any]:
-        self.calibration  # noqa: B018 - wait for a pending calibration before pickling
+        recalibrate = False
+        if self.wait_for_calibration or self.calibration_ready:
+            self.calibration  # noqa: B018 - wait for a pending calibration before pickling
+        else:
+            recalibrate = True  # not waited for: the copy calibrates again (same seed, same result)
         state = self.__dict__.copy()
         state["_pending"] = None
+        state["_recalibrate"] = recalibrate
         state["_result"] = None
         if self.ert is None:
             state["_thresholds"] = {}  # recomputed on demand (cached per process)
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        recalibrate = state.pop("_recalibrate", False)
+        self.__dict__.update(state)
+        if recalibrate:
+            self._submit_calibration()

@@ -229,6 +229,14 @@ def _first_offset(
     return int(ring[first % ring.shape[0]])
 
 
+def _close(state: KeyState) -> None:
+    """Cancel the background work (queued calibrations) of a key's detectors."""
+    streams = [*state.features, *(() if state.accuracy is None else (state.accuracy.stream,))]
+    for fs in streams:
+        if fs.detector is not None:
+            fs.detector.close()
+
+
 def _push_ring(ring: npt.NDArray[Any], seen: int, values: npt.NDArray[Any]) -> None:
     """Write ``values`` (stream indices ``seen, seen + 1, ...``) into ``ring``."""
     cap = ring.shape[0]
@@ -352,6 +360,7 @@ class DriftMonitor:
             while len(self.keys) > self.settings.max_tracked_keys:
                 old, old_state = self.keys.popitem(last=False)
                 self.evictions += 1
+                _close(old_state)
                 if old_state.accuracy is not None:
                     self._accuracy_streams -= 1
                 if self.metrics is not None:

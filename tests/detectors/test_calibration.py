@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -90,6 +91,38 @@ def test_calibration_survives_pickling() -> None:
     det = IncrementalKS(tokens(rng, REFERENCE), WINDOW, ert=ERT, **EPISODES)  # type: ignore[arg-type]
     clone = pickle.loads(pickle.dumps(det))
     assert clone.calibration == det.calibration
+    stream = tokens(rng, 5000)
+    det.update_many(stream)
+    clone.update_many(stream)
+    assert det.transitions == clone.transitions
+
+
+def test_pickling_does_not_wait_for_a_background_calibration() -> None:
+    import threading
+
+    from detectors import ks
+
+    rng = np.random.default_rng(2)
+    gate = threading.Event()
+    blockers = [ks._calibrator().submit(gate.wait) for _ in range(2)]  # occupy both threads
+    try:
+        det = IncrementalKS(
+            tokens(rng, REFERENCE), WINDOW, ert=ERT, wait_for_calibration=False, **EPISODES
+        )  # type: ignore[arg-type]
+        assert not det.calibration_ready
+        clone = pickle.loads(pickle.dumps(det))  # returns although the calibration is queued
+        queued = IncrementalKS(
+            tokens(rng, REFERENCE), WINDOW, ert=ERT, wait_for_calibration=False, **EPISODES
+        )  # type: ignore[arg-type]
+        queued.close()  # a dropped stream's queued calibration is cancelled
+        assert queued.calibration_ready and queued.calibration is None
+    finally:
+        gate.set()
+        for b in blockers:
+            b.result()
+    # the copy calibrated again, with the same seed: same thresholds, same decisions
+    assert clone.calibration is not None and det.calibration is not None
+    assert replace(clone.calibration, seconds=0.0) == replace(det.calibration, seconds=0.0)
     stream = tokens(rng, 5000)
     det.update_many(stream)
     clone.update_many(stream)
