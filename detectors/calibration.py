@@ -250,9 +250,11 @@ def _count_starts(
     """False episode starts over simulated gaps, with the detector's hysteresis.
 
     An episode starts at an alarm (``gap >= high``, or ``gap >= mixed`` when the step's uniform
-    draw is below ``mix``) and resolves at the first step where ``gap < low`` has held for
-    ``resolve_after`` consecutive steps. Vectorised: the next alarm and the next resolution
-    point at or after every step are precomputed, so only the episodes themselves are walked.
+    draw is below ``mix``). From the next step on, a counter rises by one at every step with
+    ``gap < low`` and falls by one (not below zero) at every other step; the episode resolves at
+    the step where it reaches ``resolve_after``. With ``P`` the running sum of those +-1 steps,
+    the counter at step ``k`` of an episode started at ``t`` is ``P[k] - min(P[t..k])``, so each
+    episode is found with a few array operations on the steps it covers.
     """
     _streams, steps = gaps.shape
     alarm = gaps >= high
@@ -261,29 +263,33 @@ def _count_starts(
     rows = np.flatnonzero(alarm.any(axis=1))
     if rows.size == 0:
         return 0
-    sub = gaps[rows]
-    idx = np.arange(steps, dtype=np.int32)
-    # length of the run of below-low steps ending at each step; an episode started at s
-    # resolves at the first t >= s + resolve_after whose run is at least resolve_after long
-    last_above = np.maximum.accumulate(np.where(sub >= low, idx, np.int32(-1)), axis=1)
-    long_run = (idx - last_above) >= resolve_after
-    big = np.int32(steps)
-    next_long = np.minimum.accumulate(np.where(long_run, idx, big)[:, ::-1], axis=1)[:, ::-1]
+    walk = np.cumsum(np.where(gaps[rows] < low, 1, -1), axis=1, dtype=np.int32)
     alarm_rows, alarm_cols = np.nonzero(alarm[rows])
     bounds = np.searchsorted(alarm_rows, np.arange(rows.size + 1))
     starts = 0
+    span = 4 * resolve_after
     for r in range(rows.size):
         cols = alarm_cols[bounds[r] : bounds[r + 1]]  # this row's alarm steps, ascending
-        nl = next_long[r]
+        p = walk[r]
         t = int(cols[0])
         while True:
             starts += 1
-            if t + resolve_after >= steps:
+            end = -1  # the step that resolves the episode started at t
+            lo, width = t, span
+            floor = int(p[t])
+            while lo + 1 < steps:
+                seg = p[lo + 1 : lo + 1 + width]
+                level = np.minimum(np.minimum.accumulate(seg), floor)
+                hit = np.flatnonzero(seg - level >= resolve_after)
+                if hit.size:
+                    end = lo + 1 + int(hit[0])
+                    break
+                floor = int(level[-1])
+                lo += seg.shape[0]
+                width *= 2
+            if end < 0 or end + 1 >= steps:
                 break
-            e = int(nl[t + resolve_after])
-            if e + 1 >= steps:
-                break
-            k = int(np.searchsorted(cols, e + 1))
+            k = int(np.searchsorted(cols, end + 1))
             if k >= cols.size:
                 break
             t = int(cols[k])

@@ -132,10 +132,12 @@ class IncrementalKS(KSDetector):
         structure), this window size and the every-event schedule (see
         :mod:`detectors.calibration`). Count windows only.
     resolve_ratio : float
-        A drift episode resolves when the statistic stays below ``resolve_ratio`` times the
-        alarm threshold ...
+        The resolve level, as a fraction of the alarm threshold.
     resolve_after : int, optional
-        ... for this many consecutive updates. Default ``window_size``.
+        A drift episode resolves once, since it started, updates with the statistic below the
+        resolve level outnumber the others by ``resolve_after`` (counted as a tally that rises
+        by one below the level, falls by one otherwise, and never goes below zero). Default
+        ``window_size``.
     seed : int
         Seed of the calibration's simulation (``ert`` only).
     wait_for_calibration : bool
@@ -162,8 +164,12 @@ class IncrementalKS(KSDetector):
     ``method='auto'``), tested after every update once the window holds ``min_window``
     observations; with ``ert``, when ``D`` reaches the threshold calibrated so that false
     alarms come on average once per ``ert`` observations. An alarm opens a drift episode; the
-    episode resolves after ``resolve_after`` consecutive updates with ``D`` below
-    ``resolve_ratio`` times the alarm threshold.
+    episode resolves when a tally reaches ``resolve_after``: it rises by one at every update
+    with ``D`` below ``resolve_ratio`` times the alarm threshold and falls by one (not below
+    zero) at every other update. A false episode thus ends about ``resolve_after`` updates
+    after its offending observations have left the window, even if ``D`` briefly touches the
+    resolve level on the way, while a real change, whose ``D`` mostly stays above that level,
+    keeps its one episode open.
 
     The detector is updated in amortised ``O(log K)`` per event (``K`` distinct reference
     values) and exact: it re-evaluates only when its alarm decision could change.
@@ -432,11 +438,11 @@ class IncrementalKS(KSDetector):
         if G >= 0 and G + slack < low:
             self._below += 1
         elif G >= 0 and G - slack >= low:
-            self._below = 0
+            self._below = max(self._below - 1, 0)
         else:
             G = self._G = self._gap()
             self._ops = 0
-            self._below = self._below + 1 if low > G else 0
+            self._below = self._below + 1 if low > G else max(self._below - 1, 0)
         if self._below >= self._resolve_after:
             self._in_drift = False
             self._below = 0
@@ -537,7 +543,7 @@ class IncrementalKS(KSDetector):
         if certain and self._in_drift:
             # the run is certainly below (or certainly above) the resolve level throughout
             _high, low = self._thresholds_for(self.window_size)
-            self._below = self._below + b if low > self._G else 0
+            self._below = self._below + b if low > self._G else max(self._below - b, 0)
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict[str, Any]:

@@ -44,10 +44,12 @@ class WindowedKS(KSDetector):
         reference, window and ``stride`` (count windows only; see
         :mod:`detectors.calibration`).
     resolve_ratio : float
-        A drift episode resolves after ``resolve_after`` consecutive evaluations whose statistic
-        is below ``resolve_ratio`` times the alarm threshold.
+        The resolve level, as a fraction of the alarm threshold.
     resolve_after : int
-        Evaluations below the resolve level that close an episode. Default 1.
+        A drift episode resolves once evaluations with the statistic below the resolve level
+        outnumber the others since it started by ``resolve_after`` (a tally that rises by one
+        below the level, falls by one otherwise and never goes below zero, as in
+        :class:`~detectors.IncrementalKS`). Default 1: the first evaluation below the level.
     seed : int
         Seed of the calibration (``ert`` only).
 
@@ -218,7 +220,10 @@ class WindowedKS(KSDetector):
                 self._below = 0
                 self._record(DRIFT_STARTED, crit)
             return
-        self._below = self._below + 1 if r.statistic < self.resolve_ratio * crit else 0
+        if r.statistic < self.resolve_ratio * crit:
+            self._below += 1
+        else:
+            self._below = max(self._below - 1, 0)
         if self._below >= self.resolve_after:
             self._in_drift = False
             self._below = 0

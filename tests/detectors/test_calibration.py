@@ -162,7 +162,7 @@ def _direct_starts(
                 if g >= high or (g >= mixed and v < mix):
                     in_drift, below, starts = True, 0, starts + 1
             else:
-                below = below + 1 if g < low else 0
+                below = below + 1 if g < low else max(below - 1, 0)
                 if below >= after:
                     in_drift, below = False, 0
     return starts
