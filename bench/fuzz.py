@@ -281,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         big = {"max.message.bytes": str(TOPIC_MAX_BYTES)}
         soak.create_topic(bootstrap, topic, PARTITIONS, **big)
         soak.create_topic(bootstrap, dlq, 2, **big)
+        soak.create_topic(bootstrap, settings["drift_topic"], 2)
         print(f"producing {n:,} messages to {topic}", file=sys.stderr, flush=True)
         ledger, reasons, kinds, valid, labelled, produce_s = produce(
             bootstrap, topic, n, mix, args.one_mb, args.seed

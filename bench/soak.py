@@ -438,7 +438,8 @@ def main(argv: list[str] | None = None) -> int:
     peak = crashes = math.nan
     pid = 0
     with broker_or(args.bootstrap) as bootstrap:
-        create_topic(bootstrap, topic, 6)
+        for name in (topic, settings["drift_topic"], settings["dead_letter_topic"]):
+            create_topic(bootstrap, name, 6)  # as an operator would, before the worker
         with running_worker(bootstrap, settings, topic) as worker:
             pid = worker.pid
             producer = SteadyProducer(bootstrap, topic, args.rate, args.agents, seconds)
