@@ -2,18 +2,65 @@
 
 river resets itself after each detection; the adapter turns detections into drift episodes: a
 detection opens one, and it resolves after ``resolve_after`` updates without a new detection.
+
+Each adapter takes either river's sensitivity parameter (ADWIN ``delta``, KSWIN ``alpha``,
+PageHinkley ``threshold``) or ``ert`` with a ``reference`` sample: the parameter is then
+calibrated so that false drift episodes start on average once per ``ert`` observations when
+the stream keeps the reference's distribution (see :mod:`detectors.river_calibration`).
 """
 
 from __future__ import annotations
 
 import math
+from concurrent.futures import Future
+from functools import partial
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from river import drift
 
 from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, DriftDetector, Transition
+from detectors.ks import as_reference
+from detectors.river_calibration import (
+    RiverCalibration,
+    calibrate_direct,
+    calibrate_kswin,
+    check_river_ert,
+    submit,
+)
 
 __all__ = ["ADWINDetector", "KSWINDetector", "PageHinkleyDetector", "RiverDetector"]
+
+
+def _check_resolve_after(resolve_after: object) -> int:
+    if not (isinstance(resolve_after, int) and resolve_after >= 1):
+        raise ValueError(f"resolve_after must be an integer >= 1, got {resolve_after!r}")
+    return resolve_after
+
+
+def _check_ert_args(
+    parameter: str,
+    value: object,
+    ert: object,
+    reference: npt.ArrayLike | None,
+    shortest_episode: int,
+) -> npt.NDArray[np.float64] | None:
+    """Validate ``ert`` against the explicit parameter and the reference; the reference array."""
+    if ert is None:
+        if reference is not None:
+            raise ValueError(
+                "reference is only used to calibrate ert: give ert too, or leave reference unset"
+            )
+        return None
+    if value is not None:
+        raise ValueError(
+            f"give {parameter} or ert, not both (got {parameter}={value!r}, ert={ert!r})"
+        )
+    check_river_ert(ert, parameter, shortest_episode)
+    if reference is None:
+        raise ValueError("ert needs a reference sample to calibrate on: pass reference=...")
+    return as_reference(reference)
 
 
 class RiverDetector(DriftDetector):
@@ -21,18 +68,75 @@ class RiverDetector(DriftDetector):
 
     Parameters
     ----------
+    detector : river drift detector or None
+        The river detector; None while an ``ert`` calibration is pending (see
+        :meth:`_calibrate`).
     resolve_after : int
         Updates without a new detection that close a drift episode.
+    wait_for_calibration : bool
+        With ``ert``: True, the first update waits for the background calibration, so results
+        are reproducible; False, updates before it is ready are counted but not tested.
     """
 
-    def __init__(self, detector: Any, *, resolve_after: int = 1000) -> None:
+    #: Name of the river parameter that ``ert`` calibrates.
+    parameter: str = ""
+
+    def __init__(
+        self,
+        detector: Any,
+        *,
+        resolve_after: int = 1000,
+        wait_for_calibration: bool = True,
+    ) -> None:
         super().__init__()
         if not (isinstance(resolve_after, int) and resolve_after >= 1):
             raise ValueError(f"resolve_after must be an integer >= 1, got {resolve_after!r}")
         self.resolve_after = resolve_after
+        self.wait_for_calibration = wait_for_calibration
         self._detector = detector
         self._quiet = 0
+        self._calibration: RiverCalibration | None = None
+        self._pending: Future[RiverCalibration] | None = None
 
+    # ------------------------------------------------------------------ calibration
+    def _calibrate(self) -> RiverCalibration:  # pragma: no cover - overridden with ert
+        raise NotImplementedError
+
+    def _build(self, value: float) -> Any:  # pragma: no cover - overridden with ert
+        """The river detector with the calibrated parameter set to ``value``."""
+        raise NotImplementedError
+
+    def _submit_calibration(self) -> None:
+        # The simulation costs 0.1-15 s (measured in BENCHMARKS.md): run it in the background so
+        # that building many detectors does not stall; the first update waits for it unless
+        # wait_for_calibration is off.
+        self._pending = submit(self._calibrate)
+
+    def close(self) -> None:
+        """Cancel a calibration that has not started (e.g. the stream is being dropped)."""
+        pending = self._pending
+        if pending is not None and not pending.done() and pending.cancel():
+            self._pending = None
+
+    @property
+    def calibration_ready(self) -> bool:
+        """False while an ``ert`` calibration is still running."""
+        return self._pending is None or self._pending.done()
+
+    @property
+    def calibration(self) -> RiverCalibration | None:
+        """The ``ert`` calibration (value, simulated rate, cost), or None without ``ert``.
+
+        Waits for a calibration still running.
+        """
+        if self._pending is not None:
+            cal = self._pending.result()
+            self._pending = None
+            self._calibration = cal
+            self._detector = self._build(cal.value)
+        return self._calibration
+
+    # ------------------------------------------------------------------ updates
     def update(self, x: float, t: float | None = None) -> None:
         """Add one observation (``t`` is ignored: river detectors are count-based)."""
         if self.transitions:
@@ -40,9 +144,18 @@ class RiverDetector(DriftDetector):
         x = float(x)
         if not math.isfinite(x):
             raise ValueError(f"x must be finite, got {x!r}")
-        self._detector.update(x)
+        det = self._detector
+        if det is None:
+            if self.wait_for_calibration or self.calibration_ready:
+                self.calibration  # noqa: B018 - installs the calibrated river detector
+                det = self._detector
+            if det is None:  # calibration not ready and not waited for: not tested
+                self.n_seen += 1
+                self._drift_detected = False
+                return
+        det.update(x)
         self.n_seen += 1
-        detected = bool(self._detector.drift_detected)
+        detected = bool(det.drift_detected)
         self._drift_detected = detected and not self._in_drift
         if detected:
             self._quiet = 0
@@ -66,16 +179,51 @@ class RiverDetector(DriftDetector):
     def p_value(self) -> float:
         return math.nan
 
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict[str, Any]:
+        recalibrate = False
+        if self._pending is not None:
+            if self.wait_for_calibration or self.calibration_ready:
+                self.calibration  # noqa: B018 - wait for a pending calibration before pickling
+            else:
+                recalibrate = True  # the copy calibrates again (same seed, same result)
+        state = self.__dict__.copy()
+        state["_pending"] = None
+        state["_recalibrate"] = recalibrate
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        recalibrate = state.pop("_recalibrate", False)
+        self.__dict__.update(state)
+        if recalibrate:
+            self._submit_calibration()
+
 
 class ADWINDetector(RiverDetector):
     """river's ADWIN (adaptive windowing) through the driftwatch contract.
 
     Parameters
     ----------
-    delta : float
-        ADWIN's confidence parameter.
+    delta : float, optional
+        ADWIN's confidence parameter, in (0, 1). Default 0.002 without ``ert``; with ``ert``
+        it is set to the calibrated value once the calibration is done.
+    ert : float, optional
+        Expected run time: the mean number of observations between false drift episode starts
+        when the stream keeps the reference's distribution. ``delta`` is then calibrated by
+        simulation (see :mod:`detectors.river_calibration`). At least ``5 * (resolve_after +
+        1)``, at most 1,000,000 (extrapolated beyond 20,000). ADWIN cannot alarm as often as
+        every ~1,000 observations even at ``delta`` near 1: a shorter ``ert`` gets the most
+        sensitive ``delta``, and ``calibration.simulated_ert`` says what it attains.
+    reference : array-like of float, optional
+        The sample the null streams are drawn from (``ert`` only).
+    seed : int
+        Seed of the calibration's simulation (``ert`` only).
     resolve_after : int
         Updates without a detection that close an episode.
+    wait_for_calibration : bool
+        With ``ert``: the calibration runs in a background thread from construction (0.1-5 s).
+        True: the first update waits for it, so results are reproducible. False: updates
+        before it is ready are counted but not tested.
 
     Notes
     -----
@@ -98,13 +246,62 @@ class ADWINDetector(RiverDetector):
     ...     if det.drift_detected:
     ...         print(f"drift detected at index {i}")
     drift detected at index 1055
+
+    Calibrated to one false episode per 5,000 observations on average:
+
+    >>> rng = np.random.default_rng(7)
+    >>> det = ADWINDetector(ert=5_000, reference=rng.normal(size=1000), resolve_after=100)
+    >>> for i, x in enumerate(np.r_[rng.normal(size=3000), rng.normal(1.0, 1.0, size=500)]):
+    ...     det.update(x)
+    ...     if det.drift_detected:
+    ...         print(f"drift detected at index {i}")
+    drift detected at index 3039
+    drift detected at index 3263
     """
 
-    def __init__(self, delta: float = 0.002, *, resolve_after: int = 1000) -> None:
-        if not 0.0 < delta < 1.0:
+    parameter = "delta"
+
+    def __init__(
+        self,
+        delta: float | None = None,
+        *,
+        ert: float | None = None,
+        reference: npt.ArrayLike | None = None,
+        seed: int = 0,
+        resolve_after: int = 1000,
+        wait_for_calibration: bool = True,
+    ) -> None:
+        _check_resolve_after(resolve_after)
+        if delta is not None and not (isinstance(delta, int | float) and 0.0 < delta < 1.0):
             raise ValueError(f"delta must be in (0, 1), got {delta!r}")
-        self.delta = delta
-        super().__init__(drift.ADWIN(delta=delta), resolve_after=resolve_after)
+        self._reference = _check_ert_args("delta", delta, ert, reference, resolve_after + 1)
+        self.delta = 0.002 if delta is None and ert is None else delta
+        self.ert = ert
+        self.seed = seed
+        super().__init__(
+            None if ert is not None else drift.ADWIN(delta=self.delta),
+            resolve_after=resolve_after,
+            wait_for_calibration=wait_for_calibration,
+        )
+        if ert is not None:
+            self._submit_calibration()
+
+    def _calibrate(self) -> RiverCalibration:
+        assert self.ert is not None and self._reference is not None
+        return calibrate_direct(
+            partial(ADWINDetector, resolve_after=self.resolve_after),
+            self._reference,
+            self.ert,
+            parameter="delta",
+            conservative=1e-12,
+            sensitive=0.999,
+            shortest_episode=self.resolve_after + 1,
+            seed=self.seed,
+        )
+
+    def _build(self, value: float) -> Any:
+        self.delta = value
+        return drift.ADWIN(delta=value)
 
 
 class KSWINDetector(RiverDetector):
@@ -112,14 +309,30 @@ class KSWINDetector(RiverDetector):
 
     Parameters
     ----------
-    alpha : float
-        Per-test level of river's KS test.
+    alpha : float, optional
+        Per-test level of river's KS test, in (0, 1). Default 0.005 without ``ert``; with
+        ``ert`` it is set to the calibrated value once the calibration is done.
     window_size, stat_size : int
         river's window and the size of its most recent part that is compared.
     seed : int, optional
-        Seed of river's random sampling.
+        Seed of river's random sampling, and of the calibration's simulation (0 if None).
+    ert : float, optional
+        Expected run time: the mean number of observations between false drift episode starts
+        when the stream keeps the reference's distribution; ``alpha`` is then calibrated by
+        simulation (see :mod:`detectors.river_calibration`). KSWIN's p-value takes one value
+        per attainable statistic ``k / stat_size``, so only a ladder of run times is
+        attainable (rungs ~2-3x apart at ``stat_size=30``): the rung nearest ``ert`` on the
+        log scale is taken, and ``calibration.simulated_ert`` says which. At least ``5 *
+        max(resolve_after + 1, window_size)``, at most 30,000 (extrapolated beyond ~3,000: a
+        scipy test per update makes river's KSWIN slow to simulate).
+    reference : array-like of float, optional
+        The sample the null streams are drawn from (``ert`` only).
     resolve_after : int
         Updates without a detection that close an episode.
+    wait_for_calibration : bool
+        With ``ert``: the calibration runs in a background thread from construction (3-15 s).
+        True: the first update waits for it, so results are reproducible. False: updates
+        before it is ready are counted but not tested.
 
     Notes
     -----
@@ -146,28 +359,59 @@ class KSWINDetector(RiverDetector):
     drift detected at index 1187
     """
 
+    parameter = "alpha"
+
     def __init__(
         self,
-        alpha: float = 0.005,
+        alpha: float | None = None,
         window_size: int = 100,
         stat_size: int = 30,
         *,
         seed: int | None = None,
+        ert: float | None = None,
+        reference: npt.ArrayLike | None = None,
         resolve_after: int = 1000,
+        wait_for_calibration: bool = True,
     ) -> None:
-        if not 0.0 < alpha < 1.0:
+        _check_resolve_after(resolve_after)
+        if alpha is not None and not (isinstance(alpha, int | float) and 0.0 < alpha < 1.0):
             raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
         if not (isinstance(window_size, int) and window_size >= 2):
             raise ValueError(f"window_size must be an integer >= 2, got {window_size!r}")
         if not (isinstance(stat_size, int) and 1 <= stat_size < window_size):
             raise ValueError(f"stat_size must be an integer in [1, window_size), got {stat_size!r}")
-        self.alpha = alpha
+        shortest = max(resolve_after + 1, window_size)
+        self._reference = _check_ert_args("alpha", alpha, ert, reference, shortest)
+        self.alpha = 0.005 if alpha is None and ert is None else alpha
         self.window_size = window_size
         self.stat_size = stat_size
         self.seed = seed
+        self.ert = ert
         super().__init__(
-            drift.KSWIN(alpha=alpha, window_size=window_size, stat_size=stat_size, seed=seed),
+            None if ert is not None else self._build(self.alpha),  # type: ignore[arg-type]
             resolve_after=resolve_after,
+            wait_for_calibration=wait_for_calibration,
+        )
+        if ert is not None:
+            self._submit_calibration()
+
+    def _calibrate(self) -> RiverCalibration:
+        assert self.ert is not None and self._reference is not None
+        seed = 0 if self.seed is None else self.seed
+        return calibrate_kswin(
+            self._reference,
+            self.ert,
+            window_size=self.window_size,
+            stat_size=self.stat_size,
+            resolve_after=self.resolve_after,
+            river_seed=seed,
+            seed=seed,
+        )
+
+    def _build(self, value: float) -> Any:
+        self.alpha = value
+        return drift.KSWIN(
+            alpha=value, window_size=self.window_size, stat_size=self.stat_size, seed=self.seed
         )
 
     @property
@@ -184,9 +428,25 @@ class PageHinkleyDetector(RiverDetector):
     min_instances : int
         Observations before a detection is possible.
     delta, threshold, alpha : float
-        river's magnitude tolerance, detection threshold and forgetting factor.
+        river's magnitude tolerance, detection threshold and forgetting factor. ``threshold``
+        defaults to 50 without ``ert``; with ``ert`` it is set to the calibrated value once the
+        calibration is done.
+    ert : float, optional
+        Expected run time: the mean number of observations between false drift episode starts
+        when the stream keeps the reference's distribution. ``threshold`` (in the data's units)
+        is then calibrated by simulation on streams at the reference's scale (see
+        :mod:`detectors.river_calibration`). At least ``5 * max(resolve_after + 1,
+        min_instances)``, at most 1,000,000 (extrapolated beyond 20,000).
+    reference : array-like of float, optional
+        The sample the null streams are drawn from (``ert`` only).
+    seed : int
+        Seed of the calibration's simulation (``ert`` only).
     resolve_after : int
         Updates without a detection that close an episode.
+    wait_for_calibration : bool
+        With ``ert``: the calibration runs in a background thread from construction (0.1-10 s).
+        True: the first update waits for it, so results are reproducible. False: updates
+        before it is ready are counted but not tested.
 
     Notes
     -----
@@ -207,28 +467,80 @@ class PageHinkleyDetector(RiverDetector):
     ...     if det.drift_detected:
     ...         print(f"drift detected at index {i}")
     drift detected at index 1038
+
+    On latencies in seconds, calibrated to one false episode per 5,000 observations (the
+    threshold comes out on the data's scale):
+
+    >>> rng = np.random.default_rng(7)
+    >>> latency = lambda size, median=0.8: median * np.exp(0.5 * rng.normal(size=size))
+    >>> det = PageHinkleyDetector(ert=5_000, reference=latency(1000), resolve_after=100)
+    >>> for i, x in enumerate(np.r_[latency(3000), latency(500, median=1.2)]):
+    ...     det.update(x)
+    ...     if det.drift_detected:
+    ...         print(f"drift detected at index {i}")
+    drift detected at index 3065
+    drift detected at index 3282
+    >>> round(det.threshold, 1)
+    30.4
     """
+
+    parameter = "threshold"
 
     def __init__(
         self,
         min_instances: int = 30,
         delta: float = 0.005,
-        threshold: float = 50.0,
+        threshold: float | None = None,
         alpha: float = 1 - 0.0001,
         *,
+        ert: float | None = None,
+        reference: npt.ArrayLike | None = None,
+        seed: int = 0,
         resolve_after: int = 1000,
+        wait_for_calibration: bool = True,
     ) -> None:
+        _check_resolve_after(resolve_after)
         if not (isinstance(min_instances, int) and min_instances >= 1):
             raise ValueError(f"min_instances must be an integer >= 1, got {min_instances!r}")
-        if threshold <= 0:
+        if threshold is not None and not (isinstance(threshold, int | float) and threshold > 0):
             raise ValueError(f"threshold must be > 0, got {threshold!r}")
+        shortest = max(resolve_after + 1, min_instances)
+        self._reference = _check_ert_args("threshold", threshold, ert, reference, shortest)
         self.min_instances = min_instances
         self.delta = delta
-        self.threshold = threshold
+        self.threshold = 50.0 if threshold is None and ert is None else threshold
         self.alpha = alpha
+        self.ert = ert
+        self.seed = seed
         super().__init__(
-            drift.PageHinkley(
-                min_instances=min_instances, delta=delta, threshold=threshold, alpha=alpha
-            ),
+            None if ert is not None else self._build(self.threshold),  # type: ignore[arg-type]
             resolve_after=resolve_after,
+            wait_for_calibration=wait_for_calibration,
+        )
+        if ert is not None:
+            self._submit_calibration()
+
+    def _calibrate(self) -> RiverCalibration:
+        assert self.ert is not None and self._reference is not None
+        scale = float(np.std(self._reference)) or 1.0
+        mi, d, a, r = self.min_instances, self.delta, self.alpha, self.resolve_after
+
+        def make(value: float) -> PageHinkleyDetector:
+            return PageHinkleyDetector(mi, d, value, a, resolve_after=r)
+
+        return calibrate_direct(
+            make,
+            self._reference,
+            self.ert,
+            parameter="threshold",
+            conservative=2000.0 * scale,
+            sensitive=0.05 * scale,
+            shortest_episode=max(r + 1, mi),
+            seed=self.seed,
+        )
+
+    def _build(self, value: float) -> Any:
+        self.threshold = value
+        return drift.PageHinkley(
+            min_instances=self.min_instances, delta=self.delta, threshold=value, alpha=self.alpha
         )
