@@ -28,10 +28,13 @@ one agent (Gaussian copula, pairwise correlation 0.6) each get their own detecto
 *incident* starts when the first of its features enters a drift episode while none was in one,
 and is compared with four times the per-stream target.
 
-Drift scenarios: 2,200 baseline observations (the largest window, 200, then 2,000 more) and
-5,000 changed ones. Delay = observations after the change up to and including the one whose
-update starts the first alarm after the change (a window of W fully past the change has delay W);
-a miss is no alarm in the 5,000. Median and p90 count misses as infinitely late. An episode
+Drift scenarios: 2,200 baseline observations (the largest window, 200, then 2,000 more), 5,000
+changed ones, then 2,000 baseline ones again. Delay = observations after the change up to and
+including the one whose update starts the first alarm after the change (a window of W fully past
+the change has delay W); a miss is no alarm in the 5,000. Median and p90 count misses as
+infinitely late. Alarms during the change beyond the first are counted (one change should give
+one episode), and so is whether the episode still open when the change ends resolves within the
+2,000 baseline observations that follow. An episode
 still open at the change (a false alarm shortly before it) is reported separately: the change
 then raises no new alarm until that episode has resolved.
 """
@@ -86,6 +89,7 @@ REF_N = 1_000
 CHUNK = 1_000
 PRE = 2_200
 POST = 5_000
+BACK = 2_000
 RAMP = 500
 TOLERANCE = 0.30
 ACCEPT_DELAY = 51
@@ -399,7 +403,7 @@ def run_drifts(budget: Budget, rec: Recorder, log: Callable[[str], None]) -> dic
         for seed in range(budget.seeds):
             rng = rng_for("drift", si, seed)
             ref = sc.base(rng, REF_N)
-            xs = np.r_[sc.base(rng, PRE), sc.changed(rng, POST)]
+            xs = np.r_[sc.base(rng, PRE), sc.changed(rng, POST), sc.base(rng, BACK)]
             for name in DETECTORS:
                 if name in RIVER:
                     det = river_detector(name, seed)
@@ -407,12 +411,17 @@ def run_drifts(budget: Budget, rec: Recorder, log: Callable[[str], None]) -> dic
                     cfg = next(c for c in KS_CONFIGS if c.name == name)
                     det = rec.build(cfg, ref, sc.name)
                 eps = run_stream(det, xs)
-                after = [s for s, _ in eps if s > PRE]
+                end = PRE + POST
+                after = [s for s, _ in eps if PRE < s <= end]
+                held = [e for s, e in eps if s <= end < e]  # the episode open when it ends
                 scen[name].append(
                     {
                         "delay": after[0] - PRE if after else None,
                         "pre_alarms": sum(s <= PRE for s, _ in eps),
                         "open_at_change": any(s <= PRE < e for s, e in eps),
+                        "starts": len(after),
+                        "open_at_end": bool(held),
+                        "resolved_after_end": bool(held) and held[0] <= end + BACK,
                     }
                 )
         out[sc.name] = scen
@@ -475,6 +484,10 @@ def drift_summary(scenario: str, det: str, runs: list[dict[str, Any]]) -> dict[s
         "open_at_change": sum(r["open_at_change"] for r in runs),
         "missed_while_open": sum(r["open_at_change"] and r["delay"] is None for r in runs),
         "pre_alarms": sum(r["pre_alarms"] for r in runs),
+        "starts_mean": statistics.mean(r["starts"] for r in runs),
+        "multi_start": sum(r["starts"] > 1 for r in runs),
+        "open_at_end": sum(r["open_at_end"] for r in runs),
+        "resolved_after_end": sum(r["resolved_after_end"] for r in runs),
         "pre_alarms_expected": (
             len(runs) * (PRE - cfg.window + 1) / cfg.ert if cfg is not None else math.nan
         ),
@@ -506,6 +519,188 @@ def calibration_summary(recs: list[CalRecord]) -> list[dict[str, Any]]:
                 }
             )
     return rows
+
+
+# ---------------------------------------------------------------------------- spread study
+SPREAD_SIZES = (1_000, 5_000, 20_000)
+SPREAD_CONFIGS = (KSConfig(50, 10_000), KSConfig(200, 10_000))
+SPREAD_EVENTS = 1_000_000  # null observations per reference: 100 expected false alarms
+SPREAD_STEPS = 10_000  # observations per simulated null stream
+
+
+@dataclass(frozen=True, slots=True)
+class TrueModel:
+    """A scenario's true distribution, as probabilities of the detector's slots.
+
+    ``slots`` gives, for a sorted reference, the probability that one observation falls in
+    each of its ``2K + 1`` slots (the gaps between the distinct values and the values
+    themselves) and ``R``, the number of reference values up to the end of each slot.
+    """
+
+    name: str
+    draw: Generator
+    cdf: Callable[[FloatArray], FloatArray]  # P(X <= x)
+    cdf_below: Callable[[FloatArray], FloatArray]  # P(X < x)
+
+    def slots(self, reference: FloatArray) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+        values, counts = np.unique(reference, return_counts=True)
+        at = self.cdf(values)
+        below = self.cdf_below(values)
+        prob = np.empty(2 * values.size + 1)
+        prob[1::2] = at - below  # the values themselves
+        prob[0] = below[0]  # below the smallest value
+        prob[2:-1:2] = below[1:] - at[:-1]  # strictly between two values
+        prob[-1] = 1.0 - at[-1]  # above the largest
+        cum = np.cumsum(counts)
+        ends = np.empty(2 * values.size + 1, dtype=np.int64)
+        ends[0] = 0
+        ends[1::2] = cum
+        ends[2::2] = cum
+        return np.clip(prob, 0.0, None), ends
+
+
+def _retries_cdf(x: FloatArray, strict: bool) -> FloatArray:
+    k = np.floor(x - 1.0) if not strict else np.ceil(x - 1.0) - 1.0
+    extra = np.where(k >= 0, stats.poisson.cdf(k, RETRY_EXTRA), 0.0)
+    zero = 1.0 - RETRY_P
+    base = np.where(x > 0, zero, 0.0) if strict else np.where(x >= 0, zero, 0.0)
+    return base + RETRY_P * extra
+
+
+TRUE_MODELS = (
+    TrueModel("normal", normal, stats.norm.cdf, stats.norm.cdf),
+    TrueModel(
+        "retries",
+        retries_with(RETRY_P),
+        lambda x: _retries_cdf(x, strict=False),
+        lambda x: _retries_cdf(x, strict=True),
+    ),
+)
+
+
+def _null_gaps(
+    prob: FloatArray, ends: npt.NDArray[np.int64], n: int, m: int, events: int, seed: list[int]
+) -> npt.NDArray[np.int64]:
+    """Exact gaps ``max |m R - n C|`` of the detector on null streams drawn from ``prob``."""
+    steps = min(SPREAD_STEPS, events)
+    streams = max(1, events // steps)
+    return _simulate_true(prob, ends, n, m, streams, steps, np.random.default_rng(seed))
+
+
+def _rate(gaps: npt.NDArray[np.int64], cal: Any, resolve_after: int, seed: list[int]) -> float:
+    """Episode starts per observation over ``gaps`` with the detector's rule and thresholds."""
+    from detectors.calibration import _count_starts
+
+    u = np.random.default_rng(seed).random(gaps.shape)
+    starts = _count_starts(
+        gaps, cal.gap_high, cal.gap_low, resolve_after, cal.gap_mixed, cal.mix, u
+    )
+    return starts / gaps.size
+
+
+def _oracle(
+    prob: FloatArray, ends: npt.NDArray[np.int64], n: int, cfg: KSConfig, seed: list[int]
+) -> Any:
+    """The threshold calibrated on null streams from the TRUE distribution, for this reference."""
+    from detectors.calibration import _finish, _shape, simulation_budget
+
+    started = time.perf_counter()
+    streams, steps = _shape(cfg.window, simulation_budget(cfg.ert))
+    rng = np.random.default_rng(seed)
+    gaps = _simulate_true(prob, ends, n, cfg.window, streams, steps, rng)
+    return _finish(gaps, float(cfg.ert), 0.6, cfg.window, rng, "continuous", started, 1)
+
+
+def _simulate_true(
+    prob: FloatArray,
+    ends: npt.NDArray[np.int64],
+    n: int,
+    m: int,
+    streams: int,
+    steps: int,
+    rng: np.random.Generator,
+) -> npt.NDArray[np.int64]:
+    from detectors.calibration import _simulate
+
+    # the calibration's simulator with its Dirichlet concentration pushed to 1e12 per unit of
+    # probability: every stream then draws from ``prob`` itself, not from a bootstrap of it
+    return _simulate(prob * 1e12, ends, ends, n, m, streams, steps, rng)
+
+
+def run_spread(refs: int, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Per-reference false-alarm rates against the reference size, with and without an oracle."""
+    from detectors.calibration import calibrate_gap
+
+    rows = []
+    for mi, model in enumerate(TRUE_MODELS):
+        for cfg in SPREAD_CONFIGS:
+            for n in SPREAD_SIZES:
+                t0 = time.perf_counter()
+                plain, oracle = [], []
+                for r in range(refs):
+                    key = [SEED, 2, mi, cfg.window, n, r]
+                    reference = model.draw(np.random.default_rng(key), n)
+                    prob, ends = model.slots(reference)
+                    _values, counts = np.unique(reference, return_counts=True)
+                    cal = calibrate_gap(counts, cfg.window, cfg.ert)
+                    gaps = _null_gaps(prob, ends, n, cfg.window, SPREAD_EVENTS, [*key, 1])
+                    plain.append(_rate(gaps, cal, cfg.window, [*key, 2]) * cfg.ert)
+                    orc = _oracle(prob, ends, n, cfg, [*key, 3])
+                    oracle.append(_rate(gaps, orc, cfg.window, [*key, 2]) * cfg.ert)
+                expected = SPREAD_EVENTS / cfg.ert
+                for kind, ratios in (("reference", plain), ("oracle", oracle)):
+                    q = np.quantile(ratios, [0.1, 0.5, 0.9])
+                    rows.append(
+                        {
+                            "scenario": model.name,
+                            "detector": cfg.name,
+                            "reference_size": n,
+                            "calibrated_on": kind,
+                            "references": refs,
+                            "ratio_mean": float(np.mean(ratios)),
+                            "ratio_p10": float(q[0]),
+                            "ratio_median": float(q[1]),
+                            "ratio_p90": float(q[2]),
+                            "ratio_min": float(min(ratios)),
+                            "ratio_max": float(max(ratios)),
+                            "log_sd": float(np.std(np.log(np.maximum(ratios, 1e-3)))),
+                            "within_30": sum(abs(x - 1) <= TOLERANCE for x in ratios) / refs,
+                            "within_30_poisson": poisson_within(expected),
+                            "ratios": ratios,
+                        }
+                    )
+                log(f"spread {model.name} {cfg.name} n={n:,}: {time.perf_counter() - t0:.0f} s")
+    return rows
+
+
+def spread_table(rows: list[dict[str, Any]]) -> str:
+    body = [
+        [
+            r["scenario"],
+            r["detector"],
+            f"{r['reference_size']:,}",
+            r["calibrated_on"],
+            fmt(r["ratio_mean"]),
+            f"{r['ratio_min']:.2f}/{r['ratio_p10']:.2f}/{r['ratio_median']:.2f}/"
+            f"{r['ratio_p90']:.2f}/{r['ratio_max']:.2f}",
+            fmt(r["log_sd"]),
+            f"{r['within_30']:.0%}",
+            f"{r['within_30_poisson']:.0%}",
+        ]
+        for r in rows
+    ]
+    headers = [
+        "scenario",
+        "detector",
+        "ref size",
+        "calibrated on",
+        "mean",
+        "ratio min/p10/med/p90/max",
+        "sd(log)",
+        "+-30%",
+        "(Poisson)",
+    ]
+    return table(headers, body, left=4)
 
 
 # ---------------------------------------------------------------------------- printing
@@ -584,6 +779,9 @@ def drift_table(rows: list[dict[str, Any]]) -> str:
             f"{r['missed_while_open']}",
             f"{r['pre_alarms']}",
             fmt(r["pre_alarms_expected"], 1),
+            fmt(r["starts_mean"], 1),
+            f"{r['multi_start']}",
+            f"{r['resolved_after_end']}/{r['open_at_end']}",
         ]
         for r in rows
     ]
@@ -597,6 +795,9 @@ def drift_table(rows: list[dict[str, Any]]) -> str:
         "missed&open",
         "pre FA",
         "(target)",
+        "starts",
+        ">1",
+        "resolved",
     ]
     return table(headers, body)
 
@@ -777,10 +978,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--replot", type=Path, default=None, help="only redraw --plot from this --json file"
     )
+    parser.add_argument(
+        "--spread",
+        action="store_true",
+        help="only the per-reference false-alarm spread against the reference size",
+    )
+    parser.add_argument(
+        "--spread-refs", type=int, default=10, help="references per cell of --spread (10)"
+    )
     args = parser.parse_args(argv)
     if args.replot is not None:
         replot(args.replot, args.plot)
         return 0
+    if args.spread:
+        return spread_main(args.spread_refs, args.json)
     seeds = args.seeds or (3 if args.quick else 20)
     budget = Budget(args.quick, seeds)
     started = time.perf_counter()
@@ -827,7 +1038,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\nDrift: delay in observations after the change (median, p90; misses count as late).")
     print("open@chg = seeds with a false episode open at the change; missed&open = misses among")
     print(f"them; pre FA = alarms before the change, all seeds ({PRE:,} observations each),")
-    print("(target) = what the ERT promises for the tested pre-change observations.\n")
+    print("(target) = what the ERT promises for the tested pre-change observations; starts =")
+    print(f"alarms during the {POST:,} changed observations, mean per seed; >1 = seeds with more")
+    print("than one; resolved = seeds whose episode open at the end of the change resolved within")
+    print(f"the {BACK:,} baseline observations that follow / seeds in an episode at that end.\n")
     print(drift_table(drifts))
     print(
         "\nCalibration cost (det.calibration.seconds; continuous thresholds are computed once per"
@@ -872,6 +1086,43 @@ def main(argv: list[str] | None = None) -> int:
         }
         args.json.write_text(json.dumps(_finite(payload), indent=1))
         log(f"raw numbers written to {args.json}")
+    return 0
+
+
+def spread_main(refs: int, out: Path | None) -> int:
+    started = time.perf_counter()
+    now = datetime.now(UTC)
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - started:6.0f} s] {msg}", file=sys.stderr, flush=True)
+
+    rows = run_spread(refs, log)
+    total = time.perf_counter() - started
+    print(
+        f"driftwatch per-reference false-alarm spread -- {refs} references per row, "
+        f"{now:%Y-%m-%d %H:%M} UTC, {total / 60:.1f} min; detectors/ at {detectors_version()}"
+    )
+    print(
+        f"Each reference: {SPREAD_EVENTS:,} null observations from the TRUE distribution "
+        f"({SPREAD_EVENTS // SPREAD_STEPS} streams of {SPREAD_STEPS:,}), run through the "
+        "detector's exact gap and episode rule"
+    )
+    print(
+        "(the calibration's own simulator and episode count). ratio = false alarms / expected. "
+        "calibrated on: reference = the detector's"
+    )
+    print(
+        "calibration (sees only the reference); oracle = the same search on null streams drawn "
+        "from the true distribution"
+    )
+    print(
+        "against this reference. +-30% = share of references within 30% of the target; "
+        "(Poisson) = that share from counting noise alone.\n"
+    )
+    print(spread_table(rows))
+    if out is not None:
+        out.write_text(json.dumps(_finite({"date": now.isoformat(), "rows": rows}), indent=1))
+        log(f"raw numbers written to {out}")
     return 0
 
 
