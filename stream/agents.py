@@ -1,8 +1,9 @@
-"""The worker's agents and startup tasks, registered on :data:`stream.app.app`.
+"""The worker's services, agents and startup tasks, registered on :data:`stream.app.app`.
 
-``detect`` consumes telemetry; ``control`` consumes re-baseline commands from the control topic.
-Both run on the worker's event loop and each handles a message (or batch) without awaiting in
-between, so they never interleave inside the monitor.
+:class:`TelemetryService` runs the batch telemetry consumer (:mod:`stream.consumer`); the
+``control`` agent consumes re-baseline commands from the control topic. Both run on the worker's
+event loop and each handles a batch (or command) without awaiting in between, so they never
+interleave inside the monitor.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ import logging
 from collections.abc import AsyncIterable
 
 import faust
-from faust.types import TP
+import mode
 from prometheus_client import REGISTRY
 
 from stream import metrics_server
 from stream.app import app, settings
+from stream.consumer import TelemetryConsumer
 from stream.metrics import Metrics
 from stream.monitor import DriftMonitor
 from stream.processor import BatchProcessor, DeadLetter, RawMessage
@@ -33,10 +35,13 @@ monitor = DriftMonitor(
     references=reference_source(settings),
     metrics=metrics,
     reload_references=reference_loader(settings),
-    reproducible=False,  # never stall the stream on a calibration; `replay` waits instead
+    # by default a stream starts testing when its calibration is ready rather than stalling the
+    # consumer; `replay` (and wait_for_calibration) wait instead, for reproducible results
+    reproducible=settings.wait_for_calibration,
 )
 processor = BatchProcessor(TelemetryParser(settings), monitor, metrics, settings.telemetry_topic)
 control_handler = ControlHandler(ControlParser(settings), monitor, metrics)
+telemetry = TelemetryConsumer(settings, processor, metrics)
 
 
 @app.task
@@ -52,44 +57,15 @@ async def publish_metrics() -> None:
     monitor.publish_metrics()
 
 
-def _update_lag(last: dict[int, int]) -> None:
-    consumer = app.consumer
-    for partition, offset in last.items():
-        tp = TP(settings.telemetry_topic, partition)
-        try:
-            end = consumer.highwater(tp)
-        except Exception:
-            continue
-        if end is not None and end >= 0:
-            metrics.consumer_lag.labels(settings.telemetry_topic, str(partition)).set(
-                max(0, end - offset - 1)
-            )
+@app.service
+class TelemetryService(mode.Service):
+    """Runs :data:`telemetry` for as long as the worker runs."""
 
+    async def on_start(self) -> None:
+        await telemetry.start()
 
-@app.agent(topics.telemetry)
-async def detect(stream: faust.StreamT[bytes]) -> AsyncIterable[None]:
-    """Consume telemetry in batches; send drift events and dead letters."""
-    batches = stream.take_events(  # type: ignore[attr-defined]  # missing from faust's stubs
-        settings.batch_size, within=settings.batch_timeout
-    )
-    async for events in batches:
-        batch = [
-            RawMessage(
-                e.message.key,
-                e.message.value,
-                e.message.partition,
-                e.message.offset,
-                e.message.timestamp or 0.0,
-            )
-            for e in events
-        ]
-        outcome = processor.handle(batch)
-        await _send(outcome.drift_events, outcome.dead_letters, settings.telemetry_topic)
-        last: dict[int, int] = {}
-        for msg in batch:
-            last[msg.partition] = msg.offset
-        _update_lag(last)
-        yield None
+    async def on_stop(self) -> None:
+        await telemetry.stop()
 
 
 @app.agent(topics.control)

@@ -62,6 +62,26 @@ def kafka_client_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
+def aiokafka_client_config(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for ``aiokafka`` clients: brokers, protocol, TLS context, SASL."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": [
+            b.strip() for b in settings.bootstrap_servers.split(",") if b.strip()
+        ],
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.uses_ssl:
+        config["ssl_context"] = client_ssl_context(settings)
+    if settings.uses_sasl:
+        redact_sasl_in_client_logs(settings)
+        config.update(
+            sasl_mechanism=settings.sasl_mechanism,
+            sasl_plain_username=settings.sasl_username,
+            sasl_plain_password=settings.sasl_secret(),
+        )
+    return config
+
+
 def client_ssl_context(settings: Settings) -> ssl.SSLContext:
     """The TLS client context for Kafka connections (TLS 1.2+, the broker is verified).
 

@@ -102,6 +102,33 @@ class Metrics:
             "Keys evicted (least recently seen first) to stay within max_tracked_keys.",
             registry=registry,
         )
+        self.events_skipped = Counter(
+            p + "events_skipped",
+            "Events read again after a restore whose key's restored state already held them.",
+            registry=registry,
+        )
+        self.checkpoints = Counter(
+            p + "checkpoints",
+            "Checkpoints written (one per partition and interval), by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.checkpoint_bytes = Counter(
+            p + "checkpoint_bytes",
+            "Bytes of key snapshots written to the checkpoint topic.",
+            registry=registry,
+        )
+        self.checkpoint_seconds = Histogram(
+            p + "checkpoint_seconds",
+            "Time to write one checkpoint round (snapshots, acknowledgements, offset commit).",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=registry,
+        )
+        self.restored_keys = Counter(
+            p + "restored_keys",
+            "Keys restored from the checkpoint topic on partition assignment.",
+            registry=registry,
+        )
         self.series_dropped = Counter(
             p + "label_series_dropped",
             "Keys refused per-key series because of the label cap.",

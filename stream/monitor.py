@@ -93,7 +93,7 @@ TransitionHook = Callable[[TransitionSnapshot], None]
 WINDOWED_ALPHA = 0.001
 
 #: Format of :meth:`DriftMonitor.snapshot`; bumped when the state's layout changes.
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 
 REFERENCE_FREE: frozenset[str] = frozenset({"adwin", "kswin", "page_hinkley"})
 
@@ -198,6 +198,9 @@ class KeyState:
     offsets: npt.NDArray[np.int64]
     seen: int = 0  # events of this key fed so far (the global index of the next one)
     partition: int = 0
+    last_offset: int = -1  # offset of the latest event applied (in ``partition``)
+    replay_until: int = -1  # restored from a snapshot: events up to here are already held
+    changed: bool = True  # changed since the last checkpoint of the key
     last_ts: float = 0.0
     accuracy: AccuracyState | None = None
 
@@ -290,6 +293,8 @@ class DriftMonitor:
         self.on_transition = on_transition
         self.keys: OrderedDict[str, KeyState] = OrderedDict()
         self.evictions = 0
+        self.skipped = 0  # events not applied again: their key's state already holds them
+        self.evicted: list[tuple[str, int]] = []  # (key, partition) evicted since last taken
         self._detector_names = [settings.detector_for(f) for f in settings.features]
         self._last_publish = -float("inf")
         self._snapshots: list[TransitionSnapshot] = []
@@ -316,7 +321,9 @@ class DriftMonitor:
         return (*self.settings.features, *extra)
 
     # ------------------------------------------------------------------ checkpoints
-    def snapshot(self, partitions: Collection[int] | None = None) -> bytes:
+    def snapshot(
+        self, partitions: Collection[int] | None = None, *, keys: Collection[str] | None = None
+    ) -> bytes:
         """Every key's state (or only the keys of ``partitions``), compressed.
 
         Restoring it into a fresh monitor and feeding the events that follow the last one
@@ -324,12 +331,40 @@ class DriftMonitor:
         references, episodes, accuracy and offsets all continue. Snapshots are pickles: keep
         the place they are stored (e.g. a compacted topic) writable by the workers only.
         """
-        keys = [
+        chosen = [
             (key, state)
-            for key, state in self.keys.items()
+            for key, state in (
+                self.keys.items()
+                if keys is None
+                else ((k, self.keys[k]) for k in keys if k in self.keys)
+            )
             if partitions is None or state.partition in partitions
         ]
-        return zlib.compress(pickle.dumps((SNAPSHOT_VERSION, keys), protocol=5), 1)
+        return zlib.compress(pickle.dumps((SNAPSHOT_VERSION, chosen), protocol=5), 1)
+
+    def take_changed(self, partition: int) -> list[str]:
+        """Keys of ``partition`` changed since last taken (and mark them unchanged)."""
+        out = [k for k, st in self.keys.items() if st.changed and st.partition == partition]
+        for k in out:
+            self.keys[k].changed = False
+        return out
+
+    def take_evicted(self) -> list[tuple[str, int]]:
+        """(key, partition) pairs evicted since last taken."""
+        out, self.evicted = self.evicted, []
+        return out
+
+    def drop_partitions(self, partitions: Collection[int]) -> int:
+        """Forget the keys of ``partitions`` (handed to another worker); return how many."""
+        gone = [k for k, st in self.keys.items() if st.partition in partitions]
+        for k in gone:
+            state = self.keys.pop(k)
+            _close(state)
+            if state.accuracy is not None:
+                self._accuracy_streams -= 1
+            if self.metrics is not None:
+                self.metrics.forget(k, self.stream_names)
+        return len(gone)
 
     def restore(self, blob: bytes) -> int:
         """Load keys from a :meth:`snapshot`; return how many. Newer state wins over older."""
@@ -340,14 +375,31 @@ class DriftMonitor:
         if version != SNAPSHOT_VERSION:
             raise ValueError(f"snapshot version {version!r}, expected {SNAPSHOT_VERSION}")
         for key, state in keys:
+            old = self.keys.get(key)
+            if old is not None and old.accuracy is not None:
+                self._accuracy_streams -= 1
             self.keys[key] = state
             self.keys.move_to_end(key)
+            state.changed = False
+            state.replay_until = state.last_offset
+            if state.accuracy is not None:
+                self._accuracy_streams += 1
             for fs in state.features:
                 fs.dirty = True
         while len(self.keys) > self.settings.max_tracked_keys:
-            self.keys.popitem(last=False)
-            self.evictions += 1
+            self._evict_oldest()
         return len(keys)
+
+    def _evict_oldest(self) -> None:
+        old, old_state = self.keys.popitem(last=False)
+        self.evictions += 1
+        self.evicted.append((old, old_state.partition))
+        _close(old_state)
+        if old_state.accuracy is not None:
+            self._accuracy_streams -= 1
+        if self.metrics is not None:
+            self.metrics.key_evictions.inc()
+            self.metrics.forget(old, self.stream_names)
 
     def _key_state(self, key: str) -> KeyState:
         state = self.keys.get(key)
@@ -358,14 +410,7 @@ class DriftMonitor:
             )
             self.keys[key] = state
             while len(self.keys) > self.settings.max_tracked_keys:
-                old, old_state = self.keys.popitem(last=False)
-                self.evictions += 1
-                _close(old_state)
-                if old_state.accuracy is not None:
-                    self._accuracy_streams -= 1
-                if self.metrics is not None:
-                    self.metrics.key_evictions.inc()
-                    self.metrics.forget(old, self.stream_names)
+                self._evict_oldest()
         else:
             self.keys.move_to_end(key)
         return state
@@ -405,6 +450,18 @@ class DriftMonitor:
 
     def _process_key(self, key: str, evs: list[Telemetry]) -> list[DriftEvent]:
         state = self._key_state(key)
+        if state.replay_until >= 0:
+            # read again after a restore: the restored state already holds these events
+            fresh = [
+                e for e in evs if e.partition != state.partition or e.offset > state.replay_until
+            ]
+            self.skipped += len(evs) - len(fresh)
+            if self.metrics is not None:
+                self.metrics.events_skipped.inc(len(evs) - len(fresh))
+            if not fresh:
+                return []
+            evs = fresh
+            state.replay_until = -1
         values = np.array([e.values for e in evs], dtype=np.float64)
         offsets = np.fromiter((e.offset for e in evs), dtype=np.int64, count=len(evs))
         times = (
@@ -413,6 +470,8 @@ class DriftMonitor:
             else None
         )
         state.partition = evs[-1].partition
+        state.last_offset = evs[-1].offset
+        state.changed = True
         state.last_ts = evs[-1].ts
         base = state.seen
         snapshot = self.on_transition is not None
@@ -710,6 +769,7 @@ class DriftMonitor:
         out: list[DriftEvent] = []
         for k in keys:
             state = self.keys[k]
+            state.changed = True
             for j, name in enumerate(self.settings.features):
                 fs = state.features[j]
                 det = fs.detector

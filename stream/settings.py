@@ -98,6 +98,12 @@ class Settings:
     # Processing
     batch_size: int = 5000
     batch_timeout: float = 0.5
+    checkpoints: bool = True
+    checkpoint_topic: str | None = None
+    checkpoint_interval: float = 10.0
+    wait_for_calibration: bool = False
+    topic_replication_factor: int = 1
+    session_timeout: float = 10.0
     max_tracked_keys: int = 10_000
     max_metric_keys: int = 500
     # Metrics
@@ -136,6 +142,17 @@ class Settings:
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
+    @property
+    def checkpoint_topic_name(self) -> str:
+        """The compacted topic holding the worker's state: ``checkpoint_topic`` or
+        ``<app_id>.checkpoints``."""
+        return self.checkpoint_topic or f"{self.app_id}.checkpoints"
+
+    @property
+    def telemetry_group(self) -> str:
+        """The consumer group that reads telemetry (the Faust app's own group is ``app_id``)."""
+        return f"{self.app_id}.telemetry"
 
     @property
     def kafka_url(self) -> str:
@@ -390,6 +407,24 @@ def _validate(s: Settings) -> None:
         "time-based windows use the alpha rule (ert calibration needs count windows): set alpha",
     )
     _check(s.batch_timeout > 0, "batch_timeout", s.batch_timeout, "must be > 0 seconds")
+    _check(
+        math.isfinite(s.checkpoint_interval) and s.checkpoint_interval > 0,
+        "checkpoint_interval",
+        s.checkpoint_interval,
+        "must be a number of seconds > 0",
+    )
+    _check(
+        math.isfinite(s.session_timeout) and 6.0 <= s.session_timeout <= 300.0,
+        "session_timeout",
+        s.session_timeout,
+        "must be 6..300 seconds (the broker's default group session bounds)",
+    )
+    _check(
+        s.topic_replication_factor >= 1,
+        "topic_replication_factor",
+        s.topic_replication_factor,
+        "must be >= 1",
+    )
     _check(0 <= s.metrics_port <= 65535, "metrics_port", s.metrics_port, "must be a TCP port")
     _check(
         s.reference_mode in ("warmup", "file"), "reference_mode", s.reference_mode, "warmup|file"

@@ -84,9 +84,9 @@ def stop_and_keep_log(proc: subprocess.Popen[bytes], log: Path, name: str) -> No
     copy.write_bytes(log.read_bytes())
 
 
-@contextmanager
-def run_worker(bootstrap: str, tmp_path: Path, **settings: object) -> Iterator[RunningWorker]:
-    """Start ``driftwatch worker`` with DRIFTWATCH_* settings; stop it with SIGTERM."""
+def start_worker(bootstrap: str, workdir: Path, **settings: object) -> RunningWorker:
+    """Start ``driftwatch worker`` with DRIFTWATCH_* settings in ``workdir`` (log there)."""
+    workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTWATCH_")}
     env.update(
@@ -94,26 +94,32 @@ def run_worker(bootstrap: str, tmp_path: Path, **settings: object) -> Iterator[R
             "DRIFTWATCH_BOOTSTRAP_SERVERS": bootstrap,
             "DRIFTWATCH_METRICS_PORT": str(port),
             "DRIFTWATCH_METRICS_HOST": "127.0.0.1",
-            "DRIFTWATCH_DATA_DIR": str(tmp_path / "worker-data"),
+            "DRIFTWATCH_DATA_DIR": str(workdir / "worker-data"),
             "DRIFTWATCH_BATCH_TIMEOUT": "0.2",
         }
     )
     env.update({f"DRIFTWATCH_{k.upper()}": str(v) for k, v in settings.items()})
-    log = tmp_path / "worker.log"
+    log = workdir / "worker.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [str(DRIFTWATCH), "worker", "--loglevel", "info"],
-            cwd=tmp_path,
+            cwd=workdir,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    worker = RunningWorker(proc, port, log)
+    return RunningWorker(proc, port, log)
+
+
+@contextmanager
+def run_worker(bootstrap: str, tmp_path: Path, **settings: object) -> Iterator[RunningWorker]:
+    """Start ``driftwatch worker`` with DRIFTWATCH_* settings; stop it with SIGTERM."""
+    worker = start_worker(bootstrap, tmp_path, **settings)
     try:
         wait_for(
             lambda: worker.sample("driftwatch_build_info") == 1.0, 60, "metrics endpoint", worker
         )
         yield worker
     finally:
-        stop_and_keep_log(proc, log, f"worker-{tmp_path.name}.log")
+        stop_and_keep_log(worker.proc, worker.log, f"worker-{tmp_path.name}.log")

@@ -1,0 +1,454 @@
+"""The telemetry consumer: batches from Kafka, detection, acknowledged output, checkpoints.
+
+Faust's per-event ``Stream`` costs tens of microseconds an event before any work is done, more
+than the detectors themselves, so telemetry is read in batches with ``aiokafka``'s ``getmany``
+by this service, which the Faust app starts and stops with the worker (the control topic is an
+ordinary Faust agent). The service owns its consumer group (``<app_id>.telemetry``) so that it
+can tie detector state to offsets:
+
+1. a batch is processed and its drift events and dead letters are sent; the batch counts as done
+   once the broker has acknowledged them all (a failed send is retried, never skipped);
+2. every ``checkpoint_interval`` seconds, on a rebalance and on shutdown, the keys changed since
+   the last round are written to the compacted checkpoint topic, then each partition's marker
+   (the next offset to read), then that offset is committed (:mod:`stream.checkpoints`);
+3. on partition assignment the keys of the new partitions are restored from the checkpoint topic
+   and reading resumes at the marker; events a restored key already holds are skipped.
+
+So after a crash each key's windows hold every event exactly once, and drift events sent after
+the last round are sent again with the same ``event_id`` (consumers deduplicate on it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Collection, Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from stream.checkpoints import (
+    PartitionCheckpoint,
+    encode_marker,
+    fold_records,
+    key_record,
+    marker_record,
+)
+from stream.kafka_config import aiokafka_client_config
+from stream.metrics import Metrics
+from stream.monitor import DriftMonitor
+from stream.processor import BatchProcessor, DeadLetter, RawMessage
+from stream.records import DriftEvent
+from stream.settings import Settings
+
+__all__ = ["TelemetryConsumer"]
+
+log = logging.getLogger("driftwatch")
+
+#: Largest checkpoint record (one key's snapshot): the topic and the producer allow this much.
+CHECKPOINT_MAX_BYTES = 8 * 1024 * 1024
+RETRY_BACKOFF = 1.0  # seconds between attempts to deliver output the broker refused
+
+#: A record to send: topic, key, value (None: a tombstone), headers.
+_Out = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None]
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, owner: TelemetryConsumer) -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        await self.owner.on_revoked({tp.partition for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        await self.owner.on_assigned({tp.partition for tp in assigned})
+
+
+class TelemetryConsumer:
+    """Consumes telemetry for ``processor`` with checkpoints tied to committed offsets.
+
+    Parameters
+    ----------
+    settings : Settings
+        Topics, batch size and timeout, checkpoint interval, Kafka connection and security.
+    processor : BatchProcessor
+        Parses and monitors batches (its monitor holds the state that is checkpointed).
+    metrics : Metrics
+        Consumer lag and checkpoint metrics.
+    """
+
+    def __init__(self, settings: Settings, processor: BatchProcessor, metrics: Metrics) -> None:
+        self.settings = settings
+        self.processor = processor
+        self.monitor: DriftMonitor = processor.monitor
+        self.metrics = metrics
+        self.writer = uuid.uuid4().hex  # this process, in the markers it writes
+        self.positions: dict[int, int] = {}  # partition -> next offset to read (processed)
+        self.assigned: set[int] = set()
+        self._held: dict[int, int] = {}  # revoked partitions whose state is still in memory
+        self._lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._last_round = time.monotonic()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._checkpoint_partitions = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Connect, make sure the checkpoint topic exists, join the group and start reading."""
+        s = self.settings
+        client = aiokafka_client_config(s)
+        self._producer = AIOKafkaProducer(
+            **client,
+            client_id=f"{s.app_id}-telemetry-producer",
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_request_size=CHECKPOINT_MAX_BYTES + 65_536,
+        )
+        await self._producer.start()
+        if s.checkpoints:
+            self._checkpoint_partitions = await self._ensure_checkpoint_topic(client)
+        self._consumer = AIOKafkaConsumer(
+            **client,
+            client_id=f"{s.app_id}-telemetry",
+            group_id=s.telemetry_group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=s.batch_size,
+            session_timeout_ms=int(s.session_timeout * 1000),
+            heartbeat_interval_ms=int(s.session_timeout * 1000 / 4),
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await self._consumer.start()
+        self._consumer.subscribe([s.telemetry_topic], listener=_Rebalance(self))
+        self._task = asyncio.create_task(self._run(), name="driftwatch-telemetry")
+
+    async def stop(self) -> None:
+        """Finish the batch in hand, write a last checkpoint and commit, leave the group."""
+        self._stopping.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, self.settings.batch_timeout + 30.0)
+            except Exception:
+                log.exception("telemetry loop ended with an error")
+        if self._consumer is not None:
+            async with self._lock:
+                await self._round(self.assigned, final=True)
+            await self._consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def _run(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        timeout_ms = int(self.settings.batch_timeout * 1000)
+        interval = self.settings.checkpoint_interval
+        while not self._stopping.is_set():
+            batch = await consumer.getmany(
+                timeout_ms=timeout_ms, max_records=self.settings.batch_size
+            )
+            async with self._lock:
+                if batch:
+                    await self._handle(batch)
+                if time.monotonic() - self._last_round >= interval:
+                    await self._round(self.assigned)
+
+    # ------------------------------------------------------------------ processing
+    async def _handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        messages = [
+            RawMessage(r.key, r.value, r.partition, r.offset, (r.timestamp or 0) / 1000.0)
+            for tp, records in batch.items()
+            if tp.partition in self.assigned
+            for r in records
+        ]
+        if not messages:
+            return
+        outcome = self.processor.handle(messages)
+        await self._deliver(outcome.drift_events, outcome.dead_letters)
+        last: dict[int, int] = {}
+        for tp, records in batch.items():
+            if records and tp.partition in self.assigned:
+                last[tp.partition] = records[-1].offset
+        for partition, offset in last.items():
+            self.positions[partition] = offset + 1
+        self._update_lag(last)
+
+    async def _deliver(self, events: list[DriftEvent], dead_letters: list[DeadLetter]) -> None:
+        """Send drift events and dead letters; return once the broker acknowledged them all."""
+        s = self.settings
+        pending: list[_Out] = [(s.drift_topic, de.kafka_key, de.to_json(), None) for de in events]
+        pending += [
+            (s.dead_letter_topic, dl.message.key, dl.value, dl.headers(s.telemetry_topic))
+            for dl in dead_letters
+        ]
+        for de in events:
+            log.info(
+                "%s key=%s feature=%s D=%.4f p=%.3g",
+                de.type,
+                de.key,
+                de.feature,
+                de.statistic,
+                de.p_value,
+            )
+        await self._send_all(pending)
+
+    async def _send_all(
+        self,
+        records: list[_Out],
+        partitions: list[int | None] | None = None,
+    ) -> None:
+        """Send ``records`` (topic, key, value, headers) until the broker acknowledged each."""
+        producer = self._producer
+        assert producer is not None
+        todo = list(range(len(records)))
+        while todo:
+            futures = []
+            for i in todo:
+                topic, key, value, headers = records[i]
+                part = None if partitions is None else partitions[i]
+                futures.append(
+                    await producer.send(topic, value, key=key, partition=part, headers=headers)
+                )
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            failed = [i for i, r in zip(todo, results, strict=True) if isinstance(r, Exception)]
+            if failed:
+                err = next(r for r in results if isinstance(r, Exception))
+                log.warning(
+                    "%d of %d records not delivered (%r); retrying", len(failed), len(todo), err
+                )
+                await asyncio.sleep(RETRY_BACKOFF)
+            todo = failed
+
+    def _update_lag(self, last: dict[int, int]) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        topic = self.settings.telemetry_topic
+        for partition, offset in last.items():
+            end = consumer.highwater(TopicPartition(topic, partition))
+            if end is not None and end >= 0:
+                self.metrics.consumer_lag.labels(topic, str(partition)).set(
+                    max(0, end - offset - 1)
+                )
+
+    # ------------------------------------------------------------------ checkpoints
+    async def _ensure_checkpoint_topic(self, client: dict[str, Any]) -> int:
+        """Create the compacted checkpoint topic if missing; return its partition count."""
+        s = self.settings
+        name = s.checkpoint_topic_name
+        admin = AIOKafkaAdminClient(**client, client_id=f"{s.app_id}-admin")
+        await admin.start()
+        try:
+            topic = NewTopic(
+                name,
+                num_partitions=s.topic_partitions,
+                replication_factor=s.topic_replication_factor,
+                topic_configs={
+                    "cleanup.policy": "compact",
+                    "max.message.bytes": str(CHECKPOINT_MAX_BYTES + 65_536),
+                    "segment.ms": "600000",
+                    "min.cleanable.dirty.ratio": "0.2",
+                },
+            )
+            if name not in await admin.list_topics():
+                try:
+                    response = await admin.create_topics([topic])
+                except TopicAlreadyExistsError:
+                    pass  # another worker created it meanwhile
+                else:
+                    errors = [e for e in response.topic_errors if e[1] not in (0, 36)]
+                    if errors:
+                        raise RuntimeError(f"cannot create checkpoint topic {name}: {errors}")
+                    log.info("created checkpoint topic %s", name)
+        finally:
+            await admin.close()
+        assert self._producer is not None
+        partitions = await self._producer.partitions_for(name)
+        return len(partitions)
+
+    def _checkpoint_partition(self, partition: int) -> int:
+        return partition % self._checkpoint_partitions
+
+    async def _round(self, partitions: Iterable[int], *, final: bool = False) -> None:
+        """Write the changed keys and markers of ``partitions``, then commit their offsets."""
+        self._last_round = time.monotonic()
+        parts = [p for p in sorted(partitions) if p in self.positions]
+        if not parts:
+            return
+        started = time.perf_counter()
+        consumer = self._consumer
+        assert consumer is not None
+        try:
+            if self.settings.checkpoints:
+                await self._write_checkpoint(parts)
+            topic = self.settings.telemetry_topic
+            await consumer.commit({TopicPartition(topic, p): self.positions[p] for p in parts})
+        except Exception as exc:
+            # the previous checkpoint stays valid; only the replay after a crash grows
+            self.metrics.checkpoints.labels("failed").inc()
+            log.warning("checkpoint of partitions %s failed: %r", parts, exc)
+            return
+        self.metrics.checkpoints.labels("written").inc(len(parts))
+        self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
+        if final:
+            log.info("checkpoint of partitions %s at %s", parts, [self.positions[p] for p in parts])
+
+    async def _write_checkpoint(self, parts: list[int]) -> None:
+        s = self.settings
+        topic = s.checkpoint_topic_name
+        records: list[_Out] = []
+        targets: list[int | None] = []
+        owned = set(parts)
+        for key, partition in self.monitor.take_evicted():
+            if partition in owned and key not in self.monitor.keys:
+                records.append((topic, key_record(partition, key), None, None))
+                targets.append(self._checkpoint_partition(partition))
+        changed: list[str] = []
+        size = 0
+        for p in parts:
+            for key in self.monitor.take_changed(p):
+                blob = self.monitor.snapshot(keys=[key])
+                if len(blob) > CHECKPOINT_MAX_BYTES:
+                    log.error(
+                        "key %r: snapshot of %d bytes exceeds %d; not checkpointed",
+                        key,
+                        len(blob),
+                        CHECKPOINT_MAX_BYTES,
+                    )
+                    continue
+                changed.append(key)
+                size += len(blob)
+                records.append((topic, key_record(p, key), blob, None))
+                targets.append(self._checkpoint_partition(p))
+        try:
+            await asyncio.wait_for(self._send_all(records, targets), timeout=60.0)
+            markers: list[_Out]
+            markers = [
+                (
+                    topic,
+                    marker_record(p),
+                    encode_marker(self.positions[p], self.writer, len(changed)),
+                    None,
+                )
+                for p in parts
+            ]
+            await asyncio.wait_for(
+                self._send_all(markers, [self._checkpoint_partition(p) for p in parts]),
+                timeout=60.0,
+            )
+        except BaseException:
+            for key in changed:  # write them again next round
+                state = self.monitor.keys.get(key)
+                if state is not None:
+                    state.changed = True
+            raise
+        self.metrics.checkpoint_bytes.inc(size)
+
+    async def _load(self, partitions: set[int]) -> dict[int, PartitionCheckpoint]:
+        """Read the checkpoint topic's partitions holding ``partitions``, start to end."""
+        s = self.settings
+        reader = AIOKafkaConsumer(
+            **aiokafka_client_config(s),
+            client_id=f"{s.app_id}-checkpoint-reader",
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=CHECKPOINT_MAX_BYTES + 65_536,
+        )
+        await reader.start()
+        try:
+            tps = [
+                TopicPartition(s.checkpoint_topic_name, q)
+                for q in sorted({self._checkpoint_partition(p) for p in partitions})
+            ]
+            reader.assign(tps)
+            await reader.seek_to_beginning(*tps)
+            ends = await reader.end_offsets(tps)
+            records: list[tuple[bytes | None, bytes | None]] = []
+            remaining = {tp for tp in tps if ends[tp] > 0}
+            while remaining:
+                got = await reader.getmany(*remaining, timeout_ms=1000)
+                for recs in got.values():
+                    records.extend((r.key, r.value) for r in recs)
+                for tp in list(remaining):
+                    if await reader.position(tp) >= ends[tp]:
+                        remaining.discard(tp)
+            return fold_records(records, partitions)
+        finally:
+            await reader.stop()
+
+    # ------------------------------------------------------------------ rebalancing
+    async def on_revoked(self, partitions: set[int]) -> None:
+        """Before a rebalance: checkpoint and commit what this worker is giving up."""
+        async with self._lock:
+            await self._round(partitions)
+            for p in partitions:
+                if p in self.positions:
+                    self._held[p] = self.positions[p]
+            self.assigned -= partitions
+
+    async def on_assigned(self, partitions: set[int]) -> None:
+        """After a rebalance: keep, restore or start the state of each assigned partition."""
+        async with self._lock:
+            consumer = self._consumer
+            assert consumer is not None
+            topic = self.settings.telemetry_topic
+            gone = set(self._held) - partitions
+            if gone:
+                dropped = self.monitor.drop_partitions(gone)
+                log.info("partitions %s handed over (%d keys dropped)", sorted(gone), dropped)
+            keep: set[int] = set()
+            for p in partitions & set(self._held):
+                committed = await consumer.committed(TopicPartition(topic, p))
+                if committed == self._held[p]:
+                    keep.add(p)  # nobody else processed it meanwhile: memory is current
+            restore = partitions - keep
+            stale = restore & set(self._held)
+            if stale:
+                self.monitor.drop_partitions(stale)
+            self._held.clear()
+            for p in restore:
+                self.positions.pop(p, None)
+            if restore and self.settings.checkpoints:
+                await self._restore(restore)
+            for p in keep:
+                consumer.seek(TopicPartition(topic, p), self.positions[p])
+            self.assigned = set(partitions)
+            log.info(
+                "assigned partitions %s (%d kept in memory, %d restored)",
+                sorted(partitions),
+                len(keep),
+                len(restore),
+            )
+
+    async def _restore(self, partitions: set[int]) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        started = time.perf_counter()
+        loaded = await self._load(partitions)
+        keys = 0
+        for p, cp in sorted(loaded.items()):
+            for key, blob in cp.keys.items():
+                try:
+                    self.monitor.restore(blob)
+                    keys += 1
+                except ValueError as exc:
+                    log.warning("partition %d key %r: snapshot not restored: %s", p, key, exc)
+            if cp.offset is not None:
+                consumer.seek(TopicPartition(self.settings.telemetry_topic, p), cp.offset)
+                self.positions[p] = cp.offset
+        self.metrics.restored_keys.inc(keys)
+        log.info(
+            "restored %d keys of partitions %s in %.2fs (resuming at %s)",
+            keys,
+            sorted(partitions),
+            time.perf_counter() - started,
+            {p: cp.offset for p, cp in sorted(loaded.items())},
+        )

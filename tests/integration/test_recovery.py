@@ -1,0 +1,314 @@
+"""Crash recovery and rebalancing on the real broker: nothing lost, nothing counted twice.
+
+Each test produces telemetry with an injected drift at a steady rate, runs workers through
+interruptions (SIGKILL at random points; a second worker joining and leaving), and compares with
+an uninterrupted worker on the same messages: the drift events (deduplicated by ``event_id``)
+must be equal, and every key's final state (read back from the checkpoint topic) must hold
+exactly the events produced for it, with the same windows, counts and episodes.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from stream.checkpoints import fold_records
+from stream.monitor import DriftMonitor
+from stream.settings import Settings
+from stream.simulation import DriftSpec, TelemetrySimulator
+from tests.integration.conftest import KafkaBroker, TopicFactory
+from tests.integration.worker import (
+    RunningWorker,
+    start_worker,
+    stop_and_keep_log,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+START_MS = 1_779_350_400_000
+AGENTS = 6
+PARTITIONS = 3
+EVENTS = 30_000
+RATE = 500  # events/s while producing (a minute: the kills land while it runs)
+DRIFT = DriftSpec("agent-2", "response_latency_ms", "shift", 0.6, start_event=14_000)
+DETECTION = {
+    "window_size": 50,
+    "reference_size": 300,
+    "checkpoint_interval": 1.0,
+    "wait_for_calibration": "true",
+    "topic_partitions": PARTITIONS,
+    "session_timeout": 6,  # a killed worker's group membership expires after 6 s
+}
+
+
+def _produce(bootstrap: str, topic: str, done: threading.Event) -> Counter[str]:
+    """Produce the telemetry at RATE events/s; return how many events each agent got."""
+    sim = TelemetrySimulator(AGENTS, seed=11, drift=DRIFT)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    per_agent: Counter[str] = Counter()
+    started = time.monotonic()
+    try:
+        for i, ev in enumerate(sim.events(EVENTS, start_ms=START_MS, step_ms=10)):
+            producer.send(topic, key=ev["agent_id"].encode(), value=orjson.dumps(ev))
+            per_agent[ev["agent_id"]] += 1
+            if i % 100 == 99:
+                ahead = (i + 1) / RATE - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+        producer.flush()
+    finally:
+        producer.close()
+        done.set()
+    return per_agent
+
+
+class _Production:
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.done = threading.Event()
+        self.result: Counter[str] = Counter()
+
+        def run() -> None:
+            self.result = _produce(bootstrap, topic, self.done)
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def join(self) -> Counter[str]:
+        self.thread.join(timeout=120)
+        assert self.done.is_set(), "production did not finish"
+        return self.result
+
+
+def _settings(topics: dict[str, str], app_id: str) -> dict[str, object]:
+    return {**DETECTION, **topics, "app_id": app_id}
+
+
+def _caught_up(bootstrap: str, group: str, topic: str) -> bool:
+    """Whether ``group`` has committed the end offset of every partition of ``topic``."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        ends = consumer.end_offsets(tps)
+        return all(consumer.committed(tp) == ends[tp] for tp in tps)
+    finally:
+        consumer.close()
+
+
+def _records(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None]]:
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=3000,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+    try:
+        return [(r.key, r.value) for r in consumer]
+    finally:
+        consumer.close()
+
+
+def _drift_events(bootstrap: str, topic: str) -> dict[str, dict[str, Any]]:
+    """Drift events by event_id; an id seen twice must carry the same event."""
+    out: dict[str, dict[str, Any]] = {}
+    for _key, value in _records(bootstrap, topic):
+        assert value is not None
+        doc = orjson.loads(value)
+        previous = out.setdefault(doc["event_id"], doc)
+        assert previous == doc, f"two different events share event_id {doc['event_id']}"
+    return out
+
+
+def _final_state(bootstrap: str, app_id: str) -> dict[str, Any]:
+    """Every key's state from the app's checkpoint topic, as comparable plain values."""
+    settings = Settings(window_size=50, reference_size=300, app_id=app_id)
+    records = _records(bootstrap, settings.checkpoint_topic_name)
+    monitor = DriftMonitor(settings)
+    folded = fold_records(records, range(PARTITIONS))
+    for cp in folded.values():
+        assert cp.offset is not None, f"partition {cp.partition} has no checkpoint marker"
+        for blob in cp.keys.values():
+            monitor.restore(blob)
+    digest: dict[str, Any] = {}
+    for key, state in monitor.keys.items():
+        streams = []
+        for fs in state.features:
+            det = fs.detector
+            window = None if det is None else np.asarray(getattr(det, "window", []))
+            streams.append(
+                (
+                    fs.n_base,
+                    None if det is None else det.n_seen,
+                    None if det is None else det.in_drift,
+                    None if window is None else window.tolist(),
+                    list(fs.warmup),
+                )
+            )
+        digest[key] = (state.seen, state.partition, state.last_offset, streams)
+    return digest
+
+
+def _uninterrupted(
+    bootstrap: str, tmp_path: Path, topic_factory: TopicFactory, telemetry: str
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """The reference run: one worker, never interrupted, over the same telemetry."""
+    topics = {
+        "telemetry_topic": telemetry,
+        "drift_topic": topic_factory("drift-ref", partitions=1),
+        "dead_letter_topic": topic_factory("dlq-ref", partitions=1),
+        "control_topic": topic_factory("control-ref", partitions=1),
+    }
+    app_id = f"ref-{os.urandom(4).hex()}"
+    worker = start_worker(bootstrap, tmp_path / "reference", **_settings(topics, app_id))
+    try:
+        wait_for(
+            lambda: _caught_up(bootstrap, f"{app_id}.telemetry", telemetry),
+            180,
+            "the uninterrupted worker to catch up",
+            worker,
+        )
+    finally:
+        stop_and_keep_log(worker.proc, worker.log, f"worker-{tmp_path.name}-reference.log")
+    return _drift_events(bootstrap, topics["drift_topic"]), _final_state(bootstrap, app_id)
+
+
+def _assert_equivalent(
+    bootstrap: str,
+    tmp_path: Path,
+    topic_factory: TopicFactory,
+    telemetry: str,
+    drift_topic: str,
+    app_id: str,
+    per_agent: Counter[str],
+) -> None:
+    events = _drift_events(bootstrap, drift_topic)
+    state = _final_state(bootstrap, app_id)
+    ref_events, ref_state = _uninterrupted(bootstrap, tmp_path, topic_factory, telemetry)
+    # the oracle of counts: every key holds exactly the events produced for it
+    assert {k: v[0] for k, v in state.items()} == dict(per_agent)
+    assert {k: v[0] for k, v in ref_state.items()} == dict(per_agent)
+    assert state == ref_state
+    started = {(e["key"], e["feature"]) for e in events.values() if e["type"] == "drift_started"}
+    assert (DRIFT.agent_id, DRIFT.feature) in started
+    assert events.keys() == ref_events.keys()
+    assert events == ref_events
+
+
+def _topics(topic_factory: TopicFactory) -> dict[str, str]:
+    return {
+        "telemetry_topic": topic_factory("telemetry", partitions=PARTITIONS),
+        "drift_topic": topic_factory("drift", partitions=1),
+        "dead_letter_topic": topic_factory("dlq", partitions=1),
+        "control_topic": topic_factory("control", partitions=1),
+    }
+
+
+def _restored_keys(worker: RunningWorker) -> int:
+    """Keys the worker restored from checkpoints, from its log."""
+    found = re.findall(r"restored (\d+) keys of partitions", worker.log.read_text(errors="replace"))
+    return sum(int(n) for n in found)
+
+
+def _consuming(worker: RunningWorker) -> bool:
+    return (worker.sample("driftwatch_events_consumed_total") or 0.0) > 0
+
+
+def test_sigkill_at_five_random_points_loses_and_repeats_nothing(
+    kafka_broker: KafkaBroker, topic_factory: TopicFactory, tmp_path: Path
+) -> None:
+    bootstrap = kafka_broker.bootstrap
+    topics = _topics(topic_factory)
+    app_id = f"kill-{os.urandom(4).hex()}"
+    settings = _settings(topics, app_id)
+    production = _Production(bootstrap, topics["telemetry_topic"])
+    rng = random.Random(20261124)
+    restored = 0
+    for i in range(5):
+        worker = start_worker(bootstrap, tmp_path / f"run-{i}", **settings)
+        try:
+            wait_for(lambda w=worker: _consuming(w), 90, "the worker to consume", worker)
+            time.sleep(rng.uniform(0.2, 3.0))
+            assert worker.proc.poll() is None, f"worker exited with {worker.proc.returncode}"
+        finally:
+            if worker.proc.poll() is None:
+                os.killpg(worker.proc.pid, signal.SIGKILL)
+            worker.proc.wait()
+            stop_and_keep_log(worker.proc, worker.log, f"worker-{tmp_path.name}-{i}.log")
+        restored += _restored_keys(worker)
+    per_agent = production.join()
+    final = start_worker(bootstrap, tmp_path / "final", **settings)
+    try:
+        wait_for(
+            lambda: _caught_up(bootstrap, f"{app_id}.telemetry", topics["telemetry_topic"]),
+            180,
+            "the restarted worker to catch up",
+            final,
+        )
+    finally:
+        stop_and_keep_log(final.proc, final.log, f"worker-{tmp_path.name}-final.log")
+    restored += _restored_keys(final)
+    assert restored > 0, "no restart restored any key from a checkpoint"
+    _assert_equivalent(
+        bootstrap,
+        tmp_path,
+        topic_factory,
+        topics["telemetry_topic"],
+        topics["drift_topic"],
+        app_id,
+        per_agent,
+    )
+
+
+def test_a_second_worker_joining_and_leaving_changes_nothing(
+    kafka_broker: KafkaBroker, topic_factory: TopicFactory, tmp_path: Path
+) -> None:
+    bootstrap = kafka_broker.bootstrap
+    topics = _topics(topic_factory)
+    app_id = f"pair-{os.urandom(4).hex()}"
+    settings = _settings(topics, app_id)
+    production = _Production(bootstrap, topics["telemetry_topic"])
+    first = start_worker(bootstrap, tmp_path / "first", **settings)
+    try:
+        wait_for(lambda: _consuming(first), 90, "the first worker to consume", first)
+        time.sleep(4.0)
+        second = start_worker(bootstrap, tmp_path / "second", **settings)
+        try:
+            wait_for(lambda: _consuming(second), 90, "the second worker to consume", second)
+            time.sleep(6.0)
+            assert first.proc.poll() is None
+        finally:
+            stop_and_keep_log(second.proc, second.log, f"worker-{tmp_path.name}-second.log")
+        assert not production.done.is_set(), "the second worker left after production ended"
+        per_agent = production.join()
+        wait_for(
+            lambda: _caught_up(bootstrap, f"{app_id}.telemetry", topics["telemetry_topic"]),
+            180,
+            "the first worker to catch up",
+            first,
+        )
+    finally:
+        stop_and_keep_log(first.proc, first.log, f"worker-{tmp_path.name}-first.log")
+    _assert_equivalent(
+        bootstrap,
+        tmp_path,
+        topic_factory,
+        topics["telemetry_topic"],
+        topics["drift_topic"],
+        app_id,
+        per_agent,
+    )
