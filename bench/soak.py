@@ -262,12 +262,10 @@ class SteadyProducer(threading.Thread):
     def run(self) -> None:
         try:
             self.started = time.monotonic()
-            while not self.stop_event.is_set():
+            total = int(self.seconds * self.rate)
+            while not self.stop_event.is_set() and self.sent < total:
                 now = time.monotonic()
-                elapsed = now - self.started
-                if elapsed >= self.seconds:
-                    break
-                due = min(int(elapsed * self.rate) + 1, int(self.seconds * self.rate))
+                due = min(int((now - self.started) * self.rate) + 1, total)
                 self.behind_max = max(self.behind_max, (due - self.sent) / self.rate)
                 ts = int(time.time() * 1000)
                 while self.sent < due:
@@ -458,7 +456,8 @@ def main(argv: list[str] | None = None) -> int:
                 if producer.error is not None:
                     raise producer.error
                 # drain: give the worker time to catch up with what was produced
-                drain_until = time.monotonic() + 120
+                drain_started = time.monotonic()
+                drain_until = drain_started + 120
                 while status == "ok" and time.monotonic() < drain_until:
                     if not worker.alive():
                         status = f"worker died (exit {worker.proc.returncode})"
@@ -471,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
                     crashes = worker.crashes()
                     peak = worker.peak_mib()
                     drained = take_sample(worker, producer, topic)
+                    drain_s = time.monotonic() - drain_started
             finally:
                 producer.stop_event.set()
                 producer.join(timeout=30)
@@ -507,7 +507,10 @@ def main(argv: list[str] | None = None) -> int:
     consumed_rate = last.consumed / last.t
     final_backlog_s = last.backlog / args.rate
     kept_up = status == "ok" and final_backlog_s <= args.max_backlog_seconds
-    print(f"produced {last.produced:,} at {produced_rate:,.0f}/s; consumed {consumed_rate:,.0f}/s")
+    print(
+        f"produced {last.produced:,} at {produced_rate:,.0f}/s (at most "
+        f"{producer.behind_max:.2f} s behind schedule); consumed {consumed_rate:,.0f}/s"
+    )
     print(
         f"RSS: {at5.rss:.1f} MiB at {at5.t / 60:.1f} min, {last.rss:.1f} MiB at the end "
         f"({last.rss - at5.rss:+.1f} MiB); min/max over the second half "
@@ -522,7 +525,12 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"lag: max {max_lag:,.0f} (consumer_lag metric); backlog max {max_backlog:,.0f}, "
         f"at the end of production {last.backlog:,.0f} ({final_backlog_s:.1f} s of traffic)"
-        + (f", after draining {drained.backlog:,.0f}" if status == "ok" else "")
+        + (
+            f"; then, production stopped, {drained.backlog:,.0f} after {drain_s:.0f} s of "
+            f"draining ({(drained.consumed - last.consumed) / drain_s:,.0f} events/s)"
+            if status == "ok"
+            else ""
+        )
     )
     print(
         f"worker: {status}; same process from start to end (0 restarts); "
