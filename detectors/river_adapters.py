@@ -107,7 +107,7 @@ class RiverDetector(DriftDetector):
         raise NotImplementedError
 
     def _submit_calibration(self) -> None:
-        # The simulation costs 0.1-15 s (measured in BENCHMARKS.md): run it in the background so
+        # The simulation costs 0.5-30 s (measured in BENCHMARKS.md): run it in the background so
         # that building many detectors does not stall; the first update waits for it unless
         # wait_for_calibration is off.
         self._pending = submit(self._calibrate)
@@ -212,8 +212,9 @@ class ADWINDetector(RiverDetector):
         when the stream keeps the reference's distribution. ``delta`` is then calibrated by
         simulation (see :mod:`detectors.river_calibration`). At least ``5 * (resolve_after +
         1)``, at most 1,000,000 (extrapolated beyond 20,000). ADWIN cannot alarm as often as
-        every ~1,000 observations even at ``delta`` near 1: a shorter ``ert`` gets the most
-        sensitive ``delta``, and ``calibration.simulated_ert`` says what it attains.
+        every ~1,000-1,800 observations even at ``delta`` near 1 (with ``resolve_after=100``):
+        a shorter ``ert`` gets the most sensitive ``delta``, and ``calibration.simulated_ert``
+        says what it attains.
     reference : array-like of float, optional
         The sample the null streams are drawn from (``ert`` only).
     seed : int
@@ -221,7 +222,7 @@ class ADWINDetector(RiverDetector):
     resolve_after : int
         Updates without a detection that close an episode.
     wait_for_calibration : bool
-        With ``ert``: the calibration runs in a background thread from construction (0.1-5 s).
+        With ``ert``: the calibration runs in a background thread from construction (0.5-5 s).
         True: the first update waits for it, so results are reproducible. False: updates
         before it is ready are counted but not tested.
 
@@ -324,13 +325,15 @@ class KSWINDetector(RiverDetector):
         attainable (rungs ~2-3x apart at ``stat_size=30``): the rung nearest ``ert`` on the
         log scale is taken, and ``calibration.simulated_ert`` says which. At least ``5 *
         max(resolve_after + 1, window_size)``, at most 30,000 (extrapolated beyond ~3,000: a
-        scipy test per update makes river's KSWIN slow to simulate).
+        scipy test per update makes river's KSWIN slow to simulate; extrapolated rungs are
+        conservative, about half the target rate at 10,000).
     reference : array-like of float, optional
         The sample the null streams are drawn from (``ert`` only).
     resolve_after : int
         Updates without a detection that close an episode.
     wait_for_calibration : bool
-        With ``ert``: the calibration runs in a background thread from construction (3-15 s).
+        With ``ert``: the calibration runs in a background thread from construction (30,000
+        river updates: ~5 s on an idle core, up to 30 s on a loaded one).
         True: the first update waits for it, so results are reproducible. False: updates
         before it is ready are counted but not tested.
 
@@ -444,7 +447,7 @@ class PageHinkleyDetector(RiverDetector):
     resolve_after : int
         Updates without a detection that close an episode.
     wait_for_calibration : bool
-        With ``ert``: the calibration runs in a background thread from construction (0.1-10 s).
+        With ``ert``: the calibration runs in a background thread from construction (1-12 s).
         True: the first update waits for it, so results are reproducible. False: updates
         before it is ready are counted but not tested.
 
@@ -478,10 +481,10 @@ class PageHinkleyDetector(RiverDetector):
     ...     det.update(x)
     ...     if det.drift_detected:
     ...         print(f"drift detected at index {i}")
-    drift detected at index 3065
-    drift detected at index 3282
+    drift detected at index 3066
+    drift detected at index 3344
     >>> round(det.threshold, 1)
-    30.4
+    31.4
     """
 
     parameter = "threshold"

@@ -32,7 +32,9 @@ How the parameter is searched
   bisection narrows the bracket, and a log-linear interpolation between its ends hits the
   target. Candidates far from the target stop early once their count leaves no doubt. The
   simulation budget is ``60 * ert`` observations, at least 120,000 and at most 1,200,000 (under
-  a second per candidate); beyond ``ert = 20,000`` the target is not observable within it, and
+  a second per candidate), in streams of about ten run times each (a stream holding only a
+  couple of false episodes undercounts them); beyond ``ert = 20,000`` the target is not
+  observable within the budget, and
   the value is extrapolated (log start rate linear in ``log delta`` for ADWIN, in ``threshold``
   for PageHinkley) from values calibrated at two observable ERTs.
 * **KSWIN** runs a scipy ``ks_2samp`` per update (~7,000 updates/s), so candidates cannot each
@@ -47,9 +49,12 @@ How the parameter is searched
   statistic ``D = k / stat_size``, so KSWIN can only realise a *ladder* of ERTs (consecutive
   rungs ~2-3x apart with ``stat_size=30``); the calibration takes the rung nearest the target
   on the log scale and reports its rate. Budget: ``30 * ert`` observations, at least 20,000 and
-  at most 30,000 (3-15 s at 2,000-7,000 updates/s); rungs with fewer than 10 simulated starts
-  are extrapolated (log start rate linear in the rung), up to ``ert = 30,000`` (about two rungs
-  beyond what the budget observes with ``stat_size=30``).
+  at most 30,000 (river's KSWIN runs ~7,000 updates/s on an idle core: about 5 s; 20-30 s were
+  measured on a shared, loaded 2-core machine); rungs with fewer than 10 simulated starts are
+  extrapolated (log start rate linear in the rung), up to ``ert = 30,000`` (about two rungs
+  beyond what the budget observes with ``stat_size=30``). The log rate falls faster than
+  linearly over the rungs, so an extrapolated rung is conservative: at ``ert = 10,000`` the
+  measured false-alarm rate was about half the target (BENCHMARKS.md).
 
 References
 ----------
@@ -207,8 +212,18 @@ def null_streams(
 
 
 def _shape(budget: int, ert: float, shortest_episode: int) -> tuple[int, int]:
+    """KSWIN's streams: short ones (``budget / 16``), many draws of ``F*``."""
     steps = int(min(max(10 * shortest_episode, 2 * ert, 5_000), budget // 16))
     return max(16, budget // steps), steps
+
+
+def _direct_shape(budget: int, ert: float, shortest_episode: int) -> tuple[int, int]:
+    """Streams of ~10 run times (at least 7.5): a stream that holds only a couple of false
+    episodes undercounts them when episodes come more regularly than a Poisson process (their
+    renewal count lags ``length / ert``), and the calibration would then set the detector too
+    sensitive -- measured as +10-30 % false alarms on long streams with 2-run-time streams."""
+    steps = int(min(max(10 * shortest_episode, 10 * ert, 5_000), budget // 8))
+    return max(8, budget // steps), steps
 
 
 # ---------------------------------------------------------------------------- direct search
@@ -322,7 +337,7 @@ def calibrate_direct(
     """
     started = time.perf_counter()
     budget = int(min(max(DIRECT_STARTS * ert, DIRECT_MIN_OBSERVATIONS), DIRECT_MAX_OBSERVATIONS))
-    streams, steps = _shape(budget, ert, shortest_episode)
+    streams, steps = _direct_shape(budget, ert, shortest_episode)
     rng = np.random.default_rng(seed)
     xs, model = null_streams(reference, streams, steps, rng)
     rates = _Rates(make, xs)
