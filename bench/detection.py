@@ -34,9 +34,9 @@ including the one whose update starts the first alarm after the change (a window
 the change has delay W); a miss is no alarm in the 5,000. Median and p90 count misses as
 infinitely late. Alarms during the change beyond the first are counted (one change should give
 one episode), and so is whether the episode still open when the change ends resolves within the
-2,000 baseline observations that follow. An episode
-still open at the change (a false alarm shortly before it) is reported separately: the change
-then raises no new alarm until that episode has resolved.
+2,000 baseline observations that follow. An episode still open at the change (a false alarm
+shortly before it) is reported separately: the change then raises no new alarm until that
+episode has resolved.
 """
 
 from __future__ import annotations
