@@ -222,7 +222,8 @@ class ADWINDetector(RiverDetector):
     resolve_after : int
         Updates without a detection that close an episode.
     wait_for_calibration : bool
-        With ``ert``: the calibration runs in a background thread from construction (0.5-5 s).
+        With ``ert``: the calibration runs in a background thread from construction (0.5-12 s
+        measured, the longer for longer ERTs and on a loaded machine).
         True: the first update waits for it, so results are reproducible. False: updates
         before it is ready are counted but not tested.
 
@@ -447,7 +448,8 @@ class PageHinkleyDetector(RiverDetector):
     resolve_after : int
         Updates without a detection that close an episode.
     wait_for_calibration : bool
-        With ``ert``: the calibration runs in a background thread from construction (1-12 s).
+        With ``ert``: the calibration runs in a background thread from construction (2-25 s
+        measured, the longer for longer ERTs and on a loaded machine).
         True: the first update waits for it, so results are reproducible. False: updates
         before it is ready are counted but not tested.
 
