@@ -527,7 +527,12 @@ def main(argv: list[str] | None = None) -> int:
         f"at the end of production {last.backlog:,.0f} ({final_backlog_s:.1f} s of traffic)"
         + (
             f"; then, production stopped, {drained.backlog:,.0f} after {drain_s:.0f} s of "
-            f"draining ({(drained.consumed - last.consumed) / drain_s:,.0f} events/s)"
+            f"draining"
+            + (
+                f" ({(drained.consumed - last.consumed) / drain_s:,.0f} events/s)"
+                if drain_s >= 5
+                else ""
+            )
             if status == "ok"
             else ""
         )
