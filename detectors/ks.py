@@ -450,7 +450,10 @@ class IncrementalKS(KSDetector):
 
     def _safe_steps(self) -> int:
         """How many further slides of a full count window certainly change no decision."""
-        if self._G < 0 or self._window._size != self.window_size or not self.calibration_ready:
+        if not self.calibration_ready:
+            # not waited for: nothing is decided until it is ready (see _decide)
+            return 0 if self.wait_for_calibration else self.window_size
+        if self._G < 0 or self._window._size != self.window_size:
             return 0
         n = self._n
         high, low = self._thresholds_for(self.window_size)
@@ -532,11 +535,19 @@ class IncrementalKS(KSDetector):
         self, values: npt.NDArray[np.float64], slots: npt.NDArray[np.int32], *, certain: bool
     ) -> None:
         """Push values into the window; ``certain``: a run `_safe_steps` proved decision-free."""
-        evicted = self._window.push_many(values, slots)
-        np.add.at(self._counts, slots, 1)
-        if evicted.size:
-            np.subtract.at(self._counts, evicted, 1)
         b = values.shape[0]
+        counts = self._counts
+        if b == 1:  # the common step between decisions: scalar operations beat ufunc.at
+            slot = int(slots[0])
+            old = self._window.push(float(values[0]), 0.0, slot)
+            counts[slot] += 1
+            if old >= 0:
+                counts[old] -= 1
+        else:
+            evicted = self._window.push_many(values, slots)
+            np.add.at(counts, slots, 1)
+            if evicted.size:
+                np.subtract.at(counts, evicted, 1)
         self.n_seen += b
         self._ops += b
         self._result = None
