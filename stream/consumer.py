@@ -113,8 +113,7 @@ class TelemetryConsumer:
             max_request_size=CHECKPOINT_MAX_BYTES + 65_536,
         )
         await self._producer.start()
-        if s.checkpoints:
-            self._checkpoint_partitions = await self._ensure_checkpoint_topic(client)
+        self._checkpoint_partitions = await self._ensure_topics(client)
         self._consumer = AIOKafkaConsumer(
             **client,
             client_id=f"{s.app_id}-telemetry",
@@ -239,38 +238,53 @@ class TelemetryConsumer:
                 )
 
     # ------------------------------------------------------------------ checkpoints
-    async def _ensure_checkpoint_topic(self, client: dict[str, Any]) -> int:
-        """Create the compacted checkpoint topic if missing; return its partition count."""
+    async def _ensure_topics(self, client: dict[str, Any]) -> int:
+        """Create the output topics and the compacted checkpoint topic if they are missing.
+
+        Return the checkpoint topic's partition count (0 with checkpoints off). Brokers with
+        ``auto.create.topics.enable=false`` would otherwise refuse the first drift event.
+        """
         s = self.settings
-        name = s.checkpoint_topic_name
+        wanted = [
+            NewTopic(s.drift_topic, s.topic_partitions, s.topic_replication_factor),
+            NewTopic(s.dead_letter_topic, s.topic_partitions, s.topic_replication_factor),
+        ]
+        if s.checkpoints:
+            wanted.append(
+                NewTopic(
+                    s.checkpoint_topic_name,
+                    num_partitions=s.topic_partitions,
+                    replication_factor=s.topic_replication_factor,
+                    topic_configs={
+                        "cleanup.policy": "compact",
+                        "max.message.bytes": str(CHECKPOINT_MAX_BYTES + 65_536),
+                        "segment.ms": "600000",
+                        "min.cleanable.dirty.ratio": "0.2",
+                    },
+                )
+            )
         admin = AIOKafkaAdminClient(**client, client_id=f"{s.app_id}-admin")
         await admin.start()
         try:
-            topic = NewTopic(
-                name,
-                num_partitions=s.topic_partitions,
-                replication_factor=s.topic_replication_factor,
-                topic_configs={
-                    "cleanup.policy": "compact",
-                    "max.message.bytes": str(CHECKPOINT_MAX_BYTES + 65_536),
-                    "segment.ms": "600000",
-                    "min.cleanable.dirty.ratio": "0.2",
-                },
-            )
-            if name not in await admin.list_topics():
+            existing = set(await admin.list_topics())
+            missing = [t for t in wanted if t.name not in existing]
+            if missing:
                 try:
-                    response = await admin.create_topics([topic])
+                    response = await admin.create_topics(missing)
                 except TopicAlreadyExistsError:
-                    pass  # another worker created it meanwhile
+                    pass  # another worker created them meanwhile
                 else:
+                    # 36: created meanwhile by another worker
                     errors = [e for e in response.topic_errors if e[1] not in (0, 36)]
                     if errors:
-                        raise RuntimeError(f"cannot create checkpoint topic {name}: {errors}")
-                    log.info("created checkpoint topic %s", name)
+                        raise RuntimeError(f"cannot create topics: {errors}")
+                    log.info("created topics %s", [t.name for t in missing])
         finally:
             await admin.close()
+        if not s.checkpoints:
+            return 0
         assert self._producer is not None
-        partitions = await self._producer.partitions_for(name)
+        partitions = await self._producer.partitions_for(s.checkpoint_topic_name)
         return len(partitions)
 
     def _checkpoint_partition(self, partition: int) -> int:

@@ -135,12 +135,19 @@ def build_detector(
             resolve_after=resolve_after or 1,
         )
     river_resolve = resolve_after or settings.window_size
+    # with an ert the river detectors calibrate on the stream's reference like the KS ones;
+    # with alpha they run at river's defaults (and need no reference)
+    calibrated: dict[str, Any] = (
+        {}
+        if ert is None
+        else {"ert": ert, "reference": reference, "wait_for_calibration": wait_for_calibration}
+    )
     if name == "adwin":
-        return ADWINDetector(resolve_after=river_resolve)
+        return ADWINDetector(resolve_after=river_resolve, **calibrated)
     if name == "kswin":
-        return KSWINDetector(seed=0, resolve_after=river_resolve)
+        return KSWINDetector(seed=0, resolve_after=river_resolve, **calibrated)
     if name == "page_hinkley":
-        return PageHinkleyDetector(resolve_after=river_resolve)
+        return PageHinkleyDetector(resolve_after=river_resolve, **calibrated)
     raise ValueError(f"detector must be one of the known names, got {name!r}")
 
 
@@ -600,7 +607,7 @@ class DriftMonitor:
     def _warm_up(self, key: str, j: int, fs: FeatureState, xs: npt.NDArray[np.float64]) -> int:
         """Create the detector if its reference is ready; return how many values it used."""
         name = self._detector_names[j]
-        if name in REFERENCE_FREE:
+        if name in REFERENCE_FREE and self.settings.effective_ert is None:
             fs.detector = self._build(name, self.settings, None)
             return 0
         ref = self._reference(key, j)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from detectors.river_calibration import check_river_ert
 from stream.exceptions import ConfigError
 
 __all__ = [
@@ -437,8 +438,36 @@ def _validate(s: Settings) -> None:
         s.log_level,
         "one of debug, info, warning, error",
     )
+    _validate_river_ert(s)
     _validate_security(s)
     _validate_metrics_security(s)
+
+
+#: The river detectors' sensitivity parameter that an ``ert`` calibrates.
+_RIVER_PARAMETER = {"adwin": "delta", "kswin": "alpha", "page_hinkley": "threshold"}
+
+
+def _validate_river_ert(s: Settings) -> None:
+    """River detectors calibrate ``ert`` only within limits: refuse a setting they would."""
+    ert = s.effective_ert
+    if ert is None:
+        return
+    resolve = (s.resolve_after or s.window_size) + 1
+    for feature in s.features:
+        name = s.detector_for(feature)
+        parameter = _RIVER_PARAMETER.get(name)
+        if parameter is None:
+            continue
+        # the adapters' shortest false episode: KSWIN's window is 100, PageHinkley's warm-up 30
+        shortest = max(resolve, 100) if name == "kswin" else max(resolve, 30)
+        try:
+            check_river_ert(ert, parameter, shortest)
+        except ValueError as exc:
+            raise ConfigError(
+                "ert",
+                ert,
+                f"{name} on feature {feature!r}: {exc} (or set alpha for river's defaults)",
+            ) from None
 
 
 def _convert(name: str, raw: Any, annotation: str) -> Any:

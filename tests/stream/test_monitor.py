@@ -6,6 +6,7 @@ from prometheus_client import CollectorRegistry
 from scipy import stats
 
 from detectors import IncrementalKS
+from stream.exceptions import ConfigError
 from stream.metrics import Metrics
 from stream.monitor import DriftMonitor
 from stream.processor import BatchProcessor, RawMessage
@@ -114,7 +115,20 @@ def test_file_reference_and_reference_free_detectors() -> None:
     assert isinstance(latency.detector, IncrementalKS)  # file reference: ready at once
     assert latency.detector.n_seen == 50
     assert tokens.detector is None and len(tokens.warmup) == 50  # learning its reference
+    # under an ert, river detectors calibrate on a reference too: they learn one first
+    assert errors.detector is None and len(errors.warmup) == 50
+    # under alpha they run at river's defaults, with no reference
+    plain = DriftMonitor(settings.replace(alpha=0.001), references=source)
+    plain.process(batch)  # type: ignore[arg-type]
+    errors = plain.keys["agent-0"].features[3]
     assert errors.detector is not None and errors.detector.n_seen == 50
+
+
+def test_river_ert_limits_are_checked_with_the_settings() -> None:
+    with pytest.raises(ConfigError, match="kswin on feature 'error_rate'"):
+        load_settings(environ={}, feature_detectors={"error_rate": "kswin"}, ert=100_000)
+    settings = load_settings(environ={}, feature_detectors={"error_rate": "kswin"}, ert=20_000)
+    assert settings.effective_ert == 20_000
 
 
 def test_key_cap_evicts_least_recently_seen() -> None:
