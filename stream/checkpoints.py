@@ -7,7 +7,13 @@ topic (``N`` its partition count), as records keyed by ``p`` and the kind of rec
   a tombstone (no value) once the key has been evicted;
 - ``<p>/m``: the *marker*, a small JSON document ``{"offset": o, ...}`` written after the key
   snapshots of a round have all been acknowledged: every key of ``p`` then holds exactly the
-  events of ``p`` below offset ``o``.
+  events of ``p`` below offset ``o``;
+- ``<p>/c``: a *claim*, written by a worker when it is given ``p``.
+
+Every record carries the consumer-group generation of the writer's assignment in the header
+``driftwatch-epoch``. Reading back, a record whose epoch is below one already seen for its
+partition is ignored: a worker that lost its partitions without noticing (a long pause, an
+expired session) cannot overwrite the state of the worker that took them over.
 
 A round writes the keys changed since the previous round, then the marker, then commits ``o``
 to the consumer group. A crash half-way leaves the previous marker and some keys that are
@@ -39,6 +45,8 @@ log = logging.getLogger(__name__)
 
 KEY_RECORD = "k"
 MARKER_RECORD = "m"
+CLAIM_RECORD = "c"
+EPOCH_HEADER = "driftwatch-epoch"
 CHECKPOINT_FORMAT = 1
 
 
@@ -50,6 +58,22 @@ def key_record(partition: int, key: str) -> bytes:
 def marker_record(partition: int) -> bytes:
     """The checkpoint-topic key of partition ``partition``'s marker."""
     return f"{partition}/{MARKER_RECORD}".encode()
+
+
+def claim_record(partition: int) -> bytes:
+    """The checkpoint-topic key of partition ``partition``'s claim."""
+    return f"{partition}/{CLAIM_RECORD}".encode()
+
+
+def epoch_of(headers: Iterable[tuple[str, bytes]] | None) -> int:
+    """The writer's epoch from a record's headers (-1 when absent or unreadable)."""
+    for name, value in headers or ():
+        if name == EPOCH_HEADER:
+            try:
+                return int(value)
+            except ValueError:
+                return -1
+    return -1
 
 
 def encode_marker(offset: int, writer: str, keys: int) -> bytes:
@@ -85,19 +109,21 @@ class PartitionCheckpoint:
     partition: int
     offset: int | None = None  # from the marker: the next offset to read; None: no marker
     writer: str | None = None
+    epoch: int = -1  # the highest writer epoch seen
     keys: dict[str, bytes] = field(default_factory=dict)  # key -> snapshot (latest)
 
 
 def fold_records(
-    records: Iterable[tuple[bytes | None, bytes | None]], partitions: Iterable[int]
+    records: Iterable[tuple[bytes | None, bytes | None, int]], partitions: Iterable[int]
 ) -> dict[int, PartitionCheckpoint]:
-    """The latest state per telemetry partition from checkpoint records in log order.
+    """The latest state per telemetry partition from (key, value, epoch) records in log order.
 
-    Later records win; tombstones delete keys; records of other partitions (sharing a checkpoint
-    partition) and unreadable markers are skipped (a bad marker only costs a longer replay).
+    Later records win, except those of an epoch below one already seen for the partition;
+    tombstones delete keys; records of other partitions (sharing a checkpoint partition) and
+    unreadable markers are skipped (a bad marker only costs a longer replay).
     """
     wanted: Mapping[int, PartitionCheckpoint] = {p: PartitionCheckpoint(p) for p in partitions}
-    for raw_key, value in records:
+    for raw_key, value, epoch in records:
         if raw_key is None:
             continue
         head, _, rest = raw_key.partition(b"/")
@@ -107,6 +133,9 @@ def fold_records(
             continue
         if part is None:
             continue
+        if epoch < part.epoch:
+            continue  # written by a worker that had already lost the partition
+        part.epoch = epoch
         kind, _, key = rest.partition(b"/")
         if kind == KEY_RECORD.encode():
             name = key.decode("utf-8", "replace")

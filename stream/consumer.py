@@ -33,8 +33,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from stream.checkpoints import (
+    EPOCH_HEADER,
     PartitionCheckpoint,
+    claim_record,
     encode_marker,
+    epoch_of,
     fold_records,
     key_record,
     marker_record,
@@ -98,6 +101,8 @@ class TelemetryConsumer:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._checkpoint_partitions = 0
+        self._rebalances = 0  # a batch fetched before a rebalance is dropped, not processed
+        self._epoch = -1  # the group generation of the current assignment
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -151,10 +156,16 @@ class TelemetryConsumer:
         timeout_ms = int(self.settings.batch_timeout * 1000)
         interval = self.settings.checkpoint_interval
         while not self._stopping.is_set():
+            rebalances = self._rebalances
             batch = await consumer.getmany(
                 timeout_ms=timeout_ms, max_records=self.settings.batch_size
             )
             async with self._lock:
+                if rebalances != self._rebalances:
+                    # the partitions moved while this batch was fetched: read again from where
+                    # each partition's state stands
+                    self._seek_to_positions()
+                    continue
                 if batch:
                     await self._handle(batch)
                 if time.monotonic() - self._last_round >= interval:
@@ -287,6 +298,10 @@ class TelemetryConsumer:
         partitions = await self._producer.partitions_for(s.checkpoint_topic_name)
         return len(partitions)
 
+    @property
+    def _epoch_header(self) -> list[tuple[str, bytes]]:
+        return [(EPOCH_HEADER, str(self._epoch).encode())]
+
     def _checkpoint_partition(self, partition: int) -> int:
         return partition % self._checkpoint_partitions
 
@@ -322,7 +337,7 @@ class TelemetryConsumer:
         owned = set(parts)
         for key, partition in self.monitor.take_evicted():
             if partition in owned and key not in self.monitor.keys:
-                records.append((topic, key_record(partition, key), None, None))
+                records.append((topic, key_record(partition, key), None, self._epoch_header))
                 targets.append(self._checkpoint_partition(partition))
         changed: list[str] = []
         size = 0
@@ -339,7 +354,7 @@ class TelemetryConsumer:
                     continue
                 changed.append(key)
                 size += len(blob)
-                records.append((topic, key_record(p, key), blob, None))
+                records.append((topic, key_record(p, key), blob, self._epoch_header))
                 targets.append(self._checkpoint_partition(p))
         try:
             await asyncio.wait_for(self._send_all(records, targets), timeout=60.0)
@@ -349,7 +364,7 @@ class TelemetryConsumer:
                     topic,
                     marker_record(p),
                     encode_marker(self.positions[p], self.writer, len(changed)),
-                    None,
+                    self._epoch_header,
                 )
                 for p in parts
             ]
@@ -385,12 +400,12 @@ class TelemetryConsumer:
             reader.assign(tps)
             await reader.seek_to_beginning(*tps)
             ends = await reader.end_offsets(tps)
-            records: list[tuple[bytes | None, bytes | None]] = []
+            records: list[tuple[bytes | None, bytes | None, int]] = []
             remaining = {tp for tp in tps if ends[tp] > 0}
             while remaining:
                 got = await reader.getmany(*remaining, timeout_ms=1000)
                 for recs in got.values():
-                    records.extend((r.key, r.value) for r in recs)
+                    records.extend((r.key, r.value, epoch_of(r.headers)) for r in recs)
                 for tp in list(remaining):
                     if await reader.position(tp) >= ends[tp]:
                         remaining.discard(tp)
@@ -402,6 +417,7 @@ class TelemetryConsumer:
     async def on_revoked(self, partitions: set[int]) -> None:
         """Before a rebalance: checkpoint and commit what this worker is giving up."""
         async with self._lock:
+            self._rebalances += 1
             await self._round(partitions)
             for p in partitions:
                 if p in self.positions:
@@ -411,8 +427,13 @@ class TelemetryConsumer:
     async def on_assigned(self, partitions: set[int]) -> None:
         """After a rebalance: keep, restore or start the state of each assigned partition."""
         async with self._lock:
+            self._rebalances += 1
             consumer = self._consumer
             assert consumer is not None
+            # the group generation orders the writers of a partition's checkpoints (private
+            # attribute of aiokafka's coordinator; -1 if it is ever missing)
+            coordinator = getattr(consumer, "_coordinator", None)
+            self._epoch = int(getattr(coordinator, "generation", -1))
             topic = self.settings.telemetry_topic
             gone = set(self._held) - partitions
             if gone:
@@ -432,15 +453,46 @@ class TelemetryConsumer:
                 self.positions.pop(p, None)
             if restore and self.settings.checkpoints:
                 await self._restore(restore)
-            for p in keep:
-                consumer.seek(TopicPartition(topic, p), self.positions[p])
+            for p in set(self.positions) - partitions:
+                del self.positions[p]
+            for p in partitions - set(self.positions):
+                # no checkpoint marker: start from the committed offset, or the beginning
+                tp = TopicPartition(topic, p)
+                committed = await consumer.committed(tp)
+                if committed is None:
+                    committed = (await consumer.beginning_offsets([tp]))[tp]
+                self.positions[p] = committed
             self.assigned = set(partitions)
+            self._seek_to_positions()
+            if self.settings.checkpoints and partitions:
+                await self._claim(partitions)
             log.info(
                 "assigned partitions %s (%d kept in memory, %d restored)",
                 sorted(partitions),
                 len(keep),
                 len(restore),
             )
+
+    def _seek_to_positions(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        topic = self.settings.telemetry_topic
+        for p in self.assigned:
+            consumer.seek(TopicPartition(topic, p), self.positions[p])
+
+    async def _claim(self, partitions: set[int]) -> None:
+        """Mark ``partitions`` as this worker's from this epoch on (older writers are ignored)."""
+        topic = self.settings.checkpoint_topic_name
+        ordered = sorted(partitions)
+        claims: list[_Out] = [
+            (topic, claim_record(p), self.writer.encode(), self._epoch_header) for p in ordered
+        ]
+        try:
+            await asyncio.wait_for(
+                self._send_all(claims, [self._checkpoint_partition(p) for p in ordered]), 60.0
+            )
+        except Exception as exc:
+            log.warning("claim of partitions %s not written: %r", ordered, exc)
 
     async def _restore(self, partitions: set[int]) -> None:
         consumer = self._consumer
@@ -456,7 +508,6 @@ class TelemetryConsumer:
                 except ValueError as exc:
                     log.warning("partition %d key %r: snapshot not restored: %s", p, key, exc)
             if cp.offset is not None:
-                consumer.seek(TopicPartition(self.settings.telemetry_topic, p), cp.offset)
                 self.positions[p] = cp.offset
         self.metrics.restored_keys.inc(keys)
         log.info(

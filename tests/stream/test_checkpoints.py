@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 
 from stream.checkpoints import (
+    EPOCH_HEADER,
+    claim_record,
     decode_marker,
     encode_marker,
+    epoch_of,
     fold_records,
     key_record,
     marker_record,
@@ -56,20 +59,38 @@ def digest(monitor: DriftMonitor) -> dict[str, object]:
 
 def test_fold_records_keeps_the_latest_of_each_key_and_the_marker() -> None:
     records = [
-        (key_record(0, "a"), b"a1"),
-        (key_record(1, "x"), b"x1"),  # another telemetry partition in the same log
-        (key_record(0, "b"), b"b1"),
-        (marker_record(0), encode_marker(10, "w1", 2)),
-        (key_record(0, "a"), b"a2"),
-        (key_record(0, "b"), None),  # evicted: tombstone
-        (marker_record(0), b"not json"),  # unreadable: the previous marker stands
-        (None, b"ignored"),
+        (key_record(0, "a"), b"a1", 3),
+        (key_record(1, "x"), b"x1", 3),  # another telemetry partition in the same log
+        (key_record(0, "b"), b"b1", 3),
+        (marker_record(0), encode_marker(10, "w1", 2), 3),
+        (key_record(0, "a"), b"a2", 3),
+        (key_record(0, "b"), None, 3),  # evicted: tombstone
+        (marker_record(0), b"not json", 3),  # unreadable: the previous marker stands
+        (None, b"ignored", 3),
     ]
     folded = fold_records(records, [0, 2])
     assert set(folded) == {0, 2}
     assert folded[0].keys == {"a": b"a2"}
     assert folded[0].offset == 10 and folded[0].writer == "w1"
     assert folded[2].offset is None and folded[2].keys == {}
+
+
+def test_records_of_a_superseded_writer_are_ignored() -> None:
+    records = [
+        (key_record(0, "a"), b"a-old", 4),
+        (marker_record(0), encode_marker(100, "old", 1), 4),
+        (claim_record(0), b"new", 5),  # a new owner took partition 0 over
+        (key_record(0, "a"), b"a-zombie", 4),  # the old owner, still writing
+        (marker_record(0), encode_marker(180, "old", 1), 4),
+        (key_record(1, "z"), b"z", 2),  # partition 1 keeps its own epochs
+        (key_record(0, "b"), b"b-new", 5),
+    ]
+    folded = fold_records(records, [0, 1])
+    assert folded[0].keys == {"a": b"a-old", "b": b"b-new"}
+    assert folded[0].offset == 100 and folded[0].epoch == 5
+    assert folded[1].keys == {"z": b"z"}
+    assert epoch_of([("other", b"1"), (EPOCH_HEADER, b"7")]) == 7
+    assert epoch_of(None) == -1 and epoch_of([(EPOCH_HEADER, b"x")]) == -1
 
 
 @pytest.mark.parametrize(
