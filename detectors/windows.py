@@ -8,9 +8,12 @@ construction, so its memory is fixed by ``capacity``.
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
+
+_T = TypeVar("_T", bound=np.generic)
 
 __all__ = ["Window", "validate_window_args"]
 
@@ -69,24 +72,28 @@ class Window:
     def full(self) -> bool:
         return self._size == self.capacity
 
-    def _order(self) -> npt.NDArray[np.intp]:
-        return (self._start + np.arange(self._size)) % self.capacity
+    def _ordered(self, ring: npt.NDArray[_T]) -> npt.NDArray[_T]:
+        """``ring``'s held entries, oldest first (a copy): at most two contiguous slices."""
+        start, end = self._start, self._start + self._size
+        if end <= self.capacity:
+            return ring[start:end].copy()
+        return np.concatenate((ring[start:], ring[: end - self.capacity]))
 
     def values(self) -> npt.NDArray[np.float64]:
         """The observations, oldest first (a copy)."""
-        return self._values[self._order()]
+        return self._ordered(self._values)
 
     def times(self) -> npt.NDArray[np.float64]:
         """Event times, oldest first (a copy); empty for count windows."""
         if self._times is None:
             return np.empty(0)
-        return self._times[self._order()]
+        return self._ordered(self._times)
 
     def tags(self) -> npt.NDArray[np.int32]:
         """Tags, oldest first (a copy)."""
         if self._tags is None:
             raise ValueError("this window keeps no tags")
-        return self._tags[self._order()]
+        return self._ordered(self._tags)
 
     def clock(self, t: float | None) -> float:
         """Advance the window's clock to event time ``t``; return the time to stamp with."""
@@ -142,14 +149,26 @@ class Window:
             raise ValueError("push_many takes at most `capacity` values, on count windows only")
         cap = self.capacity
         fill = min(b, cap - self._size)
-        pos = (self._start + self._size + np.arange(b)) % cap
-        slide = pos[fill:]
-        evicted = (
-            self._tags[slide].copy() if self._tags is not None else np.empty(0, dtype=np.int32)
-        )
-        self._values[pos] = xs
-        if self._tags is not None and tags is not None:
-            self._tags[pos] = tags
+        # positions (start + size + i) % cap for i < b: at most two contiguous slices, the
+        # last b - fill of which overwrite (evict) the oldest entries
+        first = (self._start + self._size) % cap
+        head = min(b, cap - first)
+        tag_ring = self._tags
+        if tag_ring is None:
+            evicted = np.empty(0, dtype=np.int32)
+        else:
+            # evicted slots are those at positions fill..b-1, read before they are overwritten
+            slide = b - fill
+            lo = (first + fill) % cap
+            if lo + slide <= cap:
+                evicted = tag_ring[lo : lo + slide].copy()
+            else:
+                evicted = np.concatenate((tag_ring[lo:], tag_ring[: lo + slide - cap]))
+        self._values[first : first + head] = xs[:head]
+        self._values[: b - head] = xs[head:]
+        if tag_ring is not None and tags is not None:
+            tag_ring[first : first + head] = tags[:head]
+            tag_ring[: b - head] = tags[head:]
         self._size += fill
         self._start = (self._start + (b - fill)) % cap
         return evicted

@@ -251,8 +251,11 @@ def _push_ring(ring: npt.NDArray[Any], seen: int, values: npt.NDArray[Any]) -> N
     """Write ``values`` (stream indices ``seen, seen + 1, ...``) into ``ring``."""
     cap = ring.shape[0]
     tail = values[-cap:]
-    idx = (seen + values.shape[0] - tail.shape[0] + np.arange(tail.shape[0])) % cap
-    ring[idx] = tail
+    # indices seen + len(values) - len(tail) + i (mod cap): at most two contiguous slices
+    first = (seen + values.shape[0] - tail.shape[0]) % cap
+    head = min(tail.shape[0], cap - first)
+    ring[first : first + head] = tail[:head]
+    ring[: tail.shape[0] - head] = tail[head:]
 
 
 class DriftMonitor:
