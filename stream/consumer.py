@@ -495,8 +495,6 @@ class TelemetryConsumer:
             log.warning("claim of partitions %s not written: %r", ordered, exc)
 
     async def _restore(self, partitions: set[int]) -> None:
-        consumer = self._consumer
-        assert consumer is not None
         started = time.perf_counter()
         loaded = await self._load(partitions)
         keys = 0

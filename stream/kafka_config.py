@@ -40,12 +40,7 @@ def kafka_client_config(settings: Settings) -> dict[str, Any]:
     ``ssl_cafile``/``ssl_certfile``/``ssl_keyfile``/``ssl_check_hostname`` and
     ``sasl_mechanism``/``sasl_plain_username``/``sasl_plain_password``.
     """
-    config: dict[str, Any] = {
-        "bootstrap_servers": [
-            b.strip() for b in settings.bootstrap_servers.split(",") if b.strip()
-        ],
-        "security_protocol": settings.security_protocol,
-    }
+    config = _common_client_config(settings)
     if settings.uses_ssl:
         config.update(
             ssl_cafile=settings.ssl_cafile,
@@ -53,27 +48,28 @@ def kafka_client_config(settings: Settings) -> dict[str, Any]:
             ssl_keyfile=settings.ssl_keyfile,
             ssl_check_hostname=settings.ssl_check_hostname,
         )
-    if settings.uses_sasl:
-        config.update(
-            sasl_mechanism=settings.sasl_mechanism,
-            sasl_plain_username=settings.sasl_username,
-            sasl_plain_password=settings.sasl_secret(),
-        )
     return config
 
 
 def aiokafka_client_config(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for ``aiokafka`` clients: brokers, protocol, TLS context, SASL."""
+    config = _common_client_config(settings)
+    if settings.uses_ssl:
+        config["ssl_context"] = client_ssl_context(settings)
+    if settings.uses_sasl:
+        redact_sasl_in_client_logs(settings)
+    return config
+
+
+def _common_client_config(settings: Settings) -> dict[str, Any]:
+    """Brokers, protocol and SASL credentials: the same keywords in both client libraries."""
     config: dict[str, Any] = {
         "bootstrap_servers": [
             b.strip() for b in settings.bootstrap_servers.split(",") if b.strip()
         ],
         "security_protocol": settings.security_protocol,
     }
-    if settings.uses_ssl:
-        config["ssl_context"] = client_ssl_context(settings)
     if settings.uses_sasl:
-        redact_sasl_in_client_logs(settings)
         config.update(
             sasl_mechanism=settings.sasl_mechanism,
             sasl_plain_username=settings.sasl_username,

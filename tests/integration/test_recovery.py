@@ -176,12 +176,7 @@ def _uninterrupted(
     app_id = f"ref-{os.urandom(4).hex()}"
     worker = start_worker(bootstrap, tmp_path / "reference", **_settings(topics, app_id))
     try:
-        wait_for(
-            lambda: _caught_up(bootstrap, f"{app_id}.telemetry", telemetry),
-            180,
-            "the uninterrupted worker to catch up",
-            worker,
-        )
+        _wait_caught_up(bootstrap, app_id, telemetry, worker)
     finally:
         stop_and_keep_log(worker.proc, worker.log, f"worker-{tmp_path.name}-reference.log")
     return _drift_events(bootstrap, topics["drift_topic"]), _final_state(bootstrap, app_id)
@@ -224,6 +219,29 @@ def _restored_keys(worker: RunningWorker) -> int:
     return sum(int(n) for n in found)
 
 
+def _wait_caught_up(bootstrap: str, app_id: str, telemetry: str, worker: RunningWorker) -> None:
+    wait_for(
+        lambda: _caught_up(bootstrap, f"{app_id}.telemetry", telemetry),
+        180,
+        f"worker {worker.log.parent.name} to catch up",
+        worker,
+    )
+
+
+def _start_run(
+    bootstrap: str, topic_factory: TopicFactory, name: str
+) -> tuple[dict[str, str], str, dict[str, object], _Production]:
+    """Topics, app id and worker settings of a run, with its telemetry being produced."""
+    topics = _topics(topic_factory)
+    app_id = f"{name}-{os.urandom(4).hex()}"
+    return (
+        topics,
+        app_id,
+        _settings(topics, app_id),
+        _Production(bootstrap, topics["telemetry_topic"]),
+    )
+
+
 def _consuming(worker: RunningWorker) -> bool:
     return (worker.sample("driftwatch_events_consumed_total") or 0.0) > 0
 
@@ -232,10 +250,7 @@ def test_sigkill_at_five_random_points_loses_and_repeats_nothing(
     kafka_broker: KafkaBroker, topic_factory: TopicFactory, tmp_path: Path
 ) -> None:
     bootstrap = kafka_broker.bootstrap
-    topics = _topics(topic_factory)
-    app_id = f"kill-{os.urandom(4).hex()}"
-    settings = _settings(topics, app_id)
-    production = _Production(bootstrap, topics["telemetry_topic"])
+    topics, app_id, settings, production = _start_run(bootstrap, topic_factory, "kill")
     rng = random.Random(20261124)
     restored = 0
     for i in range(5):
@@ -253,12 +268,7 @@ def test_sigkill_at_five_random_points_loses_and_repeats_nothing(
     per_agent = production.join()
     final = start_worker(bootstrap, tmp_path / "final", **settings)
     try:
-        wait_for(
-            lambda: _caught_up(bootstrap, f"{app_id}.telemetry", topics["telemetry_topic"]),
-            180,
-            "the restarted worker to catch up",
-            final,
-        )
+        _wait_caught_up(bootstrap, app_id, topics["telemetry_topic"], final)
     finally:
         stop_and_keep_log(final.proc, final.log, f"worker-{tmp_path.name}-final.log")
     restored += _restored_keys(final)
@@ -278,10 +288,7 @@ def test_a_second_worker_joining_and_leaving_changes_nothing(
     kafka_broker: KafkaBroker, topic_factory: TopicFactory, tmp_path: Path
 ) -> None:
     bootstrap = kafka_broker.bootstrap
-    topics = _topics(topic_factory)
-    app_id = f"pair-{os.urandom(4).hex()}"
-    settings = _settings(topics, app_id)
-    production = _Production(bootstrap, topics["telemetry_topic"])
+    topics, app_id, settings, production = _start_run(bootstrap, topic_factory, "pair")
     first = start_worker(bootstrap, tmp_path / "first", **settings)
     try:
         wait_for(lambda: _consuming(first), 90, "the first worker to consume", first)
@@ -295,12 +302,7 @@ def test_a_second_worker_joining_and_leaving_changes_nothing(
             stop_and_keep_log(second.proc, second.log, f"worker-{tmp_path.name}-second.log")
         assert not production.done.is_set(), "the second worker left after production ended"
         per_agent = production.join()
-        wait_for(
-            lambda: _caught_up(bootstrap, f"{app_id}.telemetry", topics["telemetry_topic"]),
-            180,
-            "the first worker to catch up",
-            first,
-        )
+        _wait_caught_up(bootstrap, app_id, topics["telemetry_topic"], first)
     finally:
         stop_and_keep_log(first.proc, first.log, f"worker-{tmp_path.name}-first.log")
     _assert_equivalent(
