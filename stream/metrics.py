@@ -2,7 +2,9 @@
 
 Per-(key, feature) series are capped at ``max_keys`` distinct keys: further keys are still
 monitored and still emit drift events, but get no per-key series; each refused key is counted
-once in ``driftwatch_label_series_dropped_total``.
+once in ``driftwatch_label_series_dropped_total``, and
+``driftwatch_label_keys_over_cap`` is the number of tracked keys refused them right now (it stays
+up in a steady fleet above the cap, where the counter stops rising).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["LATENCY_BUCKETS", "Metrics"]
+from detectors import ks, river_calibration
+
+__all__ = ["LATENCY_BUCKETS", "Metrics", "calibrations_pending"]
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -23,6 +27,15 @@ def _version() -> str:
         return version("driftwatch")
     except PackageNotFoundError:  # pragma: no cover
         return "unknown"
+
+
+def calibrations_pending() -> int:
+    """Calibrations queued and not yet started on the detectors' background thread pools.
+
+    Read at scrape time. A pool that was never started holds none.
+    """
+    pools = (ks._EXECUTOR, river_calibration._EXECUTOR)
+    return sum(pool._work_queue.qsize() for pool in pools if pool is not None)
 
 
 class Metrics:
@@ -134,6 +147,17 @@ class Metrics:
             "Keys refused per-key series because of the label cap.",
             registry=registry,
         )
+        self.keys_over_cap = Gauge(
+            p + "label_keys_over_cap",
+            "Tracked keys currently without per-key series because of the label cap.",
+            registry=registry,
+        )
+        self.calibrations_pending = Gauge(
+            p + "calibrations_pending",
+            "Detector calibrations queued and not yet started (read at scrape time).",
+            registry=registry,
+        )
+        self.calibrations_pending.set_function(calibrations_pending)
         self.build_info = Gauge(
             p + "build_info", "Build information.", ["version"], registry=registry
         )
@@ -151,11 +175,14 @@ class Metrics:
         if key not in self._refused:
             self._refused.add(key)
             self.series_dropped.inc()
+            self.keys_over_cap.set(len(self._refused))
         return False
 
     def forget(self, key: str, features: tuple[str, ...]) -> None:
         """Drop a key's series (when the key is evicted), or forget that it was refused them."""
-        self._refused.discard(key)
+        if key in self._refused:
+            self._refused.discard(key)
+            self.keys_over_cap.set(len(self._refused))
         if key in self._keys:
             self._keys.discard(key)
             for feature in features:
