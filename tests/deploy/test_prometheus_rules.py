@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from . import REPO_ROOT, describe, load_yaml, require_tool, run_tool
 
 PROMETHEUS_DIR = REPO_ROOT / "deploy" / "prometheus"
@@ -13,14 +15,30 @@ RULES_DIR = PROMETHEUS_DIR / "rules"
 ALERTS = RULES_DIR / "driftwatch-alerts.yml"
 ALERT_TESTS = PROMETHEUS_DIR / "tests" / "driftwatch-alerts.test.yml"
 
-SEVERITIES = {"page", "ticket", "info"}
+RUNBOOKS = REPO_ROOT / "docs" / "runbooks"
+
+SEVERITIES = {"page", "ticket"}
 REQUIRED_ALERTS = {
     "DriftwatchDriftActive",
     "DriftwatchWorkerDown",
     "DriftwatchConsumerLagHigh",
     "DriftwatchInvalidEventsFrequent",
     "DriftwatchNoTelemetry",
+    "DriftwatchLabelSeriesDropped",
+    "DriftwatchCheckpointFailing",
+    "DriftwatchRebalancing",
+    "DriftwatchKeysEvicted",
+    "DriftwatchCalibrationBacklog",
 }
+#: What the expression of each alert must read: the metrics the worker exports.
+ALERT_METRICS = {
+    "DriftwatchLabelSeriesDropped": "driftwatch_label_keys_over_cap",
+    "DriftwatchCheckpointFailing": 'driftwatch_checkpoints_total{outcome="failed"}',
+    "DriftwatchRebalancing": "driftwatch_restored_keys_total",
+    "DriftwatchKeysEvicted": "driftwatch_key_evictions_total",
+    "DriftwatchCalibrationBacklog": "driftwatch_calibrations_pending",
+}
+RUNBOOK_URL_PREFIX = "{{ with $externalLabels.runbook_base }}{{ . }}/{{ end }}docs/runbooks/"
 
 
 def rel(path: Path) -> str:
@@ -88,14 +106,57 @@ def test_alerts_are_runbook_ready() -> None:
         assert rule.get("for"), f"{name}: no `for:`"
         assert rule.get("labels", {}).get("severity") in SEVERITIES, f"{name}: bad severity"
         annotations = rule.get("annotations", {})
-        for key in ("summary", "description", "runbook"):
+        for key in ("summary", "description", "runbook_url"):
             assert annotations.get(key, "").strip(), f"{name}: no {key} annotation"
+        assert "runbook" not in annotations, f"{name}: prose runbooks live in {rel(RUNBOOKS)}"
+
+
+@pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
+def test_runbook_url_points_at_a_runbook_with_commands(rule: dict[str, Any]) -> None:
+    url = rule["annotations"]["runbook_url"].strip()
+    assert url.startswith(RUNBOOK_URL_PREFIX), url
+    runbook = RUNBOOKS / url.removeprefix(RUNBOOK_URL_PREFIX)
+    assert runbook.is_file(), f"{rule['alert']}: {rel(runbook)} does not exist"
+    text = runbook.read_text(encoding="utf-8")
+    assert f"# {rule['alert']}" in text, f"{rel(runbook)} does not name {rule['alert']}"
+    assert "```bash" in text, f"{rel(runbook)} gives no command to run"
+
+
+def test_drift_runbook_names_the_real_rebaseline_command() -> None:
+    text = (RUNBOOKS / "drift-active.md").read_text(encoding="utf-8")
+    assert "driftwatch rebaseline --bootstrap-servers" in text
+    assert "--key" in text and "--feature" in text and "--source window" in text
+    (drift,) = [r for r in alert_rules() if r["alert"] == "DriftwatchDriftActive"]
+    assert drift["annotations"]["rebaseline"].split() == [
+        "driftwatch",
+        "rebaseline",
+        "--key",
+        "{{",
+        "$labels.key",
+        "}}",
+        "--feature",
+        "{{",
+        "$labels.feature",
+        "}}",
+        "--source",
+        "window",
+    ]
+
+
+def test_alerts_read_the_exported_metrics() -> None:
+    exprs = {rule["alert"]: " ".join(rule["expr"].split()) for rule in alert_rules()}
+    for name, metric in ALERT_METRICS.items():
+        assert metric in exprs[name], (name, exprs[name])
+    # a gauge, not rate() of a counter that stops rising in a steady fleet above the cap
+    assert "rate(" not in exprs["DriftwatchLabelSeriesDropped"]
 
 
 def test_worker_down_covers_missing_target() -> None:
     exprs = [rule["expr"] for rule in alert_rules() if rule["alert"] == "DriftwatchWorkerDown"]
-    assert any('up{job="driftwatch"} == 0' in expr for expr in exprs), exprs
-    assert any('absent(up{job="driftwatch"})' in expr for expr in exprs), exprs
+    assert any('up{job=~".*driftwatch.*"} == 0' in expr for expr in exprs), exprs
+    assert any('absent(up{job=~".*driftwatch.*"})' in expr for expr in exprs), exprs
+    for rule in alert_rules():
+        assert 'job="driftwatch"' not in rule["expr"], f"{rule['alert']}: job name hard-coded"
 
 
 def test_every_alert_has_firing_and_silent_unit_tests() -> None:
