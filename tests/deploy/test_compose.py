@@ -10,7 +10,7 @@ from . import REPO_ROOT, describe, load_yaml, require_tool, run_tool
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 KAFKA_IMAGE = "apache/kafka:3.9.1"
-SERVICES = {"kafka", "kafka-init", "worker", "simulator", "prometheus", "grafana"}
+SERVICES = {"kafka", "kafka-init", "worker", "simulator", "prometheus", "alertmanager", "grafana"}
 KRAFT_ENV = {
     "KAFKA_NODE_ID",
     "KAFKA_PROCESS_ROLES",
@@ -57,7 +57,9 @@ def test_docker_compose_sees_services_and_volumes() -> None:
     assert set(services.stdout.split()) == SERVICES
     volumes = run_tool([docker_compose, "-f", COMPOSE_FILE.name, "config", "--volumes"])
     assert volumes.returncode == 0, describe(volumes)
-    assert {"kafka-data", "prometheus-data", "grafana-data"} <= set(volumes.stdout.split())
+    assert {"kafka-data", "prometheus-data", "alertmanager-data", "grafana-data"} <= set(
+        volumes.stdout.split()
+    )
 
 
 def test_compose_spec_without_version_key() -> None:
@@ -117,7 +119,7 @@ def test_simulator_service() -> None:
 
 
 def test_every_long_running_service_has_a_healthcheck() -> None:
-    for name in ("kafka", "worker", "prometheus", "grafana"):
+    for name in ("kafka", "worker", "prometheus", "alertmanager", "grafana"):
         check = service(name).get("healthcheck", {})
         assert check.get("test") and not check.get("disable"), f"{name}: no healthcheck"
 
@@ -136,6 +138,21 @@ def test_prometheus_and_grafana_mounts_match_their_configs() -> None:
         for target in sc["targets"]
     ]
     assert targets == ["worker:9464"]
+
+    # Prometheus sends its alerts to the compose Alertmanager, which mounts its config.
+    alertmanagers = [
+        target
+        for am in scrape["alerting"]["alertmanagers"]
+        for sc in am["static_configs"]
+        for target in sc["targets"]
+    ]
+    assert alertmanagers == ["alertmanager:9093"]
+    alertmanager = service("alertmanager")
+    assert alertmanager["image"].startswith("prom/alertmanager:v")
+    assert "./deploy/alertmanager:/etc/alertmanager:ro" in alertmanager["volumes"]
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in alertmanager["command"]
+    assert "alertmanager" in prometheus["depends_on"]
+    assert any(str(p).startswith("9093:") for p in alertmanager["ports"])
 
     grafana = service("grafana")
     assert grafana["image"].startswith("grafana/grafana")
