@@ -164,6 +164,9 @@ class Metrics:
         self.build_info.labels(_version()).set(1)
         for reason in ("invalid_json",):
             self.invalid_events.labels(reason)
+        # both outcomes exist from the start, so increase() sees the first failed round
+        for outcome in ("written", "failed"):
+            self.checkpoints.labels(outcome)
 
     def admits(self, key: str) -> bool:
         """Whether ``key`` gets per-key series (the first ``max_keys`` keys do)."""

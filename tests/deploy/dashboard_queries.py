@@ -41,7 +41,8 @@ MACROS: Mapping[str, str] = {
     "__range_ms": "300000",
 }
 
-#: Value used for every dashboard template variable ("All" selected, used in =~ matchers).
+#: Value used for every query template variable ("All" selected, used in =~ matchers).
+#: Custom variables (a fixed list of values, such as a top-k count) take their current value.
 VARIABLE_VALUE = ".*"
 
 # $name, ${name}, ${name:format}, [[name]], [[name:format]]
@@ -93,9 +94,13 @@ def _variables(dashboard: Mapping[str, Any]) -> dict[str, str | None]:
     variables: dict[str, str | None] = {}
     for variable in dashboard.get("templating", {}).get("list", []):
         # A datasource variable selects where a query goes; it never appears in PromQL.
-        variables[variable["name"]] = (
-            None if variable.get("type") == "datasource" else VARIABLE_VALUE
-        )
+        kind = variable.get("type")
+        if kind == "datasource":
+            variables[variable["name"]] = None
+        elif kind == "custom":
+            variables[variable["name"]] = str(variable["current"]["value"])
+        else:
+            variables[variable["name"]] = VARIABLE_VALUE
     return variables
 
 
@@ -104,7 +109,8 @@ def dashboard_exprs(path: str | PathLike[str]) -> list[str]:
 
     Panel targets come first (in panel order, nested row panels included), then
     annotation queries. Targets without an ``expr`` (other datasources) are skipped.
-    Template variables become ``.*`` (all values), ``$__rate_interval`` ``1m``,
+    Query variables become ``.*`` (all values), custom ones their current value,
+    ``$__rate_interval`` ``1m``,
     ``$__interval`` ``15s`` and ``$__range`` ``5m``.
     """
     dashboard = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -145,11 +151,14 @@ def metric_names(expr: str) -> set[str]:
     ...     ' / on (x) group_left (y) other offset 1m > bool 1e-05'
     ... ))
     ['lat_bucket', 'other']
+    >>> sorted(metric_names('topk($topk, max by (k) (x{a=~"$a"}))'))
+    ['x']
     >>> sorted(metric_names('{__name__="up", job="x"} or vector(0)'))
     ['up']
     """
     names = {a or b for a, b in _NAME_MATCHER.findall(expr)}
     text = _STRING.sub('""', expr)
+    text = _VARIABLE.sub("0", text)  # a template variable in a parameter: topk($topk, x)
     text = _GROUPING.sub(" ", text)
     text = _BRACES.sub(" ", text)
     text = _BRACKETS.sub(" ", text)

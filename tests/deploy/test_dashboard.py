@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,21 @@ WORKER_METRICS = frozenset(
         "driftwatch_consumer_lag",
         "driftwatch_tracked_streams",
         "driftwatch_label_series_dropped_total",
+        "driftwatch_label_keys_over_cap",
+        "driftwatch_key_evictions_total",
+        "driftwatch_checkpoints_total",
+        "driftwatch_checkpoint_seconds",
+        "driftwatch_checkpoint_bytes_total",
+        "driftwatch_restored_keys_total",
+        "driftwatch_events_skipped_total",
+        "driftwatch_calibrations_pending",
         "driftwatch_build_info",
     }
 )
-HISTOGRAMS = frozenset({"driftwatch_processing_latency_seconds"})
+HISTOGRAMS = frozenset({"driftwatch_processing_latency_seconds", "driftwatch_checkpoint_seconds"})
+SCOPE = 'job=~"$job", instance=~"$instance"'
+#: Per-(key, feature) time series panels: "All" keys x features is capped by $topk.
+TOP_K_PANELS = ("KS statistic", "p-value", "Window fill", "Rolling accuracy")
 #: Every series name a query may select: the metrics, histogram series, and `up`.
 ALLOWED_SERIES = (
     (WORKER_METRICS - HISTOGRAMS)
@@ -89,11 +101,56 @@ def test_datasource_variable() -> None:
     assert datasource["query"] == "prometheus"
 
 
+def test_job_and_instance_variables() -> None:
+    job = variables()["job"]
+    assert job["definition"] == "label_values(driftwatch_build_info, job)"
+    instance = variables()["instance"]
+    assert instance["definition"] == 'label_values(driftwatch_build_info{job=~"$job"}, instance)'
+    for variable in (job, instance):
+        assert variable["type"] == "query"
+        assert variable["datasource"] == DATASOURCE
+        assert variable["query"]["query"] == variable["definition"]
+        assert variable["multi"] is True
+        assert variable["includeAll"] is True
+        assert variable["allValue"] == ".*"
+    names = list(variables())
+    assert names.index("job") < names.index("instance") < names.index("key")
+
+
+def test_every_query_is_scoped_by_job_and_instance() -> None:
+    for expr in all_raw_exprs():
+        assert 'job="' not in expr, f"hard-coded job: {expr}"
+        selectors = re.findall(r"\b(?:driftwatch_\w+|up)\b(?!\s*\()(\{[^{}]*\})?", expr)
+        assert selectors, expr
+        for matchers in selectors:
+            assert matchers.startswith("{" + SCOPE), f"unscoped selector in {expr}"
+
+
+def test_per_stream_panels_show_top_k() -> None:
+    topk = variables()["topk"]
+    assert topk["type"] == "custom"
+    assert topk["current"]["value"] in topk["query"].split(",")
+    for title in TOP_K_PANELS:
+        for target in panel_by_title(title)["targets"]:
+            assert re.match(r"(top|bottom)k\(\$topk, ", target["expr"]), (title, target["expr"])
+
+
+def test_operations_panels() -> None:
+    exprs = {p["title"]: " ".join(t["expr"] for t in p["targets"]) for p in panels()}
+    assert "driftwatch_checkpoints_total" in exprs["Checkpoints"]
+    assert "by (outcome)" in exprs["Checkpoints"]
+    assert "driftwatch_key_evictions_total" in exprs["Evictions and restores"]
+    assert "driftwatch_restored_keys_total" in exprs["Evictions and restores"]
+    assert "driftwatch_calibrations_pending" in exprs["Calibration backlog"]
+    # a gauge: it shows keys over the cap in a steady fleet (the counter stops rising)
+    assert exprs["Keys over label cap"].startswith("sum(driftwatch_label_keys_over_cap{")
+
+
 def test_key_and_feature_variables() -> None:
     key = variables()["key"]
     assert key["type"] == "query"
     assert key["datasource"] == DATASOURCE
-    assert key["definition"] == "label_values(driftwatch_ks_statistic, key)"
+    assert key["definition"] == f"label_values(driftwatch_ks_statistic{{{SCOPE}}}, key)"
     assert key["query"]["query"] == key["definition"]
     assert key["multi"] is True
     assert key["includeAll"] is True
@@ -154,7 +211,8 @@ def test_required_panels() -> None:
     for quantile in ("0.5", "0.95", "0.99"):
         assert any(
             e.startswith(f"histogram_quantile({quantile},")
-            and "rate(driftwatch_processing_latency_seconds_bucket[$__rate_interval])" in e
+            and f"rate(driftwatch_processing_latency_seconds_bucket{{{SCOPE}}}[$__rate_interval])"
+            in e
             for e in exprs
         ), quantile
 
@@ -165,7 +223,7 @@ def test_required_panels() -> None:
 
     accuracy = panel_by_title("Rolling accuracy")
     assert accuracy["type"] == "timeseries"
-    assert 'driftwatch_rolling_accuracy{key=~"$key"}' in accuracy["targets"][0]["expr"]
+    assert f'driftwatch_rolling_accuracy{{{SCOPE}, key=~"$key"}}' in accuracy["targets"][0]["expr"]
     assert accuracy["fieldConfig"]["defaults"]["unit"] == "percentunit"
 
 

@@ -11,8 +11,8 @@ from detectors import ks
 from stream.metrics import Metrics, calibrations_pending
 
 
-def sample(registry: CollectorRegistry, name: str) -> float | None:
-    return registry.get_sample_value(name)
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(name, labels)
 
 
 def test_keys_over_cap_gauge_holds_in_a_steady_fleet_above_the_cap() -> None:
@@ -58,3 +58,10 @@ def test_calibrations_pending_counts_the_queued_calibrations() -> None:
         for future in futures:
             future.result(timeout=30)
     assert sample(registry, "driftwatch_calibrations_pending") == 0.0
+
+
+def test_checkpoint_outcomes_exist_before_the_first_round() -> None:
+    registry = CollectorRegistry()
+    Metrics(registry)
+    for outcome in ("written", "failed"):
+        assert sample(registry, "driftwatch_checkpoints_total", outcome=outcome) == 0.0
