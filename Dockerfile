@@ -2,7 +2,11 @@
 # driftwatch worker / simulator image.
 #   docker build -t driftwatch .
 #   docker run --rm -e DRIFTWATCH_BOOTSTRAP_SERVERS=kafka:9092 -p 9464:9464 driftwatch
-FROM python:3.11-slim
+#
+# The base image is pinned to an exact Python and Debian release. The dependencies are the
+# exact versions and hashes of requirements.lock (regenerate it with scripts/lock.sh), so
+# two builds of the same commit install the same packages.
+FROM python:3.11.14-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -14,11 +18,16 @@ RUN groupadd --system --gid 10001 driftwatch \
         --home-dir /var/lib/driftwatch --create-home --shell /usr/sbin/nologin driftwatch
 
 WORKDIR /src
+# The locked dependencies first (a layer that changes only with the lock), every file
+# checked against its hash; then the project itself, without resolving anything again.
+COPY requirements.lock ./
+RUN pip install --require-hashes --no-deps -r requirements.lock
 # README.md is the package long description; the wildcard keeps the build working without it.
 COPY pyproject.toml README.md* ./
 COPY detectors ./detectors
 COPY stream ./stream
-RUN pip install . \
+RUN pip install --no-deps . \
+    && pip check \
     && cd / && rm -rf /src
 
 # The worker keeps its local state (Faust data directory) in the working directory.

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv (Python >= 3.11) and install driftwatch with its test tools into it.
+# Create .venv (Python >= 3.11) and install driftwatch with its test tools into it, at the
+# exact versions and hashes of requirements-test.lock (regenerate it with scripts/lock.sh).
 # Idempotent and quick when nothing changed. Used by scripts/test.sh and scripts/quickstart.sh.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -24,9 +25,12 @@ if [[ ! -x .venv/bin/python ]]; then
     "${python}" -m venv .venv
 fi
 stamp=.venv/.driftwatch-installed
-if [[ ! -f ${stamp} || pyproject.toml -nt ${stamp} ]]; then
-    echo "bootstrap: installing driftwatch and its test tools into .venv"
+lock=requirements-test.lock
+if [[ ! -f ${stamp} || pyproject.toml -nt ${stamp} || ${lock} -nt ${stamp} ]]; then
+    echo "bootstrap: installing driftwatch and its test tools (${lock}) into .venv"
     .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e '.[test]'
+    .venv/bin/python -m pip install --quiet --require-hashes --no-deps -r "${lock}"
+    .venv/bin/python -m pip install --quiet --no-deps -e .
+    .venv/bin/python -m pip check
     touch "${stamp}"
 fi

@@ -184,8 +184,16 @@ def test_dockerfile() -> None:
     by_name: dict[str, list[str]] = {}
     for name, *rest in instructions:
         by_name.setdefault(name.upper(), []).append(rest[0] if rest else "")
-    assert by_name["FROM"] == ["python:3.11-slim"]
-    assert any("pip install ." in run for run in by_name["RUN"])
+    # an exact Python patch release and Debian release, not a floating tag
+    assert re.fullmatch(
+        r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", by_name["FROM"][0]
+    )
+    assert len(by_name["FROM"]) == 1
+    runs = by_name["RUN"]
+    lock_install = "pip install --require-hashes --no-deps -r requirements.lock"
+    assert any(lock_install in run for run in runs), runs
+    assert any("pip install --no-deps ." in run and "pip check" in run for run in runs), runs
+    assert "requirements.lock ./" in by_name["COPY"][0], "the lock is copied before the code"
     user = by_name["USER"][-1]
     assert user.split(":")[0] not in {"root", "0"}, "the image must not run as root"
     assert by_name["EXPOSE"] == ["9464"]
@@ -194,3 +202,5 @@ def test_dockerfile() -> None:
     ignored = (REPO_ROOT / ".dockerignore").read_text(encoding="utf-8").split()
     # Whitelist (`*` then `!...`) or at least keep the virtualenv and git history out.
     assert "*" in ignored or {".git", ".venv"} <= set(ignored), ignored
+    if "*" in ignored:
+        assert "!requirements.lock" in ignored, "the lock must be in the build context"
