@@ -3,10 +3,18 @@
 For every feature, the two samples (missing values dropped) go through the two-sample
 Kolmogorov-Smirnov test (:func:`scipy.stats.ks_2samp`); the p-values of all checked
 features are then adjusted for multiple testing (:func:`detectors.multitest.adjust_pvalues`)
-and a feature counts as drifted iff its adjusted p-value is below ``alpha``. When both files
-carry ``predicted_label`` and ``true_label`` columns, the accuracies are compared as well.
+and a feature counts as drifted iff its adjusted p-value is below ``alpha`` and, with a
+``min_effect`` gate, its effect size (:func:`normalized_wasserstein` or
+:func:`population_stability_index`) reaches ``min_effect``: on large files the KS test flags
+shifts too small to matter. When both files carry ``predicted_label`` and ``true_label``
+columns, the accuracies are compared as well.
 
-Exit status: 0 no feature drifted, 1 at least one feature drifted, 2 bad usage or input.
+A feature that cannot be compared (a missing column, no non-missing value, non-numeric values)
+is reported with its error and the others are still compared; default features missing from
+a file are named as skipped.
+
+Exit status: 0 no feature drifted, 1 at least one feature drifted, 2 bad usage or input (or no
+feature could be compared).
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from stream.sources import TableData, TabularFile
 
 __all__ = [
     "DEFAULT_FEATURES",
+    "EFFECT_METRICS",
     "AccuracyResult",
     "CompareReport",
     "FeatureResult",
@@ -39,6 +48,8 @@ __all__ = [
     "accuracy_drop_pvalue",
     "add_parser",
     "compare_files",
+    "normalized_wasserstein",
+    "population_stability_index",
     "run",
 ]
 
@@ -51,6 +62,11 @@ DEFAULT_FEATURES: tuple[str, ...] = (
 """Features checked when none are named: those of these present in both files."""
 
 Direction = Literal["production_larger", "production_smaller"]
+EffectMetric = Literal["wasserstein", "psi"]
+EFFECT_METRICS: tuple[EffectMetric, ...] = ("wasserstein", "psi")
+"""Effect sizes a ``min_effect`` gate can apply to."""
+PSI_BINS = 10
+PSI_FLOOR = 1e-4
 
 _EXIT_OK = 0
 _EXIT_DRIFT = 1
@@ -81,11 +97,19 @@ class FeatureResult:
         Missing (null/NaN) values dropped on each side.
     statistic_location : float
         Feature value at which D is attained.
-    direction : {"production_larger", "production_smaller"}
+    direction : {"production_larger", "production_smaller"} or None
         ``"production_larger"`` when the reference ECDF lies above the production ECDF at
         `statistic_location` (scipy's ``statistic_sign == +1`` with the reference as
         ``data1``), i.e. production values tend to be larger there; otherwise
-        ``"production_smaller"``.
+        ``"production_smaller"``. None when D is 0 (the ECDFs never differ) or the feature
+        could not be compared.
+    wasserstein : float
+        :func:`normalized_wasserstein` of the two samples (NaN if it cannot be computed).
+    psi : float
+        :func:`population_stability_index` of the two samples (NaN if it cannot be computed).
+    error : str or None
+        Why the feature could not be compared (then every statistic is NaN and `drifted` is
+        False); None when it was.
     """
 
     feature: str
@@ -98,7 +122,16 @@ class FeatureResult:
     reference_nan_dropped: int
     production_nan_dropped: int
     statistic_location: float
-    direction: Direction
+    direction: Direction | None
+    wasserstein: float = math.nan
+    psi: float = math.nan
+    error: str | None = None
+
+    @classmethod
+    def failed(cls, feature: str, error: str) -> FeatureResult:
+        """The result for a feature that could not be compared."""
+        nan = math.nan
+        return cls(feature, nan, nan, nan, False, 0, 0, 0, 0, nan, None, error=error)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping of all fields (non-finite floats become None)."""
@@ -114,6 +147,9 @@ class FeatureResult:
             "production_nan_dropped": self.production_nan_dropped,
             "statistic_location": _json_float(self.statistic_location),
             "direction": self.direction,
+            "wasserstein": _json_float(self.wasserstein),
+            "psi": _json_float(self.psi),
+            "error": self.error,
         }
 
 
@@ -185,9 +221,17 @@ class CompareReport:
     correction : {"none", "bonferroni", "holm", "bh"}
         Multiple-testing correction over the checked features.
     features : tuple of FeatureResult
-        One result per checked feature, in the order they were requested.
+        One result per checked feature, in the order they were requested (those that could
+        not be compared carry their ``error``).
     accuracy : AccuracyResult or None
         Present when both files have ``predicted_label`` and ``true_label`` columns.
+    min_effect : float
+        Effect size a feature must reach, besides its p-value, to count as drifted (0: no
+        gate).
+    effect : {"wasserstein", "psi"}
+        The effect size `min_effect` applies to.
+    skipped : tuple of (str, str)
+        Default features that were not checked, with the reason (the file that lacks them).
     """
 
     ts: datetime
@@ -197,6 +241,14 @@ class CompareReport:
     correction: Correction
     features: tuple[FeatureResult, ...]
     accuracy: AccuracyResult | None = None
+    min_effect: float = 0.0
+    effect: EffectMetric = "wasserstein"
+    skipped: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def failed(self) -> tuple[FeatureResult, ...]:
+        """Results of the features that could not be compared."""
+        return tuple(result for result in self.features if result.error is not None)
 
     @property
     def drifted(self) -> tuple[FeatureResult, ...]:
@@ -213,9 +265,12 @@ class CompareReport:
         return {
             "ts": self.ts.isoformat(),
             "drifted": [result.to_dict() for result in self.drifted],
-            "checked": len(self.features),
+            "checked": len(self.features) - len(self.failed),
             "alpha": self.alpha,
             "correction": self.correction,
+            "min_effect": self.min_effect,
+            "effect": self.effect,
+            "skipped": [{"feature": name, "reason": reason} for name, reason in self.skipped],
             "reference": self.reference.to_dict(),
             "production": self.production.to_dict(),
             "features": [result.to_dict() for result in self.features],
@@ -230,12 +285,16 @@ class CompareReport:
             {"ts": "2024-05-01T12:00:00.000000+00:00",
              "drifted": [{"feature", "ks_stat", "p_value", "p_adjusted", "drifted",
                           "n_reference", "n_production", "reference_nan_dropped",
-                          "production_nan_dropped", "statistic_location", "direction"}],
+                          "production_nan_dropped", "statistic_location", "direction",
+                          "wasserstein", "psi", "error"}],
              "checked": 4,
              "alpha": 0.05, "correction": "holm",
+             "min_effect": 0.1, "effect": "wasserstein",
+             "skipped": [{"feature", "reason"}],
              "reference": {"path": "...", "rows": 1000},
              "production": {"path": "...", "rows": 1000},
-             "features": [same objects as "drifted", for every checked feature],
+             "features": [same objects as "drifted", for every requested feature;
+                          "error" says why one could not be compared],
              "accuracy": null or {"reference_accuracy", "production_accuracy",
                                   "n_reference", "n_production", "drop_p_value",
                                   "dropped"}}
@@ -254,6 +313,12 @@ class CompareReport:
         """
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
+    def _status(self, result: FeatureResult) -> str:
+        if result.drifted:
+            return "DRIFT"
+        significant = result.p_adjusted < self.alpha
+        return "below min effect" if significant else "ok"
+
     def to_table(self) -> str:
         """Render the report as aligned text, one line per feature, drifted ones marked.
 
@@ -266,9 +331,13 @@ class CompareReport:
         headers = ["", "feature", "D", "p-value"]
         if show_adjusted:
             headers.append(f"p-{self.correction}")
-        headers += ["n_ref", "n_prod", "NaN ref", "NaN prod", "D at", "direction", "status"]
+        headers += ["W/sd", "PSI", "n_ref", "n_prod", "NaN ref", "NaN prod", "D at"]
+        headers += ["direction", "status"]
         rows = []
         for r in self.features:
+            if r.error is not None:
+                rows.append(["!", r.feature] + ["-"] * (len(headers) - 3) + ["ERROR"])
+                continue
             row = [
                 "*" if r.drifted else "",
                 r.feature,
@@ -278,25 +347,33 @@ class CompareReport:
             if show_adjusted:
                 row.append(_format_p(r.p_adjusted))
             row += [
+                f"{r.wasserstein:.3g}",
+                f"{r.psi:.3g}",
                 f"{r.n_reference:,}",
                 f"{r.n_production:,}",
                 f"{r.reference_nan_dropped:,}",
                 f"{r.production_nan_dropped:,}",
                 f"{r.statistic_location:.6g}",
-                r.direction.replace("_", " "),
-                "DRIFT" if r.drifted else "ok",
+                "-" if r.direction is None else r.direction.replace("_", " "),
+                self._status(r),
             ]
             rows.append(row)
         left_aligned = {1, len(headers) - 2, len(headers) - 1}
         n_drift = len(self.drifted)
+        n_checked = len(self.features) - len(self.failed)
+        gate = f", min effect {self.effect} {self.min_effect:g}" if self.min_effect > 0 else ""
         lines = [
             f"reference:  {self.reference.path} ({self.reference.rows:,} rows)",
             f"production: {self.production.path} ({self.production.rows:,} rows)",
-            f"{n_drift} of {len(self.features)} feature{'s' if len(self.features) != 1 else ''}"
-            f" drifted (KS test, alpha {self.alpha:g}, correction {self.correction})",
+            f"{n_drift} of {n_checked} feature{'s' if n_checked != 1 else ''}"
+            f" drifted (KS test, alpha {self.alpha:g}, correction {self.correction}{gate})",
             "",
             *_align([headers, *rows], left_aligned),
         ]
+        if self.failed or self.skipped:
+            lines.append("")
+        lines += [f"error: {r.feature}: {r.error}" for r in self.failed]
+        lines += [f"skipped: {name}: {reason}" for name, reason in self.skipped]
         if self.accuracy is not None:
             lines += ["", _accuracy_line(self.accuracy)]
         return "\n".join(lines)
@@ -356,6 +433,102 @@ def accuracy_drop_pvalue(
     return float(stats.norm.sf((p1 - p2) / math.sqrt(variance)))
 
 
+def normalized_wasserstein(reference: npt.ArrayLike, production: npt.ArrayLike) -> float:
+    """First Wasserstein distance between two samples, in reference standard deviations.
+
+    ``W1 = integral |F_ref(x) - F_prod(x)| dx`` over the two empirical CDFs, divided by the
+    reference's (population) standard deviation, so that 0.1 means "the distributions are a
+    tenth of a reference spread apart", whatever the feature's unit.
+
+    Parameters
+    ----------
+    reference, production : array_like
+        Non-empty 1-D samples, missing values already dropped.
+
+    Returns
+    -------
+    float
+        The normalised distance; 0 for equal samples. A constant reference (standard
+        deviation 0) gives 0 if production is the same constant, else infinity. NaN when a
+        sample holds an infinite value.
+
+    Examples
+    --------
+    >>> normalized_wasserstein([0.0, 1.0, 2.0, 3.0], [1.0, 2.0, 3.0, 4.0])  # shifted by 1
+    0.894427190999916
+    """
+    u = np.sort(np.asarray(reference, dtype=np.float64))
+    v = np.sort(np.asarray(production, dtype=np.float64))
+    if not (np.isfinite(u).all() and np.isfinite(v).all()):
+        return math.nan
+    points = np.sort(np.concatenate([u, v]))
+    widths = np.diff(points)
+    cdf_u = np.searchsorted(u, points[:-1], side="right") / u.size
+    cdf_v = np.searchsorted(v, points[:-1], side="right") / v.size
+    distance = float(np.sum(np.abs(cdf_u - cdf_v) * widths))
+    scale = float(np.std(u))
+    if scale > 0.0:
+        return distance / scale
+    return 0.0 if distance == 0.0 else math.inf
+
+
+def population_stability_index(
+    reference: npt.ArrayLike,
+    production: npt.ArrayLike,
+    *,
+    bins: int = PSI_BINS,
+    floor: float = PSI_FLOOR,
+) -> float:
+    """Population stability index of production against reference, on reference quantile bins.
+
+    The bin edges ``e_1 < ... < e_k`` are the reference's ``1/bins, ..., (bins-1)/bins``
+    quantiles (repeated edges merged), the bins ``(-inf, e_1], (e_1, e_2], ..., (e_k, inf)``
+    (closed on the right, as :func:`pandas.qcut`), so each bin holds about ``1/bins`` of a
+    continuous reference, and a value repeated in the reference (a count that is mostly 0)
+    gets a bin of its own. With ``p_i`` and ``q_i`` the reference and production shares of
+    bin ``i``, each floored at `floor` so that an empty bin stays finite,
+    ``PSI = sum_i (q_i - p_i) * ln(q_i / p_i)``. A common reading: below 0.1 stable, 0.1 to
+    0.25 a moderate shift, above 0.25 a large one.
+
+    Parameters
+    ----------
+    reference, production : array_like
+        Non-empty 1-D samples, missing values already dropped.
+    bins : int, default 10
+        Number of quantile bins (at least 2).
+    floor : float, default 1e-4
+        Smallest share a bin is given.
+
+    Returns
+    -------
+    float
+        The index (0 for samples with the same bin shares); NaN when a sample holds an
+        infinite value.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> ref = rng.normal(0, 1, 5000)
+    >>> round(population_stability_index(ref, rng.normal(0, 1, 5000)), 3)  # same law
+    0.005
+    >>> round(population_stability_index(ref, rng.normal(0.5, 1, 5000)), 2)  # shifted
+    0.25
+    """
+    if bins < 2:
+        raise ValueError(f"bins must be at least 2; got {bins!r}")
+    u = np.asarray(reference, dtype=np.float64)
+    v = np.asarray(production, dtype=np.float64)
+    if not (np.isfinite(u).all() and np.isfinite(v).all()):
+        return math.nan
+    edges = np.unique(np.quantile(u, np.arange(1, bins) / bins))
+    shares = [
+        np.bincount(np.searchsorted(edges, x, side="left"), minlength=edges.size + 1) / x.size
+        for x in (u, v)
+    ]
+    p, q = (np.maximum(share, floor) for share in shares)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
 def compare_files(
     reference_path: str | os.PathLike[str],
     production_path: str | os.PathLike[str],
@@ -363,6 +536,8 @@ def compare_files(
     features: Sequence[str] | None = None,
     alpha: float = 0.05,
     correction: Correction = "none",
+    min_effect: float = 0.0,
+    effect: EffectMetric = "wasserstein",
 ) -> CompareReport:
     """Test every feature of a production file for drift against a reference file.
 
@@ -371,26 +546,33 @@ def compare_files(
     reference_path, production_path : str or os.PathLike
         Parquet, CSV or JSON Lines files (see :mod:`stream.sources`).
     features : sequence of str, optional
-        Numeric columns to check; each must exist in both files. By default, those of
-        :data:`DEFAULT_FEATURES` present in both files.
+        Numeric columns to check. By default, those of :data:`DEFAULT_FEATURES` present in
+        both files (the others are listed in the report's ``skipped``).
     alpha : float, default 0.05
         Significance level, ``0 < alpha < 1``.
     correction : {"none", "bonferroni", "holm", "bh"}, default "none"
-        Multiple-testing correction across the checked features.
+        Multiple-testing correction across the features that could be compared.
+    min_effect : float, default 0.0
+        A feature counts as drifted only if its `effect` size also reaches this (0: no
+        gate). An effect that cannot be computed (infinite values) does not pass a gate.
+    effect : {"wasserstein", "psi"}, default "wasserstein"
+        The effect size `min_effect` applies to: :func:`normalized_wasserstein` or
+        :func:`population_stability_index`. Both are always reported.
 
     Returns
     -------
     CompareReport
-        Per-feature KS results and, when both files carry label columns, the accuracies.
+        Per-feature KS results and effect sizes (or the reason a feature could not be
+        compared) and, when both files carry label columns, the accuracies.
 
     Raises
     ------
     InputFileError
-        If a file cannot be read, lacks a feature, holds non-numeric values in one, has no
-        non-missing value for a feature, or (with default features) the files share none
-        of the default features.
+        If a file cannot be opened, no requested feature could be compared (a missing
+        column, non-numeric values or no non-missing value, for every one of them), or
+        (with default features) the files share none of the default features.
     ValueError
-        If `alpha`, `correction` or `features` is invalid.
+        If `alpha`, `correction`, `features`, `min_effect` or `effect` is invalid.
 
     Examples
     --------
@@ -404,8 +586,13 @@ def compare_files(
     >>> report = compare_files(tmp / "ref.parquet", tmp / "prod.parquet")
     >>> [(r.feature, r.drifted, r.direction) for r in report.features]
     [('token_count', True, 'production_larger')]
+    >>> gated = compare_files(tmp / "ref.parquet", tmp / "prod.parquet", min_effect=2.0)
+    >>> [(r.feature, r.drifted, round(r.wasserstein, 2)) for r in gated.features]
+    [('token_count', False, 1.7)]
     """
-    report, _ = _compare(reference_path, production_path, features, alpha, correction)
+    report, _ = _compare(
+        reference_path, production_path, features, alpha, correction, min_effect, effect
+    )
     return report
 
 
@@ -415,6 +602,8 @@ def _compare(
     features: Sequence[str] | None,
     alpha: float,
     correction: Correction,
+    min_effect: float = 0.0,
+    effect: EffectMetric = "wasserstein",
 ) -> tuple[CompareReport, Samples]:
     try:
         alpha_ok = 0.0 < float(alpha) < 1.0
@@ -427,37 +616,61 @@ def _compare(
         raise ValueError(f"correction must be one of {allowed}; got {correction!r}")
     if isinstance(features, str):
         raise ValueError(f"features must be a sequence of column names; got {features!r}")
+    if not (isinstance(min_effect, int | float) and 0.0 <= min_effect < math.inf):
+        raise ValueError(f"min_effect must be a finite number >= 0; got {min_effect!r}")
+    if effect not in EFFECT_METRICS:
+        allowed = ", ".join(repr(name) for name in EFFECT_METRICS)
+        raise ValueError(f"effect must be one of {allowed}; got {effect!r}")
     ts = datetime.now(UTC)
     reference = TabularFile(reference_path)
     production = TabularFile(production_path)
-    names = _resolve_features(features, reference, production)
-    reference_data = reference.read(names, labels=True)
-    production_data = production.read(names, labels=True)
+    names, skipped = _resolve_features(features, reference, production)
+    failures: dict[str, InputFileError] = {}
+    reference_data = _read_features(reference, names, failures)
+    production_data = _read_features(production, names, failures)
 
     samples: Samples = {}
-    raw: list[tuple[str, Any, int, int]] = []
+    dropped: dict[str, tuple[int, int]] = {}
     for name in names:
-        ref_values, ref_dropped = _drop_nan(reference_data, name)
-        prod_values, prod_dropped = _drop_nan(production_data, name)
+        if name in failures:
+            continue
+        try:
+            ref_values, ref_dropped = _drop_nan(reference_data, name)
+            prod_values, prod_dropped = _drop_nan(production_data, name)
+        except InputFileError as exc:
+            failures[name] = exc
+            continue
         samples[name] = (ref_values, prod_values)
-        raw.append((name, stats.ks_2samp(ref_values, prod_values), ref_dropped, prod_dropped))
+        dropped[name] = (ref_dropped, prod_dropped)
+    if not samples:
+        first = failures[names[0]]
+        if len(names) == 1:
+            raise first
+        reasons = "; ".join(f"{name}: {failures[name]}" for name in names)
+        raise InputFileError(first.path, f"no feature could be compared ({reasons})")
 
-    adjusted = adjust_pvalues([float(result.pvalue) for _, result, _, _ in raw], correction)
-    results = tuple(
-        FeatureResult(
-            feature=name,
-            ks_stat=float(result.statistic),
-            p_value=float(result.pvalue),
-            p_adjusted=float(p_adj),
-            drifted=bool(p_adj < alpha),
-            n_reference=int(samples[name][0].size),
-            n_production=int(samples[name][1].size),
-            reference_nan_dropped=ref_dropped,
-            production_nan_dropped=prod_dropped,
-            statistic_location=float(result.statistic_location),
-            direction="production_larger" if result.statistic_sign > 0 else "production_smaller",
+    tests = {name: stats.ks_2samp(*samples[name]) for name in samples}
+    adjusted = dict(
+        zip(
+            tests,
+            adjust_pvalues([float(t.pvalue) for t in tests.values()], correction),
+            strict=True,
         )
-        for (name, result, ref_dropped, prod_dropped), p_adj in zip(raw, adjusted, strict=True)
+    )
+    results = tuple(
+        FeatureResult.failed(name, str(failures[name]))
+        if name in failures
+        else _feature_result(
+            name,
+            tests[name],
+            adjusted[name],
+            samples[name],
+            dropped[name],
+            alpha,
+            min_effect,
+            effect,
+        )
+        for name in names
     )
     report = CompareReport(
         ts=ts,
@@ -467,23 +680,87 @@ def _compare(
         correction=correction,
         features=results,
         accuracy=_accuracy(reference_data, production_data, alpha),
+        min_effect=float(min_effect),
+        effect=effect,
+        skipped=skipped,
     )
     return report, samples
 
 
+def _feature_result(
+    name: str,
+    test: Any,
+    p_adjusted: float,
+    sample: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]],
+    dropped: tuple[int, int],
+    alpha: float,
+    min_effect: float,
+    effect: EffectMetric,
+) -> FeatureResult:
+    statistic = float(test.statistic)
+    sizes = {
+        "wasserstein": normalized_wasserstein(*sample),
+        "psi": population_stability_index(*sample),
+    }
+    large_enough = min_effect == 0.0 or bool(sizes[effect] >= min_effect)
+    direction: Direction | None = None
+    if statistic > 0.0:
+        direction = "production_larger" if test.statistic_sign > 0 else "production_smaller"
+    return FeatureResult(
+        feature=name,
+        ks_stat=statistic,
+        p_value=float(test.pvalue),
+        p_adjusted=float(p_adjusted),
+        drifted=bool(p_adjusted < alpha) and large_enough,
+        n_reference=int(sample[0].size),
+        n_production=int(sample[1].size),
+        reference_nan_dropped=dropped[0],
+        production_nan_dropped=dropped[1],
+        statistic_location=float(test.statistic_location),
+        direction=direction,
+        wasserstein=sizes["wasserstein"],
+        psi=sizes["psi"],
+    )
+
+
+def _read_features(
+    source: TabularFile, names: list[str], failures: dict[str, InputFileError]
+) -> TableData:
+    """Read the features (and labels) of one file; a feature that fails goes to `failures`."""
+    for name in names:
+        if name not in failures and name not in source.column_names:
+            failures[name] = InputFileError(source.path, f"missing column {name!r}")
+    wanted = [name for name in names if name not in failures]
+    try:
+        return source.read(wanted, labels=True)
+    except InputFileError:
+        # Find the column(s) at fault, one at a time, and read the others.
+        for name in wanted:
+            try:
+                source.read([name])
+            except InputFileError as exc:
+                failures[name] = exc
+        return source.read([name for name in wanted if name not in failures], labels=True)
+
+
 def _resolve_features(
     features: Sequence[str] | None, reference: TabularFile, production: TabularFile
-) -> list[str]:
+) -> tuple[list[str], tuple[tuple[str, str], ...]]:
     if features is not None:
         names = list(dict.fromkeys(features))
         if not names or any(not isinstance(n, str) or not n for n in names):
             raise ValueError(f"features must be non-empty column names; got {features!r}")
-        return names
+        return names, ()
     in_reference = [name for name in DEFAULT_FEATURES if name in reference.column_names]
     in_production = [name for name in DEFAULT_FEATURES if name in production.column_names]
     names = [name for name in in_reference if name in in_production]
     if names:
-        return names
+        skipped = tuple(
+            (name, "missing from " + " and ".join(source.path for source in lacking))
+            for name in DEFAULT_FEATURES
+            if (lacking := [f for f in (reference, production) if name not in f.column_names])
+        )
+        return names, skipped
     defaults = ", ".join(DEFAULT_FEATURES)
     for source, present in ((reference, in_reference), (production, in_production)):
         if not present:
@@ -539,7 +816,11 @@ Check a production file for drift against a reference file.
 
 Each feature is tested with the two-sample Kolmogorov-Smirnov test on its non-missing
 values; p-values are adjusted with --correction and a feature is reported as drifted when
-its adjusted p-value is below --alpha. If both files have predicted_label and true_label
+its adjusted p-value is below --alpha and its effect size reaches --min-effect. Two effect
+sizes are reported for every feature: the Wasserstein distance in reference standard
+deviations (W/sd) and the population stability index (PSI, reference decile bins). A feature
+that cannot be compared is reported as an error without stopping the others; default
+features missing from a file are named. If both files have predicted_label and true_label
 columns, their accuracies are compared too (one-sided two-proportion z-test for a drop;
 reported, but it does not change the exit status).
 
@@ -551,9 +832,11 @@ default features: those of {", ".join(DEFAULT_FEATURES[:2])},
   {", ".join(DEFAULT_FEATURES[2:])} present in both files
 
 exit status: 0 no drift, 1 drift in at least one feature, 2 usage or input error
+  (or no feature could be compared)
 
 examples:
   driftwatch compare ref.parquet today.csv
+  driftwatch compare ref.parquet today.csv --min-effect 0.1
   driftwatch compare ref.parquet today.jsonl --features token_count,retry_count \\
       --correction holm --format json --plot drift.png"""
 
@@ -599,6 +882,21 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "(default: none)",
     )
     parser.add_argument(
+        "--min-effect",
+        type=_min_effect,
+        default=0.0,
+        metavar="SIZE",
+        help="also require this effect size for a drift, so that tiny shifts in large files "
+        "are not flagged: normalised Wasserstein distance (in reference standard deviations, "
+        "e.g. 0.1) or PSI (e.g. 0.1), see --effect (default: 0, no gate)",
+    )
+    parser.add_argument(
+        "--effect",
+        choices=EFFECT_METRICS,
+        default="wasserstein",
+        help="the effect size --min-effect applies to (both are reported; default: wasserstein)",
+    )
+    parser.add_argument(
         "--format",
         choices=("table", "json"),
         default="table",
@@ -636,6 +934,8 @@ def run(args: argparse.Namespace) -> int:
         args.features,
         args.alpha,
         cast(Correction, args.correction),
+        args.min_effect,
+        cast(EffectMetric, args.effect),
     )
     try:
         print(report.to_json() if args.format == "json" else report.to_table(), flush=True)
@@ -657,7 +957,7 @@ def run(args: argparse.Namespace) -> int:
 def _plot(report: CompareReport, samples: Samples, path: str) -> None:
     from stream.plots import EcdfPanel, plot_ecdfs
 
-    shown = report.drifted or report.features
+    shown = report.drifted or tuple(r for r in report.features if r.error is None)
     panels = [
         EcdfPanel(
             feature=result.feature,
@@ -694,6 +994,16 @@ def _alpha(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not 0.0 < value < 1.0:
         raise argparse.ArgumentTypeError(f"must satisfy 0 < alpha < 1, got {text}")
+    return value
+
+
+def _min_effect(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
 
 

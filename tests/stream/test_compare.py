@@ -18,7 +18,13 @@ from scipy import stats
 
 from detectors.multitest import CORRECTION_METHODS, adjust_pvalues
 from stream.cli import main
-from stream.compare import DEFAULT_FEATURES, accuracy_drop_pvalue, compare_files
+from stream.compare import (
+    DEFAULT_FEATURES,
+    accuracy_drop_pvalue,
+    compare_files,
+    normalized_wasserstein,
+    population_stability_index,
+)
 from stream.exceptions import InputFileError
 
 FEATURES = list(DEFAULT_FEATURES)
@@ -329,7 +335,11 @@ def test_cli_json_has_seed_keys(
         "production",
         "features",
         "accuracy",
+        "min_effect",
+        "effect",
+        "skipped",
     }
+    assert (report["min_effect"], report["effect"], report["skipped"]) == (0.0, "wasserstein", [])
     ts = datetime.fromisoformat(report["ts"])
     assert ts.utcoffset() == timedelta(0)
     assert report["checked"] == 4
@@ -421,10 +431,24 @@ def run_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     return captured.err
 
 
-def test_cli_missing_columns(files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    err = run_error(["compare", *map(str, files), "--features", "token_count,nope,gone"], capsys)
-    assert str(files[0]) in err
-    assert "missing columns 'nope', 'gone'" in err
+def test_cli_missing_columns_are_named_and_the_rest_compared(
+    files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["compare", *map(str, files), "--features", "token_count,nope,gone"]
+    assert main(argv) == 1  # token_count drifted; the two missing columns are errors
+    out = capsys.readouterr().out
+    assert f"error: nope: {files[0]}: missing column 'nope'" in out
+    assert f"error: gone: {files[0]}: missing column 'gone'" in out
+    assert "1 of 1 feature drifted" in out
+
+
+def test_cli_every_requested_column_missing_is_exit_2(
+    files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = run_error(["compare", *map(str, files), "--features", "nope,gone"], capsys)
+    assert "no feature could be compared" in err
+    assert f"nope: {files[0]}: missing column 'nope'" in err
+    assert f"gone: {files[0]}: missing column 'gone'" in err
 
 
 def test_cli_column_missing_in_production_only(
@@ -491,7 +515,7 @@ def test_cli_corrupt_file(
     assert "cannot read as Parquet" in err
 
 
-def test_cli_feature_without_values(
+def test_cli_all_nan_feature_does_not_fail_the_run(
     tmp_path: Path,
     data: tuple[dict[str, np.ndarray], dict[str, np.ndarray]],
     capsys: pytest.CaptureFixture[str],
@@ -500,10 +524,37 @@ def test_cli_feature_without_values(
     prod["error_rate"] = np.full(1200, np.nan)
     ref_path = write(tmp_path, "ref", "parquet", data[0])
     prod_path = write(tmp_path, "prod", "csv", prod)
-    err = run_error(["compare", str(ref_path), str(prod_path)], capsys)
+    assert main(["compare", str(ref_path), str(prod_path), "--format", "json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    by_name = {f["feature"]: f for f in report["features"]}
+    failed = by_name["error_rate"]
+    expected_error = f"{prod_path}: column 'error_rate' has no non-missing values (1,200 rows)"
+    assert failed["error"] == expected_error
+    assert (failed["drifted"], failed["ks_stat"], failed["direction"]) == (False, None, None)
+    assert report["checked"] == 3
+    # The others are compared as before, the correction family being the compared ones.
+    assert {d["feature"] for d in report["drifted"]} == DRIFTED
+    for name in ("response_latency_ms", "token_count", "retry_count"):
+        expected = ks_expected(data[0][name], prod[name])
+        assert by_name[name]["p_value"] == pytest.approx(expected.pvalue, abs=1e-12)
+        assert by_name[name]["error"] is None
+    report_api = compare_files(ref_path, prod_path)
+    assert [r.feature for r in report_api.failed] == ["error_rate"]
+
+
+def test_cli_only_feature_without_values_is_exit_2(
+    tmp_path: Path,
+    data: tuple[dict[str, np.ndarray], dict[str, np.ndarray]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    prod = dict(data[1])
+    prod["error_rate"] = np.full(1200, np.nan)
+    ref_path = write(tmp_path, "ref", "parquet", data[0])
+    prod_path = write(tmp_path, "prod", "csv", prod)
+    err = run_error(["compare", str(ref_path), str(prod_path), "--features", "error_rate"], capsys)
     assert f"{prod_path}: column 'error_rate' has no non-missing values" in err
     with pytest.raises(InputFileError):
-        compare_files(ref_path, prod_path)
+        compare_files(ref_path, prod_path, features=["error_rate"])
 
 
 def test_cli_no_default_features(
@@ -531,3 +582,146 @@ def test_json_non_finite_become_null(tmp_path: Path) -> None:
     parsed = json.loads(report.to_json(indent=None))
     value = parsed["features"][0]["statistic_location"]
     assert value is None or math.isfinite(value)
+
+
+# -- effect sizes and gates ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_normalized_wasserstein_matches_scipy(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    reference = rng.normal(10.0, 3.0, 400 + 37 * seed)
+    production = rng.normal(10.5 + seed, 3.0 + seed / 2, 250 + 11 * seed)
+    if seed % 2:  # ties on both sides, shared values
+        reference, production = np.round(reference), np.round(production)
+    expected = stats.wasserstein_distance(reference, production) / np.std(reference)
+    assert normalized_wasserstein(reference, production) == pytest.approx(expected, rel=1e-12)
+
+
+def test_normalized_wasserstein_edge_cases() -> None:
+    assert normalized_wasserstein([1.0, 2.0, 3.0], [3.0, 1.0, 2.0]) == 0.0
+    assert normalized_wasserstein([5.0, 5.0], [5.0]) == 0.0  # constant, the same
+    assert normalized_wasserstein([5.0, 5.0], [5.0, 6.0]) == math.inf  # constant reference
+    assert math.isnan(normalized_wasserstein([1.0, math.inf], [1.0, 2.0]))
+
+
+def test_psi_by_hand_on_a_small_case() -> None:
+    # Reference 0..9: its deciles 0.9, 1.8, ..., 8.1 put each value in a bin of its own
+    # (share 0.1 each). Production piles up in the two outer bins.
+    reference = np.arange(10.0)
+    production = np.array([0.0] * 5 + [9.0] * 5)
+    floor = 1e-4
+    expected = 2 * (0.5 - 0.1) * math.log(0.5 / 0.1) + 8 * (floor - 0.1) * math.log(floor / 0.1)
+    assert population_stability_index(reference, production) == pytest.approx(expected, rel=1e-12)
+    # Values beyond the reference's range fall in the open outer bins.
+    beyond = np.array([-100.0] * 5 + [100.0] * 5)
+    assert population_stability_index(reference, beyond) == pytest.approx(expected, rel=1e-12)
+    # Two bins of 3 and 1 reference values against 2 and 2 production values.
+    two = population_stability_index([0.0, 0.0, 0.0, 1.0], [0.0, 0.0, 1.0, 1.0], bins=2)
+    assert two == pytest.approx((0.5 - 0.75) * math.log(0.5 / 0.75) + 0.25 * math.log(2.0))
+    assert population_stability_index(reference, reference) == 0.0
+    with pytest.raises(ValueError, match="bins must be at least 2"):
+        population_stability_index(reference, reference, bins=1)
+
+
+@pytest.fixture(scope="module")
+def large_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """400k vs 400k rows, production latency x1.01: significant, and negligible."""
+    rng = np.random.default_rng(11)
+    directory = tmp_path_factory.mktemp("large")
+    reference = rng.lognormal(5.0, 0.4, 400_000)
+    production = rng.lognormal(5.0, 0.4, 400_000) * 1.01
+    ref, prod = directory / "ref.parquet", directory / "prod.parquet"
+    pq.write_table(pa.table({"response_latency_ms": reference}), ref)
+    pq.write_table(pa.table({"response_latency_ms": production}), prod)
+    return ref, prod
+
+
+def test_min_effect_gates_a_negligible_shift_in_large_files(
+    large_files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    ungated = compare_files(*large_files)
+    (result,) = ungated.features
+    assert result.drifted and result.p_value < 1e-10  # the KS test alone flags it
+    assert result.wasserstein < 0.05 and result.psi < 0.01
+    gated = compare_files(*large_files, min_effect=0.1)
+    assert not gated.has_drift
+    assert gated.features[0].p_value == result.p_value  # the same test, only gated
+    assert not compare_files(*large_files, min_effect=0.1, effect="psi").has_drift
+    assert main(["compare", *map(str, large_files), "--min-effect", "0.1"]) == 0
+    out = capsys.readouterr().out
+    assert "0 of 1 feature drifted" in out and "min effect wasserstein 0.1" in out
+    assert "below min effect" in out
+
+
+def test_min_effect_keeps_a_real_shift(files: tuple[Path, Path]) -> None:
+    gated = compare_files(*files, min_effect=0.1)
+    by_name = {r.feature: r for r in gated.features}
+    # latency moves by about 0.15 log-units (~0.4 reference sd): it stays drifted
+    assert by_name["response_latency_ms"].wasserstein > 0.1
+    assert by_name["response_latency_ms"].drifted
+
+
+def test_comparing_a_file_with_itself_reports_no_direction(
+    files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    reference = str(files[0])
+    assert main(["compare", reference, reference, "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for entry in report["features"]:
+        assert (entry["ks_stat"], entry["direction"]) == (0.0, None), entry
+        assert (entry["wasserstein"], entry["psi"]) == (0.0, 0.0), entry
+    assert main(["compare", reference, reference]) == 0
+    table = capsys.readouterr().out
+    assert "production larger" not in table and "production smaller" not in table
+
+
+def test_default_features_missing_from_a_file_are_named(
+    tmp_path: Path,
+    data: tuple[dict[str, np.ndarray], dict[str, np.ndarray]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ref = write(tmp_path, "ref", "parquet", {k: v for k, v in data[0].items() if k != "error_rate"})
+    prod = write(tmp_path, "prod", "csv", {k: v for k, v in data[1].items() if k != "retry_count"})
+    report = compare_files(ref, prod)
+    assert [r.feature for r in report.features] == ["response_latency_ms", "token_count"]
+    assert report.skipped == (
+        ("retry_count", f"missing from {prod}"),
+        ("error_rate", f"missing from {ref}"),
+    )
+    main(["compare", str(ref), str(prod)])
+    out = capsys.readouterr().out
+    assert f"skipped: retry_count: missing from {prod}" in out
+    assert f"skipped: error_rate: missing from {ref}" in out
+
+
+def test_a_non_numeric_feature_is_an_error_of_its_own(
+    files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = compare_files(*files, features=["token_count", "true_label", "retry_count"])
+    by_name = {r.feature: r for r in report.features}
+    assert by_name["true_label"].error is not None
+    assert "non-numeric column 'true_label'" in by_name["true_label"].error
+    assert by_name["token_count"].drifted and by_name["retry_count"].error is None
+    assert main(["compare", *map(str, files), "--features", "true_label,token_count"]) == 1
+    out = capsys.readouterr().out
+    assert "ERROR" in out and "error: true_label:" in out
+
+
+@pytest.mark.parametrize(
+    "extra", [["--min-effect", "-1"], ["--min-effect", "x"], ["--effect", "ks"]]
+)
+def test_cli_effect_usage_errors_exit_2(
+    files: tuple[Path, Path], extra: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["compare", *map(str, files), *extra])
+    assert info.value.code == 2
+    assert "usage: driftwatch compare" in capsys.readouterr().err
+
+
+def test_api_effect_argument_errors(files: tuple[Path, Path]) -> None:
+    with pytest.raises(ValueError, match="min_effect"):
+        compare_files(*files, min_effect=-0.5)
+    with pytest.raises(ValueError, match="effect must be one of"):
+        compare_files(*files, effect="ks")  # type: ignore[arg-type]
