@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from stream.cli import build_parser
 
 from . import REPO_ROOT, describe, load_yaml, require_tool, run_tool
 
@@ -176,3 +180,30 @@ def test_every_alert_has_firing_and_silent_unit_tests() -> None:
         assert name in test_file_text, f"{name} does not appear in {rel(ALERT_TESTS)}"
         assert name in firing, f"no unit test where {name} fires"
         assert name in silent, f"no unit test where {name} stays silent"
+
+
+def runbook_commands() -> list[tuple[str, str]]:
+    """Every ``driftwatch ...`` command in the runbooks' bash blocks: (file name, command)."""
+    commands = []
+    for path in sorted(RUNBOOKS.glob("*.md")):
+        blocks = re.findall(r"```bash\n(.*?)```", path.read_text(encoding="utf-8"), re.S)
+        for block in blocks:
+            for line in block.replace("\\\n", " ").splitlines():
+                match = re.search(r"(?:^|\s--\s)\s*(driftwatch\s[^|]*)", line)
+                if match:
+                    commands.append((path.name, match.group(1).strip()))
+    return commands
+
+
+def test_runbooks_give_driftwatch_commands() -> None:
+    names = {name for name, _ in runbook_commands()}
+    assert {"drift-active.md", "label-series-dropped.md"} <= names
+
+
+@pytest.mark.parametrize(("runbook", "command"), runbook_commands())
+def test_runbook_driftwatch_commands_parse(runbook: str, command: str) -> None:
+    """The commands an on-call engineer copies are valid for the real command line."""
+    try:
+        build_parser().parse_args(shlex.split(command)[1:])
+    except SystemExit as exc:
+        pytest.fail(f"{runbook}: `{command}` does not parse (exit {exc.code})")
