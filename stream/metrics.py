@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-from detectors import ks, river_calibration
 
 __all__ = ["LATENCY_BUCKETS", "Metrics", "calibrations_pending"]
 
@@ -32,10 +32,16 @@ def _version() -> str:
 def calibrations_pending() -> int:
     """Calibrations queued and not yet started on the detectors' background thread pools.
 
-    Read at scrape time. A pool that was never started holds none.
+    Read at scrape time. A pool that was never started (or whose module was never imported)
+    holds none.
     """
-    pools = (ks._EXECUTOR, river_calibration._EXECUTOR)
-    return sum(pool._work_queue.qsize() for pool in pools if pool is not None)
+    total = 0
+    for name in ("detectors.ks", "detectors.river_calibration"):
+        module = sys.modules.get(name)
+        pool: ThreadPoolExecutor | None = getattr(module, "_EXECUTOR", None)
+        if pool is not None:
+            total += pool._work_queue.qsize()
+    return total
 
 
 class Metrics:
