@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import math
 import pickle
 from collections import Counter
@@ -89,7 +90,7 @@ def test_update_many_equals_update_on_each(stream: list[str], cuts: list[int]) -
         seen.extend(one.transitions)
     bounds = sorted({0, len(stream), *(c for c in cuts if c <= len(stream))})
     batched = []
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
+    for lo, hi in itertools.pairwise(bounds):
         many.update_many(stream[lo:hi])
         batched.extend(many.transitions)
     assert batched == seen
