@@ -5,14 +5,17 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import orjson
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from stream.ingest.runner import IngestConfig, IngestRunner
 from stream.ingest.stage import EVENT_ID_HEADER
-from stream.tools.genai import GenAISpanGenerator, encode
+from stream.tools.genai import GenAIDrift, GenAISpanGenerator, encode
 from tests.integration.conftest import KafkaBroker, TopicFactory
+from tests.integration.worker import RunningWorker, run_worker, wait_for
 
 RECORDS = 60
 SPANS_PER_RECORD = 50
@@ -37,11 +40,13 @@ def _expected(gen: GenAISpanGenerator) -> tuple[list[bytes], dict[str, str], int
     return values, chat, tools
 
 
-def _read_all(bootstrap: str, topic: str, partitions: int, want: int) -> list:
+def _read_all(
+    bootstrap: str, topic: str, partitions: int, want: int, timeout: float = DEADLINE_S
+) -> list:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
     got: list = []
-    deadline = time.monotonic() + DEADLINE_S
+    deadline = time.monotonic() + timeout
     try:
         while len(got) < want and time.monotonic() < deadline:
             for recs in consumer.poll(timeout_ms=500).values():
@@ -128,3 +133,135 @@ def test_two_ingest_instances_repartition_every_stream_onto_one_partition(
     headers = dict(dead_letters[0].headers)
     assert headers["driftwatch-reason"] == b"invalid_protobuf"
     assert headers["driftwatch-source"].decode().startswith(f"{raw}/1/")
+
+
+def test_nil_keyed_spans_through_ingest_reach_two_workers_whole_and_drift_is_found(
+    kafka_broker: KafkaBroker, topic_factory: TopicFactory, tmp_path: Path
+) -> None:
+    bootstrap = kafka_broker.bootstrap
+    raw = topic_factory("otlp-spans", partitions=4)
+    telemetry = topic_factory("telemetry", partitions=4)
+    drift_topic = topic_factory("drift", partitions=2)
+    dead = topic_factory("dead-letter", partitions=1)
+    drift = GenAIDrift("billing-agent", "gpt-4o-mini", "output_tokens", 0.6, start=8_000)
+    gen = GenAISpanGenerator(seed=21, tool_share=0.3, drift=drift)
+    config = IngestConfig(
+        raw_topic=raw, telemetry_topic=telemetry, dead_letter_topic=dead, group=f"ingest-{raw}"
+    )
+    runners = [IngestRunner(config, {"bootstrap_servers": bootstrap}) for _ in range(2)]
+    stop = threading.Event()
+    threads = [threading.Thread(target=r.run, args=(stop,), daemon=True) for r in runners]
+    features = "gen_ai.usage.output_tokens,duration_ms"
+    settings = {
+        "telemetry_topic": telemetry,
+        "drift_topic": drift_topic,
+        "dead_letter_topic": dead,
+        "app_id": f"driftwatch-{telemetry}",
+        "key_fields": "service.name,gen_ai.request.model",
+        "features": features,
+        "window_size": 200,
+        "reference_size": 400,
+        "alpha": "1e-7",
+        "batch_size": 500,
+    }
+    try:
+        with (
+            run_worker(bootstrap, tmp_path / "w1", **settings) as w1,
+            run_worker(bootstrap, tmp_path / "w2", **settings) as w2,
+        ):
+            workers = (w1, w2)
+            group = f"{settings['app_id']}.telemetry"
+            wait_for(
+                lambda: _stable_members(bootstrap, group) == 2, 120, "both workers in the group"
+            )
+            for t in threads:
+                t.start()
+            chat = _produce_live(bootstrap, raw, gen, runners)
+
+            def observed(feature: str) -> float:
+                return sum(
+                    w.sample("driftwatch_observations_total", {"feature": feature}) or 0
+                    for w in workers
+                )
+
+            wait_for(
+                lambda: observed("duration_ms") == chat, 180, f"{chat} chat spans observed", w1
+            )
+            assert observed("gen_ai.usage.output_tokens") == chat
+            assert all(observed_by(w) > 0 for w in workers)  # both workers hold streams
+            assert _read_all(bootstrap, drift_topic, 2, 1)  # the first drift event
+            records = _read_all(bootstrap, drift_topic, 2, 10**6, timeout=5.0)  # and any other
+            events = [orjson.loads(r.value) for r in records]
+            started = {(e["key"], e["feature"]) for e in events if e["type"] == "drift_started"}
+            # latency follows output tokens in the generator, so both features of the stream move
+            assert ("billing-agent/gpt-4o-mini", "gen_ai.usage.output_tokens") in started
+            assert {key for key, _ in started} == {"billing-agent/gpt-4o-mini"}
+            drift_ms = (gen.start_ns + drift.start * gen.step_ns) / 1e6
+            assert all(e["event_time_ms"] >= drift_ms for e in events), (
+                drift_ms,
+                [
+                    (e["key"], e["feature"], e["event_time"], e["p_value"], e["type"])
+                    for e in events
+                ],
+            )
+            assert all(_invalid_total(w) == 0 for w in workers)  # nothing valid dead-lettered
+    finally:
+        stop.set()
+        for t in threads:
+            if t.is_alive():
+                t.join(timeout=30)
+        for r in runners:
+            r.close()
+    assert sum(r.stats.events for r in runners) == chat
+    assert sum(r.stats.skipped["filtered"] for r in runners) == 280 * SPANS_PER_RECORD - chat
+    assert not any(r.stats.dead_letters for r in runners)
+
+
+def _produce_live(
+    bootstrap: str, raw: str, gen: GenAISpanGenerator, runners: list[IngestRunner]
+) -> int:
+    """Produce 280 records as a live Collector would: the stage keeps up (a backlog of at most
+    a few records), so each stream's spans arrive in about their time order. Returns the number
+    of chat spans."""
+    chat = 0
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    for i in range(280):
+        req = gen.request(SPANS_PER_RECORD)
+        chat += sum(
+            s.attributes[0].value.string_value == "chat"
+            for rs in req.resource_spans
+            for s in rs.scope_spans[0].spans
+        )
+        producer.send(raw, key=None, value=encode(req, "otlp_proto"), partition=i % 4)
+        if i % 4 == 3:
+            producer.flush()
+            behind = i - 8
+            wait_for(lambda: sum(r.stats.records for r in runners) >= behind, 60, "ingest")  # noqa: B023
+    producer.flush()
+    producer.close()
+    return chat
+
+
+def _stable_members(bootstrap: str, group: str) -> int:
+    """Members of a consumer group that is Stable, each with partitions (0 otherwise)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        info = admin.describe_groups([group]).get(group, {})
+    finally:
+        admin.close()
+    if info.get("group_state", info.get("state")) != "Stable":
+        return 0
+    return sum(1 for m in info.get("members", []) if m.get("member_assignment"))
+
+
+def _invalid_total(worker: RunningWorker) -> float:
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(worker.scrape())
+        for s in family.samples
+        if s.name == "driftwatch_invalid_events_total"
+    )
+
+
+def observed_by(worker: RunningWorker) -> float:
+    return worker.sample("driftwatch_observations_total", {"feature": "duration_ms"}) or 0.0
