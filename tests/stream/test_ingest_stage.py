@@ -47,3 +47,38 @@ def test_oversized_records_are_dead_lettered_whole() -> None:
     batch = explode([RawMessage(None, raw, 3, 7)], "otlp_json", SpanMapping(), max_bytes=1000)
     assert [d.reason for d in batch.dead_letters] == ["oversized"]
     assert batch.dead_letters[0].value == raw and not batch.events
+
+
+def test_ingest_command_line_builds_the_mapping_and_rejects_bad_filters(capsys) -> None:  # type: ignore[no-untyped-def]
+    from stream.cli import build_parser, main
+    from stream.ingest.cli import config_from_args
+    from stream.telemetry.genai import SpanFilter
+
+    args = build_parser().parse_args(
+        [
+            "ingest",
+            "--format",
+            "otlp_json",
+            "--features",
+            "duration_ms",
+            "--span-filter",
+            "",
+            "--categorical-features",
+            "status.code, error.type",
+            "--topic",
+            "t",
+        ]
+    )
+    cfg = config_from_args(args)
+    assert cfg.fmt == "otlp_json" and cfg.telemetry_topic == "t"
+    assert cfg.mapping.features == ("duration_ms",)
+    assert cfg.mapping.categorical_features == ("status.code", "error.type")
+    assert cfg.mapping.span_filter is None
+    assert cfg.max_bytes >= 1_000_000
+    default = config_from_args(build_parser().parse_args(["ingest"]))
+    assert default.mapping.span_filter == SpanFilter.parse(
+        "gen_ai.operation.name=chat,text_completion,generate_content"
+    )
+    assert main(["ingest", "--span-filter", "no-equals-sign"]) == 2
+    assert "FIELD=VALUE" in capsys.readouterr().err
+    assert main(["ingest", "--max-bytes", "10"]) == 2
