@@ -53,6 +53,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final, NamedTuple
@@ -68,7 +69,7 @@ from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, DriftDetector, Transit
 from detectors.calibration import KSCalibration, check_ert, simulation_budget
 from detectors.calibration import _finish as thresholds_from_null_statistics
 from detectors.calibration import _shape as null_simulation_shape
-from detectors.ks import validate_alarm_args
+from detectors.ks import _calibrator, validate_alarm_args
 
 __all__ = [
     "OTHER",
@@ -76,7 +77,9 @@ __all__ = [
     "CategoricalDetector",
     "CategoricalResult",
     "CategoricalTransition",
+    "CategoryCells",
     "CategoryChange",
+    "CategoryWindow",
     "calibrate_chi2",
     "category_of",
     "chi2_statistics",
@@ -216,6 +219,79 @@ def calibrate_chi2(
     return _calibrate(key, int(window_size), float(ert), float(resolve_ratio), after, seed)
 
 
+@dataclass(frozen=True, slots=True)
+class CategoryCells:
+    """The pooling rule applied to a reference: its cells and its count per cell.
+
+    Categories seen at least ``min_count`` times are kept, most frequent first (ties by name),
+    up to ``max_categories - 1``; every other category maps to :data:`OTHER`, the last cell.
+    """
+
+    categories: tuple[str, ...]
+    counts: npt.NDArray[np.int64]
+    index: dict[str, int]
+
+    @classmethod
+    def pool(cls, reference: list[str], min_count: int, max_categories: int) -> CategoryCells:
+        if not reference:
+            raise ValueError("reference must hold at least one value, got none")
+        names, counts = np.unique(
+            np.asarray(reference, dtype=object).astype(str), return_counts=True
+        )
+        order = np.lexsort((names, -counts))
+        kept = [str(names[i]) for i in order if counts[i] >= min_count and names[i] != OTHER]
+        kept = kept[: max_categories - 1]
+        index = {c: i for i, c in enumerate(kept)}
+        cells = cls((*kept, OTHER), np.zeros(0, dtype=np.int64), index)
+        ref_counts = np.bincount(cells.cells_of(reference), minlength=len(kept) + 1)
+        return cls(cells.categories, ref_counts.astype(np.int64), index)
+
+    def cells_of(self, categories: list[str]) -> npt.NDArray[np.int64]:
+        other = len(self.index)
+        get = self.index.get
+        return np.fromiter((get(c, other) for c in categories), np.int64, len(categories))
+
+
+class CategoryWindow:
+    """FIFO ring of the last ``capacity`` categories and their cell numbers."""
+
+    __slots__ = ("_cats", "_cells", "_start", "capacity")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._cats: list[str] = []
+        self._cells = np.zeros(capacity, dtype=np.int64)
+        self._start = 0
+
+    def __len__(self) -> int:
+        return len(self._cats)
+
+    def categories(self) -> list[str]:
+        """Oldest first (a copy)."""
+        return self._cats[self._start :] + self._cats[: self._start]
+
+    def cells(self) -> npt.NDArray[np.int64]:
+        """Cell numbers, oldest first (a copy)."""
+        w = len(self._cats)
+        return np.concatenate([self._cells[self._start : w], self._cells[: self._start]])
+
+    def push(self, cats: list[str], cells: npt.NDArray[np.int64]) -> None:
+        m = self.capacity
+        for c, cell in zip(cats, cells.tolist(), strict=True):
+            if len(self._cats) < m:
+                self._cells[len(self._cats)] = cell
+                self._cats.append(c)
+            else:
+                self._cells[self._start] = cell
+                self._cats[self._start] = c
+                self._start = (self._start + 1) % m
+
+    def recode(self, pool: CategoryCells) -> None:
+        """Renumber the cells for a new reference's pooling, keeping the order."""
+        self._cats, self._start = self.categories(), 0
+        self._cells[: len(self._cats)] = pool.cells_of(self._cats)
+
+
 class CategoricalDetector(DriftDetector):
     """Chi-square test of a sliding window of categories against a reference, every update.
 
@@ -239,6 +315,10 @@ class CategoricalDetector(DriftDetector):
         Cells at most, :data:`OTHER` included.
     seed : int
         Seed of the calibration's simulation and of its randomised boundary.
+    wait_for_calibration : bool
+        With ``ert`` the calibration runs in a background thread from construction (and from
+        every :meth:`set_reference`). True: the first test waits for it (reproducible). False:
+        updates before it is ready are not tested, and nothing waits.
 
     Attributes
     ----------
@@ -292,6 +372,7 @@ class CategoricalDetector(DriftDetector):
         min_count: int = 5,
         max_categories: int = 32,
         seed: int = 0,
+        wait_for_calibration: bool = True,
     ) -> None:
         super().__init__()
         validate_alarm_args(window_size, None, None, alpha, ert, resolve_ratio, resolve_after)
@@ -307,11 +388,10 @@ class CategoricalDetector(DriftDetector):
         self.min_count = min_count
         self.max_categories = max_categories
         self.seed = seed
+        self.wait_for_calibration = wait_for_calibration
         self._resolve_after = resolve_after or self.window_size
         self._alpha = 0.05 if alpha is None else float(alpha)
-        self._window: list[str] = []  # ring of categories, oldest at self._start once full
-        self._cells = np.zeros(self.window_size, dtype=np.int64)
-        self._start = 0
+        self._window = CategoryWindow(self.window_size)
         self._below = 0
         self._last: tuple[float, int] = (math.nan, 0)  # X2 and dof after the latest update
         self._set_reference([category_of(x) for x in reference])
@@ -319,32 +399,31 @@ class CategoricalDetector(DriftDetector):
 
     # ------------------------------------------------------------------ reference
     def _set_reference(self, ref: list[str]) -> None:
-        if not ref:
-            raise ValueError("reference must hold at least one value, got none")
-        names, counts = np.unique(np.asarray(ref, dtype=object).astype(str), return_counts=True)
-        order = np.lexsort((names, -counts))  # most frequent first, then by name
-        kept = [str(names[i]) for i in order if counts[i] >= self.min_count]
-        kept = [c for c in kept if c != OTHER][: self.max_categories - 1]
-        self.categories: tuple[str, ...] = (*kept, OTHER)
-        self._index = {c: i for i, c in enumerate(kept)}
-        ref_cells = np.fromiter((self._cell(c) for c in ref), dtype=np.int64, count=len(ref))
-        self._ref = np.bincount(ref_cells, minlength=len(self.categories)).astype(np.int64)
+        self._pool = CategoryCells.pool(ref, self.min_count, self.max_categories)
+        self.categories: tuple[str, ...] = self._pool.categories
+        self._ref = self._pool.counts
         self._calibration: KSCalibration | None = None
         self._thresholds: dict[int, tuple[float, float]] = {}
-
-    def _cell(self, category: str) -> int:
-        return self._index.get(category, len(self._index))
+        self.close()
+        self._pending: Future[KSCalibration] | None = None
+        if self.ert is not None:
+            self._pending = _calibrator().submit(
+                calibrate_chi2,
+                self._ref,
+                self.window_size,
+                self.ert,
+                resolve_ratio=self.resolve_ratio,
+                resolve_after=self._resolve_after,
+                seed=self.seed,
+            )
 
     def set_reference(self, reference: Iterable[object]) -> None:
         """Replace the reference (a re-baseline), keeping the window; an open episode stays open."""
-        window = self.window
         self._set_reference([category_of(x) for x in reference])
-        self._window, self._start = window, 0
-        self._cells[: len(window)] = [self._cell(c) for c in window]
-        self._counts = np.bincount(
-            self._cells[: len(window)], minlength=len(self.categories)
-        ).astype(np.int64)
-        if window:
+        self._window.recode(self._pool)
+        counts = np.bincount(self._window.cells(), minlength=len(self.categories))
+        self._counts = counts.astype(np.int64)
+        if len(self._window):
             x2, dof = chi2_statistics(self._ref, self._counts[None, :])
             self._last = (float(x2[0]), int(dof[0]))
 
@@ -356,7 +435,7 @@ class CategoricalDetector(DriftDetector):
     @property
     def window(self) -> list[str]:
         """The window's categories, oldest first."""
-        return self._window[self._start :] + self._window[: self._start]
+        return self._window.categories()
 
     @property
     def window_counts(self) -> npt.NDArray[np.int64]:
@@ -365,8 +444,11 @@ class CategoricalDetector(DriftDetector):
 
     @property
     def calibration(self) -> KSCalibration | None:
-        """The ``ert`` calibration (computed when first needed), or None with ``alpha``."""
-        if self.ert is not None and self._calibration is None:
+        """The ``ert`` calibration (waits for it if pending), or None with ``alpha``."""
+        if self._pending is not None:
+            self._calibration = self._pending.result()
+            self._pending = None
+        elif self.ert is not None and self._calibration is None:  # cancelled by close()
             self._calibration = calibrate_chi2(
                 self._ref,
                 self.window_size,
@@ -376,6 +458,21 @@ class CategoricalDetector(DriftDetector):
                 seed=self.seed,
             )
         return self._calibration
+
+    @property
+    def calibration_ready(self) -> bool:
+        """False while an ``ert`` calibration is still running."""
+        return self._pending is None or self._pending.done()
+
+    def close(self) -> None:
+        """Cancel a calibration that has not started (e.g. the stream is being dropped)."""
+        pending = getattr(self, "_pending", None)
+        if pending is not None and pending.cancel():
+            self._pending = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        self.calibration  # noqa: B018 - a copy carries the finished calibration
+        return self.__dict__.copy()
 
     # ------------------------------------------------------------------ results
     def result(self) -> CategoricalResult:
@@ -422,9 +519,8 @@ class CategoricalDetector(DriftDetector):
 
     def _advance(self, cats: list[str]) -> None:
         b, m, w, k = len(cats), self.window_size, len(self._window), len(self.categories)
-        cells = np.fromiter((self._cell(c) for c in cats), dtype=np.int64, count=b)
-        old = np.concatenate([self._cells[self._start : w], self._cells[: self._start]])
-        combined = np.concatenate([old, cells])
+        cells = self._pool.cells_of(cats)
+        combined = np.concatenate([self._window.cells(), cells])
         steps = np.arange(b)
         gone = w + steps - m  # index into `combined` of the value evicted at each step
         delta = np.zeros((b, k), dtype=np.int64)
@@ -432,23 +528,13 @@ class CategoricalDetector(DriftDetector):
         np.subtract.at(delta, (steps[gone >= 0], combined[gone[gone >= 0]]), 1)
         counts = self._counts + np.cumsum(delta, axis=0)
         x2, dof = chi2_statistics(self._ref, counts)
-        for i in np.flatnonzero(w + steps + 1 >= m).tolist():
+        tested = self.wait_for_calibration or self.calibration_ready
+        for i in np.flatnonzero(w + steps + 1 >= m).tolist() if tested else ():
             self._decide(float(x2[i]), int(dof[i]), counts[i], self.n_seen + i + 1)
         self.n_seen += b
         self._counts = counts[-1].copy()
         self._last = (float(x2[-1]), int(dof[-1]))
-        self._push(cats, cells)
-
-    def _push(self, cats: list[str], cells: npt.NDArray[np.int64]) -> None:
-        m = self.window_size
-        for c, cell in zip(cats, cells.tolist(), strict=True):
-            if len(self._window) < m:
-                self._cells[len(self._window)] = cell
-                self._window.append(c)
-            else:
-                self._cells[self._start] = cell
-                self._window[self._start] = c
-                self._start = (self._start + 1) % m
+        self._window.push(cats, cells)
 
     def _rule(self, x2: float, dof: int, index: int) -> tuple[bool, bool, float, float]:
         """``(alarm, below resolve level, threshold, resolve level)`` for one full window."""

@@ -222,3 +222,24 @@ def test_invalid_arguments_name_the_parameter(kwargs: dict[str, object], match: 
 def test_empty_reference_is_rejected() -> None:
     with pytest.raises(ValueError, match="reference"):
         CategoricalDetector([], 10)
+
+
+def test_background_calibration_and_pickling_under_ert() -> None:
+    rng = np.random.default_rng(12)
+    reference = list(rng.choice(list("abc"), 1000, p=[0.5, 0.3, 0.2]))
+    stream = list(rng.choice(list("abc"), 600, p=[0.5, 0.3, 0.2]))
+    waiting = CategoricalDetector(reference, 100, ert=2_000, seed=3)
+    waiting.update_many(stream)
+    assert waiting.calibration is not None and waiting.calibration_ready
+    same = calibrate_chi2(waiting.reference_counts, 100, 2_000, resolve_after=100, seed=3)
+    assert waiting.calibration == same  # cached: the same thresholds for the same reference
+    clone = pickle.loads(pickle.dumps(waiting))
+    tail = list(rng.choice(list("abc"), 400, p=[0.2, 0.3, 0.5]))
+    waiting.update_many(tail)
+    clone.update_many(tail)
+    assert waiting.transitions == clone.transitions and waiting.in_drift
+    eager = CategoricalDetector(reference, 100, ert=2_000, seed=3, wait_for_calibration=False)
+    eager.close()  # cancels a calibration that has not started; a running one finishes
+    eager.update_many(stream)
+    assert eager.n_seen == 600 and eager.window == stream[-100:]
+    assert eager.calibration == same  # a cancelled calibration is computed when needed
