@@ -12,6 +12,7 @@ Categories
   becomes its *set* of elements, sorted and joined by ``"|"`` (``["stop"]`` is ``"stop"``,
   ``["length", "stop"]`` and ``["stop", "length"]`` are both ``"length|stop"``, an empty array
   is ``"<empty>"``). One span is thus one observation, whatever the number of its choices.
+  Categories are cut to :data:`MAX_CATEGORY_CHARS` characters.
 * **Pooling rule.** The reference's categories seen at least ``min_count`` times are kept,
   the most frequent first, up to ``max_categories - 1`` of them. Every other category --
   rare in the reference, beyond the cap, or never seen there -- is pooled into one cell,
@@ -72,6 +73,7 @@ from detectors.calibration import _shape as null_simulation_shape
 from detectors.ks import _calibrator, validate_alarm_args
 
 __all__ = [
+    "MAX_CATEGORY_CHARS",
     "OTHER",
     "STATISTIC_SCALE",
     "CategoricalDetector",
@@ -89,6 +91,8 @@ __all__ = [
 OTHER: Final = "<other>"
 #: The category of an empty array value.
 EMPTY: Final = "<empty>"
+#: Categories are cut to this many characters (a window's memory stays bounded).
+MAX_CATEGORY_CHARS: Final = 256
 #: ``X2`` is compared with calibrated thresholds on the grid ``round(X2 * STATISTIC_SCALE)``.
 STATISTIC_SCALE: Final = 2**20
 
@@ -102,13 +106,15 @@ def category_of(x: object) -> str:
     ('stop', 'stop', 'length|stop')
     >>> category_of([]), category_of(3)
     ('<empty>', '3')
+    >>> len(category_of("x" * 10_000))
+    256
     """
     if isinstance(x, str):
-        return x
+        return x[:MAX_CATEGORY_CHARS]
     if isinstance(x, list | tuple):
         parts = sorted({category_of(v) for v in x})
-        return "|".join(parts) if parts else EMPTY
-    return str(x)
+        return "|".join(parts)[:MAX_CATEGORY_CHARS] if parts else EMPTY
+    return str(x)[:MAX_CATEGORY_CHARS]
 
 
 class CategoryChange(NamedTuple):
