@@ -133,12 +133,13 @@ class IngestRunner:
         return len(messages)
 
     def run(self, stop: threading.Event, *, idle_exit_s: float | None = None) -> IngestStats:
-        """Run until ``stop`` is set (or nothing arrived for ``idle_exit_s`` seconds)."""
+        """Run until ``stop`` is set (or, once partitions are assigned, nothing arrived for
+        ``idle_exit_s`` seconds)."""
         last_data = last_log = time.monotonic()
         while not stop.is_set():
             n = self.step()
             now = time.monotonic()
-            if n:
+            if n or not self._consumer.assignment():  # idle time counts once in the group
                 last_data = now
             elif idle_exit_s is not None and now - last_data >= idle_exit_s:
                 break

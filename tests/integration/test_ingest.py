@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections import defaultdict
@@ -15,7 +16,7 @@ from stream.ingest.runner import IngestConfig, IngestRunner
 from stream.ingest.stage import EVENT_ID_HEADER
 from stream.tools.genai import GenAIDrift, GenAISpanGenerator, encode
 from tests.integration.conftest import KafkaBroker, TopicFactory
-from tests.integration.worker import RunningWorker, run_worker, wait_for
+from tests.integration.worker import DRIFTWATCH, RunningWorker, run_worker, wait_for
 
 RECORDS = 60
 SPANS_PER_RECORD = 50
@@ -265,3 +266,51 @@ def _invalid_total(worker: RunningWorker) -> float:
 
 def observed_by(worker: RunningWorker) -> float:
     return worker.sample("driftwatch_observations_total", {"feature": "duration_ms"}) or 0.0
+
+
+def test_the_ingest_command_runs_and_reports_its_counts(
+    kafka_broker: KafkaBroker, topic_factory: TopicFactory
+) -> None:
+    bootstrap = kafka_broker.bootstrap
+    raw = topic_factory("otlp-spans", partitions=2)
+    telemetry = topic_factory("telemetry", partitions=2)
+    dead = topic_factory("dead-letter", partitions=1)
+    gen = GenAISpanGenerator(seed=5, tool_share=0.5)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for i in range(6):
+        producer.send(raw, value=encode(gen.request(20), "otlp_json"), partition=i % 2)
+    producer.send(raw, value=b'{"resourceSpans": 7}', partition=0)
+    producer.flush()
+    producer.close()
+    proc = subprocess.run(
+        [
+            str(DRIFTWATCH),
+            "ingest",
+            "--bootstrap-servers",
+            bootstrap,
+            "--raw-topic",
+            raw,
+            "--topic",
+            telemetry,
+            "--dead-letter-topic",
+            dead,
+            "--format",
+            "otlp_json",
+            "--group",
+            f"ingest-{raw}",
+            "--idle-exit",
+            "5",
+        ],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err
+    summary = err.strip().splitlines()[-1]
+    assert summary.startswith("ingest: 7 records, 120 spans -> ")
+    assert "dead-lettered: invalid_otlp 1" in summary
+    events = int(summary.split("-> ")[1].split(" events")[0])
+    filtered = int(summary.split("filtered ")[1].split(";")[0].split(",")[0])
+    assert events + filtered == 120 and events > 0
+    assert len(_read_all(bootstrap, telemetry, 2, events, timeout=30)) == events
