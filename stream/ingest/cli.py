@@ -1,6 +1,8 @@
 """``driftwatch ingest``: repartition raw OTLP span records into keyed per-span telemetry events.
 
-Run any number of instances with the same ``--group``; see :mod:`stream.ingest.runner`.
+Run any number of instances with the same ``--group``; see :mod:`stream.ingest.runner`. With
+``--input`` it converts a file of ``otlp_json`` export requests (one per line) into event lines
+for ``driftwatch replay``, without Kafka (exit 2 when no event came out).
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ import logging
 import signal
 import sys
 import threading
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from stream.exceptions import DriftwatchError
 from stream.ingest.runner import IngestConfig, IngestRunner
+from stream.ingest.stage import IngestStats, explode
 from stream.kafka_config import add_kafka_options, client_settings, kafka_client_config
+from stream.processor import RawMessage
 from stream.telemetry.genai import (
     GENAI_CATEGORICAL_FEATURES,
     GENAI_FEATURES,
@@ -26,7 +31,7 @@ from stream.telemetry.genai import (
 )
 from stream.telemetry.otlp import DEFAULT_MAX_BYTES
 
-__all__ = ["add_parser", "config_from_args", "run"]
+__all__ = ["add_parser", "config_from_args", "convert_file", "run"]
 
 
 def add_parser(sub: Any) -> None:
@@ -57,6 +62,16 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--idle-exit", type=float, metavar="SECONDS", help="stop after this long without input"
     )
+    p.add_argument(
+        "--input",
+        metavar="FILE.jsonl",
+        help="offline: read otlp_json export requests, one per line, instead of Kafka",
+    )
+    p.add_argument(
+        "--output",
+        metavar="FILE.jsonl",
+        help="with --input: write the events here (default: stdout)",
+    )
     p.set_defaults(run=run)
 
 
@@ -84,7 +99,38 @@ def config_from_args(args: argparse.Namespace) -> IngestConfig:
         raise DriftwatchError(str(exc)) from None
 
 
+def convert_file(config: IngestConfig, source: Path, out: BinaryIO) -> IngestStats:
+    """Explode a file of otlp_json export requests (one per line) into event lines."""
+    stats = IngestStats()
+    with source.open("rb") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            msg = RawMessage(None, line.rstrip(b"\r\n"), 0, lineno)
+            batch = explode([msg], "otlp_json", config.mapping, max_bytes=config.max_bytes)
+            for dl in batch.dead_letters:
+                print(f"ingest: line {lineno}: {dl.reason}: {dl.detail}", file=sys.stderr)
+            for event in batch.events:
+                out.write(event.to_json() + b"\n")
+            stats.add(1, batch)
+    return stats
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.input:
+        if args.format != "otlp_json":
+            raise DriftwatchError("--input reads JSON lines: use --format otlp_json with it")
+        config = config_from_args(args)
+        try:
+            if args.output:
+                with Path(args.output).open("wb") as out:
+                    stats = convert_file(config, Path(args.input), out)
+            else:
+                stats = convert_file(config, Path(args.input), sys.stdout.buffer)
+        except OSError as exc:
+            raise DriftwatchError(f"cannot read {args.input} or write the events: {exc}") from None
+        print(f"ingest: {stats.summary()}", file=sys.stderr)
+        return 0 if stats.events else 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config = config_from_args(args)
     runner = IngestRunner(config, kafka_client_config(client_settings(args)))
