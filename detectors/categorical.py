@@ -118,7 +118,7 @@ def category_of(x: object) -> str:
 
 
 class CategoryChange(NamedTuple):
-    """The cell whose share moved most between the reference and the window."""
+    """The cell contributing most to the chi-square statistic, and its two shares."""
 
     category: str
     reference_share: float
@@ -137,7 +137,8 @@ class CategoricalResult(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class CategoricalTransition(Transition):
-    """A :class:`~detectors.Transition` that also says which category moved most."""
+    """A :class:`~detectors.Transition` that also says which category moved (see
+    :meth:`CategoricalDetector.largest_change`)."""
 
     largest_change: CategoryChange | None = None
 
@@ -342,7 +343,7 @@ class CategoricalDetector(DriftDetector):
     episode; it resolves once a tally -- up by one at each update with the statistic below
     ``resolve_ratio`` times the threshold, down by one (not below zero) otherwise -- reaches
     ``resolve_after``. Each transition is a :class:`CategoricalTransition` whose
-    ``largest_change`` names the cell whose share moved most.
+    ``largest_change`` names the cell contributing most to ``X2``.
 
     References
     ----------
@@ -499,12 +500,15 @@ class CategoricalDetector(DriftDetector):
         return self.result().pvalue
 
     def largest_change(self, counts: npt.NDArray[np.int64] | None = None) -> CategoryChange:
-        """The cell whose share differs most between the reference and the window."""
+        """The cell that contributes most to ``X2`` (its ``(m r - n c)^2 / (n m (r + c))``
+        term): the category whose change is least explained by chance, with its shares."""
         win = self._counts if counts is None else counts
-        ref_share = self._ref / self._ref.sum()
-        win_share = win / max(int(win.sum()), 1)
-        k = int(np.argmax(np.abs(win_share - ref_share)))
-        return CategoryChange(self.categories[k], float(ref_share[k]), float(win_share[k]))
+        n, m = int(self._ref.sum()), max(int(win.sum()), 1)
+        total = self._ref + win
+        d = (m * self._ref - n * win).astype(np.float64)
+        terms = np.where(total > 0, d * d / np.maximum(total, 1), 0.0)
+        k = int(np.argmax(terms))
+        return CategoryChange(self.categories[k], float(self._ref[k] / n), float(win[k] / m))
 
     # ------------------------------------------------------------------ updates
     def update(self, x: object, t: float | None = None) -> None:

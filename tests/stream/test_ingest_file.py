@@ -105,3 +105,39 @@ def test_ingest_file_exits_2_when_nothing_valid(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert "line 1: invalid_otlp" in err and "line 2: invalid_json" in err
     assert main(["ingest", "--input", str(bad)]) == 2  # otlp_proto is not line-based
+
+
+def test_categorical_detector_finds_a_finish_reason_shift_in_ingested_events(
+    tmp_path: Path,
+) -> None:
+    from detectors.categorical import CategoricalDetector
+
+    drift = [
+        "--genai-drift",
+        "finish_reasons",
+        "--drift-service",
+        "billing-agent",
+        "--drift-model",
+        "claude-sonnet-4",
+        "--drift-magnitude",
+        "0.25",
+        "--drift-at",
+        "0.4",
+    ]
+    events = [
+        orjson.loads(line) for line in spans_to_events(tmp_path, *drift).read_bytes().splitlines()
+    ]
+    by_stream: dict[str, list[object]] = {}
+    for e in events:
+        by_stream.setdefault(f"{e['service.name']}/{e['gen_ai.request.model']}", []).append(
+            e["gen_ai.response.finish_reasons"]
+        )
+    found = {}
+    for key, values in by_stream.items():
+        det = CategoricalDetector(values[:1000], 200, ert=10_000)
+        det.update_many(values[1000:])
+        found[key] = [t.largest_change for t in det.transitions if t.kind == "drift_started"]
+    assert found["billing-agent/gpt-4o-mini"] == []
+    (change,) = found["billing-agent/claude-sonnet-4"]
+    assert change is not None and change.category == "length"
+    assert change.window_share > 2 * change.reference_share
