@@ -203,11 +203,11 @@ def _from_json(raw: bytes) -> Iterator[SpanObservation]:
         raise OtlpError("invalid_json", str(exc)) from None
     for rs in _list(_object(doc, "request"), "resourceSpans"):
         rs = _object(rs, "resourceSpans[]")
-        resource = _json_attributes(_object(rs.get("resource", {}), "resource"))
+        resource = _json_attributes(_object(_default(rs.get("resource")), "resource"))
         for ss in _list(rs, "scopeSpans"):
             for span in _list(_object(ss, "scopeSpans[]"), "spans"):
                 span = _object(span, "spans[]")
-                status = _object(span.get("status", {}), "status")
+                status = _object(_default(span.get("status")), "status")
                 yield _observation(
                     resource,
                     _json_attributes(span),
@@ -227,8 +227,14 @@ def _object(x: Any, what: str) -> dict[str, Any]:
     return x
 
 
+def _default(x: Any) -> Any:
+    return {} if x is None else x  # proto3 JSON: null is the default value
+
+
 def _list(parent: dict[str, Any], name: str) -> list[Any]:
-    x = parent.get(name, [])
+    x = parent.get(name)
+    if x is None:
+        return []
     if not isinstance(x, list):
         raise OtlpError("invalid_otlp", f"{name} must be an array, got {type(x).__name__}")
     return x

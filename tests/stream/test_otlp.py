@@ -243,3 +243,12 @@ def test_default_limits_admit_a_collector_sized_request() -> None:
     raw = proto_request(spans)
     assert len(raw) > 1_000_000
     assert len(decode_spans(raw, "otlp_proto")) == 4_000
+
+
+def test_json_nulls_are_default_values() -> None:
+    span = json_span(1)
+    span["status"] = None
+    span["attributes"] = None
+    raw = orjson.dumps({"resourceSpans": [{"resource": None, "scopeSpans": [{"spans": [span]}]}]})
+    (obs,) = decode_spans(raw, "otlp_json")
+    assert obs.fields["status.code"] == "unset" and "service.name" not in obs.fields
