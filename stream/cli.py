@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from stream import compare, rebaseline, replay, simulate, tail, worker
 from stream.exceptions import DriftwatchError
+from stream.ingest import cli as ingest
 
 EXIT_OK = 0
 EXIT_DRIFT = 1
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_parser(sub)
     replay.add_parser(sub)
     tail.add_parser(sub)
+    ingest.add_parser(sub)
     return parser
 
 

@@ -7,7 +7,16 @@ Telemetry messages are flat JSON objects, for example::
      "predicted_label": "refund", "true_label": "refund"}
 
 ``ts`` is epoch milliseconds or an ISO 8601 string; when absent, the Kafka record timestamp
-is used. Parsing never raises: it returns a :class:`Telemetry` or an :class:`Invalid` with a
+is used.
+
+Field names are looked up as top-level keys first, then as dotted paths into nested objects
+(``usage.output_tokens`` finds ``{"usage": {"output_tokens": 7}}``; a top-level key spelled
+``"usage.output_tokens"`` wins). With ``sparse=True`` an event feeds the features it has: a
+missing feature is ``nan`` in :attr:`Telemetry.values` (and ``None`` in
+:attr:`Telemetry.categories`), and an event without the key fields or without any feature is
+:class:`Skipped` (counted, not dead-lettered) instead of rejected.
+
+Parsing never raises: it returns a :class:`Telemetry` or an :class:`Invalid` with a
 reason from :data:`INVALID_REASONS`.
 
 Control commands (the control topic) are flat JSON objects too::
@@ -41,14 +50,17 @@ __all__ = [
     "REBASELINE_SOURCES",
     "REFERENCE_REFRESHED",
     "SCHEMA_VERSION",
+    "SKIP_REASONS",
     "ControlCommand",
     "ControlParser",
     "DriftEvent",
     "Invalid",
     "RebaselineSource",
+    "Skipped",
     "Telemetry",
     "TelemetryParser",
     "event_id",
+    "lookup",
 ]
 
 SCHEMA_VERSION = 1
@@ -100,6 +112,8 @@ class Telemetry:
     offset: int
     predicted_label: str | None = None
     true_label: str | None = None
+    # one raw value per categorical feature (a string, a scalar or an array; None: missing)
+    categories: tuple[object, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +124,33 @@ class Invalid:
     detail: str
     partition: int
     offset: int
+
+
+#: Why a sparse parser skips an event (the ``reason`` label of ``driftwatch_skipped_total``).
+SKIP_REASONS = ("missing_key", "no_features")
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped(Invalid):
+    """An event a sparse parser skips (no key fields, or none of the features): count it,
+    do not dead-letter it. A subclass of :class:`Invalid`, so a caller that does not tell
+    the two apart still loses nothing."""
+
+
+_MISSING = object()
+
+
+def lookup(doc: dict[str, Any], name: str) -> Any:
+    """``doc[name]``, else the dotted path ``name`` into nested objects, else None."""
+    value = doc.get(name, _MISSING)
+    if value is not _MISSING:
+        return value
+    node: Any = doc
+    for part in name.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
 
 
 #: Event times must be datetimes (years 1-9999): drift events carry them as ISO 8601 strings.
@@ -142,11 +183,19 @@ def _as_seconds(raw: Any) -> float | None:
 class TelemetryParser:
     """Validates raw messages against the configured key fields and features."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sparse: bool = False,
+        categorical_features: tuple[str, ...] = (),
+    ) -> None:
         self.key_fields = settings.key_fields
         self.features = settings.features
         self.timestamp_field = settings.timestamp_field
         self.max_bytes = settings.max_message_bytes
+        self.sparse = sparse
+        self.categorical_features = categorical_features
 
     def parse(
         self, raw: bytes | None, *, partition: int = 0, offset: int = 0, timestamp: float = 0.0
@@ -166,13 +215,17 @@ class TelemetryParser:
             return Invalid("not_an_object", f"JSON {type(doc).__name__}", partition, offset)
         parts = []
         for name in self.key_fields:
-            part = doc.get(name)
+            part = lookup(doc, name)
             if part is None or part == "" or isinstance(part, dict | list):
-                return Invalid("missing_key", f"key field {name!r} missing", partition, offset)
+                rejected = Skipped if self.sparse else Invalid
+                return rejected("missing_key", f"key field {name!r} missing", partition, offset)
             parts.append(str(part))
         values = []
         for name in self.features:
-            v = doc.get(name)
+            v = lookup(doc, name)
+            if v is None and self.sparse:
+                values.append(math.nan)
+                continue
             if v is None:
                 return Invalid("missing_feature", f"feature {name!r} missing", partition, offset)
             if isinstance(v, bool) or not isinstance(v, int | float):
@@ -183,7 +236,14 @@ class TelemetryParser:
             if not math.isfinite(f):
                 return Invalid("non_finite", f"feature {name!r} is {v!r}", partition, offset)
             values.append(f)
-        raw_ts = doc.get(self.timestamp_field)
+        categories = tuple(lookup(doc, name) for name in self.categorical_features)
+        if (
+            self.sparse
+            and all(math.isnan(v) for v in values)
+            and all(c is None for c in categories)
+        ):
+            return Skipped("no_features", "none of the features is present", partition, offset)
+        raw_ts = lookup(doc, self.timestamp_field)
         if raw_ts is None:
             if not _representable(timestamp):
                 return Invalid(
@@ -206,6 +266,7 @@ class TelemetryParser:
             offset,
             None if pred is None else str(pred),
             None if true is None else str(true),
+            categories,
         )
 
 

@@ -17,6 +17,7 @@ from stream.exceptions import DriftwatchError
 from stream.kafka_config import add_kafka_options, client_settings, kafka_client_config
 from stream.settings import DEFAULT_FEATURES
 from stream.simulation import DRIFT_KINDS, DriftSpec, TelemetrySimulator
+from stream.tools import genai
 
 __all__ = ["add_parser", "run"]
 
@@ -57,10 +58,28 @@ def add_parser(sub: Any) -> None:
         help="also send a malformed message every N events",
     )
     p.add_argument("--start-ms", type=int, help="timestamp of the first event (default: now)")
+    p.add_argument(
+        "--format",
+        default="json",
+        choices=("json", "otlp_proto", "otlp_json"),
+        help="json: flat events keyed by agent; otlp_*: OpenTelemetry GenAI spans in export "
+        "requests with nil keys, as the Collector's Kafka exporter writes them",
+    )
+    genai.add_options(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.format != "json":
+        if args.output and args.format == "otlp_proto":
+            raise DriftwatchError("--output writes JSON lines: use --format otlp_json with it")
+        send, close = _sink(args)
+        try:
+            return genai.run(args, send)
+        except ValueError as exc:
+            raise DriftwatchError(str(exc)) from None
+        finally:
+            close()
     if args.rate < 0 or args.agents < 1 or (args.count is not None and args.count < 0):
         raise DriftwatchError("--rate must be >= 0, --agents >= 1 and --count >= 0")
     rate = args.rate or 10_000.0  # unpaced runs still get plausible timestamps
@@ -116,7 +135,7 @@ def _sink(args: argparse.Namespace) -> tuple[Any, Any]:
     if args.output:
         fh = Path(args.output).open("wb")  # noqa: SIM115 - closed by the returned closer
 
-        def write(key: bytes, value: bytes) -> None:
+        def write(key: bytes | None, value: bytes) -> None:
             fh.write(value + b"\n")
 
         return write, fh.close
@@ -136,7 +155,7 @@ def _sink(args: argparse.Namespace) -> tuple[Any, Any]:
             f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}"
         ) from None
 
-    def send(key: bytes, value: bytes) -> None:
+    def send(key: bytes | None, value: bytes) -> None:
         producer.send(args.topic, key=key, value=value)
 
     def close() -> None:
