@@ -21,6 +21,7 @@ the last round are sent again with the same ``event_id`` (consumers deduplicate 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 import uuid
@@ -33,13 +34,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from stream.checkpoints import (
-    EPOCH_HEADER,
+    CheckpointCodec,
     PartitionCheckpoint,
     claim_record,
-    encode_marker,
-    epoch_of,
     fold_records,
     key_record,
+    marker_body,
     marker_record,
 )
 from stream.kafka_config import aiokafka_client_config
@@ -102,7 +102,8 @@ class TelemetryConsumer:
         self._producer: AIOKafkaProducer | None = None
         self._checkpoint_partitions = 0
         self._rebalances = 0  # a batch fetched before a rebalance is dropped, not processed
-        self._epoch = -1  # the group generation of the current assignment
+        self._claims: dict[int, int] = {}  # partition -> claim number of this worker's writes
+        self.codec = CheckpointCodec(settings.checkpoint_signing_key())
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -298,9 +299,8 @@ class TelemetryConsumer:
         partitions = await self._producer.partitions_for(s.checkpoint_topic_name)
         return len(partitions)
 
-    @property
-    def _epoch_header(self) -> list[tuple[str, bytes]]:
-        return [(EPOCH_HEADER, str(self._epoch).encode())]
+    def _encode(self, record_key: bytes, partition: int, body: Any) -> bytes:
+        return self.codec.encode(record_key, self._claims.get(partition, 0), body)
 
     def _checkpoint_partition(self, partition: int) -> int:
         return partition % self._checkpoint_partitions
@@ -337,13 +337,14 @@ class TelemetryConsumer:
         owned = set(parts)
         for key, partition in self.monitor.take_evicted():
             if partition in owned and key not in self.monitor.keys:
-                records.append((topic, key_record(partition, key), None, self._epoch_header))
+                records.append((topic, key_record(partition, key), None, None))
                 targets.append(self._checkpoint_partition(partition))
         changed: list[str] = []
         size = 0
         for p in parts:
             for key in self.monitor.take_changed(p):
-                blob = self.monitor.snapshot(keys=[key])
+                record_key = key_record(p, key)
+                blob = self._encode(record_key, p, self.monitor.snapshot(keys=[key]))
                 if len(blob) > CHECKPOINT_MAX_BYTES:
                     log.error(
                         "key %r: snapshot of %d bytes exceeds %d; not checkpointed",
@@ -354,7 +355,7 @@ class TelemetryConsumer:
                     continue
                 changed.append(key)
                 size += len(blob)
-                records.append((topic, key_record(p, key), blob, self._epoch_header))
+                records.append((topic, record_key, blob, None))
                 targets.append(self._checkpoint_partition(p))
         try:
             await asyncio.wait_for(self._send_all(records, targets), timeout=60.0)
@@ -363,8 +364,12 @@ class TelemetryConsumer:
                 (
                     topic,
                     marker_record(p),
-                    encode_marker(self.positions[p], self.writer, len(changed)),
-                    self._epoch_header,
+                    self._encode(
+                        marker_record(p),
+                        p,
+                        marker_body(self.positions[p], self.writer, len(changed)),
+                    ),
+                    None,
                 )
                 for p in parts
             ]
@@ -400,16 +405,20 @@ class TelemetryConsumer:
             reader.assign(tps)
             await reader.seek_to_beginning(*tps)
             ends = await reader.end_offsets(tps)
-            records: list[tuple[bytes | None, bytes | None, int]] = []
+            records: list[tuple[bytes | None, bytes | None]] = []
             remaining = {tp for tp in tps if ends[tp] > 0}
             while remaining:
                 got = await reader.getmany(*remaining, timeout_ms=1000)
                 for recs in got.values():
-                    records.extend((r.key, r.value, epoch_of(r.headers)) for r in recs)
+                    records.extend((r.key, r.value) for r in recs)
                 for tp in list(remaining):
                     if await reader.position(tp) >= ends[tp]:
                         remaining.discard(tp)
-            return fold_records(records, partitions)
+            rejected: collections.Counter[str] = collections.Counter()
+            folded = fold_records(records, partitions, self.codec, rejected)
+            for reason, n in rejected.items():
+                self.metrics.checkpoint_records_rejected.labels(reason).inc(n)
+            return folded
         finally:
             await reader.stop()
 
@@ -430,10 +439,6 @@ class TelemetryConsumer:
             self._rebalances += 1
             consumer = self._consumer
             assert consumer is not None
-            # the group generation orders the writers of a partition's checkpoints (private
-            # attribute of aiokafka's coordinator; -1 if it is ever missing)
-            coordinator = getattr(consumer, "_coordinator", None)
-            self._epoch = int(getattr(coordinator, "generation", -1))
             topic = self.settings.telemetry_topic
             gone = set(self._held) - partitions
             if gone:
@@ -451,8 +456,8 @@ class TelemetryConsumer:
             self._held.clear()
             for p in restore:
                 self.positions.pop(p, None)
-            if restore and self.settings.checkpoints:
-                await self._restore(restore)
+            if self.settings.checkpoints and partitions:
+                await self._restore(partitions, restore)
             for p in set(self.positions) - partitions:
                 del self.positions[p]
             for p in partitions - set(self.positions):
@@ -481,30 +486,46 @@ class TelemetryConsumer:
             consumer.seek(TopicPartition(topic, p), self.positions[p])
 
     async def _claim(self, partitions: set[int]) -> None:
-        """Mark ``partitions`` as this worker's from this epoch on (older writers are ignored)."""
+        """Claim ``partitions`` with the next claim number (writers of older ones are ignored)."""
         topic = self.settings.checkpoint_topic_name
         ordered = sorted(partitions)
+        previous = {p: self._claims.get(p, 0) for p in ordered}
+        for p in ordered:
+            self._claims[p] = previous[p] + 1
         claims: list[_Out] = [
-            (topic, claim_record(p), self.writer.encode(), self._epoch_header) for p in ordered
+            (
+                topic,
+                claim_record(p),
+                self._encode(claim_record(p), p, {"writer": self.writer}),
+                None,
+            )
+            for p in ordered
         ]
         try:
             await asyncio.wait_for(
                 self._send_all(claims, [self._checkpoint_partition(p) for p in ordered]), 60.0
             )
         except Exception as exc:
+            # keep writing under the previous claim: readers would refuse an unwritten one
+            self._claims.update(previous)
             log.warning("claim of partitions %s not written: %r", ordered, exc)
 
-    async def _restore(self, partitions: set[int]) -> None:
+    async def _restore(self, partitions: set[int], restore: set[int]) -> None:
+        """Read the claims of ``partitions``; restore the keys and positions of ``restore``."""
         started = time.perf_counter()
         loaded = await self._load(partitions)
         keys = 0
         for p, cp in sorted(loaded.items()):
-            for key, blob in cp.keys.items():
+            self._claims[p] = cp.claim
+            if p not in restore:
+                continue
+            for key, body in cp.keys.items():
                 try:
-                    self.monitor.restore(blob)
+                    self.monitor.restore(body)
                     keys += 1
                 except ValueError as exc:
-                    log.warning("partition %d key %r: snapshot not restored: %s", p, key, exc)
+                    self.metrics.checkpoint_records_rejected.labels("invalid_state").inc()
+                    log.warning("partition %d key %r: state not restored: %s", p, key, exc)
             if cp.offset is not None:
                 self.positions[p] = cp.offset
         self.metrics.restored_keys.inc(keys)

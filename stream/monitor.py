@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
-import pickle
 import time
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +37,8 @@ from detectors import (
     Transition,
     WindowedKS,
 )
+from detectors.registry import StateError, detector_from_state, detector_state, from_data, to_data
+from detectors.windows import check_array
 from stream.metrics import Metrics
 from stream.records import (
     ACCURACY_FEATURE,
@@ -93,7 +93,7 @@ TransitionHook = Callable[[TransitionSnapshot], None]
 WINDOWED_ALPHA = 0.001
 
 #: Format of :meth:`DriftMonitor.snapshot`; bumped when the state's layout changes.
-SNAPSHOT_VERSION = 2
+SNAPSHOT_VERSION = 3
 
 REFERENCE_FREE: frozenset[str] = frozenset({"adwin", "kswin", "page_hinkley"})
 
@@ -258,6 +258,93 @@ def _push_ring(ring: npt.NDArray[Any], seen: int, values: npt.NDArray[Any]) -> N
     ring[: tail.shape[0] - head] = tail[head:]
 
 
+_KEY_FIELDS = ("features", "offsets", "seen", "partition", "last_offset", "last_ts", "accuracy")
+_STREAM_FIELDS = ("detector", "warmup", "one_sided", "reported", "suppressed", "n_base")
+_ACCURACY_FIELDS = ("stream", "wrong", "offsets", "labelled", "reference_accuracy", "last_ts")
+
+
+def _stream_to_data(fs: FeatureState) -> dict[str, Any]:
+    return {
+        "detector": None if fs.detector is None else detector_state(fs.detector),
+        "warmup": np.asarray(fs.warmup, dtype=np.float64),
+        "one_sided": fs.one_sided,
+        "reported": fs.reported,
+        "suppressed": to_data(fs.suppressed),
+        "n_base": fs.n_base,
+    }
+
+
+def _key_to_data(state: KeyState) -> dict[str, Any]:
+    """A key's state as plain data (what is needed to continue exactly; no caches)."""
+    acc = state.accuracy
+    return {
+        "features": [_stream_to_data(fs) for fs in state.features],
+        "offsets": state.offsets.copy(),
+        "seen": state.seen,
+        "partition": state.partition,
+        "last_offset": state.last_offset,
+        "last_ts": state.last_ts,
+        "accuracy": None
+        if acc is None
+        else {
+            "stream": _stream_to_data(acc.stream),
+            "wrong": acc.wrong.copy(),
+            "offsets": acc.offsets.copy(),
+            "labelled": acc.labelled,
+            "reference_accuracy": acc.reference_accuracy,
+            "last_ts": acc.last_ts,
+        },
+    }
+
+
+def _fields(data: Any, what: str, names: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(data, dict) or not all(n in data for n in names):
+        raise StateError(f"{what} state must hold {', '.join(names)}")
+    return data
+
+
+def _int(value: Any, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise StateError(f"{name} must be an integer, got {type(value).__name__}")
+    return value
+
+
+def _count(value: Any, name: str) -> int:
+    if _int(value, name) < 0:
+        raise StateError(f"{name} must be >= 0, got {value}")
+    return int(value)
+
+
+def _float(value: Any, name: str, *, nan: bool = False) -> float:
+    if not isinstance(value, float | int) or isinstance(value, bool):
+        raise StateError(f"{name} must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) or (nan and math.isnan(value))):
+        raise StateError(f"{name} must be finite, got {value!r}")
+    return float(value)
+
+
+def _stream_from_data(data: Any) -> FeatureState:
+    doc = _fields(data, "stream", _STREAM_FIELDS)
+    suppressed = from_data(doc["suppressed"])
+    if suppressed is not None and not isinstance(suppressed, Transition):
+        raise StateError("suppressed must be a transition")
+    one_sided, reported = doc["one_sided"], doc["reported"]
+    if not isinstance(one_sided, bool) or not isinstance(reported, bool):
+        raise StateError("one_sided and reported must be booleans")
+    warmup = check_array(doc["warmup"], np.float64, None, "warm-up")
+    if not np.all(np.isfinite(warmup)):
+        raise StateError("warm-up values must be finite")
+    detector = doc["detector"]
+    return FeatureState(
+        None if detector is None else detector_from_state(detector),
+        warmup.tolist(),
+        one_sided=one_sided,
+        reported=reported,
+        suppressed=suppressed,
+        n_base=_count(doc["n_base"], "n_base"),
+    )
+
+
 class DriftMonitor:
     """Routes telemetry to per-(key, feature) detectors and turns their transitions into events.
 
@@ -333,13 +420,13 @@ class DriftMonitor:
     # ------------------------------------------------------------------ checkpoints
     def snapshot(
         self, partitions: Collection[int] | None = None, *, keys: Collection[str] | None = None
-    ) -> bytes:
-        """Every key's state (or only the keys of ``partitions``), compressed.
+    ) -> dict[str, Any]:
+        """Every key's state (or only the keys of ``partitions``, or ``keys``) as plain data.
 
         Restoring it into a fresh monitor and feeding the events that follow the last one
         processed here gives exactly the results of a monitor that never stopped: windows,
-        references, episodes, accuracy and offsets all continue. Snapshots are pickles: keep
-        the place they are stored (e.g. a compacted topic) writable by the workers only.
+        references, episodes, accuracy and offsets all continue. The result holds numbers,
+        strings, numpy arrays, lists and dicts only (see :mod:`stream.checkpoints`).
         """
         chosen = [
             (key, state)
@@ -350,7 +437,10 @@ class DriftMonitor:
             )
             if partitions is None or state.partition in partitions
         ]
-        return zlib.compress(pickle.dumps((SNAPSHOT_VERSION, chosen), protocol=5), 1)
+        return {
+            "version": SNAPSHOT_VERSION,
+            "keys": [[key, _key_to_data(state)] for key, state in chosen],
+        }
 
     def take_changed(self, partition: int) -> list[str]:
         """Keys of ``partition`` changed since last taken (and mark them unchanged)."""
@@ -376,15 +466,25 @@ class DriftMonitor:
                 self.metrics.forget(k, self.stream_names)
         return len(gone)
 
-    def restore(self, blob: bytes) -> int:
-        """Load keys from a :meth:`snapshot`; return how many. Newer state wins over older."""
-        try:
-            version, keys = pickle.loads(zlib.decompress(blob))
-        except Exception as exc:
-            raise ValueError(f"not a driftwatch monitor snapshot: {exc!r}") from None
-        if version != SNAPSHOT_VERSION:
-            raise ValueError(f"snapshot version {version!r}, expected {SNAPSHOT_VERSION}")
-        for key, state in keys:
+    def restore(self, data: Any) -> int:
+        """Load keys from a :meth:`snapshot`; return how many. Newer state wins over older.
+
+        Raises
+        ------
+        StateError
+            If ``data`` is not a snapshot this version can continue from (nothing is loaded).
+        """
+        if not isinstance(data, dict) or data.get("version") != SNAPSHOT_VERSION:
+            raise StateError(f"not a driftwatch monitor snapshot of version {SNAPSHOT_VERSION}")
+        items = data.get("keys")
+        if not isinstance(items, list):
+            raise StateError("snapshot without keys")
+        loaded: list[tuple[str, KeyState]] = []
+        for item in items:
+            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
+                raise StateError("snapshot key entries must be [key, state]")
+            loaded.append((item[0], self._key_from_data(item[1])))
+        for key, state in loaded:
             old = self.keys.get(key)
             if old is not None and old.accuracy is not None:
                 self._accuracy_streams -= 1
@@ -398,7 +498,35 @@ class DriftMonitor:
                 fs.dirty = True
         while len(self.keys) > self.settings.max_tracked_keys:
             self._evict_oldest()
-        return len(keys)
+        return len(loaded)
+
+    def _key_from_data(self, data: Any) -> KeyState:
+        """A key's state from :func:`_key_to_data`, checked against this monitor's settings."""
+        size = self.settings.window_size
+        doc = _fields(data, "key", _KEY_FIELDS)
+        features = doc["features"]
+        if not isinstance(features, list) or len(features) != len(self.settings.features):
+            raise StateError(f"key state must hold {len(self.settings.features)} features")
+        state = KeyState(
+            [_stream_from_data(f) for f in features],
+            check_array(doc["offsets"], np.int64, size, "key offsets").copy(),
+            seen=_count(doc["seen"], "seen"),
+            partition=_count(doc["partition"], "partition"),
+            last_offset=_int(doc["last_offset"], "last_offset"),
+            last_ts=_float(doc["last_ts"], "last_ts"),
+        )
+        acc = doc["accuracy"]
+        if acc is not None:
+            a = _fields(acc, "accuracy", _ACCURACY_FIELDS)
+            state.accuracy = AccuracyState(
+                _stream_from_data(a["stream"]),
+                check_array(a["wrong"], np.bool_, size, "accuracy ring").copy(),
+                check_array(a["offsets"], np.int64, size, "accuracy offsets").copy(),
+                labelled=_count(a["labelled"], "labelled"),
+                reference_accuracy=_float(a["reference_accuracy"], "reference_accuracy", nan=True),
+                last_ts=_float(a["last_ts"], "last_ts"),
+            )
+        return state
 
     def _evict_oldest(self) -> None:
         old, old_state = self.keys.popitem(last=False)

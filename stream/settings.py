@@ -102,6 +102,8 @@ class Settings:
     checkpoints: bool = True
     checkpoint_topic: str | None = None
     checkpoint_interval: float = 10.0
+    checkpoint_signing_key_file: str | None = None
+    control_signing_key_file: str | None = None
     wait_for_calibration: bool = False
     topic_replication_factor: int = 1
     session_timeout: float = 10.0
@@ -173,6 +175,22 @@ class Settings:
     def sasl_secret(self) -> str | None:
         """The SASL password: ``sasl_password``, or read from ``sasl_password_file``."""
         return _secret(self, "sasl_password", "sasl_password_file")
+
+    def checkpoint_signing_key(self) -> bytes | None:
+        """The HMAC key of checkpoint records, read from ``checkpoint_signing_key_file``."""
+        path = self.checkpoint_signing_key_file
+        return (
+            None
+            if path is None
+            else _read_secret_file("checkpoint_signing_key_file", path).encode()
+        )
+
+    def control_signing_key(self) -> bytes | None:
+        """The HMAC key of control commands, read from ``control_signing_key_file``."""
+        path = self.control_signing_key_file
+        return (
+            None if path is None else _read_secret_file("control_signing_key_file", path).encode()
+        )
 
     def metrics_basic_auth_secret(self) -> str | None:
         """The metrics password: ``metrics_basic_auth_password`` or read from its file."""
@@ -291,6 +309,19 @@ def _validate_security(s: Settings) -> None:
     _check_file(s, "sasl_password_file")
     if s.sasl_password_file is not None:
         s.sasl_secret()  # readable and not empty
+
+
+def _validate_signing(s: Settings) -> None:
+    for name in ("checkpoint_signing_key_file", "control_signing_key_file"):
+        _check_file(s, name)
+        path = getattr(s, name)
+        if path is not None:
+            _check(
+                len(_read_secret_file(name, path).encode()) >= 16,
+                name,
+                path,
+                "the key must be at least 16 bytes",
+            )
 
 
 def _validate_metrics_security(s: Settings) -> None:
@@ -441,6 +472,7 @@ def _validate(s: Settings) -> None:
     _validate_river_ert(s)
     _validate_security(s)
     _validate_metrics_security(s)
+    _validate_signing(s)
 
 
 #: The river detectors' sensitivity parameter that an ``ert`` calibrates.

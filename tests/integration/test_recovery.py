@@ -24,7 +24,7 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from stream.checkpoints import epoch_of, fold_records
+from stream.checkpoints import CheckpointCodec, fold_records
 from stream.monitor import DriftMonitor
 from stream.settings import Settings
 from stream.simulation import DriftSpec, TelemetrySimulator
@@ -107,7 +107,7 @@ def _caught_up(bootstrap: str, group: str, topic: str) -> bool:
         consumer.close()
 
 
-def _records(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None, int]]:
+def _records(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None]]:
     consumer = KafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -118,7 +118,7 @@ def _records(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | Non
         fetch_max_bytes=64 * 1024 * 1024,
     )
     try:
-        return [(r.key, r.value, epoch_of(r.headers)) for r in consumer]
+        return [(r.key, r.value) for r in consumer]
     finally:
         consumer.close()
 
@@ -126,7 +126,7 @@ def _records(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | Non
 def _drift_events(bootstrap: str, topic: str) -> dict[str, dict[str, Any]]:
     """Drift events by event_id; an id seen twice must carry the same event."""
     out: dict[str, dict[str, Any]] = {}
-    for _key, value, _epoch in _records(bootstrap, topic):
+    for _key, value in _records(bootstrap, topic):
         assert value is not None
         doc = orjson.loads(value)
         previous = out.setdefault(doc["event_id"], doc)
@@ -139,7 +139,7 @@ def _final_state(bootstrap: str, app_id: str) -> dict[str, Any]:
     settings = Settings(window_size=50, reference_size=300, app_id=app_id)
     records = _records(bootstrap, settings.checkpoint_topic_name)
     monitor = DriftMonitor(settings)
-    folded = fold_records(records, range(PARTITIONS))
+    folded = fold_records(records, range(PARTITIONS), CheckpointCodec())
     for cp in folded.values():
         assert cp.offset is not None, f"partition {cp.partition} has no checkpoint marker"
         for blob in cp.keys.values():
