@@ -571,9 +571,11 @@ class IncrementalKS(KSDetector):
         else:
             recalibrate = True
         transient = {"_pending", "_result", "transitions"}
+        if self.ert is None:
+            transient.add("_thresholds")  # recomputed on demand (cached per process)
         out = {k: to_data(v) for k, v in self.__dict__.items() if k not in transient}
         if self.ert is None:
-            out["_thresholds"] = to_data({})  # recomputed on demand (cached per process)
+            out["_thresholds"] = to_data({})
         out["_recalibrate"] = recalibrate
         return out
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
 import uuid
@@ -183,7 +184,29 @@ class TelemetryConsumer:
         if not messages:
             return
         outcome = self.processor.handle(messages)
-        await self._deliver(outcome.drift_events, outcome.dead_letters)
+        delivery = asyncio.ensure_future(self._deliver(outcome.drift_events, outcome.dead_letters))
+        try:
+            await asyncio.shield(delivery)
+        except asyncio.CancelledError:
+            # The batch is applied: its output must reach the broker before any state that
+            # holds it is checkpointed. Let the delivery finish; if it cannot, forget the
+            # partitions' state so that the next owner replays the batch from the checkpoint.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(delivery, timeout=30.0)
+            if not delivery.done() or delivery.cancelled() or delivery.exception() is not None:
+                parts = {m.partition for m in messages}
+                self.monitor.drop_partitions(parts)
+                for p in parts:
+                    self.positions.pop(p, None)
+                self.assigned -= parts
+                log.warning("stopped before the output of partitions %s was sent", sorted(parts))
+                raise
+            self._advance(batch)
+            raise
+        self._advance(batch)
+
+    def _advance(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        """Positions after a batch whose output was delivered."""
         last: dict[int, int] = {}
         for tp, records in batch.items():
             if records and tp.partition in self.assigned:

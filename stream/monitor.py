@@ -409,6 +409,7 @@ class DriftMonitor:
             else settings
         )
         self._accuracy_streams = 0
+        self._failed: list[tuple[Telemetry, Exception]] = []
 
     # ------------------------------------------------------------------ state
     @property
@@ -570,7 +571,7 @@ class DriftMonitor:
             by_key.setdefault(ev.key, []).append(ev)
         events: list[DriftEvent] = []
         for key, evs in by_key.items():
-            events.extend(self._process_key(key, evs))
+            events.extend(self._process_key_or_roll_back(key, evs))
         if self.metrics is not None:
             self.metrics.tracked_streams.set(self.tracked_streams)
             now = self.clock()
@@ -585,6 +586,62 @@ class DriftMonitor:
                 for snapshot in snapshots:
                     self.on_transition(snapshot)
         return events
+
+    def take_failed(self) -> list[tuple[Telemetry, Exception]]:
+        """Events whose processing raised since last taken (their key was rolled back)."""
+        out, self._failed = self._failed, []
+        return out
+
+    def _process_key_or_roll_back(self, key: str, evs: list[Telemetry]) -> list[DriftEvent]:
+        """Process one key's events; if that raises, isolate the events that fail.
+
+        The key is rolled back to its state before the batch and its events are applied again
+        one by one, each from a copy of the state before it: an event that raises leaves the
+        key as it was and is recorded in :meth:`take_failed`. Other keys are not touched.
+        """
+        saved = self._save_key(key)
+        mark = len(self._snapshots)
+        try:
+            return self._process_key(key, evs)
+        except Exception:
+            log.exception("processing %d event(s) of key %r failed; isolating", len(evs), key)
+        out: list[DriftEvent] = []
+        for ev in evs:
+            self._restore_key(key, saved)
+            del self._snapshots[mark:]
+            try:
+                got = self._process_key(key, [ev])
+            except Exception as exc:
+                self._failed.append((ev, exc))
+                continue
+            out.extend(got)
+            saved = self._save_key(key)
+            mark = len(self._snapshots)
+        self._restore_key(key, saved)
+        del self._snapshots[mark:]
+        return out
+
+    def _save_key(self, key: str) -> tuple[dict[str, Any], bool, int] | None:
+        state = self.keys.get(key)
+        if state is None:
+            return None
+        return _key_to_data(state), state.changed, state.replay_until
+
+    def _restore_key(self, key: str, saved: tuple[dict[str, Any], bool, int] | None) -> None:
+        """Put a key back as :meth:`_save_key` found it (absent if it was)."""
+        current = self.keys.pop(key, None)
+        if current is not None:
+            _close(current)
+            if current.accuracy is not None:
+                self._accuracy_streams -= 1
+        if saved is None:
+            return
+        data, changed, replay_until = saved
+        state = self._key_from_data(data)
+        state.changed, state.replay_until = changed, replay_until
+        self.keys[key] = state
+        if state.accuracy is not None:
+            self._accuracy_streams += 1
 
     def _process_key(self, key: str, evs: list[Telemetry]) -> list[DriftEvent]:
         state = self._key_state(key)

@@ -59,6 +59,7 @@ INVALID_REASONS = (
     "invalid_json",
     "not_an_object",
     "missing_key",
+    "bad_key",
     "missing_feature",
     "non_numeric",
     "non_finite",
@@ -169,6 +170,14 @@ class TelemetryParser:
             part = doc.get(name)
             if part is None or part == "" or isinstance(part, dict | list):
                 return Invalid("missing_key", f"key field {name!r} missing", partition, offset)
+            if isinstance(part, float):
+                # JSON integers beyond 64 bits arrive as floats: distinct ids would collapse
+                return Invalid(
+                    "bad_key",
+                    f"key field {name!r} is a non-integer or beyond 64-bit number: send a string",
+                    partition,
+                    offset,
+                )
             parts.append(str(part))
         values = []
         for name in self.features:
@@ -199,7 +208,7 @@ class TelemetryParser:
             ts = parsed
         pred, true = doc.get("predicted_label"), doc.get("true_label")
         return Telemetry(
-            "/".join(parts),
+            parts[0] if len(parts) == 1 else join_key(parts),
             ts,
             tuple(values),
             partition,
@@ -207,6 +216,15 @@ class TelemetryParser:
             None if pred is None else str(pred),
             None if true is None else str(true),
         )
+
+
+def join_key(parts: list[str]) -> str:
+    """A multi-field key: the parts joined by ``/``, each ``\\`` and ``/`` escaped by ``\\``.
+
+    Distinct field values always give distinct keys (``a/b`` + ``c`` is ``a\\/b/c``; ``a`` +
+    ``b/c`` is ``a/b\\/c``). A single key field is used as it is.
+    """
+    return "/".join(p.replace("\\", "\\\\").replace("/", "\\/") for p in parts)
 
 
 def event_id(*parts: object) -> str:
@@ -315,6 +333,8 @@ class DriftEvent:
 
     @property
     def kafka_key(self) -> bytes:
+        """``<key>|<feature>``: unambiguous, as feature names cannot hold ``|`` (split at the
+        last one)."""
         return f"{self.key}|{self.feature}".encode()
 
 

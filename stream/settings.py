@@ -374,6 +374,12 @@ def _validate(s: Settings) -> None:
     _check(len(s.key_fields) >= 1, "key_fields", s.key_fields, "name at least one field")
     _check(len(s.features) >= 1, "features", s.features, "name at least one feature")
     _check(len(set(s.features)) == len(s.features), "features", s.features, "duplicates")
+    _check(
+        not any("|" in f for f in s.features),
+        "features",
+        s.features,
+        "'|' separates key and feature in drift event keys",
+    )
     clash = set(s.features) & (set(s.key_fields) | {s.timestamp_field})
     _check(not clash, "features", s.features, f"also used as key or timestamp: {sorted(clash)}")
     _check(s.detector in DETECTORS, "detector", s.detector, f"one of {', '.join(DETECTORS)}")

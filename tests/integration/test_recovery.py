@@ -10,11 +10,13 @@ exactly the events produced for it, with the same windows, counts and episodes.
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import re
 import signal
 import threading
 import time
+import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,15 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from stream.checkpoints import CheckpointCodec, fold_records
+from stream.checkpoints import (
+    CHECKPOINT_VERSION,
+    CheckpointCodec,
+    claim_record,
+    fold_records,
+    key_record,
+    marker_body,
+    marker_record,
+)
 from stream.monitor import DriftMonitor
 from stream.settings import Settings
 from stream.simulation import DriftSpec, TelemetrySimulator
@@ -305,6 +315,88 @@ def test_a_second_worker_joining_and_leaving_changes_nothing(
         _wait_caught_up(bootstrap, app_id, topics["telemetry_topic"], first)
     finally:
         stop_and_keep_log(first.proc, first.log, f"worker-{tmp_path.name}-first.log")
+    _assert_equivalent(
+        bootstrap,
+        tmp_path,
+        topic_factory,
+        topics["telemetry_topic"],
+        topics["drift_topic"],
+        app_id,
+        per_agent,
+    )
+
+
+class _Marker:
+    """Unpickling this creates a file: the proof that a checkpoint record ran code."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return (open, (str(self.path), "w"))
+
+
+def _inject_hostile_records(bootstrap: str, topic: str, marker: Path) -> set[str]:
+    """Hostile and broken records for keys of telemetry partition 0; return the reasons."""
+    records = _records(bootstrap, topic)
+    folded = fold_records(records, [0], CheckpointCodec())[0]
+    assert folded.keys, "partition 0 has no checkpointed key"
+    victims = sorted(folded.keys)
+    good = next(
+        value for key, value in reversed(records) if key == key_record(0, victims[0]) and value
+    )
+    codec = CheckpointCodec()
+    hostile = [
+        # the former format: a pickle that would create the marker file
+        (key_record(0, victims[0]), pickle.dumps(_Marker(marker))),
+        (key_record(0, "intruder"), zlib.compress(pickle.dumps((2, [_Marker(marker)])))),
+        # a claim far ahead, and a state written under it
+        (claim_record(0), codec.encode(claim_record(0), 10**9, {"writer": "forger"})),
+        (key_record(0, victims[-1]), codec.encode(key_record(0, victims[-1]), 10**9, {})),
+        (marker_record(0), codec.encode(marker_record(0), 10**9, marker_body(0, "forger", 0))),
+        # a truncated copy of a real record, and one of an unknown version
+        (key_record(0, victims[0]), good[: len(good) // 2]),
+        (key_record(0, victims[-1]), good[:4] + bytes((CHECKPOINT_VERSION + 40,)) + good[5:]),
+    ]
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    try:
+        for key, value in hostile:
+            producer.send(topic, key=key, value=value, partition=0)  # partition 0 % N
+        producer.flush()
+    finally:
+        producer.close()
+    return {"not_a_checkpoint", "claim_ahead", "truncated", "version"}
+
+
+def test_hostile_checkpoint_records_are_rejected_counted_and_never_run(
+    kafka_broker: KafkaBroker, topic_factory: TopicFactory, tmp_path: Path
+) -> None:
+    bootstrap = kafka_broker.bootstrap
+    topics, app_id, settings, production = _start_run(bootstrap, topic_factory, "hostile")
+    checkpoint_topic = Settings(app_id=app_id).checkpoint_topic_name
+    marker = tmp_path / "pickle-ran"
+    first = start_worker(bootstrap, tmp_path / "first", **settings)
+    try:
+        wait_for(lambda: _consuming(first), 90, "the first worker to consume", first)
+        time.sleep(3.0)
+    finally:
+        stop_and_keep_log(first.proc, first.log, f"worker-{tmp_path.name}-first.log")
+    reasons = _inject_hostile_records(bootstrap, checkpoint_topic, marker)
+    second = start_worker(bootstrap, tmp_path / "second", **settings)
+    try:
+        per_agent = production.join()
+        _wait_caught_up(bootstrap, app_id, topics["telemetry_topic"], second)
+        rejected = {
+            reason: second.sample(
+                "driftwatch_checkpoint_records_rejected_total", {"reason": reason}
+            )
+            for reason in reasons
+        }
+    finally:
+        stop_and_keep_log(second.proc, second.log, f"worker-{tmp_path.name}-second.log")
+    assert not marker.exists(), "a checkpoint record ran code"
+    assert all(n is not None and n >= 1 for n in rejected.values()), rejected
+    assert _restored_keys(second) > 0
     _assert_equivalent(
         bootstrap,
         tmp_path,
