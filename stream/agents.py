@@ -40,7 +40,9 @@ monitor = DriftMonitor(
     reproducible=settings.wait_for_calibration,
 )
 processor = BatchProcessor(TelemetryParser(settings), monitor, metrics, settings.telemetry_topic)
-control_handler = ControlHandler(ControlParser(settings), monitor, metrics)
+control_handler = ControlHandler(
+    ControlParser(settings), monitor, metrics, max_streams=settings.control_max_streams
+)
 telemetry = TelemetryConsumer(settings, processor, metrics)
 
 
@@ -76,6 +78,11 @@ async def control(stream: faust.StreamT[bytes]) -> AsyncIterable[None]:
         msg = RawMessage(m.key, m.value, m.partition, m.offset, m.timestamp or 0.0)
         outcome = control_handler.handle(msg)
         await _send(outcome.drift_events, outcome.dead_letters, settings.control_topic)
+        if outcome.drift_events:
+            # the refreshed state (and the command's id in it) is checkpointed before the
+            # command's offset can be committed: a crash re-reads it, and keys that already
+            # hold it skip it
+            await telemetry.checkpoint_now()
         yield None
 
 

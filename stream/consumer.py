@@ -325,6 +325,11 @@ class TelemetryConsumer:
     def _encode(self, record_key: bytes, partition: int, body: Any) -> bytes:
         return self.codec.encode(record_key, self._claims.get(partition, 0), body)
 
+    async def checkpoint_now(self) -> None:
+        """Write a checkpoint round of every assigned partition now."""
+        async with self._lock:
+            await self._round(self.assigned)
+
     def _checkpoint_partition(self, partition: int) -> int:
         return partition % self._checkpoint_partitions
 

@@ -130,6 +130,13 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        self.rebaseline_skipped = Counter(
+            p + "rebaseline_skipped",
+            "Streams a re-baseline command did not refresh, by reason (rate_limited: refreshed "
+            "less than a window ago; fan_out: over the per-command bound; already_applied).",
+            ["reason"],
+            registry=registry,
+        )
         self.restored_keys = Counter(
             p + "restored_keys",
             "Keys restored from the checkpoint topic on partition assignment.",

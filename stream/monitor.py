@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors import (
+    DRIFT_RESOLVED,
     DRIFT_STARTED,
     ADWINDetector,
     DriftDetector,
@@ -39,12 +40,14 @@ from detectors import (
 )
 from detectors.registry import StateError, detector_from_state, detector_state, from_data, to_data
 from detectors.windows import check_array
+from stream.exceptions import UnknownKeyError
 from stream.metrics import Metrics
 from stream.records import (
     ACCURACY_FEATURE,
     DISTRIBUTION,
     PERFORMANCE,
     REBASELINE_SOURCES,
+    REBASELINED,
     REFERENCE_REFRESHED,
     DriftEvent,
     Telemetry,
@@ -167,6 +170,9 @@ class FeatureState:
     reported: bool = False  # one-sided: the open episode has been reported
     suppressed: Transition | None = None  # one-sided: the unreported alarm of the open episode
     n_base: int = 0  # observations fed to earlier detectors of this stream
+    opened: Transition | None = None  # the alarm of the reported episode open now
+    rebaselined: Transition | None = None  # the alarm of an episode a re-baseline closed
+    refreshed_at: int | None = None  # observations (n_base + n_seen) at the last refresh
 
     @property
     def active(self) -> bool:
@@ -174,7 +180,9 @@ class FeatureState:
         det = self.detector
         if det is None:
             return False
-        return self.reported if self.one_sided else det.in_drift
+        if self.one_sided:
+            return self.reported
+        return det.in_drift and self.rebaselined is None
 
 
 @dataclass(slots=True)
@@ -210,6 +218,7 @@ class KeyState:
     changed: bool = True  # changed since the last checkpoint of the key
     last_ts: float = 0.0
     accuracy: AccuracyState | None = None
+    applied: list[str] = field(default_factory=list)  # ids of the latest commands applied
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +280,9 @@ def _stream_to_data(fs: FeatureState) -> dict[str, Any]:
         "reported": fs.reported,
         "suppressed": to_data(fs.suppressed),
         "n_base": fs.n_base,
+        "opened": to_data(fs.opened),
+        "rebaselined": to_data(fs.rebaselined),
+        "refreshed_at": fs.refreshed_at,
     }
 
 
@@ -284,6 +296,7 @@ def _key_to_data(state: KeyState) -> dict[str, Any]:
         "partition": state.partition,
         "last_offset": state.last_offset,
         "last_ts": state.last_ts,
+        "applied": list(state.applied),
         "accuracy": None
         if acc is None
         else {
@@ -325,9 +338,7 @@ def _float(value: Any, name: str, *, nan: bool = False) -> float:
 
 def _stream_from_data(data: Any) -> FeatureState:
     doc = _fields(data, "stream", _STREAM_FIELDS)
-    suppressed = from_data(doc["suppressed"])
-    if suppressed is not None and not isinstance(suppressed, Transition):
-        raise StateError("suppressed must be a transition")
+    suppressed = _transition(doc["suppressed"], "suppressed")
     one_sided, reported = doc["one_sided"], doc["reported"]
     if not isinstance(one_sided, bool) or not isinstance(reported, bool):
         raise StateError("one_sided and reported must be booleans")
@@ -335,6 +346,8 @@ def _stream_from_data(data: Any) -> FeatureState:
     if not np.all(np.isfinite(warmup)):
         raise StateError("warm-up values must be finite")
     detector = doc["detector"]
+    # fields added after the first version are optional
+    refreshed_at = doc.get("refreshed_at")
     return FeatureState(
         None if detector is None else detector_from_state(detector),
         warmup.tolist(),
@@ -342,7 +355,106 @@ def _stream_from_data(data: Any) -> FeatureState:
         reported=reported,
         suppressed=suppressed,
         n_base=_count(doc["n_base"], "n_base"),
+        opened=_transition(doc.get("opened"), "opened"),
+        rebaselined=_transition(doc.get("rebaselined"), "rebaselined"),
+        refreshed_at=None if refreshed_at is None else _count(refreshed_at, "refreshed_at"),
     )
+
+
+def _transition(data: Any, name: str) -> Transition | None:
+    value = from_data(data)
+    if value is not None and not isinstance(value, Transition):
+        raise StateError(f"{name} must be a transition")
+    return value
+
+
+#: Command ids remembered per key (a command read again after a restart is not re-applied).
+APPLIED_REMEMBERED = 32
+
+
+@dataclass(frozen=True, slots=True)
+class _StreamContext:
+    """Where a stream's events are: its key, names, offset ring and latest event."""
+
+    key: str
+    feature: str
+    detector: str
+    ring: npt.NDArray[np.int64]
+    seen: int
+    last_ts: float
+
+
+class _Refresh:
+    """One re-baseline command being applied: its events, rate limit and fan-out bound."""
+
+    def __init__(
+        self, monitor: DriftMonitor, source: str, command_id: str | None, max_streams: int | None
+    ) -> None:
+        self.monitor = monitor
+        self.source = source
+        self.command_id = command_id
+        self.max_streams = max_streams
+        self.refreshed = 0
+        self.events: list[DriftEvent] = []
+
+    def skip(self, reason: str) -> None:
+        m = self.monitor.metrics
+        if m is not None:
+            m.rebaseline_skipped.labels(reason).inc()
+
+    def admits(self, fs: FeatureState, det: DriftDetector) -> bool:
+        """Whether ``fs`` may be refreshed now (and count it if so)."""
+        seen = fs.n_base + det.n_seen
+        if (
+            fs.refreshed_at is not None
+            and seen - fs.refreshed_at < self.monitor.settings.window_size
+        ):
+            self.skip("rate_limited")
+            return False
+        if self.max_streams is not None and self.refreshed >= self.max_streams:
+            self.skip("fan_out")
+            return False
+        self.refreshed += 1
+        fs.refreshed_at = seen
+        return True
+
+    def close_episode(
+        self,
+        fs: FeatureState,
+        det: DriftDetector,
+        window: npt.NDArray[np.float64],
+        context: _StreamContext,
+        partition: int,
+        *,
+        rolling_accuracy: float | None = None,
+    ) -> None:
+        """End a reported episode of ``fs`` with ``drift_resolved`` (reason ``rebaselined``)."""
+        if not fs.active or fs.opened is None:
+            return
+        assert isinstance(det, KS_DETECTORS)
+        self.events.append(
+            self.monitor._refresh_event(
+                context,
+                fs,
+                det.reference,
+                window,
+                None,
+                partition,
+                kind=PERFORMANCE if fs.one_sided else DISTRIBUTION,
+                rolling_accuracy=rolling_accuracy,
+                command_id=self.command_id,
+                event_type=DRIFT_RESOLVED,
+                threshold=fs.opened.threshold,
+            )
+        )
+        # the detector's own episode goes on against the new reference: its end is not
+        # reported, and the stream moving away from it by the alarm's threshold reopens one
+        if fs.one_sided:
+            fs.reported = False
+            fs.suppressed = fs.opened
+        else:
+            fs.rebaselined = fs.opened
+        fs.opened = None
 
 
 class DriftMonitor:
@@ -516,6 +628,14 @@ class DriftMonitor:
             last_offset=_int(doc["last_offset"], "last_offset"),
             last_ts=_float(doc["last_ts"], "last_ts"),
         )
+        applied = doc.get("applied", [])
+        if not (
+            isinstance(applied, list)
+            and len(applied) <= APPLIED_REMEMBERED
+            and all(isinstance(a, str) and len(a) <= 200 for a in applied)
+        ):
+            raise StateError(f"applied must be a list of at most {APPLIED_REMEMBERED} ids")
+        state.applied = applied
         acc = doc["accuracy"]
         if acc is not None:
             a = _fields(acc, "accuracy", _ACCURACY_FIELDS)
@@ -719,6 +839,8 @@ class DriftMonitor:
         assert det is not None
         if fs.one_sided:
             return self._feed_one_sided(fs, det, xs, ts)
+        if fs.rebaselined is not None:
+            return self._feed_rebaselined(fs, det, xs, ts)
         before: npt.NDArray[np.float64] | None = None
         if snapshot and isinstance(det, KS_DETECTORS):
             before = det.window
@@ -732,6 +854,48 @@ class DriftMonitor:
                 # the window at the transition: the last n_window values fed up to it
                 window = np.concatenate((before, xs[: pos + 1]))[-t.n_window :]
             hits.append(_Hit(pos, t, window))
+            fs.opened = t if t.kind == DRIFT_STARTED else None
+        return hits
+
+    def _feed_rebaselined(
+        self,
+        fs: FeatureState,
+        det: DriftDetector,
+        xs: npt.NDArray[np.float64],
+        ts: npt.NDArray[np.float64] | None,
+    ) -> list[_Hit]:
+        """Feed event by event while the detector's episode closed by a re-baseline goes on.
+
+        Its end is not reported. If, before it ends, the window moves away from the new
+        reference by the closed alarm's threshold, a new episode is reported from there.
+        """
+        hits: list[_Hit] = []
+        times = None if ts is None else ts.tolist()
+        for i, x in enumerate(xs.tolist()):
+            det.update(x, None if times is None else times[i])
+            closed = fs.rebaselined
+            if closed is None:
+                for t in det.transitions:
+                    hits.append(_Hit(i, t, self._window_of(det)))
+                    fs.opened = t if t.kind == DRIFT_STARTED else None
+                continue
+            if any(t.kind == DRIFT_RESOLVED for t in det.transitions):
+                fs.rebaselined = None  # the detector's episode ended: nothing to report
+            elif isinstance(det, KS_DETECTORS) and det.statistic >= closed.threshold - _TIE:
+                t = Transition(
+                    DRIFT_STARTED,
+                    det.n_seen,
+                    det.statistic,
+                    det.p_value,
+                    det.statistic_location,
+                    det.statistic_sign,
+                    closed.threshold,
+                    closed.n_reference,
+                    len(det.window),
+                )
+                hits.append(_Hit(i, t, self._window_of(det)))
+                fs.rebaselined = None
+                fs.opened = t
         return hits
 
     def _feed_one_sided(
@@ -757,6 +921,7 @@ class DriftMonitor:
                     if t.kind == DRIFT_STARTED:
                         if t.statistic_sign > 0:
                             fs.reported = True
+                            fs.opened = t
                             hits.append(_Hit(i, t, self._window_of(det)))
                         else:
                             fs.suppressed = t
@@ -780,6 +945,7 @@ class DriftMonitor:
                         s.n_reference,
                         s.n_window,  # a count window: full, as at the suppressed alarm
                     )
+                    fs.opened = t
                     hits.append(_Hit(i, t, self._window_of(det)))
         return hits
 
@@ -921,9 +1087,15 @@ class DriftMonitor:
 
     # ------------------------------------------------------------------ re-baselining
     def rebaseline(
-        self, key: str | None = None, feature: str | None = None, source: str = "window"
+        self,
+        key: str | None = None,
+        feature: str | None = None,
+        source: str = "window",
+        *,
+        command_id: str | None = None,
+        max_streams: int | None = None,
     ) -> list[DriftEvent]:
-        """Give streams a new reference; return one ``reference_refreshed`` event per stream.
+        """Give streams a new reference; return the events that record it.
 
         Parameters
         ----------
@@ -935,15 +1107,25 @@ class DriftMonitor:
             reference file is read again and each stream gets its (per-key) reference from it;
             new keys then use it too, in ``file`` reference mode. The accuracy streams have no
             file reference and are left alone by ``file``.
+        command_id : str, optional
+            The command's id: carried by the events, remembered per key so that a command
+            read again after a restart is not applied twice, and part of the event ids.
+        max_streams : int, optional
+            Refresh at most this many streams; the others are counted, not refreshed.
 
-        Streams still learning their reference, with a reference-free detector, or (for
-        ``window``) with an empty window are skipped. An open drift episode stays open and
-        resolves by the usual rule against the new reference.
+        Each refreshed stream gets a ``reference_refreshed`` event. A stream is refreshed at
+        most once per window (``window_size`` observations since its last refresh); streams
+        still learning their reference, with a reference-free detector, or (for ``window``)
+        with an empty window are skipped. A refresh inside a reported drift episode closes it
+        with a ``drift_resolved`` event of reason ``rebaselined``; if the stream then moves
+        away from its new reference by the alarm's threshold, a new episode starts.
 
         Raises
         ------
         ValueError
             For an unknown source or feature, or ``file`` with no reference file configured.
+        UnknownKeyError
+            If ``key`` is not tracked here.
         InputFileError
             If the reference file cannot be read.
         """
@@ -951,6 +1133,8 @@ class DriftMonitor:
             raise ValueError(f"source must be one of {REBASELINE_SOURCES}, got {source!r}")
         if feature is not None and feature not in self.stream_names:
             raise ValueError(f"feature must be one of {self.stream_names}, got {feature!r}")
+        if key is not None and key not in self.keys:
+            raise UnknownKeyError(key)
         file_refs: ReferenceSource | None = None
         if source == "file":
             if feature == ACCURACY_FEATURE:
@@ -960,10 +1144,14 @@ class DriftMonitor:
             file_refs = self.reload_references()
             if self.references is not None:
                 self.references = file_refs
-        keys = list(self.keys) if key is None else [key] if key in self.keys else []
-        out: list[DriftEvent] = []
-        for k in keys:
+        refresh = _Refresh(self, source, command_id, max_streams)
+        for k in list(self.keys) if key is None else [key]:
             state = self.keys[k]
+            if command_id is not None:
+                if command_id in state.applied:
+                    refresh.skip("already_applied")
+                    continue
+                state.applied = [*state.applied[-(APPLIED_REMEMBERED - 1) :], command_id]
             state.changed = True
             for j, name in enumerate(self.settings.features):
                 fs = state.features[j]
@@ -972,23 +1160,23 @@ class DriftMonitor:
                     continue
                 window = det.window
                 reference = window if file_refs is None else file_refs(k, name)
-                if reference is None or reference.size == 0:
+                if reference is None or reference.size == 0 or not refresh.admits(fs, det):
                     continue
+                context = _StreamContext(
+                    k, name, self._detector_names[j], state.offsets, state.seen, state.last_ts
+                )
+                refresh.close_episode(fs, det, window, context, state.partition)
                 det.set_reference(reference)
                 fs.dirty = True
-                out.append(
+                refresh.events.append(
                     self._refresh_event(
-                        k,
-                        name,
-                        self._detector_names[j],
+                        context,
                         fs,
                         reference,
                         window,
                         source,
-                        state.offsets,
-                        state.seen,
-                        state.last_ts,
                         state.partition,
+                        command_id=command_id,
                     )
                 )
             acc = state.accuracy
@@ -997,12 +1185,13 @@ class DriftMonitor:
                 and acc is not None
                 and feature in (None, ACCURACY_FEATURE)
                 and isinstance(acc.stream.detector, KS_DETECTORS)
+                and refresh.admits(acc.stream, acc.stream.detector)
             ):
-                out.extend(self._rebaseline_accuracy(k, state, acc))
-        return out
+                refresh.events.extend(self._rebaseline_accuracy(k, state, acc, refresh))
+        return refresh.events
 
     def _rebaseline_accuracy(
-        self, key: str, state: KeyState, acc: AccuracyState
+        self, key: str, state: KeyState, acc: AccuracyState, refresh: _Refresh
     ) -> list[DriftEvent]:
         fs = acc.stream
         det = fs.detector
@@ -1010,6 +1199,11 @@ class DriftMonitor:
         window = det.window
         if window.size == 0:
             return []
+        context = _StreamContext(
+            key, ACCURACY_FEATURE, ACCURACY_DETECTOR, acc.offsets, acc.labelled, acc.last_ts
+        )
+        accuracy = {"rolling_accuracy": acc.rolling_accuracy}
+        refresh.close_episode(fs, det, window, context, state.partition, **accuracy)
         if fs.suppressed is not None and not fs.reported:
             # An unreported episode (accuracy went up) would keep the detector from alarming;
             # start afresh instead: the window replayed against itself raises no alarm.
@@ -1024,57 +1218,54 @@ class DriftMonitor:
         fs.dirty = True
         return [
             self._refresh_event(
-                key,
-                ACCURACY_FEATURE,
-                ACCURACY_DETECTOR,
+                context,
                 fs,
                 window,
                 window,
                 "window",
-                acc.offsets,
-                acc.labelled,
-                acc.last_ts,
                 state.partition,
                 kind=PERFORMANCE,
                 rolling_accuracy=acc.rolling_accuracy,
                 reference_accuracy=acc.reference_accuracy,
+                command_id=refresh.command_id,
             )
         ]
 
     def _refresh_event(
         self,
-        key: str,
-        feature: str,
-        detector: str,
+        context: _StreamContext,
         fs: FeatureState,
         reference: npt.NDArray[np.float64],
         window: npt.NDArray[np.float64],
-        source: str,
-        ring: npt.NDArray[np.int64],
-        seen: int,
-        last_ts: float,
+        source: str | None,
         partition: int,
         *,
         kind: str = DISTRIBUTION,
         rolling_accuracy: float | None = None,
         reference_accuracy: float | None = None,
+        command_id: str | None = None,
+        event_type: str = REFERENCE_REFRESHED,
+        threshold: float = math.nan,
     ) -> DriftEvent:
+        """A ``reference_refreshed`` event (or the ``drift_resolved`` a refresh causes)."""
         det = fs.detector
         assert isinstance(det, KS_DETECTORS)
+        ring, seen = context.ring, context.seen
         cap = ring.shape[0]
         last = int(ring[(seen - 1) % cap]) if seen else -1
         first = int(ring[(seen - window.size) % cap]) if window.size else last
         if self.metrics is not None:
-            self.metrics.drift_events.labels(REFERENCE_REFRESHED, feature).inc()
+            self.metrics.drift_events.labels(event_type, context.feature).inc()
+        resolved = event_type != REFERENCE_REFRESHED
         return DriftEvent(
-            type=REFERENCE_REFRESHED,
-            key=key,
-            feature=feature,
-            detector=detector,
-            event_time=last_ts,
+            type=event_type,
+            key=context.key,
+            feature=context.feature,
+            detector=context.detector,
+            event_time=context.last_ts,
             statistic=det.statistic,
             p_value=det.p_value,
-            threshold=math.nan,
+            threshold=threshold,
             reference_size=int(reference.shape[0]),
             window_size=int(window.shape[0]),
             statistic_location=det.statistic_location,
@@ -1087,7 +1278,9 @@ class DriftMonitor:
             kind=kind,
             rolling_accuracy=rolling_accuracy,
             reference_accuracy=reference_accuracy,
-            reference_source=source,
+            reference_source=None if resolved else source,
+            reason=REBASELINED if resolved else None,
+            command_id=command_id,
         )
 
     # ------------------------------------------------------------------ metrics

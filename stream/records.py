@@ -23,6 +23,7 @@ Control commands (the control topic) are flat JSON objects too::
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -73,6 +74,8 @@ PERFORMANCE = "performance"
 ACCURACY_FEATURE = "accuracy"
 #: The ``type`` of the event recording a re-baseline.
 REFERENCE_REFRESHED = "reference_refreshed"
+#: The ``reason`` of a ``drift_resolved`` event closed by a re-baseline.
+REBASELINED = "rebaselined"
 
 RebaselineSource = Literal["window", "file"]
 REBASELINE_SOURCES: tuple[str, ...] = get_args(RebaselineSource)
@@ -87,6 +90,9 @@ CONTROL_INVALID_REASONS = (
     "unknown_feature",
     "bad_source",
     "no_reference_file",
+    "unsigned",
+    "bad_signature",
+    "unknown_key",
 )
 
 
@@ -266,6 +272,8 @@ class DriftEvent:
     rolling_accuracy: float | None = None  # performance events: accuracy of the window
     reference_accuracy: float | None = None  # performance events: accuracy of the reference
     reference_source: str | None = None  # reference_refreshed events: "window" or "file"
+    reason: str | None = None  # drift_resolved by a re-baseline: "rebaselined"
+    command_id: str | None = None  # the control command behind a refresh (or its resolution)
 
     @property
     def event_id(self) -> str:
@@ -284,6 +292,8 @@ class DriftEvent:
             parts.append(self.kind)
         if self.type == REFERENCE_REFRESHED:
             parts += [self.reference_source, self.reference_size, self.observations]
+        if self.command_id is not None:
+            parts.append(self.command_id)  # repeated identical commands: distinct events
         return event_id(*parts)
 
     @property
@@ -326,6 +336,8 @@ class DriftEvent:
             "rolling_accuracy": _opt(self.rolling_accuracy),
             "reference_accuracy": _opt(self.reference_accuracy),
             "reference_source": self.reference_source,
+            "reason": self.reason,
+            "command_id": self.command_id,
         }
 
     def to_json(self) -> bytes:
@@ -355,7 +367,17 @@ class ControlCommand:
     command_id: str | None = None
 
 
-_CONTROL_FIELDS = frozenset({"action", "key", "feature", "source", "id", "requested_at"})
+_CONTROL_FIELDS = frozenset(
+    {"action", "key", "feature", "source", "id", "requested_at", "signature"}
+)
+
+
+def control_signature(doc: dict[str, Any], key: bytes) -> str:
+    """HMAC-SHA256 (hex) of a control command: its fields but ``signature``, keys sorted."""
+    body = orjson.dumps(
+        {k: v for k, v in doc.items() if k != "signature"}, option=orjson.OPT_SORT_KEYS
+    )
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
 class ControlParser:
@@ -365,6 +387,7 @@ class ControlParser:
         self.features = settings.features
         self.has_reference_file = bool(settings.reference_file)
         self.max_bytes = settings.max_message_bytes
+        self.signing_key = settings.control_signing_key()
 
     def parse(
         self, raw: bytes | None, *, partition: int = 0, offset: int = 0
@@ -387,6 +410,12 @@ class ControlParser:
         unknown = sorted(set(doc) - _CONTROL_FIELDS)
         if unknown:
             return invalid("bad_field", f"unknown field(s) {unknown}")
+        if self.signing_key is not None:
+            signature = doc.get("signature")
+            if not isinstance(signature, str):
+                return invalid("unsigned", "control_signing_key_file is set: commands are signed")
+            if not hmac.compare_digest(signature, control_signature(doc, self.signing_key)):
+                return invalid("bad_signature", "HMAC-SHA256 does not match")
         action = doc.get("action")
         if action != "rebaseline":
             return invalid("unknown_action", f"action {action!r}; known: 'rebaseline'")

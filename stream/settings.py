@@ -104,6 +104,7 @@ class Settings:
     checkpoint_interval: float = 10.0
     checkpoint_signing_key_file: str | None = None
     control_signing_key_file: str | None = None
+    control_max_streams: int = 1000
     wait_for_calibration: bool = False
     topic_replication_factor: int = 1
     session_timeout: float = 10.0
@@ -372,6 +373,7 @@ def _validate(s: Settings) -> None:
         _check(bool(value) and value.strip() == value, name, value, "must be a non-empty name")
     _check(bool(s.bootstrap_servers.strip()), "bootstrap_servers", s.bootstrap_servers, "empty")
     _check(len(s.key_fields) >= 1, "key_fields", s.key_fields, "name at least one field")
+    _check(s.control_max_streams >= 1, "control_max_streams", s.control_max_streams, "must be >= 1")
     _check(len(s.features) >= 1, "features", s.features, "name at least one feature")
     _check(len(set(s.features)) == len(s.features), "features", s.features, "duplicates")
     _check(
