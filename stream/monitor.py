@@ -248,6 +248,21 @@ def _first_offset(
     return int(ring[first % ring.shape[0]])
 
 
+def _reopened(det: IncrementalKS | WindowedKS, alarm: Transition) -> Transition:
+    """A ``drift_started`` at ``det``'s current statistic, under an earlier alarm's threshold."""
+    return Transition(
+        DRIFT_STARTED,
+        det.n_seen,
+        det.statistic,
+        det.p_value,
+        det.statistic_location,
+        det.statistic_sign,
+        alarm.threshold,
+        alarm.n_reference,
+        alarm.n_window,
+    )
+
+
 def _close(state: KeyState) -> None:
     """Cancel the background work (queued calibrations) of a key's detectors."""
     streams = [*state.features, *(() if state.accuracy is None else (state.accuracy.stream,))]
@@ -882,17 +897,7 @@ class DriftMonitor:
             if any(t.kind == DRIFT_RESOLVED for t in det.transitions):
                 fs.rebaselined = None  # the detector's episode ended: nothing to report
             elif isinstance(det, KS_DETECTORS) and det.statistic >= closed.threshold - _TIE:
-                t = Transition(
-                    DRIFT_STARTED,
-                    det.n_seen,
-                    det.statistic,
-                    det.p_value,
-                    det.statistic_location,
-                    det.statistic_sign,
-                    closed.threshold,
-                    closed.n_reference,
-                    len(det.window),
-                )
+                t = _reopened(det, closed)
                 hits.append(_Hit(i, t, self._window_of(det)))
                 fs.rebaselined = None
                 fs.opened = t
@@ -934,17 +939,7 @@ class DriftMonitor:
                 s = fs.suppressed
                 if det.statistic_sign > 0 and det.statistic >= s.threshold - _TIE:
                     fs.reported = True
-                    t = Transition(
-                        "drift_started",
-                        det.n_seen,
-                        det.statistic,
-                        det.p_value,
-                        det.statistic_location,
-                        det.statistic_sign,
-                        s.threshold,
-                        s.n_reference,
-                        s.n_window,  # a count window: full, as at the suppressed alarm
-                    )
+                    t = _reopened(det, s)
                     fs.opened = t
                     hits.append(_Hit(i, t, self._window_of(det)))
         return hits
