@@ -1,6 +1,6 @@
 """The worker's services, agents and startup tasks, registered on :data:`stream.app.app`.
 
-:class:`TelemetryService` runs the batch telemetry consumer (:mod:`stream.consumer`); the
+:class:`TelemetryService` runs the batch telemetry consumer (:mod:`stream.worker.consumer`); the
 ``control`` agent consumes re-baseline commands from the control topic. Both run on the worker's
 event loop and each handles a batch (or command) without awaiting in between, so they never
 interleave inside the monitor.
@@ -17,14 +17,14 @@ from prometheus_client import REGISTRY
 
 from stream import metrics_server
 from stream.app import app, settings
-from stream.consumer import TelemetryConsumer
 from stream.metrics import Metrics
 from stream.monitor import DriftMonitor
 from stream.processor import BatchProcessor, DeadLetter, RawMessage
 from stream.rebaseline import ControlHandler
-from stream.records import ControlParser, DriftEvent, TelemetryParser
 from stream.references import reference_loader, reference_source
+from stream.telemetry.records import ControlParser, DriftEvent, TelemetryParser
 from stream.topics import Topics
+from stream.worker.consumer import TelemetryConsumer
 
 log = logging.getLogger("driftwatch")
 

@@ -42,7 +42,8 @@ from detectors.registry import StateError, detector_from_state, detector_state, 
 from detectors.windows import check_array
 from stream.exceptions import UnknownKeyError
 from stream.metrics import Metrics
-from stream.records import (
+from stream.settings import DetectorName, Settings
+from stream.telemetry.records import (
     ACCURACY_FEATURE,
     DISTRIBUTION,
     PERFORMANCE,
@@ -52,7 +53,6 @@ from stream.records import (
     DriftEvent,
     Telemetry,
 )
-from stream.settings import DetectorName, Settings
 
 __all__ = [
     "DriftMonitor",
@@ -554,7 +554,7 @@ class DriftMonitor:
         Restoring it into a fresh monitor and feeding the events that follow the last one
         processed here gives exactly the results of a monitor that never stopped: windows,
         references, episodes, accuracy and offsets all continue. The result holds numbers,
-        strings, numpy arrays, lists and dicts only (see :mod:`stream.checkpoints`).
+        strings, numpy arrays, lists and dicts only (see :mod:`stream.worker.checkpoints`).
         """
         chosen = [
             (key, state)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from stream.metrics import Metrics
 from stream.monitor import DriftMonitor
-from stream.records import DriftEvent, Invalid, Telemetry, TelemetryParser
+from stream.telemetry.records import DriftEvent, Invalid, Telemetry, TelemetryParser
 
 #: Largest dead-letter value written: Kafka's default request and message limits are about
 #: 1 MB, and a message the broker accepted must not be lost because its copy is too large.

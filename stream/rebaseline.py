@@ -33,7 +33,7 @@ from stream.kafka_config import add_kafka_options, client_settings, kafka_client
 from stream.metrics import Metrics
 from stream.monitor import DriftMonitor
 from stream.processor import DeadLetter, RawMessage
-from stream.records import (
+from stream.telemetry.records import (
     REBASELINE_SOURCES,
     ControlParser,
     DriftEvent,

@@ -26,7 +26,10 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from stream.checkpoints import (
+from stream.monitor import DriftMonitor
+from stream.settings import Settings
+from stream.simulation import DriftSpec, TelemetrySimulator
+from stream.worker.checkpoints import (
     CHECKPOINT_VERSION,
     CheckpointCodec,
     claim_record,
@@ -35,9 +38,6 @@ from stream.checkpoints import (
     marker_body,
     marker_record,
 )
-from stream.monitor import DriftMonitor
-from stream.settings import Settings
-from stream.simulation import DriftSpec, TelemetrySimulator
 from tests.integration.conftest import KafkaBroker, TopicFactory
 from tests.integration.worker import (
     RunningWorker,

@@ -10,7 +10,10 @@ import msgpack
 import numpy as np
 import pytest
 
-from stream.checkpoints import (
+from stream.monitor import DriftMonitor
+from stream.settings import Settings
+from stream.telemetry.records import Telemetry
+from stream.worker.checkpoints import (
     CHECKPOINT_VERSION,
     READABLE_VERSIONS,
     CheckpointCodec,
@@ -21,9 +24,6 @@ from stream.checkpoints import (
     marker_body,
     marker_record,
 )
-from stream.monitor import DriftMonitor
-from stream.records import Telemetry
-from stream.settings import Settings
 
 DATA = Path(__file__).parent / "data"
 SETTINGS = Settings(window_size=30, reference_size=60, alpha=0.001, max_tracked_keys=3)

@@ -11,9 +11,9 @@ from detectors import IncrementalKS
 from stream.metrics import Metrics
 from stream.monitor import DriftMonitor
 from stream.processor import BatchProcessor, RawMessage
-from stream.records import TelemetryParser
 from stream.settings import load_settings
 from stream.simulation import DriftSpec
+from stream.telemetry.records import TelemetryParser
 from tests.stream.helpers import simulated_messages
 
 

@@ -13,12 +13,14 @@ from scipy import stats
 
 from detectors import IncrementalKS
 from stream import cli
-from stream.checkpoints import CheckpointCodec
 from stream.metrics import Metrics
 from stream.monitor import DriftMonitor
 from stream.processor import BatchProcessor, RawMessage
 from stream.rebaseline import ControlHandler, build_command
-from stream.records import (
+from stream.references import reference_loader, reference_source
+from stream.settings import DEFAULT_FEATURES, Settings, load_settings
+from stream.simulation import DriftSpec
+from stream.telemetry.records import (
     CONTROL_INVALID_REASONS,
     ControlCommand,
     ControlParser,
@@ -27,9 +29,7 @@ from stream.records import (
     Telemetry,
     TelemetryParser,
 )
-from stream.references import reference_loader, reference_source
-from stream.settings import DEFAULT_FEATURES, Settings, load_settings
-from stream.simulation import DriftSpec
+from stream.worker.checkpoints import CheckpointCodec
 from tests.stream.helpers import simulated_messages
 
 LATENCY = "response_latency_ms"

@@ -6,8 +6,14 @@ import orjson
 import pytest
 
 from stream.exceptions import ConfigError
-from stream.records import INVALID_REASONS, DriftEvent, Invalid, Telemetry, TelemetryParser
 from stream.settings import load_settings
+from stream.telemetry.records import (
+    INVALID_REASONS,
+    DriftEvent,
+    Invalid,
+    Telemetry,
+    TelemetryParser,
+)
 
 GOOD = {
     "ts": 1779350400123,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream.checkpoints import CheckpointCodec
 from stream.monitor import DriftMonitor
-from stream.records import DriftEvent, Telemetry, TelemetryParser
 from stream.settings import Settings, load_settings
 from stream.simulation import DriftSpec
+from stream.telemetry.records import DriftEvent, Telemetry, TelemetryParser
+from stream.worker.checkpoints import CheckpointCodec
 from tests.stream.helpers import simulated_messages
 
 CODEC = CheckpointCodec()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
@@ -214,7 +215,7 @@ class TelemetryParser:
             ts = parsed
         pred, true = doc.get("predicted_label"), doc.get("true_label")
         return Telemetry(
-            parts[0] if len(parts) == 1 else join_key(parts),
+            join_key(parts),
             ts,
             tuple(values),
             partition,
@@ -224,12 +225,15 @@ class TelemetryParser:
         )
 
 
-def join_key(parts: list[str]) -> str:
-    """A multi-field key: the parts joined by ``/``, each ``\\`` and ``/`` escaped by ``\\``.
+def join_key(parts: Sequence[str]) -> str:
+    """The key of an event from its key fields' values.
 
-    Distinct field values always give distinct keys (``a/b`` + ``c`` is ``a\\/b/c``; ``a`` +
-    ``b/c`` is ``a/b\\/c``). A single key field is used as it is.
+    A single key field is used as it is. Several are joined by ``/``, each ``\\`` and ``/`` in a
+    value escaped by ``\\``, so distinct values always give distinct keys (``a/b`` + ``c`` is
+    ``a\\/b/c``; ``a`` + ``b/c`` is ``a/b\\/c``).
     """
+    if len(parts) == 1:
+        return parts[0]
     return "/".join(p.replace("\\", "\\\\").replace("/", "\\/") for p in parts)
 
 

@@ -10,7 +10,7 @@ can tie detector state to offsets:
    once the broker has acknowledged them all (a failed send is retried, never skipped);
 2. every ``checkpoint_interval`` seconds, on a rebalance and on shutdown, the keys changed since
    the last round are written to the compacted checkpoint topic, then each partition's marker
-   (the next offset to read), then that offset is committed (:mod:`stream.checkpoints`);
+   (the next offset to read), then that offset is committed (:mod:`stream.worker.checkpoints`);
 3. on partition assignment the keys of the new partitions are restored from the checkpoint topic
    and reading resumes at the marker; events a restored key already holds are skipped.
 
@@ -34,7 +34,13 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from stream.checkpoints import (
+from stream.kafka_config import aiokafka_client_config
+from stream.metrics import Metrics
+from stream.monitor import DriftMonitor
+from stream.processor import BatchProcessor, DeadLetter, RawMessage
+from stream.settings import Settings
+from stream.telemetry.records import DriftEvent
+from stream.worker.checkpoints import (
     CheckpointCodec,
     PartitionCheckpoint,
     claim_record,
@@ -43,12 +49,7 @@ from stream.checkpoints import (
     marker_body,
     marker_record,
 )
-from stream.kafka_config import aiokafka_client_config
-from stream.metrics import Metrics
-from stream.monitor import DriftMonitor
-from stream.processor import BatchProcessor, DeadLetter, RawMessage
-from stream.records import DriftEvent
-from stream.settings import Settings
+from stream.worker.rebalance import plan_assignment
 
 __all__ = ["TelemetryConsumer"]
 
@@ -468,19 +469,15 @@ class TelemetryConsumer:
             consumer = self._consumer
             assert consumer is not None
             topic = self.settings.telemetry_topic
-            gone = set(self._held) - partitions
-            if gone:
-                dropped = self.monitor.drop_partitions(gone)
-                log.info("partitions %s handed over (%d keys dropped)", sorted(gone), dropped)
-            keep: set[int] = set()
-            for p in partitions & set(self._held):
-                committed = await consumer.committed(TopicPartition(topic, p))
-                if committed == self._held[p]:
-                    keep.add(p)  # nobody else processed it meanwhile: memory is current
-            restore = partitions - keep
-            stale = restore & set(self._held)
-            if stale:
-                self.monitor.drop_partitions(stale)
+            committed_now = {
+                p: await consumer.committed(TopicPartition(topic, p))
+                for p in partitions & set(self._held)
+            }
+            plan = plan_assignment(partitions, self._held, committed_now)
+            if plan.drop:
+                dropped = self.monitor.drop_partitions(plan.drop)
+                log.info("partitions %s dropped from memory (%d keys)", sorted(plan.drop), dropped)
+            keep, restore = set(plan.keep), set(plan.restore)
             self._held.clear()
             for p in restore:
                 self.positions.pop(p, None)

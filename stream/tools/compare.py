@@ -28,7 +28,7 @@ from scipy import stats
 
 from detectors.multitest import CORRECTION_METHODS, Correction, adjust_pvalues
 from stream.exceptions import InputFileError
-from stream.sources import TableData, TabularFile
+from stream.tools.sources import TableData, TabularFile
 
 __all__ = [
     "DEFAULT_FEATURES",
@@ -369,7 +369,7 @@ def compare_files(
     Parameters
     ----------
     reference_path, production_path : str or os.PathLike
-        Parquet, CSV or JSON Lines files (see :mod:`stream.sources`).
+        Parquet, CSV or JSON Lines files (see :mod:`stream.tools.sources`).
     features : sequence of str, optional
         Numeric columns to check; each must exist in both files. By default, those of
         :data:`DEFAULT_FEATURES` present in both files.
@@ -655,7 +655,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _plot(report: CompareReport, samples: Samples, path: str) -> None:
-    from stream.plots import EcdfPanel, plot_ecdfs
+    from stream.tools.plots import EcdfPanel, plot_ecdfs
 
     shown = report.drifted or report.features
     panels = [
@@ -698,7 +698,7 @@ def _alpha(text: str) -> float:
 
 
 def _plot_path(text: str) -> str:
-    from stream.plots import PLOT_SUFFIXES
+    from stream.tools.plots import PLOT_SUFFIXES
 
     path = Path(text)
     if path.suffix.lower() not in PLOT_SUFFIXES:
