@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterable
+from functools import partial
 
 import faust
 import mode
@@ -76,7 +77,9 @@ async def control(stream: faust.StreamT[bytes]) -> AsyncIterable[None]:
     async for event in stream.events():
         m = event.message
         msg = RawMessage(m.key, m.value, m.partition, m.offset, m.timestamp or 0.0)
-        outcome = control_handler.handle(msg)
+        # between telemetry batches, once the assigned keys are restored: a command read
+        # again after a restart must find the keys it names
+        outcome = await telemetry.between_batches(partial(control_handler.handle, msg))
         await _send(outcome.drift_events, outcome.dead_letters, settings.control_topic)
         if outcome.drift_events:
             # the refreshed state (and the command's id in it) is checkpointed before the

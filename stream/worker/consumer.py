@@ -26,8 +26,8 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Collection, Iterable
-from typing import Any
+from collections.abc import Callable, Collection, Iterable
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -54,6 +54,8 @@ from stream.worker.rebalance import plan_assignment
 __all__ = ["TelemetryConsumer"]
 
 log = logging.getLogger("driftwatch")
+
+_T = TypeVar("_T")
 
 #: Largest checkpoint record (one key's snapshot): the topic and the producer allow this much.
 CHECKPOINT_MAX_BYTES = 8 * 1024 * 1024
@@ -104,6 +106,7 @@ class TelemetryConsumer:
         self._producer: AIOKafkaProducer | None = None
         self._checkpoint_partitions = 0
         self._rebalances = 0  # a batch fetched before a rebalance is dropped, not processed
+        self._ready = asyncio.Event()  # set once the first assignment's state is in place
         self._claims: dict[int, int] = {}  # partition -> claim number of this worker's writes
         self.codec = CheckpointCodec(settings.checkpoint_signing_key())
 
@@ -331,6 +334,13 @@ class TelemetryConsumer:
         async with self._lock:
             await self._round(self.assigned)
 
+    async def between_batches(self, apply: Callable[[], _T]) -> _T:
+        """Run ``apply`` (e.g. a control command) between two batches, never during a
+        rebalance, and not before the first assignment's state is restored."""
+        await self._ready.wait()
+        async with self._lock:
+            return apply()
+
     def _checkpoint_partition(self, partition: int) -> int:
         return partition % self._checkpoint_partitions
 
@@ -496,6 +506,7 @@ class TelemetryConsumer:
             self._seek_to_positions()
             if self.settings.checkpoints and partitions:
                 await self._claim(partitions)
+            self._ready.set()
             log.info(
                 "assigned partitions %s (%d kept in memory, %d restored)",
                 sorted(partitions),

@@ -27,6 +27,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from stream.monitor import DriftMonitor
+from stream.rebaseline import build_command
 from stream.settings import Settings
 from stream.simulation import DriftSpec, TelemetrySimulator
 from stream.worker.checkpoints import (
@@ -88,6 +89,7 @@ def _produce(bootstrap: str, topic: str, done: threading.Event) -> Counter[str]:
 class _Production:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.done = threading.Event()
+        self.started = time.monotonic()
         self.result: Counter[str] = Counter()
 
         def run() -> None:
@@ -196,12 +198,12 @@ def _assert_equivalent(
     bootstrap: str,
     tmp_path: Path,
     topic_factory: TopicFactory,
-    telemetry: str,
-    drift_topic: str,
+    topics: dict[str, str],
     app_id: str,
     per_agent: Counter[str],
 ) -> None:
-    events = _drift_events(bootstrap, drift_topic)
+    telemetry = topics["telemetry_topic"]
+    events = _drift_events(bootstrap, topics["drift_topic"])
     state = _final_state(bootstrap, app_id)
     ref_events, ref_state = _uninterrupted(bootstrap, tmp_path, topic_factory, telemetry)
     # the oracle of counts: every key holds exactly the events produced for it
@@ -283,15 +285,7 @@ def test_sigkill_at_five_random_points_loses_and_repeats_nothing(
         stop_and_keep_log(final.proc, final.log, f"worker-{tmp_path.name}-final.log")
     restored += _restored_keys(final)
     assert restored > 0, "no restart restored any key from a checkpoint"
-    _assert_equivalent(
-        bootstrap,
-        tmp_path,
-        topic_factory,
-        topics["telemetry_topic"],
-        topics["drift_topic"],
-        app_id,
-        per_agent,
-    )
+    _assert_equivalent(bootstrap, tmp_path, topic_factory, topics, app_id, per_agent)
 
 
 def test_a_second_worker_joining_and_leaving_changes_nothing(
@@ -315,15 +309,7 @@ def test_a_second_worker_joining_and_leaving_changes_nothing(
         _wait_caught_up(bootstrap, app_id, topics["telemetry_topic"], first)
     finally:
         stop_and_keep_log(first.proc, first.log, f"worker-{tmp_path.name}-first.log")
-    _assert_equivalent(
-        bootstrap,
-        tmp_path,
-        topic_factory,
-        topics["telemetry_topic"],
-        topics["drift_topic"],
-        app_id,
-        per_agent,
-    )
+    _assert_equivalent(bootstrap, tmp_path, topic_factory, topics, app_id, per_agent)
 
 
 class _Marker:
@@ -397,12 +383,96 @@ def test_hostile_checkpoint_records_are_rejected_counted_and_never_run(
     assert not marker.exists(), "a checkpoint record ran code"
     assert all(n is not None and n >= 1 for n in rejected.values()), rejected
     assert _restored_keys(second) > 0
-    _assert_equivalent(
-        bootstrap,
-        tmp_path,
-        topic_factory,
-        topics["telemetry_topic"],
-        topics["drift_topic"],
-        app_id,
-        per_agent,
+    _assert_equivalent(bootstrap, tmp_path, topic_factory, topics, app_id, per_agent)
+
+
+class _ControlFlood:
+    """Sends a re-baseline of one stream every 0.2 s until stopped; remembers the ids."""
+
+    def __init__(self, bootstrap: str, topic: str, key: str, feature: str) -> None:
+        self.ids: list[str] = []
+        self.stop = threading.Event()
+        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+
+        def run() -> None:
+            try:
+                while not self.stop.wait(0.2):
+                    command = build_command(key, feature, "window")
+                    producer.send(topic, key=key.encode(), value=orjson.dumps(command)).get(30)
+                    self.ids.append(command["id"])
+            finally:
+                producer.close()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def halt(self) -> list[str]:
+        self.stop.set()
+        self.thread.join(timeout=60)
+        return self.ids
+
+
+@pytest.mark.timeout(600)
+def test_a_control_flood_stays_visible_and_commands_survive_a_sigkill(
+    kafka_broker: KafkaBroker, topic_factory: TopicFactory, tmp_path: Path
+) -> None:
+    bootstrap = kafka_broker.bootstrap
+    topics, app_id, settings, production = _start_run(bootstrap, topic_factory, "flood")
+    flood = _ControlFlood(bootstrap, topics["control_topic"], DRIFT.agent_id, DRIFT.feature)
+    first = start_worker(bootstrap, tmp_path / "first", **settings)
+    try:
+        wait_for(lambda: _consuming(first), 90, "the first worker to consume", first)
+        # past the start of the shift (event 14,000 at 500/s), then kill right after a command
+        time.sleep(max(0.0, 36.0 - (time.monotonic() - production.started)))
+        sent = flood.halt()
+        os.killpg(first.proc.pid, signal.SIGKILL)
+        first.proc.wait()
+    finally:
+        flood.halt()
+        stop_and_keep_log(first.proc, first.log, f"worker-{tmp_path.name}-first.log")
+    second = start_worker(bootstrap, tmp_path / "second", **settings)
+    try:
+        production.join()
+        _wait_caught_up(bootstrap, app_id, topics["telemetry_topic"], second)
+        wait_for(
+            lambda: (second.sample("driftwatch_rebaseline_skipped_total") or 0) > 0,
+            60,
+            "the commands read again to be applied",
+            second,
+        )
+        limited = second.sample("driftwatch_rebaseline_skipped_total", {"reason": "rate_limited"})
+    finally:
+        stop_and_keep_log(second.proc, second.log, f"worker-{tmp_path.name}-second.log")
+    # read once the worker has stopped (a running worker writes a marker every second)
+    applied = _applied(bootstrap, app_id)
+    assert applied and applied == sent[-len(applied) :], "commands lost, reordered or twice"
+    events = [
+        e
+        for e in _drift_events(bootstrap, topics["drift_topic"]).values()
+        if (e["key"], e["feature"]) == (DRIFT.agent_id, DRIFT.feature)
+    ]
+    refreshes = [e for e in events if e["type"] == "reference_refreshed"]
+    started = [e for e in events if e["type"] == "drift_started"]
+    closed = [e for e in events if e["type"] == "drift_resolved"]
+    assert refreshes and all(e["command_id"] in sent for e in refreshes)
+    # at most one refresh per window (one more where a crash made a command apply again)
+    seen = max(e["observations"] for e in events)
+    assert len({e["command_id"] for e in refreshes}) <= seen // DETECTION["window_size"] + 2
+    assert len(refreshes) < len(sent) / 2 and limited is not None and limited > 0
+    # every reported episode ends visibly: re-baselined, with the command that did it
+    assert len(closed) == len(started)
+    assert all(e["reason"] == "rebaselined" and e["command_id"] in sent for e in closed)
+
+
+def _applied(bootstrap: str, app_id: str) -> list[str]:
+    """The command ids in the drifting key's checkpointed state."""
+    settings = Settings(window_size=50, reference_size=300, app_id=app_id)
+    folded = fold_records(
+        _records(bootstrap, settings.checkpoint_topic_name), range(PARTITIONS), CheckpointCodec()
     )
+    monitor = DriftMonitor(settings)
+    for cp in folded.values():
+        for body in cp.keys.values():
+            monitor.restore(body)
+    state = monitor.keys.get(DRIFT.agent_id)
+    return [] if state is None else list(state.applied)
