@@ -84,6 +84,7 @@ class DetectorKind:
     needs_reference: bool
 
 
+#: Every detector kind, by name (in the order of :data:`DetectorName`).
 KINDS: Mapping[str, DetectorKind] = {
     k.name: k
     for k in (

@@ -297,7 +297,10 @@ def _river_from_state(river_cls: type, state: Any) -> Any:
                 raise StateError(f"{river_cls.__name__}.{name} needs its serialised bytes")
             try:
                 current.__setstate__(blob)
-            except Exception as exc:  # raised by river's extension on malformed bytes
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # river's extension panics on malformed bytes
+                # (pyo3's PanicException derives from BaseException): the state is refused
                 raise StateError(f"{river_cls.__name__}.{name} rejected its bytes: {exc}") from None
         else:
             value = from_data(data)

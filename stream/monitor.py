@@ -38,7 +38,14 @@ from detectors import (
     Transition,
     WindowedKS,
 )
-from detectors.registry import StateError, detector_from_state, detector_state, from_data, to_data
+from detectors.registry import (
+    KINDS,
+    StateError,
+    detector_from_state,
+    detector_state,
+    from_data,
+    to_data,
+)
 from detectors.windows import check_array
 from stream.exceptions import UnknownKeyError
 from stream.metrics import Metrics
@@ -98,7 +105,7 @@ WINDOWED_ALPHA = 0.001
 #: Format of :meth:`DriftMonitor.snapshot`; bumped when the state's layout changes.
 SNAPSHOT_VERSION = 3
 
-REFERENCE_FREE: frozenset[str] = frozenset({"adwin", "kswin", "page_hinkley"})
+REFERENCE_FREE: frozenset[str] = frozenset(k.name for k in KINDS.values() if not k.needs_reference)
 
 
 def build_detector(
@@ -611,7 +618,10 @@ class DriftMonitor:
         for item in items:
             if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
                 raise StateError("snapshot key entries must be [key, state]")
-            loaded.append((item[0], self._key_from_data(item[1])))
+            try:
+                loaded.append((item[0], self._key_from_data(item[1])))
+            except (TypeError, KeyError, IndexError, AttributeError) as exc:
+                raise StateError(f"key {item[0][:100]!r}: malformed state: {exc!r}") from None
         for key, state in loaded:
             old = self.keys.get(key)
             if old is not None and old.accuracy is not None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from detectors.registry import DetectorName
 from detectors.river_calibration import check_river_ert
 from stream.exceptions import ConfigError
 
@@ -34,7 +35,6 @@ __all__ = [
     "load_settings",
 ]
 
-DetectorName = Literal["incremental_ks", "windowed_ks", "adwin", "kswin", "page_hinkley"]
 DETECTORS: tuple[str, ...] = get_args(DetectorName)
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SECURITY_PROTOCOLS: tuple[str, ...] = get_args(SecurityProtocol)
