@@ -53,8 +53,8 @@ from prometheus_client import CollectorRegistry  # noqa: E402
 from stream.metrics import Metrics  # noqa: E402
 from stream.monitor import DriftMonitor  # noqa: E402
 from stream.processor import BatchProcessor, RawMessage  # noqa: E402
-from stream.records import TelemetryParser  # noqa: E402
 from stream.settings import Settings, load_settings  # noqa: E402
+from stream.telemetry.records import TelemetryParser  # noqa: E402
 
 START_MS = 1_779_350_400_000
 LABELS = ("refund", "billing", "shipping", "account", "other")

@@ -28,7 +28,7 @@ import numpy.typing as npt
 from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, KSDetector
 from detectors.calibration import KSCalibration, calibrate_gap, check_ert
 from detectors.kstest import MAX_EXACT_N, KSResult, critical_gap, ks_pvalue
-from detectors.windows import Window, validate_window_args
+from detectors.windows import Window, check_array, validate_window_args
 
 __all__ = ["IncrementalKS", "as_reference", "validate_alarm_args"]
 
@@ -556,23 +556,103 @@ class IncrementalKS(KSDetector):
             _high, low = self._thresholds_for(self.window_size)
             self._below = self._below + b if low > self._G else max(self._below - b, 0)
 
-    # ------------------------------------------------------------------ pickling
-    def __getstate__(self) -> dict[str, Any]:
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict[str, Any]:
+        """The detector's state as plain data (see :mod:`detectors.registry`).
+
+        A pending calibration is waited for, unless it is not waited for by updates either:
+        the restored copy then calibrates again (same seed, same result).
+        """
+        from detectors.registry import to_data
+
         recalibrate = False
         if self.wait_for_calibration or self.calibration_ready:
-            self.calibration  # noqa: B018 - wait for a pending calibration before pickling
+            self.calibration  # noqa: B018 - wait for a pending calibration
         else:
-            recalibrate = True  # not waited for: the copy calibrates again (same seed, same result)
-        state = self.__dict__.copy()
-        state["_pending"] = None
-        state["_recalibrate"] = recalibrate
-        state["_result"] = None
+            recalibrate = True
+        transient = {"_pending", "_result", "transitions"}
         if self.ert is None:
-            state["_thresholds"] = {}  # recomputed on demand (cached per process)
-        return state
+            transient.add("_thresholds")  # recomputed on demand (cached per process)
+        out = {k: to_data(v) for k, v in self.__dict__.items() if k not in transient}
+        if self.ert is None:
+            out["_thresholds"] = to_data({})
+        out["_recalibrate"] = recalibrate
+        return out
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> IncrementalKS:
+        """Rebuild a detector from :meth:`state`, checking its shapes and invariants.
+
+        Raises
+        ------
+        detectors.registry.StateError
+            If the state is not one this version can continue from.
+        """
+        from detectors.registry import StateError, restore_attributes
+
+        state = dict(state)
         recalibrate = state.pop("_recalibrate", False)
-        self.__dict__.update(state)
+        det = cls.__new__(cls)
+        restore_attributes(det, state, _KS_STATE_TYPES)
+        det.transitions = []
+        det._pending = None
+        det._result = None
+        k = len(det._ref)
+        values = np.frombuffer(det._ref, dtype=np.float64)
+        check_array(det._ref_counts, np.int64, k, "reference counts")
+        check_array(det._ref_end, np.int64, 2 * k + 1, "reference ends")
+        check_array(det._counts, np.int32, 2 * k + 1, "window counts")
+        win = det._window
+        tags = win.tags()
+        cum = np.cumsum(det._ref_counts)
+        if (
+            k == 0
+            or not np.all(np.isfinite(values))
+            or np.any(np.diff(values) <= 0)
+            or np.any(det._ref_counts <= 0)
+            or det._n != int(cum[-1])
+            or det._ref_end[0] != 0
+            or np.any(det._ref_end[1::2] != cum)
+            or np.any(det._ref_end[2::2] != cum)
+        ):
+            raise StateError("IncrementalKS reference arrays are inconsistent")
+        if (
+            win.capacity != det.window_size
+            or not 1 <= det._min_window <= det.window_size
+            or np.any(tags < 0)
+            or np.any(tags > 2 * k)
+            or np.any(np.bincount(tags, minlength=2 * k + 1) != det._counts)
+            or not det.n_seen >= 0
+            or det._ops < 0
+            or det._below < 0
+            or det._resolve_after < 1
+        ):
+            raise StateError("IncrementalKS window state is inconsistent")
+        if det._calibration is not None and not isinstance(det._calibration, KSCalibration):
+            raise StateError("IncrementalKS calibration has the wrong type")
         if recalibrate:
-            self._submit_calibration()
+            det._submit_calibration()
+        return det
+
+
+#: Attributes an :class:`IncrementalKS` state must hold, and their types.
+_KS_STATE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "n_seen": int,
+    "_in_drift": bool,
+    "_drift_detected": bool,
+    "window_size": int,
+    "wait_for_calibration": bool,
+    "_min_window": int,
+    "_resolve_after": int,
+    "_alpha": float,
+    "_window": Window,
+    "_below": int,
+    "_n": int,
+    "_ref": array,
+    "_ref_end": np.ndarray,
+    "_counts": np.ndarray,
+    "_ref_counts": np.ndarray,
+    "_thresholds": dict,
+    "_G": int,
+    "_ops": int,
+}

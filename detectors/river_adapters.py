@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from river import drift
+from river import drift, stats
 
 from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, DriftDetector, Transition
 from detectors.ks import as_reference
@@ -179,24 +179,144 @@ class RiverDetector(DriftDetector):
     def p_value(self) -> float:
         return math.nan
 
-    # ------------------------------------------------------------------ pickling
-    def __getstate__(self) -> dict[str, Any]:
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict[str, Any]:
+        """The detector's state as plain data (see :mod:`detectors.registry`).
+
+        The river detector is kept as its constructor parameters and its attributes; ADWIN's
+        (a compiled extension) are the bytes of its own serialisation, read back by river.
+        A pending calibration is waited for, unless updates do not wait for it either: the
+        restored copy then calibrates again (same seed, same result).
+        """
+        from detectors.registry import to_data
+
         recalibrate = False
         if self._pending is not None:
             if self.wait_for_calibration or self.calibration_ready:
-                self.calibration  # noqa: B018 - wait for a pending calibration before pickling
+                self.calibration  # noqa: B018 - wait for a pending calibration
             else:
-                recalibrate = True  # the copy calibrates again (same seed, same result)
-        state = self.__dict__.copy()
-        state["_pending"] = None
-        state["_recalibrate"] = recalibrate
-        return state
+                recalibrate = True
+        transient = {"_pending", "transitions", "_detector"}
+        out = {k: to_data(v) for k, v in self.__dict__.items() if k not in transient}
+        det = self._detector
+        out["_detector"] = None if det is None else _river_state(det)
+        out["_recalibrate"] = recalibrate
+        return out
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> RiverDetector:
+        """Rebuild a detector from :meth:`state`, checking types against a fresh river detector.
+
+        Raises
+        ------
+        detectors.registry.StateError
+            If the state is not one this version can continue from.
+        """
+        from detectors.registry import StateError, restore_attributes
+
+        state = dict(state)
         recalibrate = state.pop("_recalibrate", False)
-        self.__dict__.update(state)
+        river_state = state.pop("_detector", None)
+        det = cls.__new__(cls)
+        restore_attributes(det, state, _RIVER_STATE_TYPES)
+        if det.resolve_after < 1 or det._quiet < 0 or det.n_seen < 0:
+            raise StateError(f"{cls.__name__} counters out of range")
+        if det._calibration is not None and not isinstance(det._calibration, RiverCalibration):
+            raise StateError(f"{cls.__name__} calibration has the wrong type")
+        det.transitions = []
+        det._pending = None
+        det._detector = (
+            None if river_state is None else _river_from_state(_RIVER_CLASSES[cls], river_state)
+        )
         if recalibrate:
-            self._submit_calibration()
+            det._submit_calibration()
+        return det
+
+
+#: Attributes every river adapter's state must hold, and their types.
+_RIVER_STATE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "n_seen": int,
+    "_in_drift": bool,
+    "_drift_detected": bool,
+    "resolve_after": int,
+    "wait_for_calibration": bool,
+    "_quiet": int,
+}
+
+#: Largest serialised ADWIN accepted back (its buckets grow with log of the stream length).
+MAX_ADWIN_STATE_BYTES = 4_000_000
+
+
+def _river_state(det: Any) -> dict[str, Any]:
+    """A river detector as ``{"params": ..., "attrs": ...}`` of plain data."""
+    from detectors.registry import to_data
+
+    params = det._get_params()
+    attrs: dict[str, Any] = {}
+    for name, value in det.__dict__.items():
+        if name in params or callable(value):
+            continue  # parameters are rebuilt by the constructor, bound methods by it too
+        if isinstance(value, stats.Mean):
+            attrs[name] = {"$": "river_mean", "n": value.n, "mean": value._mean}
+        elif type(value).__module__.startswith("river._river_rust"):
+            attrs[name] = {"$": "river_native", "v": value.__getstate__()}
+        else:
+            attrs[name] = to_data(value)
+    return {"params": to_data(params), "attrs": attrs}
+
+
+def _river_from_state(river_cls: type, state: Any) -> Any:
+    """Rebuild a river detector of ``river_cls`` from :func:`_river_state`."""
+    from detectors.registry import StateError, from_data
+
+    if not isinstance(state, dict) or set(state) != {"params", "attrs"}:
+        raise StateError("river state must hold params and attrs")
+    params, attrs = from_data(state["params"]), state["attrs"]
+    if not isinstance(params, dict) or not isinstance(attrs, dict):
+        raise StateError("river params and attrs must be mappings")
+    try:
+        det = river_cls(**params)
+    except (TypeError, ValueError) as exc:
+        raise StateError(f"bad {river_cls.__name__} parameters: {exc}") from None
+    fresh = det.__dict__
+    for name, data in attrs.items():
+        if name not in fresh or name in params:
+            raise StateError(f"{river_cls.__name__} has no state attribute {name!r}")
+        current = fresh[name]
+        tag = data.get("$") if isinstance(data, dict) else None
+        if isinstance(current, stats.Mean):
+            if tag != "river_mean":
+                raise StateError(f"{river_cls.__name__}.{name} must be a running mean")
+            n, mean = data.get("n"), data.get("mean")
+            if not all(isinstance(v, float | int) and math.isfinite(v) for v in (n, mean)):
+                raise StateError(f"{river_cls.__name__}.{name} needs finite n and mean")
+            current.n, current._mean = float(n), float(mean)
+        elif type(current).__module__.startswith("river._river_rust"):
+            blob = data.get("v") if tag == "river_native" else None
+            if not isinstance(blob, bytes) or len(blob) > MAX_ADWIN_STATE_BYTES:
+                raise StateError(f"{river_cls.__name__}.{name} needs its serialised bytes")
+            try:
+                current.__setstate__(blob)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # river's extension panics on malformed bytes
+                # (pyo3's PanicException derives from BaseException): the state is refused
+                raise StateError(f"{river_cls.__name__}.{name} rejected its bytes: {exc}") from None
+        else:
+            value = from_data(data)
+            number = (int, float, np.integer, np.floating)
+            same = (
+                isinstance(value, number) and not isinstance(value, bool)
+                if isinstance(current, number) and not isinstance(current, bool)
+                else isinstance(value, type(current))
+            )
+            if not same:
+                raise StateError(
+                    f"{river_cls.__name__}.{name}: expected {type(current).__name__}, "
+                    f"got {type(value).__name__}"
+                )
+            fresh[name] = value
+    return det
 
 
 class ADWINDetector(RiverDetector):
@@ -549,3 +669,11 @@ class PageHinkleyDetector(RiverDetector):
         return drift.PageHinkley(
             min_instances=self.min_instances, delta=self.delta, threshold=value, alpha=self.alpha
         )
+
+
+#: The river detector behind each adapter.
+_RIVER_CLASSES: dict[type[RiverDetector], type] = {
+    ADWINDetector: drift.ADWIN,
+    KSWINDetector: drift.KSWIN,
+    PageHinkleyDetector: drift.PageHinkley,
+}

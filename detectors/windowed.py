@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -12,7 +13,7 @@ from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, KSDetector
 from detectors.calibration import KSCalibration, calibrate_gap
 from detectors.ks import as_reference, validate_alarm_args
 from detectors.kstest import KSResult, critical_gap
-from detectors.windows import Window
+from detectors.windows import Window, check_array
 
 __all__ = ["WindowedKS"]
 
@@ -234,3 +235,59 @@ class WindowedKS(KSDetector):
         if self._result is None:
             return KSResult(math.nan, math.nan, math.nan, 0, self._reference.shape[0], 0)
         return self._result
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict[str, Any]:
+        """The detector's state as plain data (see :mod:`detectors.registry`)."""
+        from detectors.registry import to_data
+
+        return {k: to_data(v) for k, v in self.__dict__.items() if k != "transitions"}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> WindowedKS:
+        """Rebuild a detector from :meth:`state`, checking its shapes and invariants.
+
+        Raises
+        ------
+        detectors.registry.StateError
+            If the state is not one this version can continue from.
+        """
+        from detectors.registry import StateError, restore_attributes
+
+        det = cls.__new__(cls)
+        restore_attributes(det, state, _WINDOWED_STATE_TYPES)
+        det.transitions = []
+        ref = check_array(det._reference, np.float64, None, "reference")
+        if (
+            ref.shape[0] == 0
+            or not np.all(np.isfinite(ref))
+            or np.any(np.diff(ref) < 0)
+            or det._window.capacity != det.window_size
+            or not 1 <= det._min_window <= det.window_size
+            or det._stride < 1
+            or min(det.n_seen, det._since, det._below, det.n_evaluations) < 0
+        ):
+            raise StateError("WindowedKS state is inconsistent")
+        for name, types in (("calibration", KSCalibration), ("_result", KSResult)):
+            value = getattr(det, name, None)
+            if value is not None and not isinstance(value, types):
+                raise StateError(f"WindowedKS {name} has the wrong type")
+        return det
+
+
+#: Attributes a :class:`WindowedKS` state must hold, and their types.
+_WINDOWED_STATE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "n_seen": int,
+    "_in_drift": bool,
+    "_drift_detected": bool,
+    "window_size": int,
+    "_alpha": float,
+    "_min_window": int,
+    "_stride": int,
+    "_window": Window,
+    "_reference": np.ndarray,
+    "_since": int,
+    "_next_eval_time": float,
+    "_below": int,
+    "n_evaluations": int,
+}

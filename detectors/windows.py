@@ -8,14 +8,15 @@ construction, so its memory is fixed by ``capacity``.
 from __future__ import annotations
 
 import math
-from typing import TypeVar
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 _T = TypeVar("_T", bound=np.generic)
 
-__all__ = ["Window", "validate_window_args"]
+__all__ = ["Window", "check_array", "validate_window_args"]
 
 
 def validate_window_args(window_size: int, duration: float | None) -> None:
@@ -28,6 +29,15 @@ def validate_window_args(window_size: int, duration: float | None) -> None:
         isinstance(duration, int | float) and math.isfinite(duration) and duration > 0
     ):
         raise ValueError(f"duration must be a finite number of seconds > 0, got {duration!r}")
+
+
+def check_array(value: Any, dtype: type, size: int | None, name: str) -> npt.NDArray[Any]:
+    """``value`` if it is a 1-d array of ``dtype`` (of ``size`` entries), else ``ValueError``."""
+    if not isinstance(value, np.ndarray) or value.ndim != 1 or value.dtype != np.dtype(dtype):
+        raise ValueError(f"{name} must be a 1-d {np.dtype(dtype)} array")
+    if size is not None and value.shape[0] != size:
+        raise ValueError(f"{name} must hold {size} entries, got {value.shape[0]}")
+    return value
 
 
 class Window:
@@ -61,12 +71,38 @@ class Window:
     def __len__(self) -> int:
         return self._size
 
-    def __getstate__(self) -> dict[str, object]:
-        return {name: getattr(self, name) for name in self.__slots__}
+    def state(self) -> dict[str, Any]:
+        """The window as plain data (its entries oldest first); see :meth:`from_state`."""
+        return {
+            "capacity": self.capacity,
+            "duration": self.duration,
+            "now": self.now,
+            "values": self.values(),
+            "times": None if self._times is None else self.times(),
+            "tags": None if self._tags is None else self.tags(),
+        }
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        for name, value in state.items():
-            setattr(self, name, value)
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Window:
+        """A window from :meth:`state`; ``ValueError`` if the state is malformed."""
+        capacity, duration, now = state["capacity"], state["duration"], state["now"]
+        tags, times, values = state["tags"], state["times"], state["values"]
+        window = cls(capacity, duration, tagged=tags is not None)
+        if not isinstance(now, float) or math.isnan(now):
+            raise ValueError(f"window clock must be a float, got {now!r}")
+        size = check_array(values, np.float64, None, "window values").shape[0]
+        if size > window.capacity:
+            raise ValueError(f"window holds {size} values, more than its capacity")
+        window._values[:size] = values
+        if window._times is not None:
+            window._times[:size] = check_array(times, np.float64, size, "window times")
+        elif times is not None:
+            raise ValueError("a count window has no times")
+        if window._tags is not None:
+            window._tags[:size] = check_array(tags, np.int32, size, "window tags")
+        window._size = size
+        window.now = now
+        return window
 
     @property
     def full(self) -> bool:

@@ -1,6 +1,6 @@
 """The worker's services, agents and startup tasks, registered on :data:`stream.app.app`.
 
-:class:`TelemetryService` runs the batch telemetry consumer (:mod:`stream.consumer`); the
+:class:`TelemetryService` runs the batch telemetry consumer (:mod:`stream.worker.consumer`); the
 ``control`` agent consumes re-baseline commands from the control topic. Both run on the worker's
 event loop and each handles a batch (or command) without awaiting in between, so they never
 interleave inside the monitor.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterable
+from functools import partial
 
 import faust
 import mode
@@ -17,14 +18,14 @@ from prometheus_client import REGISTRY
 
 from stream import metrics_server
 from stream.app import app, settings
-from stream.consumer import TelemetryConsumer
 from stream.metrics import Metrics
 from stream.monitor import DriftMonitor
 from stream.processor import BatchProcessor, DeadLetter, RawMessage
 from stream.rebaseline import ControlHandler
-from stream.records import ControlParser, DriftEvent, TelemetryParser
 from stream.references import reference_loader, reference_source
+from stream.telemetry.records import ControlParser, DriftEvent, TelemetryParser
 from stream.topics import Topics
+from stream.worker.consumer import TelemetryConsumer
 
 log = logging.getLogger("driftwatch")
 
@@ -40,7 +41,9 @@ monitor = DriftMonitor(
     reproducible=settings.wait_for_calibration,
 )
 processor = BatchProcessor(TelemetryParser(settings), monitor, metrics, settings.telemetry_topic)
-control_handler = ControlHandler(ControlParser(settings), monitor, metrics)
+control_handler = ControlHandler(
+    ControlParser(settings), monitor, metrics, max_streams=settings.control_max_streams
+)
 telemetry = TelemetryConsumer(settings, processor, metrics)
 
 
@@ -74,8 +77,15 @@ async def control(stream: faust.StreamT[bytes]) -> AsyncIterable[None]:
     async for event in stream.events():
         m = event.message
         msg = RawMessage(m.key, m.value, m.partition, m.offset, m.timestamp or 0.0)
-        outcome = control_handler.handle(msg)
+        # between telemetry batches, once the assigned keys are restored: a command read
+        # again after a restart must find the keys it names
+        outcome = await telemetry.between_batches(partial(control_handler.handle, msg))
         await _send(outcome.drift_events, outcome.dead_letters, settings.control_topic)
+        if outcome.drift_events:
+            # the refreshed state (and the command's id in it) is checkpointed before the
+            # command's offset can be committed: a crash re-reads it, and keys that already
+            # hold it skip it
+            await telemetry.checkpoint_now()
         yield None
 
 

@@ -13,9 +13,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from stream import compare, rebaseline, replay, simulate, tail, worker
+from stream import rebaseline
 from stream.exceptions import DriftwatchError
 from stream.ingest import cli as ingest
+from stream.tools import compare, replay, simulate, tail
+from stream.worker import command as worker
 
 EXIT_OK = 0
 EXIT_DRIFT = 1

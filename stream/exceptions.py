@@ -33,3 +33,15 @@ class InputFileError(DriftwatchError):
         self.path = path
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+
+class UnknownKeyError(DriftwatchError):
+    """A control command names a key this worker does not track.
+
+    Another worker may hold it (commands reach every worker); if none does, check the key's
+    spelling against the drift events or ``driftwatch tail``.
+    """
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"key {key!r} is not tracked by this worker")

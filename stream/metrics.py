@@ -143,6 +143,19 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
             registry=registry,
         )
+        self.checkpoint_records_rejected = Counter(
+            p + "checkpoint_records_rejected",
+            "Checkpoint records read back and not used (malformed, unsigned, fenced), by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.rebaseline_skipped = Counter(
+            p + "rebaseline_skipped",
+            "Streams a re-baseline command did not refresh, by reason (rate_limited: refreshed "
+            "less than a window ago; fan_out: over the per-command bound; already_applied).",
+            ["reason"],
+            registry=registry,
+        )
         self.restored_keys = Counter(
             p + "restored_keys",
             "Keys restored from the checkpoint topic on partition assignment.",

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
-import pickle
 import time
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors import (
+    DRIFT_RESOLVED,
     DRIFT_STARTED,
     ADWINDetector,
     DriftDetector,
@@ -39,17 +38,28 @@ from detectors import (
     Transition,
     WindowedKS,
 )
+from detectors.registry import (
+    KINDS,
+    StateError,
+    detector_from_state,
+    detector_state,
+    from_data,
+    to_data,
+)
+from detectors.windows import check_array
+from stream.exceptions import UnknownKeyError
 from stream.metrics import Metrics
-from stream.records import (
+from stream.settings import DetectorName, Settings
+from stream.telemetry.records import (
     ACCURACY_FEATURE,
     DISTRIBUTION,
     PERFORMANCE,
     REBASELINE_SOURCES,
+    REBASELINED,
     REFERENCE_REFRESHED,
     DriftEvent,
     Telemetry,
 )
-from stream.settings import DetectorName, Settings
 
 __all__ = [
     "DriftMonitor",
@@ -93,9 +103,9 @@ TransitionHook = Callable[[TransitionSnapshot], None]
 WINDOWED_ALPHA = 0.001
 
 #: Format of :meth:`DriftMonitor.snapshot`; bumped when the state's layout changes.
-SNAPSHOT_VERSION = 2
+SNAPSHOT_VERSION = 3
 
-REFERENCE_FREE: frozenset[str] = frozenset({"adwin", "kswin", "page_hinkley"})
+REFERENCE_FREE: frozenset[str] = frozenset(k.name for k in KINDS.values() if not k.needs_reference)
 
 
 def build_detector(
@@ -167,6 +177,9 @@ class FeatureState:
     reported: bool = False  # one-sided: the open episode has been reported
     suppressed: Transition | None = None  # one-sided: the unreported alarm of the open episode
     n_base: int = 0  # observations fed to earlier detectors of this stream
+    opened: Transition | None = None  # the alarm of the reported episode open now
+    rebaselined: Transition | None = None  # the alarm of an episode a re-baseline closed
+    refreshed_at: int | None = None  # observations (n_base + n_seen) at the last refresh
 
     @property
     def active(self) -> bool:
@@ -174,7 +187,9 @@ class FeatureState:
         det = self.detector
         if det is None:
             return False
-        return self.reported if self.one_sided else det.in_drift
+        if self.one_sided:
+            return self.reported
+        return det.in_drift and self.rebaselined is None
 
 
 @dataclass(slots=True)
@@ -210,6 +225,7 @@ class KeyState:
     changed: bool = True  # changed since the last checkpoint of the key
     last_ts: float = 0.0
     accuracy: AccuracyState | None = None
+    applied: list[str] = field(default_factory=list)  # ids of the latest commands applied
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +255,21 @@ def _first_offset(
     return int(ring[first % ring.shape[0]])
 
 
+def _reopened(det: IncrementalKS | WindowedKS, alarm: Transition) -> Transition:
+    """A ``drift_started`` at ``det``'s current statistic, under an earlier alarm's threshold."""
+    return Transition(
+        DRIFT_STARTED,
+        det.n_seen,
+        det.statistic,
+        det.p_value,
+        det.statistic_location,
+        det.statistic_sign,
+        alarm.threshold,
+        alarm.n_reference,
+        alarm.n_window,
+    )
+
+
 def _close(state: KeyState) -> None:
     """Cancel the background work (queued calibrations) of a key's detectors."""
     streams = [*state.features, *(() if state.accuracy is None else (state.accuracy.stream,))]
@@ -256,6 +287,196 @@ def _push_ring(ring: npt.NDArray[Any], seen: int, values: npt.NDArray[Any]) -> N
     head = min(tail.shape[0], cap - first)
     ring[first : first + head] = tail[:head]
     ring[: tail.shape[0] - head] = tail[head:]
+
+
+_KEY_FIELDS = ("features", "offsets", "seen", "partition", "last_offset", "last_ts", "accuracy")
+_STREAM_FIELDS = ("detector", "warmup", "one_sided", "reported", "suppressed", "n_base")
+_ACCURACY_FIELDS = ("stream", "wrong", "offsets", "labelled", "reference_accuracy", "last_ts")
+
+
+def _stream_to_data(fs: FeatureState) -> dict[str, Any]:
+    return {
+        "detector": None if fs.detector is None else detector_state(fs.detector),
+        "warmup": np.asarray(fs.warmup, dtype=np.float64),
+        "one_sided": fs.one_sided,
+        "reported": fs.reported,
+        "suppressed": to_data(fs.suppressed),
+        "n_base": fs.n_base,
+        "opened": to_data(fs.opened),
+        "rebaselined": to_data(fs.rebaselined),
+        "refreshed_at": fs.refreshed_at,
+    }
+
+
+def _key_to_data(state: KeyState) -> dict[str, Any]:
+    """A key's state as plain data (what is needed to continue exactly; no caches)."""
+    acc = state.accuracy
+    return {
+        "features": [_stream_to_data(fs) for fs in state.features],
+        "offsets": state.offsets.copy(),
+        "seen": state.seen,
+        "partition": state.partition,
+        "last_offset": state.last_offset,
+        "last_ts": state.last_ts,
+        "applied": list(state.applied),
+        "accuracy": None
+        if acc is None
+        else {
+            "stream": _stream_to_data(acc.stream),
+            "wrong": acc.wrong.copy(),
+            "offsets": acc.offsets.copy(),
+            "labelled": acc.labelled,
+            "reference_accuracy": acc.reference_accuracy,
+            "last_ts": acc.last_ts,
+        },
+    }
+
+
+def _fields(data: Any, what: str, names: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(data, dict) or not all(n in data for n in names):
+        raise StateError(f"{what} state must hold {', '.join(names)}")
+    return data
+
+
+def _int(value: Any, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise StateError(f"{name} must be an integer, got {type(value).__name__}")
+    return value
+
+
+def _count(value: Any, name: str) -> int:
+    if _int(value, name) < 0:
+        raise StateError(f"{name} must be >= 0, got {value}")
+    return int(value)
+
+
+def _float(value: Any, name: str, *, nan: bool = False) -> float:
+    if not isinstance(value, float | int) or isinstance(value, bool):
+        raise StateError(f"{name} must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) or (nan and math.isnan(value))):
+        raise StateError(f"{name} must be finite, got {value!r}")
+    return float(value)
+
+
+def _stream_from_data(data: Any) -> FeatureState:
+    doc = _fields(data, "stream", _STREAM_FIELDS)
+    suppressed = _transition(doc["suppressed"], "suppressed")
+    one_sided, reported = doc["one_sided"], doc["reported"]
+    if not isinstance(one_sided, bool) or not isinstance(reported, bool):
+        raise StateError("one_sided and reported must be booleans")
+    warmup = check_array(doc["warmup"], np.float64, None, "warm-up")
+    if not np.all(np.isfinite(warmup)):
+        raise StateError("warm-up values must be finite")
+    detector = doc["detector"]
+    # fields added after the first version are optional
+    refreshed_at = doc.get("refreshed_at")
+    return FeatureState(
+        None if detector is None else detector_from_state(detector),
+        warmup.tolist(),
+        one_sided=one_sided,
+        reported=reported,
+        suppressed=suppressed,
+        n_base=_count(doc["n_base"], "n_base"),
+        opened=_transition(doc.get("opened"), "opened"),
+        rebaselined=_transition(doc.get("rebaselined"), "rebaselined"),
+        refreshed_at=None if refreshed_at is None else _count(refreshed_at, "refreshed_at"),
+    )
+
+
+def _transition(data: Any, name: str) -> Transition | None:
+    value = from_data(data)
+    if value is not None and not isinstance(value, Transition):
+        raise StateError(f"{name} must be a transition")
+    return value
+
+
+#: Command ids remembered per key (a command read again after a restart is not re-applied).
+APPLIED_REMEMBERED = 32
+
+
+@dataclass(frozen=True, slots=True)
+class _StreamContext:
+    """Where a stream's events are: its key, names, offset ring and latest event."""
+
+    key: str
+    feature: str
+    detector: str
+    ring: npt.NDArray[np.int64]
+    seen: int
+    last_ts: float
+
+
+class _Refresh:
+    """One re-baseline command being applied: its events, rate limit and fan-out bound."""
+
+    def __init__(
+        self, monitor: DriftMonitor, source: str, command_id: str | None, max_streams: int | None
+    ) -> None:
+        self.monitor = monitor
+        self.source = source
+        self.command_id = command_id
+        self.max_streams = max_streams
+        self.refreshed = 0
+        self.events: list[DriftEvent] = []
+
+    def skip(self, reason: str) -> None:
+        m = self.monitor.metrics
+        if m is not None:
+            m.rebaseline_skipped.labels(reason).inc()
+
+    def admits(self, fs: FeatureState, det: DriftDetector) -> bool:
+        """Whether ``fs`` may be refreshed now (and count it if so)."""
+        seen = fs.n_base + det.n_seen
+        if (
+            fs.refreshed_at is not None
+            and seen - fs.refreshed_at < self.monitor.settings.window_size
+        ):
+            self.skip("rate_limited")
+            return False
+        if self.max_streams is not None and self.refreshed >= self.max_streams:
+            self.skip("fan_out")
+            return False
+        self.refreshed += 1
+        fs.refreshed_at = seen
+        return True
+
+    def close_episode(
+        self,
+        fs: FeatureState,
+        det: DriftDetector,
+        window: npt.NDArray[np.float64],
+        context: _StreamContext,
+        partition: int,
+        *,
+        rolling_accuracy: float | None = None,
+    ) -> None:
+        """End a reported episode of ``fs`` with ``drift_resolved`` (reason ``rebaselined``)."""
+        if not fs.active or fs.opened is None:
+            return
+        assert isinstance(det, KS_DETECTORS)
+        self.events.append(
+            self.monitor._refresh_event(
+                context,
+                fs,
+                det.reference,
+                window,
+                None,
+                partition,
+                kind=PERFORMANCE if fs.one_sided else DISTRIBUTION,
+                rolling_accuracy=rolling_accuracy,
+                command_id=self.command_id,
+                event_type=DRIFT_RESOLVED,
+                threshold=fs.opened.threshold,
+            )
+        )
+        # the detector's own episode goes on against the new reference: its end is not
+        # reported, and the stream moving away from it by the alarm's threshold reopens one
+        if fs.one_sided:
+            fs.reported = False
+            fs.suppressed = fs.opened
+        else:
+            fs.rebaselined = fs.opened
+        fs.opened = None
 
 
 class DriftMonitor:
@@ -322,6 +543,7 @@ class DriftMonitor:
             else settings
         )
         self._accuracy_streams = 0
+        self._failed: list[tuple[Telemetry, Exception]] = []
 
     # ------------------------------------------------------------------ state
     @property
@@ -333,13 +555,13 @@ class DriftMonitor:
     # ------------------------------------------------------------------ checkpoints
     def snapshot(
         self, partitions: Collection[int] | None = None, *, keys: Collection[str] | None = None
-    ) -> bytes:
-        """Every key's state (or only the keys of ``partitions``), compressed.
+    ) -> dict[str, Any]:
+        """Every key's state (or only the keys of ``partitions``, or ``keys``) as plain data.
 
         Restoring it into a fresh monitor and feeding the events that follow the last one
         processed here gives exactly the results of a monitor that never stopped: windows,
-        references, episodes, accuracy and offsets all continue. Snapshots are pickles: keep
-        the place they are stored (e.g. a compacted topic) writable by the workers only.
+        references, episodes, accuracy and offsets all continue. The result holds numbers,
+        strings, numpy arrays, lists and dicts only (see :mod:`stream.worker.checkpoints`).
         """
         chosen = [
             (key, state)
@@ -350,7 +572,10 @@ class DriftMonitor:
             )
             if partitions is None or state.partition in partitions
         ]
-        return zlib.compress(pickle.dumps((SNAPSHOT_VERSION, chosen), protocol=5), 1)
+        return {
+            "version": SNAPSHOT_VERSION,
+            "keys": [[key, _key_to_data(state)] for key, state in chosen],
+        }
 
     def take_changed(self, partition: int) -> list[str]:
         """Keys of ``partition`` changed since last taken (and mark them unchanged)."""
@@ -376,15 +601,28 @@ class DriftMonitor:
                 self.metrics.forget(k, self.stream_names)
         return len(gone)
 
-    def restore(self, blob: bytes) -> int:
-        """Load keys from a :meth:`snapshot`; return how many. Newer state wins over older."""
-        try:
-            version, keys = pickle.loads(zlib.decompress(blob))
-        except Exception as exc:
-            raise ValueError(f"not a driftwatch monitor snapshot: {exc!r}") from None
-        if version != SNAPSHOT_VERSION:
-            raise ValueError(f"snapshot version {version!r}, expected {SNAPSHOT_VERSION}")
-        for key, state in keys:
+    def restore(self, data: Any) -> int:
+        """Load keys from a :meth:`snapshot`; return how many. Newer state wins over older.
+
+        Raises
+        ------
+        StateError
+            If ``data`` is not a snapshot this version can continue from (nothing is loaded).
+        """
+        if not isinstance(data, dict) or data.get("version") != SNAPSHOT_VERSION:
+            raise StateError(f"not a driftwatch monitor snapshot of version {SNAPSHOT_VERSION}")
+        items = data.get("keys")
+        if not isinstance(items, list):
+            raise StateError("snapshot without keys")
+        loaded: list[tuple[str, KeyState]] = []
+        for item in items:
+            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
+                raise StateError("snapshot key entries must be [key, state]")
+            try:
+                loaded.append((item[0], self._key_from_data(item[1])))
+            except (TypeError, KeyError, IndexError, AttributeError) as exc:
+                raise StateError(f"key {item[0][:100]!r}: malformed state: {exc!r}") from None
+        for key, state in loaded:
             old = self.keys.get(key)
             if old is not None and old.accuracy is not None:
                 self._accuracy_streams -= 1
@@ -398,7 +636,43 @@ class DriftMonitor:
                 fs.dirty = True
         while len(self.keys) > self.settings.max_tracked_keys:
             self._evict_oldest()
-        return len(keys)
+        return len(loaded)
+
+    def _key_from_data(self, data: Any) -> KeyState:
+        """A key's state from :func:`_key_to_data`, checked against this monitor's settings."""
+        size = self.settings.window_size
+        doc = _fields(data, "key", _KEY_FIELDS)
+        features = doc["features"]
+        if not isinstance(features, list) or len(features) != len(self.settings.features):
+            raise StateError(f"key state must hold {len(self.settings.features)} features")
+        state = KeyState(
+            [_stream_from_data(f) for f in features],
+            check_array(doc["offsets"], np.int64, size, "key offsets").copy(),
+            seen=_count(doc["seen"], "seen"),
+            partition=_count(doc["partition"], "partition"),
+            last_offset=_int(doc["last_offset"], "last_offset"),
+            last_ts=_float(doc["last_ts"], "last_ts"),
+        )
+        applied = doc.get("applied", [])
+        if not (
+            isinstance(applied, list)
+            and len(applied) <= APPLIED_REMEMBERED
+            and all(isinstance(a, str) and len(a) <= 200 for a in applied)
+        ):
+            raise StateError(f"applied must be a list of at most {APPLIED_REMEMBERED} ids")
+        state.applied = applied
+        acc = doc["accuracy"]
+        if acc is not None:
+            a = _fields(acc, "accuracy", _ACCURACY_FIELDS)
+            state.accuracy = AccuracyState(
+                _stream_from_data(a["stream"]),
+                check_array(a["wrong"], np.bool_, size, "accuracy ring").copy(),
+                check_array(a["offsets"], np.int64, size, "accuracy offsets").copy(),
+                labelled=_count(a["labelled"], "labelled"),
+                reference_accuracy=_float(a["reference_accuracy"], "reference_accuracy", nan=True),
+                last_ts=_float(a["last_ts"], "last_ts"),
+            )
+        return state
 
     def _evict_oldest(self) -> None:
         old, old_state = self.keys.popitem(last=False)
@@ -442,7 +716,7 @@ class DriftMonitor:
             by_key.setdefault(ev.key, []).append(ev)
         events: list[DriftEvent] = []
         for key, evs in by_key.items():
-            events.extend(self._process_key(key, evs))
+            events.extend(self._process_key_or_roll_back(key, evs))
         if self.metrics is not None:
             self.metrics.tracked_streams.set(self.tracked_streams)
             now = self.clock()
@@ -457,6 +731,62 @@ class DriftMonitor:
                 for snapshot in snapshots:
                     self.on_transition(snapshot)
         return events
+
+    def take_failed(self) -> list[tuple[Telemetry, Exception]]:
+        """Events whose processing raised since last taken (their key was rolled back)."""
+        out, self._failed = self._failed, []
+        return out
+
+    def _process_key_or_roll_back(self, key: str, evs: list[Telemetry]) -> list[DriftEvent]:
+        """Process one key's events; if that raises, isolate the events that fail.
+
+        The key is rolled back to its state before the batch and its events are applied again
+        one by one, each from a copy of the state before it: an event that raises leaves the
+        key as it was and is recorded in :meth:`take_failed`. Other keys are not touched.
+        """
+        saved = self._save_key(key)
+        mark = len(self._snapshots)
+        try:
+            return self._process_key(key, evs)
+        except Exception:
+            log.exception("processing %d event(s) of key %r failed; isolating", len(evs), key)
+        out: list[DriftEvent] = []
+        for ev in evs:
+            self._restore_key(key, saved)
+            del self._snapshots[mark:]
+            try:
+                got = self._process_key(key, [ev])
+            except Exception as exc:
+                self._failed.append((ev, exc))
+                continue
+            out.extend(got)
+            saved = self._save_key(key)
+            mark = len(self._snapshots)
+        self._restore_key(key, saved)
+        del self._snapshots[mark:]
+        return out
+
+    def _save_key(self, key: str) -> tuple[dict[str, Any], bool, int] | None:
+        state = self.keys.get(key)
+        if state is None:
+            return None
+        return _key_to_data(state), state.changed, state.replay_until
+
+    def _restore_key(self, key: str, saved: tuple[dict[str, Any], bool, int] | None) -> None:
+        """Put a key back as :meth:`_save_key` found it (absent if it was)."""
+        current = self.keys.pop(key, None)
+        if current is not None:
+            _close(current)
+            if current.accuracy is not None:
+                self._accuracy_streams -= 1
+        if saved is None:
+            return
+        data, changed, replay_until = saved
+        state = self._key_from_data(data)
+        state.changed, state.replay_until = changed, replay_until
+        self.keys[key] = state
+        if state.accuracy is not None:
+            self._accuracy_streams += 1
 
     def _process_key(self, key: str, evs: list[Telemetry]) -> list[DriftEvent]:
         state = self._key_state(key)
@@ -534,6 +864,8 @@ class DriftMonitor:
         assert det is not None
         if fs.one_sided:
             return self._feed_one_sided(fs, det, xs, ts)
+        if fs.rebaselined is not None:
+            return self._feed_rebaselined(fs, det, xs, ts)
         before: npt.NDArray[np.float64] | None = None
         if snapshot and isinstance(det, KS_DETECTORS):
             before = det.window
@@ -547,6 +879,38 @@ class DriftMonitor:
                 # the window at the transition: the last n_window values fed up to it
                 window = np.concatenate((before, xs[: pos + 1]))[-t.n_window :]
             hits.append(_Hit(pos, t, window))
+            fs.opened = t if t.kind == DRIFT_STARTED else None
+        return hits
+
+    def _feed_rebaselined(
+        self,
+        fs: FeatureState,
+        det: DriftDetector,
+        xs: npt.NDArray[np.float64],
+        ts: npt.NDArray[np.float64] | None,
+    ) -> list[_Hit]:
+        """Feed event by event while the detector's episode closed by a re-baseline goes on.
+
+        Its end is not reported. If, before it ends, the window moves away from the new
+        reference by the closed alarm's threshold, a new episode is reported from there.
+        """
+        hits: list[_Hit] = []
+        times = None if ts is None else ts.tolist()
+        for i, x in enumerate(xs.tolist()):
+            det.update(x, None if times is None else times[i])
+            closed = fs.rebaselined
+            if closed is None:
+                for t in det.transitions:
+                    hits.append(_Hit(i, t, self._window_of(det)))
+                    fs.opened = t if t.kind == DRIFT_STARTED else None
+                continue
+            if any(t.kind == DRIFT_RESOLVED for t in det.transitions):
+                fs.rebaselined = None  # the detector's episode ended: nothing to report
+            elif isinstance(det, KS_DETECTORS) and det.statistic >= closed.threshold - _TIE:
+                t = _reopened(det, closed)
+                hits.append(_Hit(i, t, self._window_of(det)))
+                fs.rebaselined = None
+                fs.opened = t
         return hits
 
     def _feed_one_sided(
@@ -572,6 +936,7 @@ class DriftMonitor:
                     if t.kind == DRIFT_STARTED:
                         if t.statistic_sign > 0:
                             fs.reported = True
+                            fs.opened = t
                             hits.append(_Hit(i, t, self._window_of(det)))
                         else:
                             fs.suppressed = t
@@ -584,17 +949,8 @@ class DriftMonitor:
                 s = fs.suppressed
                 if det.statistic_sign > 0 and det.statistic >= s.threshold - _TIE:
                     fs.reported = True
-                    t = Transition(
-                        "drift_started",
-                        det.n_seen,
-                        det.statistic,
-                        det.p_value,
-                        det.statistic_location,
-                        det.statistic_sign,
-                        s.threshold,
-                        s.n_reference,
-                        s.n_window,  # a count window: full, as at the suppressed alarm
-                    )
+                    t = _reopened(det, s)
+                    fs.opened = t
                     hits.append(_Hit(i, t, self._window_of(det)))
         return hits
 
@@ -736,9 +1092,15 @@ class DriftMonitor:
 
     # ------------------------------------------------------------------ re-baselining
     def rebaseline(
-        self, key: str | None = None, feature: str | None = None, source: str = "window"
+        self,
+        key: str | None = None,
+        feature: str | None = None,
+        source: str = "window",
+        *,
+        command_id: str | None = None,
+        max_streams: int | None = None,
     ) -> list[DriftEvent]:
-        """Give streams a new reference; return one ``reference_refreshed`` event per stream.
+        """Give streams a new reference; return the events that record it.
 
         Parameters
         ----------
@@ -750,15 +1112,25 @@ class DriftMonitor:
             reference file is read again and each stream gets its (per-key) reference from it;
             new keys then use it too, in ``file`` reference mode. The accuracy streams have no
             file reference and are left alone by ``file``.
+        command_id : str, optional
+            The command's id: carried by the events, remembered per key so that a command
+            read again after a restart is not applied twice, and part of the event ids.
+        max_streams : int, optional
+            Refresh at most this many streams; the others are counted, not refreshed.
 
-        Streams still learning their reference, with a reference-free detector, or (for
-        ``window``) with an empty window are skipped. An open drift episode stays open and
-        resolves by the usual rule against the new reference.
+        Each refreshed stream gets a ``reference_refreshed`` event. A stream is refreshed at
+        most once per window (``window_size`` observations since its last refresh); streams
+        still learning their reference, with a reference-free detector, or (for ``window``)
+        with an empty window are skipped. A refresh inside a reported drift episode closes it
+        with a ``drift_resolved`` event of reason ``rebaselined``; if the stream then moves
+        away from its new reference by the alarm's threshold, a new episode starts.
 
         Raises
         ------
         ValueError
             For an unknown source or feature, or ``file`` with no reference file configured.
+        UnknownKeyError
+            If ``key`` is not tracked here.
         InputFileError
             If the reference file cannot be read.
         """
@@ -766,6 +1138,8 @@ class DriftMonitor:
             raise ValueError(f"source must be one of {REBASELINE_SOURCES}, got {source!r}")
         if feature is not None and feature not in self.stream_names:
             raise ValueError(f"feature must be one of {self.stream_names}, got {feature!r}")
+        if key is not None and key not in self.keys:
+            raise UnknownKeyError(key)
         file_refs: ReferenceSource | None = None
         if source == "file":
             if feature == ACCURACY_FEATURE:
@@ -775,10 +1149,14 @@ class DriftMonitor:
             file_refs = self.reload_references()
             if self.references is not None:
                 self.references = file_refs
-        keys = list(self.keys) if key is None else [key] if key in self.keys else []
-        out: list[DriftEvent] = []
-        for k in keys:
+        refresh = _Refresh(self, source, command_id, max_streams)
+        for k in list(self.keys) if key is None else [key]:
             state = self.keys[k]
+            if command_id is not None:
+                if command_id in state.applied:
+                    refresh.skip("already_applied")
+                    continue
+                state.applied = [*state.applied[-(APPLIED_REMEMBERED - 1) :], command_id]
             state.changed = True
             for j, name in enumerate(self.settings.features):
                 fs = state.features[j]
@@ -787,23 +1165,23 @@ class DriftMonitor:
                     continue
                 window = det.window
                 reference = window if file_refs is None else file_refs(k, name)
-                if reference is None or reference.size == 0:
+                if reference is None or reference.size == 0 or not refresh.admits(fs, det):
                     continue
+                context = _StreamContext(
+                    k, name, self._detector_names[j], state.offsets, state.seen, state.last_ts
+                )
+                refresh.close_episode(fs, det, window, context, state.partition)
                 det.set_reference(reference)
                 fs.dirty = True
-                out.append(
+                refresh.events.append(
                     self._refresh_event(
-                        k,
-                        name,
-                        self._detector_names[j],
+                        context,
                         fs,
                         reference,
                         window,
                         source,
-                        state.offsets,
-                        state.seen,
-                        state.last_ts,
                         state.partition,
+                        command_id=command_id,
                     )
                 )
             acc = state.accuracy
@@ -812,12 +1190,13 @@ class DriftMonitor:
                 and acc is not None
                 and feature in (None, ACCURACY_FEATURE)
                 and isinstance(acc.stream.detector, KS_DETECTORS)
+                and refresh.admits(acc.stream, acc.stream.detector)
             ):
-                out.extend(self._rebaseline_accuracy(k, state, acc))
-        return out
+                refresh.events.extend(self._rebaseline_accuracy(k, state, acc, refresh))
+        return refresh.events
 
     def _rebaseline_accuracy(
-        self, key: str, state: KeyState, acc: AccuracyState
+        self, key: str, state: KeyState, acc: AccuracyState, refresh: _Refresh
     ) -> list[DriftEvent]:
         fs = acc.stream
         det = fs.detector
@@ -825,6 +1204,11 @@ class DriftMonitor:
         window = det.window
         if window.size == 0:
             return []
+        context = _StreamContext(
+            key, ACCURACY_FEATURE, ACCURACY_DETECTOR, acc.offsets, acc.labelled, acc.last_ts
+        )
+        accuracy = {"rolling_accuracy": acc.rolling_accuracy}
+        refresh.close_episode(fs, det, window, context, state.partition, **accuracy)
         if fs.suppressed is not None and not fs.reported:
             # An unreported episode (accuracy went up) would keep the detector from alarming;
             # start afresh instead: the window replayed against itself raises no alarm.
@@ -839,57 +1223,54 @@ class DriftMonitor:
         fs.dirty = True
         return [
             self._refresh_event(
-                key,
-                ACCURACY_FEATURE,
-                ACCURACY_DETECTOR,
+                context,
                 fs,
                 window,
                 window,
                 "window",
-                acc.offsets,
-                acc.labelled,
-                acc.last_ts,
                 state.partition,
                 kind=PERFORMANCE,
                 rolling_accuracy=acc.rolling_accuracy,
                 reference_accuracy=acc.reference_accuracy,
+                command_id=refresh.command_id,
             )
         ]
 
     def _refresh_event(
         self,
-        key: str,
-        feature: str,
-        detector: str,
+        context: _StreamContext,
         fs: FeatureState,
         reference: npt.NDArray[np.float64],
         window: npt.NDArray[np.float64],
-        source: str,
-        ring: npt.NDArray[np.int64],
-        seen: int,
-        last_ts: float,
+        source: str | None,
         partition: int,
         *,
         kind: str = DISTRIBUTION,
         rolling_accuracy: float | None = None,
         reference_accuracy: float | None = None,
+        command_id: str | None = None,
+        event_type: str = REFERENCE_REFRESHED,
+        threshold: float = math.nan,
     ) -> DriftEvent:
+        """A ``reference_refreshed`` event (or the ``drift_resolved`` a refresh causes)."""
         det = fs.detector
         assert isinstance(det, KS_DETECTORS)
+        ring, seen = context.ring, context.seen
         cap = ring.shape[0]
         last = int(ring[(seen - 1) % cap]) if seen else -1
         first = int(ring[(seen - window.size) % cap]) if window.size else last
         if self.metrics is not None:
-            self.metrics.drift_events.labels(REFERENCE_REFRESHED, feature).inc()
+            self.metrics.drift_events.labels(event_type, context.feature).inc()
+        resolved = event_type != REFERENCE_REFRESHED
         return DriftEvent(
-            type=REFERENCE_REFRESHED,
-            key=key,
-            feature=feature,
-            detector=detector,
-            event_time=last_ts,
+            type=event_type,
+            key=context.key,
+            feature=context.feature,
+            detector=context.detector,
+            event_time=context.last_ts,
             statistic=det.statistic,
             p_value=det.p_value,
-            threshold=math.nan,
+            threshold=threshold,
             reference_size=int(reference.shape[0]),
             window_size=int(window.shape[0]),
             statistic_location=det.statistic_location,
@@ -902,7 +1283,9 @@ class DriftMonitor:
             kind=kind,
             rolling_accuracy=rolling_accuracy,
             reference_accuracy=reference_accuracy,
-            reference_source=source,
+            reference_source=None if resolved else source,
+            reason=REBASELINED if resolved else None,
+            command_id=command_id,
         )
 
     # ------------------------------------------------------------------ metrics

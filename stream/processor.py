@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from stream.metrics import Metrics
 from stream.monitor import DriftMonitor
-from stream.records import DriftEvent, Invalid, Telemetry, TelemetryParser
+from stream.telemetry.records import DriftEvent, Invalid, Telemetry, TelemetryParser
 
 #: Largest dead-letter value written: Kafka's default request and message limits are about
 #: 1 MB, and a message the broker accepted must not be lost because its copy is too large.
@@ -101,26 +101,22 @@ class BatchProcessor:
             else:
                 valid.append(r)
                 sources.append(msg)
-        try:
-            out.drift_events = self.monitor.process(valid)
-            out.processed = len(valid)
-        except Exception:
-            # Isolate the poison event(s): retry one by one, dead-letter what still fails.
-            log.exception("batch of %d failed; retrying event by event", len(valid))
-            out.drift_events = []
-            for ev, msg in zip(valid, sources, strict=True):
-                try:
-                    out.drift_events.extend(self.monitor.process([ev]))
-                    out.processed += 1
-                except Exception as exc:
-                    log.error(
-                        "processing failed for %s[%d]@%d: %r",
-                        self.topic,
-                        msg.partition,
-                        msg.offset,
-                        exc,
-                    )
-                    out.dead_letters.append(DeadLetter(msg, "processing_error", repr(exc)))
+        out.drift_events = self.monitor.process(valid)
+        out.processed = len(valid)
+        failed = self.monitor.take_failed()
+        if failed:
+            by_position = {(msg.partition, msg.offset): msg for msg in sources}
+            for ev, exc in failed:
+                msg = by_position[(ev.partition, ev.offset)]
+                log.error(
+                    "processing failed for %s[%d]@%d: %r",
+                    self.topic,
+                    msg.partition,
+                    msg.offset,
+                    exc,
+                )
+                out.dead_letters.append(DeadLetter(msg, "processing_error", repr(exc)))
+                out.processed -= 1
         m = self.metrics
         m.events_consumed.labels(self.topic).inc(len(messages))
         for dl in out.dead_letters:

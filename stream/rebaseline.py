@@ -17,21 +17,29 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
 
-from stream.exceptions import DriftwatchError
+from stream.exceptions import DriftwatchError, UnknownKeyError
 from stream.kafka_config import add_kafka_options, client_settings, kafka_client_config
 from stream.metrics import Metrics
 from stream.monitor import DriftMonitor
 from stream.processor import DeadLetter, RawMessage
-from stream.records import REBASELINE_SOURCES, ControlParser, DriftEvent, Invalid
+from stream.telemetry.records import (
+    REBASELINE_SOURCES,
+    ControlParser,
+    DriftEvent,
+    Invalid,
+    control_signature,
+)
 
 __all__ = ["ControlHandler", "ControlOutcome", "add_parser", "build_command", "run"]
 
@@ -60,6 +68,9 @@ class ControlHandler:
         Rejected commands are counted in ``driftwatch_invalid_events_total`` by reason.
     remember : int
         How many command ids are remembered to drop the copies of a command.
+    max_streams : int
+        Most streams one command refreshes (the others are counted in
+        ``driftwatch_rebaseline_skipped_total{reason="fan_out"}``).
     """
 
     def __init__(
@@ -69,11 +80,13 @@ class ControlHandler:
         metrics: Metrics | None = None,
         *,
         remember: int = 1024,
+        max_streams: int = 1000,
     ) -> None:
         self.parser = parser
         self.monitor = monitor
         self.metrics = metrics
         self.remember = remember
+        self.max_streams = max_streams
         self._seen: OrderedDict[str, None] = OrderedDict()
 
     def handle(self, msg: RawMessage) -> ControlOutcome:
@@ -89,15 +102,26 @@ class ControlHandler:
             )
             self._reject(out, msg, cmd.reason, cmd.detail)
             return out
-        if cmd.command_id is not None:
-            if cmd.command_id in self._seen:
-                out.duplicate = True
-                return out
-            self._seen[cmd.command_id] = None
-            while len(self._seen) > self.remember:
-                self._seen.popitem(last=False)
+        # a command without an id is told apart by its position
+        command_id = cmd.command_id or f"control-{msg.partition}-{msg.offset}"
+        if command_id in self._seen:
+            out.duplicate = True
+            return out
+        self._seen[command_id] = None
+        while len(self._seen) > self.remember:
+            self._seen.popitem(last=False)
         try:
-            out.drift_events = self.monitor.rebaseline(cmd.key, cmd.feature, cmd.source)
+            out.drift_events = self.monitor.rebaseline(
+                cmd.key,
+                cmd.feature,
+                cmd.source,
+                command_id=command_id,
+                max_streams=self.max_streams,
+            )
+        except UnknownKeyError as exc:
+            log.warning("rebaseline %s: %s", command_id, exc)
+            self._reject(out, msg, "unknown_key", str(exc))
+            return out
         except (DriftwatchError, ValueError) as exc:
             log.error("rebaseline %s failed: %s", msg.value, exc)
             self._reject(out, msg, "rebaseline_failed", str(exc))
@@ -118,15 +142,20 @@ class ControlHandler:
 
 
 def build_command(
-    key: str | None, feature: str | None, source: str, *, command_id: str | None = None
+    key: str | None,
+    feature: str | None,
+    source: str,
+    *,
+    command_id: str | None = None,
+    signing_key: bytes | None = None,
 ) -> dict[str, Any]:
-    """The JSON object of a ``rebaseline`` command."""
+    """The JSON object of a ``rebaseline`` command (signed with ``signing_key`` if given)."""
     if source not in REBASELINE_SOURCES:
         raise DriftwatchError(f"--source must be one of {', '.join(REBASELINE_SOURCES)}")
     for name, value in (("--key", key), ("--feature", feature)):
         if value is not None and not value.strip():
             raise DriftwatchError(f"{name} must not be empty")
-    return {
+    doc: dict[str, Any] = {
         "action": "rebaseline",
         "key": key,
         "feature": feature,
@@ -134,6 +163,9 @@ def build_command(
         "id": command_id or uuid.uuid4().hex,
         "requested_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
     }
+    if signing_key is not None:
+        doc["signature"] = control_signature(doc, signing_key)
+    return doc
 
 
 def add_parser(sub: Any) -> None:
@@ -155,11 +187,23 @@ def add_parser(sub: Any) -> None:
         help="window: the current window becomes the reference; file: reload reference_file",
     )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for Kafka")
+    p.add_argument(
+        "--signing-key-file",
+        default=os.environ.get("DRIFTWATCH_CONTROL_SIGNING_KEY_FILE"),
+        help="sign the command with the HMAC key in this file (the workers' "
+        "control_signing_key_file; default: $DRIFTWATCH_CONTROL_SIGNING_KEY_FILE)",
+    )
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    command = build_command(args.key, args.feature, args.source)
+    signing_key = None
+    if args.signing_key_file:
+        try:
+            signing_key = Path(args.signing_key_file).read_bytes().rstrip(b"\r\n")
+        except OSError as exc:
+            raise DriftwatchError(f"--signing-key-file: cannot read: {exc.strerror}") from None
+    command = build_command(args.key, args.feature, args.source, signing_key=signing_key)
     value = orjson.dumps(command)
     from kafka import KafkaProducer
     from kafka.errors import KafkaError

@@ -22,7 +22,8 @@ import numpy.typing as npt
 from stream.exceptions import InputFileError
 from stream.monitor import ReferenceSource
 from stream.settings import Settings
-from stream.sources import TabularFile, read_text_columns
+from stream.telemetry.records import join_key
+from stream.tools.sources import TabularFile, read_text_columns
 
 __all__ = [
     "FileReferences",
@@ -33,8 +34,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-KEY_SEPARATOR = "/"  # how multi-field keys are joined (as in stream.records.TelemetryParser)
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,7 +105,7 @@ def _split_by_key(
     if rows.size == 0:
         return {}
     joined = np.array(
-        [KEY_SEPARATOR.join(p) for p in zip(*(parts[k][rows] for k in key_fields), strict=True)],
+        [join_key(p) for p in zip(*(parts[k][rows] for k in key_fields), strict=True)],
         dtype=np.str_,
     )
     keys, inverse = np.unique(joined, return_inverse=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from detectors.registry import DetectorName
 from detectors.river_calibration import check_river_ert
 from stream.exceptions import ConfigError
 
@@ -34,7 +35,6 @@ __all__ = [
     "load_settings",
 ]
 
-DetectorName = Literal["incremental_ks", "windowed_ks", "adwin", "kswin", "page_hinkley"]
 DETECTORS: tuple[str, ...] = get_args(DetectorName)
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SECURITY_PROTOCOLS: tuple[str, ...] = get_args(SecurityProtocol)
@@ -102,6 +102,9 @@ class Settings:
     checkpoints: bool = True
     checkpoint_topic: str | None = None
     checkpoint_interval: float = 10.0
+    checkpoint_signing_key_file: str | None = None
+    control_signing_key_file: str | None = None
+    control_max_streams: int = 1000
     wait_for_calibration: bool = False
     topic_replication_factor: int = 1
     session_timeout: float = 10.0
@@ -173,6 +176,22 @@ class Settings:
     def sasl_secret(self) -> str | None:
         """The SASL password: ``sasl_password``, or read from ``sasl_password_file``."""
         return _secret(self, "sasl_password", "sasl_password_file")
+
+    def checkpoint_signing_key(self) -> bytes | None:
+        """The HMAC key of checkpoint records, read from ``checkpoint_signing_key_file``."""
+        path = self.checkpoint_signing_key_file
+        return (
+            None
+            if path is None
+            else _read_secret_file("checkpoint_signing_key_file", path).encode()
+        )
+
+    def control_signing_key(self) -> bytes | None:
+        """The HMAC key of control commands, read from ``control_signing_key_file``."""
+        path = self.control_signing_key_file
+        return (
+            None if path is None else _read_secret_file("control_signing_key_file", path).encode()
+        )
 
     def metrics_basic_auth_secret(self) -> str | None:
         """The metrics password: ``metrics_basic_auth_password`` or read from its file."""
@@ -293,6 +312,19 @@ def _validate_security(s: Settings) -> None:
         s.sasl_secret()  # readable and not empty
 
 
+def _validate_signing(s: Settings) -> None:
+    for name in ("checkpoint_signing_key_file", "control_signing_key_file"):
+        _check_file(s, name)
+        path = getattr(s, name)
+        if path is not None:
+            _check(
+                len(_read_secret_file(name, path).encode()) >= 16,
+                name,
+                path,
+                "the key must be at least 16 bytes",
+            )
+
+
 def _validate_metrics_security(s: Settings) -> None:
     for name in ("metrics_tls_certfile", "metrics_tls_keyfile"):
         _check_file(s, name)
@@ -341,8 +373,15 @@ def _validate(s: Settings) -> None:
         _check(bool(value) and value.strip() == value, name, value, "must be a non-empty name")
     _check(bool(s.bootstrap_servers.strip()), "bootstrap_servers", s.bootstrap_servers, "empty")
     _check(len(s.key_fields) >= 1, "key_fields", s.key_fields, "name at least one field")
+    _check(s.control_max_streams >= 1, "control_max_streams", s.control_max_streams, "must be >= 1")
     _check(len(s.features) >= 1, "features", s.features, "name at least one feature")
     _check(len(set(s.features)) == len(s.features), "features", s.features, "duplicates")
+    _check(
+        not any("|" in f for f in s.features),
+        "features",
+        s.features,
+        "'|' separates key and feature in drift event keys",
+    )
     clash = set(s.features) & (set(s.key_fields) | {s.timestamp_field})
     _check(not clash, "features", s.features, f"also used as key or timestamp: {sorted(clash)}")
     _check(s.detector in DETECTORS, "detector", s.detector, f"one of {', '.join(DETECTORS)}")
@@ -441,6 +480,7 @@ def _validate(s: Settings) -> None:
     _validate_river_ert(s)
     _validate_security(s)
     _validate_metrics_security(s)
+    _validate_signing(s)
 
 
 #: The river detectors' sensitivity parameter that an ``ert`` calibrates.

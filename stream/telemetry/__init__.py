@@ -1,0 +1,1 @@
+"""Telemetry and control input: decoding and validation of what is read from Kafka."""

@@ -1,0 +1,1 @@
+"""Batch tools around the detectors: compare, replay, simulate, tail, file sources, plots."""

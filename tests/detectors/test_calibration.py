@@ -7,7 +7,6 @@ rule on the same streams is several times over).
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -16,6 +15,7 @@ import pytest
 
 from detectors import DRIFT_STARTED, IncrementalKS
 from detectors.calibration import calibrate_gap
+from detectors.registry import detector_from_state, detector_state
 
 ERT = 500.0
 WINDOW = 30
@@ -94,10 +94,10 @@ def test_continuous_calibrations_are_shared_and_cached() -> None:
     assert again is first
 
 
-def test_calibration_survives_pickling() -> None:
+def test_calibration_survives_a_state_round_trip() -> None:
     rng = np.random.default_rng(1)
     det = IncrementalKS(tokens(rng, REFERENCE), WINDOW, ert=ERT, **EPISODES)  # type: ignore[arg-type]
-    clone = pickle.loads(pickle.dumps(det))
+    clone = detector_from_state(detector_state(det))
     assert clone.calibration == det.calibration
     stream = tokens(rng, 5000)
     det.update_many(stream)
@@ -105,7 +105,7 @@ def test_calibration_survives_pickling() -> None:
     assert det.transitions == clone.transitions
 
 
-def test_pickling_does_not_wait_for_a_background_calibration() -> None:
+def test_taking_the_state_does_not_wait_for_a_background_calibration() -> None:
     import threading
 
     from detectors import ks
@@ -118,7 +118,9 @@ def test_pickling_does_not_wait_for_a_background_calibration() -> None:
             tokens(rng, REFERENCE), WINDOW, ert=ERT, wait_for_calibration=False, **EPISODES
         )  # type: ignore[arg-type]
         assert not det.calibration_ready
-        clone = pickle.loads(pickle.dumps(det))  # returns although the calibration is queued
+        clone = detector_from_state(
+            detector_state(det)
+        )  # returns although the calibration is queued
         queued = IncrementalKS(
             tokens(rng, REFERENCE), WINDOW, ert=ERT, wait_for_calibration=False, **EPISODES
         )  # type: ignore[arg-type]

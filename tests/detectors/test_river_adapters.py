@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import math
-import pickle
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from detectors import (
     KSWINDetector,
     PageHinkleyDetector,
 )
+from detectors.registry import detector_from_state, detector_state
 
 
 @pytest.mark.parametrize(
@@ -40,7 +40,7 @@ def test_adapters_follow_the_contract(make: object) -> None:
     assert DRIFT_STARTED in kinds
     assert any(open_after_shift)  # the real shift is flagged
     assert math.isnan(det.statistic)
-    clone = pickle.loads(pickle.dumps(det))
+    clone = detector_from_state(detector_state(det))
     for x in rng.normal(3.0, 1.0, size=400):
         det.update(x)
         clone.update(x)

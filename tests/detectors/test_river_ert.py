@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import pickle
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +13,7 @@ from scipy import stats
 
 from detectors import ADWINDetector, KSWINDetector, PageHinkleyDetector
 from detectors.base import DRIFT_STARTED
+from detectors.registry import detector_from_state, detector_state
 from detectors.river_adapters import RiverDetector
 from detectors.river_calibration import (
     _kswin_pvalues,
@@ -179,11 +179,11 @@ def test_calibration_is_reproducible_with_the_seed(cls: type[RiverDetector]) -> 
     assert a.calibration.seconds > 0
 
 
-def test_pickled_detector_continues_identically() -> None:
+def test_restored_detector_continues_identically() -> None:
     rng = np.random.default_rng(4)
     det = PageHinkleyDetector(ert=2_000, reference=rng.normal(size=500), resolve_after=100)
     det.update_many(rng.normal(size=3000))
-    clone = pickle.loads(pickle.dumps(det))
+    clone = detector_from_state(detector_state(det))
     assert clone.threshold == det.threshold == det.calibration.value  # type: ignore[union-attr]
     xs = np.r_[rng.normal(size=3000), rng.normal(2.0, 1.0, size=500)]
     det.update_many(xs)
@@ -192,10 +192,10 @@ def test_pickled_detector_continues_identically() -> None:
     assert det.n_seen == clone.n_seen
 
 
-def test_pickling_during_calibration_recalibrates_the_copy() -> None:
+def test_state_during_calibration_recalibrates_the_copy() -> None:
     ref = np.random.default_rng(6).normal(size=500)
     det = ADWINDetector(ert=2_000, reference=ref, resolve_after=100, wait_for_calibration=False)
-    clone = pickle.loads(pickle.dumps(det))
+    clone = detector_from_state(detector_state(det))
     assert clone.calibration is not None and det.calibration is not None
     assert clone.calibration.value == det.calibration.value
 

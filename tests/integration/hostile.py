@@ -11,8 +11,9 @@ Rules of the oracle, in the order they apply:
    byte order mark, ``NaN``/``Infinity`` literals and numbers beyond the float range (even in
    fields nobody reads); integers beyond 64 bits are floats and fine;
 3. a document that is not an object is ``not_an_object``; duplicate names: the last one counts;
-4. ``agent_id`` null, absent, empty, a list or an object is ``missing_key`` (other scalars are
-   keys, as text);
+4. ``agent_id`` null, absent, empty, a list or an object is ``missing_key``; a number that is
+   not an integer of at most 64 bits (a JSON parser reads those as floats, and distinct ids
+   would collapse) is ``bad_key``; other scalars are keys, as text;
 5. then each feature in settings order: null or absent is ``missing_feature``, anything but a
    number (booleans included) is ``non_numeric``;
 6. ``ts``: absent or null means the Kafka record time; otherwise epoch milliseconds in
@@ -176,6 +177,8 @@ def classify(raw: bytes | None, content: Any, syntax_reason: str | None) -> Expe
     key = doc.get("agent_id")
     if key is None or key == "" or isinstance(key, list | dict):
         return Expected("missing_key")
+    if isinstance(key, float) or (is_number(key) and not -(2**63) <= key < 2**64):
+        return Expected("bad_key")
     for name in FEATURES:
         v = doc.get(name)
         if v is None:

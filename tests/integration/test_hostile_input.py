@@ -59,6 +59,9 @@ def test_the_oracle_on_hand_picked_cases() -> None:
         (good.add("token_count", None), "missing_feature"),
         (good.set("token_count", None).add("token_count", 5), None),
         (good.set("agent_id", 7), None),
+        (good.set("agent_id", 2**64 - 1), None),
+        (good.set("agent_id", 2**64), "bad_key"),  # read as a float: distinct ids would collapse
+        (good.set("agent_id", 1.5), "bad_key"),
         (good.set("agent_id", ""), "missing_key"),
         (good.drop("agent_id").set("token_count", "x"), "missing_key"),
         (good.set("ts", LAST_SECOND_MS + 1000), "bad_timestamp"),

@@ -10,11 +10,13 @@ exactly the events produced for it, with the same windows, counts and episodes.
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import re
 import signal
 import threading
 import time
+import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -24,10 +26,19 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from stream.checkpoints import epoch_of, fold_records
 from stream.monitor import DriftMonitor
+from stream.rebaseline import build_command
 from stream.settings import Settings
 from stream.simulation import DriftSpec, TelemetrySimulator
+from stream.worker.checkpoints import (
+    CHECKPOINT_VERSION,
+    CheckpointCodec,
+    claim_record,
+    fold_records,
+    key_record,
+    marker_body,
+    marker_record,
+)
 from tests.integration.conftest import KafkaBroker, TopicFactory
 from tests.integration.worker import (
     RunningWorker,
@@ -78,6 +89,7 @@ def _produce(bootstrap: str, topic: str, done: threading.Event) -> Counter[str]:
 class _Production:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.done = threading.Event()
+        self.started = time.monotonic()
         self.result: Counter[str] = Counter()
 
         def run() -> None:
@@ -107,7 +119,7 @@ def _caught_up(bootstrap: str, group: str, topic: str) -> bool:
         consumer.close()
 
 
-def _records(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None, int]]:
+def _records(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None]]:
     consumer = KafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -118,7 +130,7 @@ def _records(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | Non
         fetch_max_bytes=64 * 1024 * 1024,
     )
     try:
-        return [(r.key, r.value, epoch_of(r.headers)) for r in consumer]
+        return [(r.key, r.value) for r in consumer]
     finally:
         consumer.close()
 
@@ -126,7 +138,7 @@ def _records(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | Non
 def _drift_events(bootstrap: str, topic: str) -> dict[str, dict[str, Any]]:
     """Drift events by event_id; an id seen twice must carry the same event."""
     out: dict[str, dict[str, Any]] = {}
-    for _key, value, _epoch in _records(bootstrap, topic):
+    for _key, value in _records(bootstrap, topic):
         assert value is not None
         doc = orjson.loads(value)
         previous = out.setdefault(doc["event_id"], doc)
@@ -139,7 +151,7 @@ def _final_state(bootstrap: str, app_id: str) -> dict[str, Any]:
     settings = Settings(window_size=50, reference_size=300, app_id=app_id)
     records = _records(bootstrap, settings.checkpoint_topic_name)
     monitor = DriftMonitor(settings)
-    folded = fold_records(records, range(PARTITIONS))
+    folded = fold_records(records, range(PARTITIONS), CheckpointCodec())
     for cp in folded.values():
         assert cp.offset is not None, f"partition {cp.partition} has no checkpoint marker"
         for blob in cp.keys.values():
@@ -186,12 +198,12 @@ def _assert_equivalent(
     bootstrap: str,
     tmp_path: Path,
     topic_factory: TopicFactory,
-    telemetry: str,
-    drift_topic: str,
+    topics: dict[str, str],
     app_id: str,
     per_agent: Counter[str],
 ) -> None:
-    events = _drift_events(bootstrap, drift_topic)
+    telemetry = topics["telemetry_topic"]
+    events = _drift_events(bootstrap, topics["drift_topic"])
     state = _final_state(bootstrap, app_id)
     ref_events, ref_state = _uninterrupted(bootstrap, tmp_path, topic_factory, telemetry)
     # the oracle of counts: every key holds exactly the events produced for it
@@ -273,15 +285,7 @@ def test_sigkill_at_five_random_points_loses_and_repeats_nothing(
         stop_and_keep_log(final.proc, final.log, f"worker-{tmp_path.name}-final.log")
     restored += _restored_keys(final)
     assert restored > 0, "no restart restored any key from a checkpoint"
-    _assert_equivalent(
-        bootstrap,
-        tmp_path,
-        topic_factory,
-        topics["telemetry_topic"],
-        topics["drift_topic"],
-        app_id,
-        per_agent,
-    )
+    _assert_equivalent(bootstrap, tmp_path, topic_factory, topics, app_id, per_agent)
 
 
 def test_a_second_worker_joining_and_leaving_changes_nothing(
@@ -305,12 +309,177 @@ def test_a_second_worker_joining_and_leaving_changes_nothing(
         _wait_caught_up(bootstrap, app_id, topics["telemetry_topic"], first)
     finally:
         stop_and_keep_log(first.proc, first.log, f"worker-{tmp_path.name}-first.log")
-    _assert_equivalent(
-        bootstrap,
-        tmp_path,
-        topic_factory,
-        topics["telemetry_topic"],
-        topics["drift_topic"],
-        app_id,
-        per_agent,
+    _assert_equivalent(bootstrap, tmp_path, topic_factory, topics, app_id, per_agent)
+
+
+class _Marker:
+    """Unpickling this creates a file: the proof that a checkpoint record ran code."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return (open, (str(self.path), "w"))
+
+
+def _inject_hostile_records(bootstrap: str, topic: str, marker: Path) -> set[str]:
+    """Hostile and broken records for keys of telemetry partition 0; return the reasons."""
+    records = _records(bootstrap, topic)
+    folded = fold_records(records, [0], CheckpointCodec())[0]
+    assert folded.keys, "partition 0 has no checkpointed key"
+    victims = sorted(folded.keys)
+    good = next(
+        value for key, value in reversed(records) if key == key_record(0, victims[0]) and value
     )
+    codec = CheckpointCodec()
+    hostile = [
+        # the former format: a pickle that would create the marker file
+        (key_record(0, victims[0]), pickle.dumps(_Marker(marker))),
+        (key_record(0, "intruder"), zlib.compress(pickle.dumps((2, [_Marker(marker)])))),
+        # a claim far ahead, and a state written under it
+        (claim_record(0), codec.encode(claim_record(0), 10**9, {"writer": "forger"})),
+        (key_record(0, victims[-1]), codec.encode(key_record(0, victims[-1]), 10**9, {})),
+        (marker_record(0), codec.encode(marker_record(0), 10**9, marker_body(0, "forger", 0))),
+        # a truncated copy of a real record, and one of an unknown version
+        (key_record(0, victims[0]), good[: len(good) // 2]),
+        (key_record(0, victims[-1]), good[:4] + bytes((CHECKPOINT_VERSION + 40,)) + good[5:]),
+    ]
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    try:
+        for key, value in hostile:
+            producer.send(topic, key=key, value=value, partition=0)  # partition 0 % N
+        producer.flush()
+    finally:
+        producer.close()
+    return {"not_a_checkpoint", "claim_ahead", "truncated", "version"}
+
+
+def test_hostile_checkpoint_records_are_rejected_counted_and_never_run(
+    kafka_broker: KafkaBroker, topic_factory: TopicFactory, tmp_path: Path
+) -> None:
+    bootstrap = kafka_broker.bootstrap
+    topics, app_id, settings, production = _start_run(bootstrap, topic_factory, "hostile")
+    checkpoint_topic = Settings(app_id=app_id).checkpoint_topic_name
+    marker = tmp_path / "pickle-ran"
+    first = start_worker(bootstrap, tmp_path / "first", **settings)
+    try:
+        wait_for(lambda: _consuming(first), 90, "the first worker to consume", first)
+        time.sleep(3.0)
+    finally:
+        stop_and_keep_log(first.proc, first.log, f"worker-{tmp_path.name}-first.log")
+    reasons = _inject_hostile_records(bootstrap, checkpoint_topic, marker)
+    second = start_worker(bootstrap, tmp_path / "second", **settings)
+    try:
+        per_agent = production.join()
+        _wait_caught_up(bootstrap, app_id, topics["telemetry_topic"], second)
+        rejected = {
+            reason: second.sample(
+                "driftwatch_checkpoint_records_rejected_total", {"reason": reason}
+            )
+            for reason in reasons
+        }
+    finally:
+        stop_and_keep_log(second.proc, second.log, f"worker-{tmp_path.name}-second.log")
+    assert not marker.exists(), "a checkpoint record ran code"
+    assert all(n is not None and n >= 1 for n in rejected.values()), rejected
+    assert _restored_keys(second) > 0
+    _assert_equivalent(bootstrap, tmp_path, topic_factory, topics, app_id, per_agent)
+
+
+class _ControlFlood:
+    """Sends a re-baseline of one stream every 0.2 s until stopped; remembers the ids."""
+
+    def __init__(self, bootstrap: str, topic: str, key: str, feature: str) -> None:
+        self.ids: list[str] = []
+        self.stop = threading.Event()
+        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+
+        def run() -> None:
+            try:
+                while not self.stop.wait(0.2):
+                    command = build_command(key, feature, "window")
+                    producer.send(topic, key=key.encode(), value=orjson.dumps(command)).get(30)
+                    self.ids.append(command["id"])
+            finally:
+                producer.close()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def halt(self) -> list[str]:
+        self.stop.set()
+        self.thread.join(timeout=60)
+        return self.ids
+
+
+@pytest.mark.timeout(600)
+def test_a_control_flood_stays_visible_and_commands_survive_a_sigkill(
+    kafka_broker: KafkaBroker, topic_factory: TopicFactory, tmp_path: Path
+) -> None:
+    bootstrap = kafka_broker.bootstrap
+    topics, app_id, settings, production = _start_run(bootstrap, topic_factory, "flood")
+    flood = _ControlFlood(bootstrap, topics["control_topic"], DRIFT.agent_id, DRIFT.feature)
+    first = start_worker(bootstrap, tmp_path / "first", **settings)
+    try:
+        wait_for(lambda: _consuming(first), 90, "the first worker to consume", first)
+        # past the start of the shift (event 14,000 at 500/s), then kill right after a command
+        time.sleep(max(0.0, 36.0 - (time.monotonic() - production.started)))
+        sent = flood.halt()
+        os.killpg(first.proc.pid, signal.SIGKILL)
+        first.proc.wait()
+    finally:
+        flood.halt()
+        stop_and_keep_log(first.proc, first.log, f"worker-{tmp_path.name}-first.log")
+    second = start_worker(bootstrap, tmp_path / "second", **settings)
+    try:
+        production.join()
+        _wait_caught_up(bootstrap, app_id, topics["telemetry_topic"], second)
+        wait_for(
+            lambda: (second.sample("driftwatch_rebaseline_skipped_total") or 0) > 0,
+            60,
+            "the commands read again to be applied",
+            second,
+        )
+        limited = second.sample("driftwatch_rebaseline_skipped_total", {"reason": "rate_limited"})
+    finally:
+        stop_and_keep_log(second.proc, second.log, f"worker-{tmp_path.name}-second.log")
+    # read once the worker has stopped (a running worker writes a marker every second)
+    applied = _applied(bootstrap, app_id)
+    assert applied and applied == sent[-len(applied) :], "commands lost, reordered or twice"
+    events = [
+        e
+        for e in _drift_events(bootstrap, topics["drift_topic"]).values()
+        if (e["key"], e["feature"]) == (DRIFT.agent_id, DRIFT.feature)
+    ]
+    refreshes = [e for e in events if e["type"] == "reference_refreshed"]
+    started = [e for e in events if e["type"] == "drift_started"]
+    closed = [e for e in events if e["type"] == "drift_resolved"]
+    assert refreshes and all(e["command_id"] in sent for e in refreshes)
+    # at most one refresh per window (one more where a crash made a command apply again)
+    seen = max(e["observations"] for e in events)
+    assert len({e["command_id"] for e in refreshes}) <= seen // DETECTION["window_size"] + 2
+    assert len(refreshes) < len(sent) / 2 and limited is not None and limited > 0
+    # every reported episode ends visibly: by its own resolution or re-baselined, with the
+    # command that did it; none is left open without an event
+    assert started and len(closed) == len(started)
+    episodes = sorted(
+        started + closed, key=lambda e: (e["observations"], e["type"] != "drift_started")
+    )
+    assert [e["type"] for e in episodes] == ["drift_started", "drift_resolved"] * len(started)
+    rebaselined = [e for e in closed if e["reason"] == "rebaselined"]
+    assert rebaselined and all(e["command_id"] in sent for e in rebaselined)
+    assert all(e["reason"] is None for e in closed if e not in rebaselined)
+
+
+def _applied(bootstrap: str, app_id: str) -> list[str]:
+    """The command ids in the drifting key's checkpointed state."""
+    settings = Settings(window_size=50, reference_size=300, app_id=app_id)
+    folded = fold_records(
+        _records(bootstrap, settings.checkpoint_topic_name), range(PARTITIONS), CheckpointCodec()
+    )
+    monitor = DriftMonitor(settings)
+    for cp in folded.values():
+        for body in cp.keys.values():
+            monitor.restore(body)
+    state = monitor.keys.get(DRIFT.agent_id)
+    return [] if state is None else list(state.applied)

@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import pickle
+from collections import Counter
+from pathlib import Path
+
+import msgpack
 import numpy as np
 import pytest
 
-from stream.checkpoints import (
-    EPOCH_HEADER,
+from stream.monitor import DriftMonitor
+from stream.settings import Settings
+from stream.telemetry.records import Telemetry
+from stream.worker.checkpoints import (
+    CHECKPOINT_VERSION,
+    READABLE_VERSIONS,
+    CheckpointCodec,
+    RecordRejected,
     claim_record,
-    decode_marker,
-    encode_marker,
-    epoch_of,
     fold_records,
     key_record,
+    marker_body,
     marker_record,
 )
-from stream.monitor import DriftMonitor
-from stream.records import Telemetry
-from stream.settings import Settings
 
+DATA = Path(__file__).parent / "data"
 SETTINGS = Settings(window_size=30, reference_size=60, alpha=0.001, max_tracked_keys=3)
 
 
@@ -57,48 +64,137 @@ def digest(monitor: DriftMonitor) -> dict[str, object]:
     return out
 
 
+CODEC = CheckpointCodec()
+
+
+def rec(key: bytes, body: object, claim: int = 1, codec: CheckpointCodec = CODEC) -> tuple:
+    return key, codec.encode(key, claim, body)
+
+
+def claim(partition: int, number: int) -> tuple:
+    return rec(claim_record(partition), {"writer": "w"}, number)
+
+
 def test_fold_records_keeps_the_latest_of_each_key_and_the_marker() -> None:
     records = [
-        (key_record(0, "a"), b"a1", 3),
-        (key_record(1, "x"), b"x1", 3),  # another telemetry partition in the same log
-        (key_record(0, "b"), b"b1", 3),
-        (marker_record(0), encode_marker(10, "w1", 2), 3),
-        (key_record(0, "a"), b"a2", 3),
-        (key_record(0, "b"), None, 3),  # evicted: tombstone
-        (marker_record(0), b"not json", 3),  # unreadable: the previous marker stands
-        (None, b"ignored", 3),
+        claim(0, 1),
+        claim(1, 1),
+        rec(key_record(0, "a"), "a1"),
+        rec(key_record(1, "x"), "x1"),  # another telemetry partition in the same log
+        rec(key_record(0, "b"), "b1"),
+        rec(marker_record(0), marker_body(10, "w1", 2)),
+        rec(key_record(0, "a"), "a2"),
+        (key_record(0, "b"), None),  # evicted: tombstone
+        rec(marker_record(0), {"offset": -1}),  # unusable: the previous marker stands
+        (marker_record(0), b"not a record"),
+        (None, b"ignored"),
     ]
-    folded = fold_records(records, [0, 2])
+    rejected: Counter[str] = Counter()
+    folded = fold_records(records, [0, 2], CODEC, rejected)
     assert set(folded) == {0, 2}
-    assert folded[0].keys == {"a": b"a2"}
+    assert folded[0].keys == {"a": "a2"}
     assert folded[0].offset == 10 and folded[0].writer == "w1"
     assert folded[2].offset is None and folded[2].keys == {}
+    assert rejected == {"malformed": 1, "not_a_checkpoint": 1}
 
 
 def test_records_of_a_superseded_writer_are_ignored() -> None:
     records = [
-        (key_record(0, "a"), b"a-old", 4),
-        (marker_record(0), encode_marker(100, "old", 1), 4),
-        (claim_record(0), b"new", 5),  # a new owner took partition 0 over
-        (key_record(0, "a"), b"a-zombie", 4),  # the old owner, still writing
-        (marker_record(0), encode_marker(180, "old", 1), 4),
-        (key_record(1, "z"), b"z", 2),  # partition 1 keeps its own epochs
-        (key_record(0, "b"), b"b-new", 5),
+        claim(0, 4),
+        rec(key_record(0, "a"), "a-old", 4),
+        rec(marker_record(0), marker_body(100, "old", 1), 4),
+        claim(0, 5),  # a new owner took partition 0 over
+        rec(key_record(0, "a"), "a-zombie", 4),  # the old owner, still writing
+        rec(marker_record(0), marker_body(180, "old", 1), 4),
+        claim(1, 2),
+        rec(key_record(1, "z"), "z", 2),  # partition 1 keeps its own claims
+        rec(key_record(0, "b"), "b-new", 5),
     ]
-    folded = fold_records(records, [0, 1])
-    assert folded[0].keys == {"a": b"a-old", "b": b"b-new"}
-    assert folded[0].offset == 100 and folded[0].epoch == 5
-    assert folded[1].keys == {"z": b"z"}
-    assert epoch_of([("other", b"1"), (EPOCH_HEADER, b"7")]) == 7
-    assert epoch_of(None) == -1 and epoch_of([(EPOCH_HEADER, b"x")]) == -1
+    rejected: Counter[str] = Counter()
+    folded = fold_records(records, [0, 1], CODEC, rejected)
+    assert folded[0].keys == {"a": "a-old", "b": "b-new"}
+    assert folded[0].offset == 100 and folded[0].claim == 5
+    assert folded[1].keys == {"z": "z"} and folded[1].claim == 2
+    assert rejected == {"fenced": 2}
 
 
-@pytest.mark.parametrize(
-    "value", [b"{}", b'{"format": 1, "offset": -1}', b'{"format": 99, "offset": 3}', b"[]"]
-)
-def test_bad_markers_are_refused(value: bytes) -> None:
-    with pytest.raises(ValueError, match="marker"):
-        decode_marker(value)
+def test_a_claim_far_ahead_and_records_above_every_claim_are_refused() -> None:
+    records = [
+        claim(0, 3),
+        rec(key_record(0, "a"), "a", 3),
+        claim(0, 10**9),  # absurdly far ahead: refused, so it fences nobody out
+        rec(key_record(0, "b"), "b", 10**9),  # claimed by nobody
+        rec(key_record(0, "c"), "c", 7),  # above the latest claim: refused too
+        rec(marker_record(0), marker_body(42, "w", 1), 3),
+    ]
+    rejected: Counter[str] = Counter()
+    folded = fold_records(records, [0], CODEC, rejected)
+    assert folded[0].keys == {"a": "a"} and folded[0].offset == 42 and folded[0].claim == 3
+    assert rejected == {"claim_ahead": 3}
+
+
+def test_values_round_trip_with_little_endian_arrays() -> None:
+    body = {
+        "f": np.array([1.5, -2.0]),
+        "i": np.arange(3, dtype=np.int64),
+        "b": np.array([True, False]),
+        "t": np.array([7], dtype=np.int32),
+        "n": None,
+    }
+    value = CODEC.encode(b"0/k/x", 9, body)
+    assert value[:4] == b"DWCK" and value[4] == CHECKPOINT_VERSION
+    got_claim, got = CODEC.decode(b"0/k/x", value)
+    assert got_claim == 9 and got.keys() == body.keys() and got["n"] is None
+    for name in ("f", "i", "b", "t"):
+        assert got[name].dtype == body[name].dtype and np.array_equal(got[name], body[name])
+    with pytest.raises(TypeError):
+        CODEC.encode(b"k", 1, {"x": object()})
+
+
+def bad_values() -> dict[str, bytes]:
+    good = CODEC.encode(b"0/k/x", 1, {"v": np.arange(10.0)})
+    return {
+        "not_a_checkpoint": pickle.dumps({"x": 1}),
+        "truncated": good[:-7],
+        "version": good[:4] + bytes((99,)) + good[5:],
+        "malformed": good[:6] + msgpack.packb([1, 2]),
+    }
+
+
+@pytest.mark.parametrize("reason", ["not_a_checkpoint", "truncated", "version", "malformed"])
+def test_bad_records_are_rejected_with_their_reason(reason: str) -> None:
+    with pytest.raises(RecordRejected) as info:
+        CODEC.decode(b"0/k/x", bad_values()[reason])
+    assert info.value.reason == reason
+
+
+def test_signed_records() -> None:
+    signed = CheckpointCodec(b"0123456789abcdef-key")
+    value = signed.encode(b"0/k/x", 2, {"v": 1})
+    assert signed.decode(b"0/k/x", value) == (2, {"v": 1})
+    assert CODEC.decode(b"0/k/x", value) == (2, {"v": 1})  # readable without checking
+    for bad, reason in (
+        (CODEC.encode(b"0/k/x", 2, {"v": 1}), "unsigned"),
+        (value[:-1] + bytes((value[-1] ^ 1,)), "bad_signature"),
+        (CheckpointCodec(b"another-key-0123456").encode(b"0/k/x", 2, {"v": 1}), "bad_signature"),
+    ):
+        with pytest.raises(RecordRejected) as info:
+            signed.decode(b"0/k/x", bad)
+        assert info.value.reason == reason
+    with pytest.raises(RecordRejected, match="bad_signature"):
+        signed.decode(b"0/k/y", value)  # signed for another key: not movable
+
+
+def test_the_previous_version_stays_readable() -> None:
+    # A record written by version 1 (checked in): every later version must read it.
+    value = (DATA / "checkpoint-v1.bin").read_bytes()
+    assert value[4] == 1 and 1 in READABLE_VERSIONS
+    monitor = DriftMonitor(SETTINGS)
+    claim_number, body = CODEC.decode(b"0/k/a", value)
+    assert claim_number == 3 and monitor.restore(body) == 1
+    expected = DriftMonitor(SETTINGS)
+    expected.process(events(["a"], 200, seed=11, partition_of={"a": 0}))
+    assert digest(monitor) == digest(expected)
 
 
 def test_restore_then_replay_from_an_older_offset_applies_each_event_once() -> None:

@@ -1,4 +1,4 @@
-"""Tests for ``driftwatch compare`` (stream.compare) end to end, through stream.cli.main."""
+"""Tests for ``driftwatch compare`` (stream.tools.compare) end to end, through stream.cli.main."""
 
 from __future__ import annotations
 
@@ -18,14 +18,14 @@ from scipy import stats
 
 from detectors.multitest import CORRECTION_METHODS, adjust_pvalues
 from stream.cli import main
-from stream.compare import (
+from stream.exceptions import InputFileError
+from stream.tools.compare import (
     DEFAULT_FEATURES,
     accuracy_drop_pvalue,
     compare_files,
     normalized_wasserstein,
     population_stability_index,
 )
-from stream.exceptions import InputFileError
 
 FEATURES = list(DEFAULT_FEATURES)
 DRIFTED = {"response_latency_ms", "token_count"}

@@ -6,8 +6,8 @@ from prometheus_client import CollectorRegistry
 
 from stream.metrics import Metrics
 from stream.monitor import DriftMonitor
-from stream.records import Telemetry
 from stream.settings import load_settings
+from stream.telemetry.records import Telemetry
 
 EVICTIONS = "driftwatch_key_evictions_total"
 

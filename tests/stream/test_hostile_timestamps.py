@@ -10,8 +10,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from stream.records import DriftEvent, Invalid, Telemetry, TelemetryParser
 from stream.settings import load_settings
+from stream.telemetry.records import DriftEvent, Invalid, Telemetry, TelemetryParser
 
 GOOD = {
     "agent_id": "support-bot",

@@ -1,4 +1,4 @@
-"""Tests for stream.plots.plot_ecdfs."""
+"""Tests for stream.tools.plots.plot_ecdfs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from stream.plots import EcdfPanel, plot_ecdfs
+from stream.tools.plots import EcdfPanel, plot_ecdfs
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -108,7 +108,7 @@ def test_errors(tmp_path: Path) -> None:
 def test_no_pyplot_global_state(tmp_path: Path) -> None:
     code = (
         "import sys, numpy as np\n"
-        "from stream.plots import EcdfPanel, plot_ecdfs\n"
+        "from stream.tools.plots import EcdfPanel, plot_ecdfs\n"
         "a = np.arange(50.0)\n"
         "plot_ecdfs([EcdfPanel('x', a, a + 5, 0.1, 0.9, 10.0)], sys.argv[1])\n"
         "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'\n"

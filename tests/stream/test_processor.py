@@ -1,13 +1,19 @@
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import orjson
+import pytest
 from prometheus_client import CollectorRegistry
 
+from detectors import IncrementalKS
 from stream.metrics import Metrics
 from stream.monitor import DriftMonitor
 from stream.processor import BatchProcessor, RawMessage
-from stream.records import TelemetryParser
 from stream.settings import load_settings
+from stream.simulation import DriftSpec
+from stream.telemetry.records import TelemetryParser
 from tests.stream.helpers import simulated_messages
 
 
@@ -45,20 +51,66 @@ def test_bad_messages_are_dead_lettered_with_their_bytes_and_counted() -> None:
     )
 
 
-def test_a_processing_failure_isolates_the_poison_event() -> None:
-    proc, registry = make()
-    original = proc.monitor.process
-    poison_offset = 7
+def _digest(monitor: DriftMonitor) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, state in monitor.keys.items():
+        streams = [
+            None
+            if fs.detector is None
+            else (fs.detector.n_seen, fs.detector.in_drift, fs.detector.window.tolist(), fs.n_base)  # type: ignore[attr-defined]
+            for fs in state.features
+        ]
+        out[key] = (state.seen, state.offsets.tolist(), list(state.features[0].warmup), streams)
+    return out
 
-    def flaky(batch: list) -> list:  # type: ignore[type-arg]
-        if any(ev.offset == poison_offset for ev in batch):
-            raise RuntimeError("boom")
-        return original(batch)
 
-    proc.monitor.process = flaky  # type: ignore[method-assign]
-    out = proc.handle(simulated_messages(20))
-    assert out.processed == 19
-    assert [(d.reason, d.message.offset) for d in out.dead_letters] == [("processing_error", 7)]
+def test_a_fault_in_one_key_rolls_it_back_and_applies_nothing_twice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    poison_value = 777_777.0
+    update_many, update = IncrementalKS.update_many, IncrementalKS.update
+
+    def faulty_many(self: IncrementalKS, xs: Any, ts: Any = None) -> None:
+        if poison_value in np.asarray(xs):
+            update_many(self, np.asarray(xs)[: len(xs) // 2], ts)  # half applied, then a fault
+            raise RuntimeError("injected fault")
+        update_many(self, xs, ts)
+
+    def faulty(self: IncrementalKS, x: float, t: float | None = None) -> None:
+        if x == poison_value:
+            raise RuntimeError("injected fault")
+        update(self, x, t)
+
+    monkeypatch.setattr(IncrementalKS, "update_many", faulty_many)
+    monkeypatch.setattr(IncrementalKS, "update", faulty)
+    messages = simulated_messages(
+        3000, agents=4, drift=DriftSpec("agent-1", "token_count", "shift", 1.0, start_event=1500)
+    )
+    doc = orjson.loads(messages[2100].value or b"")
+    doc["token_count"] = poison_value
+    poisoned = [
+        *messages[:2100],
+        RawMessage(messages[2100].key, orjson.dumps(doc), 0, 2100),
+        *messages[2101:],
+    ]
+    clean = [*messages[:2100], *messages[2101:]]
+
+    faulted, registry = make()
+    reference, _ = make()
+    got, expected = [], []
+    for i in range(0, len(poisoned), 500):
+        out = faulted.handle(poisoned[i : i + 500])
+        got += out.drift_events
+        if i <= 2100 < i + 500:
+            assert [(d.reason, d.message.offset) for d in out.dead_letters] == [
+                ("processing_error", 2100)
+            ]
+            assert out.processed == 499
+    for i in range(0, len(clean), 500):
+        expected += reference.handle(clean[i : i + 500]).drift_events
+    assert _digest(faulted.monitor) == _digest(reference.monitor)
+    assert [e.to_dict() for e in got] == [e.to_dict() for e in expected]
+    assert any(e.type == "drift_started" for e in expected)
     assert (
         registry.get_sample_value("driftwatch_invalid_events_total", {"reason": "processing_error"})
         == 1

@@ -17,7 +17,10 @@ from stream.metrics import Metrics
 from stream.monitor import DriftMonitor
 from stream.processor import BatchProcessor, RawMessage
 from stream.rebaseline import ControlHandler, build_command
-from stream.records import (
+from stream.references import reference_loader, reference_source
+from stream.settings import DEFAULT_FEATURES, Settings, load_settings
+from stream.simulation import DriftSpec
+from stream.telemetry.records import (
     CONTROL_INVALID_REASONS,
     ControlCommand,
     ControlParser,
@@ -26,9 +29,7 @@ from stream.records import (
     Telemetry,
     TelemetryParser,
 )
-from stream.references import reference_loader, reference_source
-from stream.settings import DEFAULT_FEATURES, Settings, load_settings
-from stream.simulation import DriftSpec
+from stream.worker.checkpoints import CheckpointCodec
 from tests.stream.helpers import simulated_messages
 
 LATENCY = "response_latency_ms"
@@ -88,11 +89,22 @@ def test_rebaseline_from_the_window_takes_the_drifted_window_as_reference() -> N
         ("agent-2", LATENCY)
     ]
     det = h.detector("agent-2", LATENCY)
-    new_reference = det.window
+    new_reference, old_reference = det.window, det.reference
 
     outcome = h.control.handle(command(key="agent-2", feature=LATENCY, source="window"))
     assert outcome.dead_letters == []
-    (refresh,) = outcome.drift_events
+    # the refresh closes the open episode visibly, with the command's id
+    closed, refresh = outcome.drift_events
+    assert (closed.type, closed.reason, closed.key, closed.feature) == (
+        "drift_resolved",
+        "rebaselined",
+        "agent-2",
+        LATENCY,
+    )
+    assert closed.command_id == refresh.command_id == "control-0-7"
+    assert closed.to_dict()["reason"] == "rebaselined" and refresh.to_dict()["reason"] is None
+    closing = stats.ks_2samp(old_reference, new_reference)
+    assert closed.statistic == pytest.approx(closing.statistic, abs=1e-12)
     assert (refresh.type, refresh.key, refresh.feature) == (
         "reference_refreshed",
         "agent-2",
@@ -123,7 +135,9 @@ def test_rebaseline_from_the_window_takes_the_drifted_window_as_reference() -> N
     assert h.registry.get_sample_value("driftwatch_ks_statistic", labels) == pytest.approx(
         expected.statistic, abs=1e-12
     )
-    assert [(e.type, e.key, e.feature) for e in later] == [("drift_resolved", "agent-2", LATENCY)]
+    # the detector's own end of the closed episode is not reported again
+    assert [(e.type, e.key, e.feature) for e in later] == []
+    assert h.registry.get_sample_value("driftwatch_drift_active", labels) == 0.0
     # other streams were left alone
     other = h.detector("agent-0", LATENCY)
     assert other.reference.size == 600
@@ -211,7 +225,9 @@ def test_a_file_rebaseline_also_serves_new_keys_in_file_mode(tmp_path: Path) -> 
     new_path, _ = reference_file(tmp_path, seed=9)  # the file is replaced on disk
     assert new_path == path
     events = h.monitor.rebaseline("agent-0", LATENCY, "file")
-    assert [(e.key, e.reference_source) for e in events] == [("agent-0", "file")]
+    refreshed = [(e.key, e.reference_source) for e in events if e.type == "reference_refreshed"]
+    assert refreshed == [("agent-0", "file")]
+    assert all(e.reason == "rebaselined" for e in events if e.type == "drift_resolved")
     assert not np.array_equal(h.detector("agent-0", LATENCY).reference, np.sort(refs["agent-0"]))
     assert h.monitor.references is not None
     assert h.monitor.references("agent-1", LATENCY).size == 350  # type: ignore[union-attr]
@@ -225,16 +241,19 @@ def test_rebaseline_accuracy_from_the_window() -> None:
     assert [(e.key, e.kind) for e in events if e.type == "drift_started"] == [
         ("agent-1", "performance")
     ]
-    (refresh,) = h.monitor.rebaseline("agent-1", "accuracy", "window")
+    closed, refresh = h.monitor.rebaseline("agent-1", "accuracy", "window", command_id="c7")
+    assert (closed.type, closed.reason, closed.kind) == (
+        "drift_resolved",
+        "rebaselined",
+        "performance",
+    )
     assert refresh.kind == "performance" and refresh.type == "reference_refreshed"
     right = [t.predicted_label == t.true_label for t in h.fed if t.key == "agent-1"]
     assert refresh.rolling_accuracy == pytest.approx(np.mean(right[-300:]), abs=1e-12)
     assert refresh.reference_accuracy == refresh.rolling_accuracy
     assert refresh.to_dict()["reference_accuracy"] == refresh.reference_accuracy
     later = h.feed(messages[12000:])
-    assert [(e.type, e.key, e.feature) for e in later] == [
-        ("drift_resolved", "agent-1", "accuracy")
-    ]
+    assert [(e.type, e.key, e.feature) for e in later] == []
 
 
 def test_rebaseline_of_an_unreported_accuracy_episode_starts_afresh() -> None:
@@ -315,10 +334,15 @@ def test_the_handler_dead_letters_bad_commands_and_applies_copies_once(tmp_path:
     copy = h.control.handle(RawMessage(b"agent-0", raw, 3, 1))
     assert len(first.drift_events) == 1 and copy.drift_events == [] and copy.duplicate
 
-    # an unknown key changes nothing; a file that disappeared is a failed rebaseline
-    assert h.control.handle(command(key="agent-9")).drift_events == []
+    # an unknown key is dead-lettered; a file that disappeared is a failed rebaseline
+    unknown = h.control.handle(command(key="agent-9"))
+    assert unknown.drift_events == [] and [d.reason for d in unknown.dead_letters] == [
+        "unknown_key"
+    ]
     path.unlink()
-    out = h.control.handle(command(source="file"))
+    out = h.control.handle(
+        RawMessage(b"k", orjson.dumps({"action": "rebaseline", "source": "file"}), 0, 8)
+    )
     assert [d.reason for d in out.dead_letters] == ["rebaseline_failed"]
     assert "file not found" in out.dead_letters[0].detail
 
@@ -402,3 +426,99 @@ def test_cli_sends_the_command_to_every_partition(
 def test_cli_rejects_an_empty_key(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["rebaseline", "--key", " "]) == 2
     assert "--key must not be empty" in capsys.readouterr().err
+
+
+def test_a_control_flood_during_a_shift_cannot_silence_it() -> None:
+    settings = load_settings(environ={}, alpha=1e-7, window_size=200, reference_size=400)
+    h = Harness(settings)
+    drift = DriftSpec("agent-1", LATENCY, "shift", 0.6, start_event=4000)
+    messages = simulated_messages(14000, drift=drift, seed=5)
+    events: list[DriftEvent] = []
+    for i in range(0, len(messages), 50):  # one command every 50 events (0.2 s at 250/s)
+        events += h.feed(messages[i : i + 50], batch=50)
+        raw = orjson.dumps(build_command("agent-1", LATENCY, "window"))
+        events += h.control.handle(RawMessage(b"agent-1", raw, 0, i)).drift_events
+    stream = [e for e in events if (e.key, e.feature) == ("agent-1", LATENCY)]
+    started = [e for e in stream if e.type == "drift_started"]
+    closed = [e for e in stream if e.type == "drift_resolved"]
+    refreshes = [e for e in stream if e.type == "reference_refreshed"]
+    assert started, "the shift was never reported"
+    # every reported episode ends visibly, by the re-baseline that silenced it
+    assert len(closed) == len(started)
+    assert all(e.reason == "rebaselined" and e.command_id for e in closed)
+    for a, b in zip(started, closed, strict=True):
+        assert a.observations <= b.observations
+    # at most one refresh per window
+    gaps = np.diff([e.observations for e in refreshes])
+    assert len(refreshes) >= 2 and gaps.min() >= settings.window_size
+    assert len({e.event_id for e in refreshes}) == len(refreshes)
+    labels = {"reason": "rate_limited"}
+    limited = h.registry.get_sample_value("driftwatch_rebaseline_skipped_total", labels)
+    assert limited is not None and limited > len(messages) // 50 // 2  # most commands
+
+
+def test_identical_commands_get_distinct_event_ids_and_apply_once_across_a_restore() -> None:
+    settings = load_settings(environ={}, alpha=1e-7, window_size=50, reference_size=100)
+    h = Harness(settings)
+    messages = simulated_messages(2000, agents=2)
+    h.feed(messages[:1000])
+    first = h.monitor.rebaseline("agent-0", LATENCY, "window", command_id="a")
+    h.feed(messages[1000:])
+    second = h.monitor.rebaseline("agent-0", LATENCY, "window", command_id="b")
+    ids = {e.event_id for e in first} | {e.event_id for e in second}
+    assert len(ids) == len(first) + len(second) == 2
+    # a monitor restored from the checkpointed state does not apply "b" again
+    restored = DriftMonitor(settings, metrics=h.metrics)
+    codec = CheckpointCodec()
+    restored.restore(codec.decode(b"0/k/x", codec.encode(b"0/k/x", 1, h.monitor.snapshot()))[1])
+    assert restored.keys["agent-0"].applied == ["a", "b"]
+    assert restored.rebaseline("agent-0", LATENCY, "window", command_id="b") == []
+    assert (
+        h.registry.get_sample_value(
+            "driftwatch_rebaseline_skipped_total", {"reason": "already_applied"}
+        )
+        == 1.0
+    )
+
+
+def test_fan_out_is_bounded_and_counted() -> None:
+    h = Harness(load_settings(environ={}, alpha=1e-7, window_size=50, reference_size=100))
+    h.feed(simulated_messages(2000, agents=4))
+    events = h.monitor.rebaseline(None, None, "window", command_id="all", max_streams=3)
+    assert len([e for e in events if e.type == "reference_refreshed"]) == 3
+    streams = 4 * (len(DEFAULT_FEATURES) + 1)
+    skipped = h.registry.get_sample_value(
+        "driftwatch_rebaseline_skipped_total", {"reason": "fan_out"}
+    )
+    assert skipped == streams - 3
+
+
+def test_signed_commands(tmp_path: Path) -> None:
+    key_file = tmp_path / "control.key"
+    key_file.write_text("a-control-signing-key-0123\n")
+    settings = load_settings(
+        environ={},
+        alpha=1e-7,
+        window_size=50,
+        reference_size=100,
+        control_signing_key_file=str(key_file),
+    )
+    h = Harness(settings)
+    h.feed(simulated_messages(1000, agents=1))
+    key = b"a-control-signing-key-0123"
+    signed = build_command("agent-0", LATENCY, "window", signing_key=key)
+    forged = {**signed, "feature": "token_count"}
+    for doc, reason in (
+        (build_command("agent-0", LATENCY, "window"), "unsigned"),
+        (forged, "bad_signature"),
+        (
+            build_command("agent-0", LATENCY, "window", signing_key=b"another-key-456789"),
+            "bad_signature",
+        ),
+    ):
+        out = h.control.handle(RawMessage(b"k", orjson.dumps(doc), 0, 1))
+        assert [d.reason for d in out.dead_letters] == [reason] and out.drift_events == []
+    out = h.control.handle(RawMessage(b"k", orjson.dumps(signed), 0, 2))
+    assert (
+        out.dead_letters == [] and [e.type for e in out.drift_events][-1] == "reference_refreshed"
+    )

@@ -5,8 +5,15 @@ import math
 import orjson
 import pytest
 
-from stream.records import INVALID_REASONS, DriftEvent, Invalid, Telemetry, TelemetryParser
+from stream.exceptions import ConfigError
 from stream.settings import load_settings
+from stream.telemetry.records import (
+    INVALID_REASONS,
+    DriftEvent,
+    Invalid,
+    Telemetry,
+    TelemetryParser,
+)
 
 GOOD = {
     "ts": 1779350400123,
@@ -135,3 +142,28 @@ def test_drift_event_schema_and_deterministic_id() -> None:
     }
     assert a.kafka_key == b"support-bot|response_latency_ms"
     assert orjson.loads(_event(p_value=math.nan).to_json())["p_value"] is None
+
+
+def test_keys_are_unambiguous() -> None:
+    settings = load_settings(environ={}, key_fields=("tenant", "agent_id"))
+    parser = TelemetryParser(settings)
+    base = {"response_latency_ms": 1.0, "token_count": 1, "retry_count": 0, "error_rate": 0.0}
+
+    def key(tenant: object, agent: object) -> str:
+        got = parser.parse(orjson.dumps({**base, "tenant": tenant, "agent_id": agent}))
+        assert isinstance(got, Telemetry), got
+        return got.key
+
+    assert key("a/b", "c") != key("a", "b/c")
+    assert key("a\\", "b") != key("a", "\\b")
+    assert len({key("a/b", "c"), key("a", "b/c"), key("a\\", "b"), key("a", "\\b")}) == 4
+    single = TelemetryParser(load_settings(environ={}))
+    for big in (b"100000000000000000000000", b"100000000000000000000001", b"1.5"):
+        doc = b'{"agent_id": ' + big + b', "response_latency_ms": 1, "token_count": 1, '
+        doc += b'"retry_count": 0, "error_rate": 0}'
+        got = single.parse(doc)
+        assert isinstance(got, Invalid) and got.reason == "bad_key"
+    ok = single.parse(orjson.dumps({**base, "agent_id": 2**63 - 1}))
+    assert isinstance(ok, Telemetry) and ok.key == str(2**63 - 1)
+    with pytest.raises(ConfigError, match="separates key and feature"):
+        load_settings(environ={}, features=("a|b",))

@@ -4,7 +4,7 @@ import math
 
 import orjson
 
-from stream.records import Invalid, Skipped, Telemetry, TelemetryParser, lookup
+from stream.telemetry.records import Invalid, Skipped, Telemetry, TelemetryParser, lookup
 from stream.settings import load_settings
 
 FEATURES = ("usage.output_tokens", "latency_ms")

@@ -14,7 +14,6 @@ from stream.exceptions import InputFileError
 from stream.metrics import Metrics
 from stream.monitor import DriftMonitor
 from stream.processor import BatchProcessor
-from stream.records import Telemetry, TelemetryParser
 from stream.references import (
     FileReferences,
     load_reference_file,
@@ -23,7 +22,8 @@ from stream.references import (
     reference_source,
 )
 from stream.settings import DEFAULT_FEATURES, Settings, load_settings
-from stream.sources import read_text_columns
+from stream.telemetry.records import Telemetry, TelemetryParser
+from stream.tools.sources import read_text_columns
 from tests.stream.helpers import simulated_messages
 
 WINDOW = 200

@@ -10,9 +10,9 @@ from scipy import stats
 from stream import cli
 from stream.monitor import DriftMonitor, TransitionSnapshot
 from stream.processor import BatchProcessor, RawMessage
-from stream.records import TelemetryParser
 from stream.settings import load_settings
 from stream.simulation import DriftSpec, TelemetrySimulator
+from stream.telemetry.records import TelemetryParser
 from tests.stream.helpers import START_MS, simulated_messages
 
 PNG = b"\x89PNG\r\n\x1a\n"

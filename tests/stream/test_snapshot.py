@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 
 from stream.monitor import DriftMonitor
-from stream.records import DriftEvent, Telemetry, TelemetryParser
 from stream.settings import Settings, load_settings
 from stream.simulation import DriftSpec
+from stream.telemetry.records import DriftEvent, Telemetry, TelemetryParser
+from stream.worker.checkpoints import CheckpointCodec
 from tests.stream.helpers import simulated_messages
+
+CODEC = CheckpointCodec()
 
 
 def telemetry(settings: Settings, count: int, drift: DriftSpec) -> list[Telemetry]:
@@ -50,9 +53,9 @@ def test_restored_monitor_continues_exactly(extra: dict[str, float]) -> None:
     for cut in [*cuts, len(events)]:
         for e in run(monitor, events[start:cut], 250):
             seen.setdefault(e.event_id, e)
-        blob = monitor.snapshot()
+        blob = CODEC.encode(b"0/k/all", 1, monitor.snapshot())
         monitor = DriftMonitor(settings)  # a new process: nothing but the snapshot survives
-        assert monitor.restore(blob) == len(whole.keys)
+        assert monitor.restore(CODEC.decode(b"0/k/all", blob)[1]) == len(whole.keys)
         start = cut
     assert sorted(seen.values(), key=lambda e: e.event_id) == sorted(
         expected, key=lambda e: e.event_id

@@ -1,4 +1,4 @@
-"""Tests for stream.sources: reading Parquet, CSV and JSON Lines into numpy."""
+"""Tests for stream.tools.sources: reading Parquet, CSV and JSON Lines into numpy."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from stream.exceptions import InputFileError
-from stream.sources import TabularFile, detect_format, read_columns, read_labels
+from stream.tools.sources import TabularFile, detect_format, read_columns, read_labels
 
 Writer = Callable[[pa.Table, Path], None]
 

@@ -36,7 +36,7 @@ from scipy import stats
 
 from detectors.multitest import CORRECTION_METHODS, Correction, adjust_pvalues
 from stream.exceptions import InputFileError
-from stream.sources import TableData, TabularFile
+from stream.tools.sources import TableData, TabularFile
 
 __all__ = [
     "DEFAULT_FEATURES",
@@ -544,7 +544,7 @@ def compare_files(
     Parameters
     ----------
     reference_path, production_path : str or os.PathLike
-        Parquet, CSV or JSON Lines files (see :mod:`stream.sources`).
+        Parquet, CSV or JSON Lines files (see :mod:`stream.tools.sources`).
     features : sequence of str, optional
         Numeric columns to check. By default, those of :data:`DEFAULT_FEATURES` present in
         both files (the others are listed in the report's ``skipped``).
@@ -955,7 +955,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _plot(report: CompareReport, samples: Samples, path: str) -> None:
-    from stream.plots import EcdfPanel, plot_ecdfs
+    from stream.tools.plots import EcdfPanel, plot_ecdfs
 
     shown = report.drifted or tuple(r for r in report.features if r.error is None)
     panels = [
@@ -1008,7 +1008,7 @@ def _min_effect(text: str) -> float:
 
 
 def _plot_path(text: str) -> str:
-    from stream.plots import PLOT_SUFFIXES
+    from stream.tools.plots import PLOT_SUFFIXES
 
     path = Path(text)
     if path.suffix.lower() not in PLOT_SUFFIXES:

@@ -10,7 +10,7 @@ can tie detector state to offsets:
    once the broker has acknowledged them all (a failed send is retried, never skipped);
 2. every ``checkpoint_interval`` seconds, on a rebalance and on shutdown, the keys changed since
    the last round are written to the compacted checkpoint topic, then each partition's marker
-   (the next offset to read), then that offset is committed (:mod:`stream.checkpoints`);
+   (the next offset to read), then that offset is committed (:mod:`stream.worker.checkpoints`);
 3. on partition assignment the keys of the new partitions are restored from the checkpoint topic
    and reading resumes at the marker; events a restored key already holds are skipped.
 
@@ -21,37 +21,41 @@ the last round are sent again with the same ``event_id`` (consumers deduplicate 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Collection, Iterable
-from typing import Any
+from collections.abc import Callable, Collection, Iterable
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from stream.checkpoints import (
-    EPOCH_HEADER,
-    PartitionCheckpoint,
-    claim_record,
-    encode_marker,
-    epoch_of,
-    fold_records,
-    key_record,
-    marker_record,
-)
 from stream.kafka_config import aiokafka_client_config
 from stream.metrics import Metrics
 from stream.monitor import DriftMonitor
 from stream.processor import BatchProcessor, DeadLetter, RawMessage
-from stream.records import DriftEvent
 from stream.settings import Settings
+from stream.telemetry.records import DriftEvent
+from stream.worker.checkpoints import (
+    CheckpointCodec,
+    PartitionCheckpoint,
+    claim_record,
+    fold_records,
+    key_record,
+    marker_body,
+    marker_record,
+)
+from stream.worker.rebalance import plan_assignment
 
 __all__ = ["TelemetryConsumer"]
 
 log = logging.getLogger("driftwatch")
+
+_T = TypeVar("_T")
 
 #: Largest checkpoint record (one key's snapshot): the topic and the producer allow this much.
 CHECKPOINT_MAX_BYTES = 8 * 1024 * 1024
@@ -102,7 +106,9 @@ class TelemetryConsumer:
         self._producer: AIOKafkaProducer | None = None
         self._checkpoint_partitions = 0
         self._rebalances = 0  # a batch fetched before a rebalance is dropped, not processed
-        self._epoch = -1  # the group generation of the current assignment
+        self._ready = asyncio.Event()  # set once the first assignment's state is in place
+        self._claims: dict[int, int] = {}  # partition -> claim number of this worker's writes
+        self.codec = CheckpointCodec(settings.checkpoint_signing_key())
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -182,7 +188,29 @@ class TelemetryConsumer:
         if not messages:
             return
         outcome = self.processor.handle(messages)
-        await self._deliver(outcome.drift_events, outcome.dead_letters)
+        delivery = asyncio.ensure_future(self._deliver(outcome.drift_events, outcome.dead_letters))
+        try:
+            await asyncio.shield(delivery)
+        except asyncio.CancelledError:
+            # The batch is applied: its output must reach the broker before any state that
+            # holds it is checkpointed. Let the delivery finish; if it cannot, forget the
+            # partitions' state so that the next owner replays the batch from the checkpoint.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(delivery, timeout=30.0)
+            if not delivery.done() or delivery.cancelled() or delivery.exception() is not None:
+                parts = {m.partition for m in messages}
+                self.monitor.drop_partitions(parts)
+                for p in parts:
+                    self.positions.pop(p, None)
+                self.assigned -= parts
+                log.warning("stopped before the output of partitions %s was sent", sorted(parts))
+                raise
+            self._advance(batch)
+            raise
+        self._advance(batch)
+
+    def _advance(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        """Positions after a batch whose output was delivered."""
         last: dict[int, int] = {}
         for tp, records in batch.items():
             if records and tp.partition in self.assigned:
@@ -298,9 +326,20 @@ class TelemetryConsumer:
         partitions = await self._producer.partitions_for(s.checkpoint_topic_name)
         return len(partitions)
 
-    @property
-    def _epoch_header(self) -> list[tuple[str, bytes]]:
-        return [(EPOCH_HEADER, str(self._epoch).encode())]
+    def _encode(self, record_key: bytes, partition: int, body: Any) -> bytes:
+        return self.codec.encode(record_key, self._claims.get(partition, 0), body)
+
+    async def checkpoint_now(self) -> None:
+        """Write a checkpoint round of every assigned partition now."""
+        async with self._lock:
+            await self._round(self.assigned)
+
+    async def between_batches(self, apply: Callable[[], _T]) -> _T:
+        """Run ``apply`` (e.g. a control command) between two batches, never during a
+        rebalance, and not before the first assignment's state is restored."""
+        await self._ready.wait()
+        async with self._lock:
+            return apply()
 
     def _checkpoint_partition(self, partition: int) -> int:
         return partition % self._checkpoint_partitions
@@ -337,13 +376,14 @@ class TelemetryConsumer:
         owned = set(parts)
         for key, partition in self.monitor.take_evicted():
             if partition in owned and key not in self.monitor.keys:
-                records.append((topic, key_record(partition, key), None, self._epoch_header))
+                records.append((topic, key_record(partition, key), None, None))
                 targets.append(self._checkpoint_partition(partition))
         changed: list[str] = []
         size = 0
         for p in parts:
             for key in self.monitor.take_changed(p):
-                blob = self.monitor.snapshot(keys=[key])
+                record_key = key_record(p, key)
+                blob = self._encode(record_key, p, self.monitor.snapshot(keys=[key]))
                 if len(blob) > CHECKPOINT_MAX_BYTES:
                     log.error(
                         "key %r: snapshot of %d bytes exceeds %d; not checkpointed",
@@ -354,7 +394,7 @@ class TelemetryConsumer:
                     continue
                 changed.append(key)
                 size += len(blob)
-                records.append((topic, key_record(p, key), blob, self._epoch_header))
+                records.append((topic, record_key, blob, None))
                 targets.append(self._checkpoint_partition(p))
         try:
             await asyncio.wait_for(self._send_all(records, targets), timeout=60.0)
@@ -363,8 +403,12 @@ class TelemetryConsumer:
                 (
                     topic,
                     marker_record(p),
-                    encode_marker(self.positions[p], self.writer, len(changed)),
-                    self._epoch_header,
+                    self._encode(
+                        marker_record(p),
+                        p,
+                        marker_body(self.positions[p], self.writer, len(changed)),
+                    ),
+                    None,
                 )
                 for p in parts
             ]
@@ -400,16 +444,20 @@ class TelemetryConsumer:
             reader.assign(tps)
             await reader.seek_to_beginning(*tps)
             ends = await reader.end_offsets(tps)
-            records: list[tuple[bytes | None, bytes | None, int]] = []
+            records: list[tuple[bytes | None, bytes | None]] = []
             remaining = {tp for tp in tps if ends[tp] > 0}
             while remaining:
                 got = await reader.getmany(*remaining, timeout_ms=1000)
                 for recs in got.values():
-                    records.extend((r.key, r.value, epoch_of(r.headers)) for r in recs)
+                    records.extend((r.key, r.value) for r in recs)
                 for tp in list(remaining):
                     if await reader.position(tp) >= ends[tp]:
                         remaining.discard(tp)
-            return fold_records(records, partitions)
+            rejected: collections.Counter[str] = collections.Counter()
+            folded = fold_records(records, partitions, self.codec, rejected)
+            for reason, n in rejected.items():
+                self.metrics.checkpoint_records_rejected.labels(reason).inc(n)
+            return folded
         finally:
             await reader.stop()
 
@@ -430,29 +478,21 @@ class TelemetryConsumer:
             self._rebalances += 1
             consumer = self._consumer
             assert consumer is not None
-            # the group generation orders the writers of a partition's checkpoints (private
-            # attribute of aiokafka's coordinator; -1 if it is ever missing)
-            coordinator = getattr(consumer, "_coordinator", None)
-            self._epoch = int(getattr(coordinator, "generation", -1))
             topic = self.settings.telemetry_topic
-            gone = set(self._held) - partitions
-            if gone:
-                dropped = self.monitor.drop_partitions(gone)
-                log.info("partitions %s handed over (%d keys dropped)", sorted(gone), dropped)
-            keep: set[int] = set()
-            for p in partitions & set(self._held):
-                committed = await consumer.committed(TopicPartition(topic, p))
-                if committed == self._held[p]:
-                    keep.add(p)  # nobody else processed it meanwhile: memory is current
-            restore = partitions - keep
-            stale = restore & set(self._held)
-            if stale:
-                self.monitor.drop_partitions(stale)
+            committed_now = {
+                p: await consumer.committed(TopicPartition(topic, p))
+                for p in partitions & set(self._held)
+            }
+            plan = plan_assignment(partitions, self._held, committed_now)
+            if plan.drop:
+                dropped = self.monitor.drop_partitions(plan.drop)
+                log.info("partitions %s dropped from memory (%d keys)", sorted(plan.drop), dropped)
+            keep, restore = set(plan.keep), set(plan.restore)
             self._held.clear()
             for p in restore:
                 self.positions.pop(p, None)
-            if restore and self.settings.checkpoints:
-                await self._restore(restore)
+            if self.settings.checkpoints and partitions:
+                await self._restore(partitions, restore)
             for p in set(self.positions) - partitions:
                 del self.positions[p]
             for p in partitions - set(self.positions):
@@ -466,6 +506,7 @@ class TelemetryConsumer:
             self._seek_to_positions()
             if self.settings.checkpoints and partitions:
                 await self._claim(partitions)
+            self._ready.set()
             log.info(
                 "assigned partitions %s (%d kept in memory, %d restored)",
                 sorted(partitions),
@@ -481,30 +522,46 @@ class TelemetryConsumer:
             consumer.seek(TopicPartition(topic, p), self.positions[p])
 
     async def _claim(self, partitions: set[int]) -> None:
-        """Mark ``partitions`` as this worker's from this epoch on (older writers are ignored)."""
+        """Claim ``partitions`` with the next claim number (writers of older ones are ignored)."""
         topic = self.settings.checkpoint_topic_name
         ordered = sorted(partitions)
+        previous = {p: self._claims.get(p, 0) for p in ordered}
+        for p in ordered:
+            self._claims[p] = previous[p] + 1
         claims: list[_Out] = [
-            (topic, claim_record(p), self.writer.encode(), self._epoch_header) for p in ordered
+            (
+                topic,
+                claim_record(p),
+                self._encode(claim_record(p), p, {"writer": self.writer}),
+                None,
+            )
+            for p in ordered
         ]
         try:
             await asyncio.wait_for(
                 self._send_all(claims, [self._checkpoint_partition(p) for p in ordered]), 60.0
             )
         except Exception as exc:
+            # keep writing under the previous claim: readers would refuse an unwritten one
+            self._claims.update(previous)
             log.warning("claim of partitions %s not written: %r", ordered, exc)
 
-    async def _restore(self, partitions: set[int]) -> None:
+    async def _restore(self, partitions: set[int], restore: set[int]) -> None:
+        """Read the claims of ``partitions``; restore the keys and positions of ``restore``."""
         started = time.perf_counter()
         loaded = await self._load(partitions)
         keys = 0
         for p, cp in sorted(loaded.items()):
-            for key, blob in cp.keys.items():
+            self._claims[p] = cp.claim
+            if p not in restore:
+                continue
+            for key, body in cp.keys.items():
                 try:
-                    self.monitor.restore(blob)
+                    self.monitor.restore(body)
                     keys += 1
                 except ValueError as exc:
-                    log.warning("partition %d key %r: snapshot not restored: %s", p, key, exc)
+                    self.metrics.checkpoint_records_rejected.labels("invalid_state").inc()
+                    log.warning("partition %d key %r: state not restored: %s", p, key, exc)
             if cp.offset is not None:
                 self.positions[p] = cp.offset
         self.metrics.restored_keys.inc(keys)

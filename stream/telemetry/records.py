@@ -32,7 +32,9 @@ Control commands (the control topic) are flat JSON objects too::
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
@@ -71,6 +73,7 @@ INVALID_REASONS = (
     "invalid_json",
     "not_an_object",
     "missing_key",
+    "bad_key",
     "missing_feature",
     "non_numeric",
     "non_finite",
@@ -84,6 +87,8 @@ PERFORMANCE = "performance"
 ACCURACY_FEATURE = "accuracy"
 #: The ``type`` of the event recording a re-baseline.
 REFERENCE_REFRESHED = "reference_refreshed"
+#: The ``reason`` of a ``drift_resolved`` event closed by a re-baseline.
+REBASELINED = "rebaselined"
 
 RebaselineSource = Literal["window", "file"]
 REBASELINE_SOURCES: tuple[str, ...] = get_args(RebaselineSource)
@@ -98,6 +103,9 @@ CONTROL_INVALID_REASONS = (
     "unknown_feature",
     "bad_source",
     "no_reference_file",
+    "unsigned",
+    "bad_signature",
+    "unknown_key",
 )
 
 
@@ -219,6 +227,14 @@ class TelemetryParser:
             if part is None or part == "" or isinstance(part, dict | list):
                 rejected = Skipped if self.sparse else Invalid
                 return rejected("missing_key", f"key field {name!r} missing", partition, offset)
+            if isinstance(part, float):
+                # JSON integers beyond 64 bits arrive as floats: distinct ids would collapse
+                return Invalid(
+                    "bad_key",
+                    f"key field {name!r} is a non-integer or beyond 64-bit number: send a string",
+                    partition,
+                    offset,
+                )
             parts.append(str(part))
         values = []
         for name in self.features:
@@ -259,7 +275,7 @@ class TelemetryParser:
             ts = parsed
         pred, true = doc.get("predicted_label"), doc.get("true_label")
         return Telemetry(
-            "/".join(parts),
+            join_key(parts),
             ts,
             tuple(values),
             partition,
@@ -268,6 +284,18 @@ class TelemetryParser:
             None if true is None else str(true),
             categories,
         )
+
+
+def join_key(parts: Sequence[str]) -> str:
+    """The key of an event from its key fields' values.
+
+    A single key field is used as it is. Several are joined by ``/``, each ``\\`` and ``/`` in a
+    value escaped by ``\\``, so distinct values always give distinct keys (``a/b`` + ``c`` is
+    ``a\\/b/c``; ``a`` + ``b/c`` is ``a/b\\/c``).
+    """
+    if len(parts) == 1:
+        return parts[0]
+    return "/".join(p.replace("\\", "\\\\").replace("/", "\\/") for p in parts)
 
 
 def event_id(*parts: object) -> str:
@@ -309,6 +337,8 @@ class DriftEvent:
     rolling_accuracy: float | None = None  # performance events: accuracy of the window
     reference_accuracy: float | None = None  # performance events: accuracy of the reference
     reference_source: str | None = None  # reference_refreshed events: "window" or "file"
+    reason: str | None = None  # drift_resolved by a re-baseline: "rebaselined"
+    command_id: str | None = None  # the control command behind a refresh (or its resolution)
 
     @property
     def event_id(self) -> str:
@@ -327,6 +357,8 @@ class DriftEvent:
             parts.append(self.kind)
         if self.type == REFERENCE_REFRESHED:
             parts += [self.reference_source, self.reference_size, self.observations]
+        if self.command_id is not None:
+            parts.append(self.command_id)  # repeated identical commands: distinct events
         return event_id(*parts)
 
     @property
@@ -369,6 +401,8 @@ class DriftEvent:
             "rolling_accuracy": _opt(self.rolling_accuracy),
             "reference_accuracy": _opt(self.reference_accuracy),
             "reference_source": self.reference_source,
+            "reason": self.reason,
+            "command_id": self.command_id,
         }
 
     def to_json(self) -> bytes:
@@ -376,6 +410,8 @@ class DriftEvent:
 
     @property
     def kafka_key(self) -> bytes:
+        """``<key>|<feature>``: unambiguous, as feature names cannot hold ``|`` (split at the
+        last one)."""
         return f"{self.key}|{self.feature}".encode()
 
 
@@ -396,7 +432,17 @@ class ControlCommand:
     command_id: str | None = None
 
 
-_CONTROL_FIELDS = frozenset({"action", "key", "feature", "source", "id", "requested_at"})
+_CONTROL_FIELDS = frozenset(
+    {"action", "key", "feature", "source", "id", "requested_at", "signature"}
+)
+
+
+def control_signature(doc: dict[str, Any], key: bytes) -> str:
+    """HMAC-SHA256 (hex) of a control command: its fields but ``signature``, keys sorted."""
+    body = orjson.dumps(
+        {k: v for k, v in doc.items() if k != "signature"}, option=orjson.OPT_SORT_KEYS
+    )
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
 class ControlParser:
@@ -406,6 +452,7 @@ class ControlParser:
         self.features = settings.features
         self.has_reference_file = bool(settings.reference_file)
         self.max_bytes = settings.max_message_bytes
+        self.signing_key = settings.control_signing_key()
 
     def parse(
         self, raw: bytes | None, *, partition: int = 0, offset: int = 0
@@ -428,6 +475,12 @@ class ControlParser:
         unknown = sorted(set(doc) - _CONTROL_FIELDS)
         if unknown:
             return invalid("bad_field", f"unknown field(s) {unknown}")
+        if self.signing_key is not None:
+            signature = doc.get("signature")
+            if not isinstance(signature, str):
+                return invalid("unsigned", "control_signing_key_file is set: commands are signed")
+            if not hmac.compare_digest(signature, control_signature(doc, self.signing_key)):
+                return invalid("bad_signature", "HMAC-SHA256 does not match")
         action = doc.get("action")
         if action != "rebaseline":
             return invalid("unknown_action", f"action {action!r}; known: 'rebaseline'")

@@ -23,9 +23,9 @@ from stream.exceptions import DriftwatchError, InputFileError
 from stream.metrics import Metrics
 from stream.monitor import DriftMonitor, TransitionSnapshot
 from stream.processor import BatchProcessor, RawMessage
-from stream.records import ACCURACY_FEATURE, PERFORMANCE, TelemetryParser
 from stream.references import reference_loader, reference_source
 from stream.settings import load_settings
+from stream.telemetry.records import ACCURACY_FEATURE, PERFORMANCE, TelemetryParser
 
 __all__ = ["TransitionPlotter", "add_parser", "run"]
 
@@ -50,7 +50,7 @@ class TransitionPlotter:
             self.pending.append(snapshot)
 
     def flush(self) -> None:
-        from stream.plots import EcdfPanel, plot_ecdfs
+        from stream.tools.plots import EcdfPanel, plot_ecdfs
 
         pending, self.pending = self.pending, []
         for snap in pending:

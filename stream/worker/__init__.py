@@ -1,0 +1,1 @@
+"""The worker's Kafka side: the batch consumer loop, checkpoints and rebalancing."""

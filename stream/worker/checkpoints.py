@@ -1,0 +1,312 @@
+"""Detector state checkpoints in a compacted Kafka topic, consistent with consumer offsets.
+
+Layout: the state of telemetry partition ``p`` lives in partition ``p % N`` of the checkpoint
+topic (``N`` its partition count), as records keyed by ``p`` and the kind of record:
+
+- ``<p>/k/<key>``: one key's monitor state (its windows, reference, episodes, offsets);
+  a tombstone (no value) once the key has been evicted;
+- ``<p>/m``: the *marker* ``{"offset": o, ...}``, written after the key records of a round have
+  all been acknowledged: every key of ``p`` then holds exactly the events of ``p`` below ``o``;
+- ``<p>/c``: a *claim*, written by a worker when it is given ``p``.
+
+Record values are data only, never code. Each is an envelope::
+
+    b"DWCK" | version (1 byte) | flags (1 byte) | [HMAC-SHA256, 32 bytes] | msgpack payload
+
+whose payload is a map ``{"claim": c, "body": ...}``. Arrays travel as msgpack extension
+``1``: one dtype byte and the raw little-endian values. Reading back, a record that does not
+decode (bad magic, for instance a pickle; an unknown version; truncated; a malformed body) is
+skipped and counted by reason, never executed. With a signing key (``CHECKPOINT_SIGNING_KEY_FILE``)
+every record is signed over its topic key and payload, and unsigned or badly signed records
+are rejected.
+
+Versions: a reader accepts every version in :data:`READABLE_VERSIONS` (the current one and the
+one before it); new payload fields are added as map entries that older readers ignore, and a
+field a newer version adds is optional to its reader, so version ``N`` is readable by ``N+1``.
+
+Fencing: the ``claim`` number orders the writers of a partition. A worker given ``p`` reads the
+partition's records, takes the highest claim ``c`` in them and writes claim ``c + 1``; every
+record it writes then carries ``c + 1``. Reading back in log order, records of a claim below one
+already seen are ignored (their writer had lost the partition); records of a claim above the
+latest claim record are rejected (no worker made that claim), and so is a claim more than
+:data:`MAX_CLAIM_STEP` above the previous one. Claims are kept in the topic itself: they do not
+depend on the consumer group's generation, which starts again low when the group is deleted.
+
+A round writes the keys changed since the previous round, then the marker, then commits ``o``
+to the consumer group. A crash half-way leaves the previous marker and some keys that are
+further on; restoring replays from the marker and each key skips the events its state already
+holds (it records the offset of its latest event), so nothing is applied twice or lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import numpy as np
+
+__all__ = [
+    "CHECKPOINT_VERSION",
+    "KEY_RECORD",
+    "MARKER_RECORD",
+    "MAX_CLAIM_STEP",
+    "READABLE_VERSIONS",
+    "CheckpointCodec",
+    "PartitionCheckpoint",
+    "RecordRejected",
+    "claim_record",
+    "fold_records",
+    "key_record",
+    "marker_record",
+]
+
+log = logging.getLogger(__name__)
+
+KEY_RECORD = "k"
+MARKER_RECORD = "m"
+CLAIM_RECORD = "c"
+MAGIC = b"DWCK"
+#: The version this worker writes.
+CHECKPOINT_VERSION = 1
+#: The versions this worker reads: the current one and the one before it.
+READABLE_VERSIONS = frozenset({CHECKPOINT_VERSION - 1, CHECKPOINT_VERSION}) - {0}
+SIGNED = 0x01
+MAC_BYTES = 32
+#: Largest jump of a partition's claim number accepted (claims grow by one per assignment).
+MAX_CLAIM_STEP = 1_000_000
+_ARRAY_EXT = 1
+#: dtype codes of arrays on the wire (values little-endian).
+_DTYPES: dict[int, np.dtype[Any]] = {
+    1: np.dtype("<f8"),
+    2: np.dtype("<i8"),
+    3: np.dtype("<i4"),
+    4: np.dtype("<i2"),
+    5: np.dtype("i1"),
+    6: np.dtype("u1"),
+    7: np.dtype("?"),
+}
+_CODES = {dt.str[1:]: code for code, dt in _DTYPES.items()}
+
+
+class RecordRejected(ValueError):
+    """A checkpoint record that is not used; ``reason`` is the metric label."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def key_record(partition: int, key: str) -> bytes:
+    """The checkpoint-topic key of ``key``'s state in telemetry partition ``partition``."""
+    return f"{partition}/{KEY_RECORD}/{key}".encode()
+
+
+def marker_record(partition: int) -> bytes:
+    """The checkpoint-topic key of partition ``partition``'s marker."""
+    return f"{partition}/{MARKER_RECORD}".encode()
+
+
+def claim_record(partition: int) -> bytes:
+    """The checkpoint-topic key of partition ``partition``'s claim."""
+    return f"{partition}/{CLAIM_RECORD}".encode()
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        code = _CODES.get(value.dtype.str[1:])
+        if code is None or value.ndim != 1:
+            raise TypeError(f"cannot write an array of dtype {value.dtype}, shape {value.shape}")
+        raw = np.ascontiguousarray(value, dtype=_DTYPES[code]).tobytes()
+        return msgpack.ExtType(_ARRAY_EXT, bytes((code,)) + raw)
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot write a value of type {type(value).__name__}")
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code != _ARRAY_EXT or not data:
+        raise ValueError(f"unknown extension type {code}")
+    dtype = _DTYPES.get(data[0])
+    if dtype is None or (len(data) - 1) % dtype.itemsize:
+        raise ValueError("malformed array")
+    return np.frombuffer(data, dtype=dtype, offset=1)
+
+
+class CheckpointCodec:
+    """Encodes and decodes checkpoint record values (see the module docstring).
+
+    Parameters
+    ----------
+    signing_key : bytes, optional
+        HMAC-SHA256 key: records are signed, and records read back must carry a valid
+        signature. Without it, records are written unsigned and signatures are not checked.
+    """
+
+    def __init__(self, signing_key: bytes | None = None) -> None:
+        self._key = signing_key
+
+    def _mac(self, record_key: bytes, head: bytes, payload: bytes) -> bytes:
+        assert self._key is not None
+        message = len(record_key).to_bytes(4, "little") + record_key + head + payload
+        return hmac.new(self._key, message, hashlib.sha256).digest()
+
+    def encode(self, record_key: bytes, claim: int, body: Any) -> bytes:
+        """The value of a record with topic key ``record_key``."""
+        payload = msgpack.packb({"claim": claim, "body": body}, default=_default)
+        assert isinstance(payload, bytes)
+        flags = 0 if self._key is None else SIGNED
+        head = MAGIC + bytes((CHECKPOINT_VERSION, flags))
+        mac = b"" if self._key is None else self._mac(record_key, head, payload)
+        return head + mac + payload
+
+    def decode(self, record_key: bytes, value: bytes) -> tuple[int, Any]:
+        """``(claim, body)`` of a record; raise :class:`RecordRejected` if it is not usable."""
+        if value[:4] != MAGIC:
+            raise RecordRejected("not_a_checkpoint", f"starts with {value[:8]!r}")
+        if len(value) < 6:
+            raise RecordRejected("truncated", f"{len(value)} bytes")
+        version, flags = value[4], value[5]
+        if version not in READABLE_VERSIONS:
+            raise RecordRejected(
+                "version", f"version {version}, readable {sorted(READABLE_VERSIONS)}"
+            )
+        start = 6 + (MAC_BYTES if flags & SIGNED else 0)
+        if len(value) < start:
+            raise RecordRejected("truncated", f"{len(value)} bytes")
+        payload = value[start:]
+        if self._key is not None:
+            if not flags & SIGNED:
+                raise RecordRejected("unsigned", "a signing key is set")
+            expected = self._mac(record_key, value[:6], payload)
+            if not hmac.compare_digest(expected, value[6:start]):
+                raise RecordRejected("bad_signature", "HMAC does not match")
+        try:
+            doc = msgpack.unpackb(
+                payload, ext_hook=_ext_hook, raw=False, strict_map_key=True, use_list=True
+            )
+        except (ValueError, TypeError, msgpack.UnpackException) as exc:
+            incomplete = isinstance(exc, msgpack.OutOfData) or "incomplete" in str(exc)
+            reason = "truncated" if incomplete else "malformed"
+            raise RecordRejected(reason, repr(exc)[:200]) from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("claim"), int) or "body" not in doc:
+            raise RecordRejected("malformed", "payload without claim and body")
+        claim = doc["claim"]
+        if isinstance(claim, bool) or claim < 0:
+            raise RecordRejected("malformed", f"claim {claim!r}")
+        return claim, doc["body"]
+
+
+def marker_body(offset: int, writer: str, keys: int) -> dict[str, Any]:
+    """A marker: the next offset to read, who wrote it, when, how many keys changed."""
+    return {
+        "offset": offset,
+        "writer": writer,
+        "written_at": round(time.time(), 3),
+        "keys_written": keys,
+    }
+
+
+def _marker_offset(body: Any) -> int:
+    offset = body.get("offset") if isinstance(body, dict) else None
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise RecordRejected("malformed", "marker without a valid offset")
+    return offset
+
+
+@dataclass(slots=True)
+class PartitionCheckpoint:
+    """The latest checkpoint of one telemetry partition, as read back from the topic."""
+
+    partition: int
+    offset: int | None = None  # from the marker: the next offset to read; None: no marker
+    writer: str | None = None
+    claim: int = 0  # the highest claim accepted (the next owner claims one more)
+    keys: dict[str, Any] = field(default_factory=dict)  # key -> state body (latest)
+
+
+def fold_records(
+    records: Iterable[tuple[bytes | None, bytes | None]],
+    partitions: Iterable[int],
+    codec: CheckpointCodec,
+    rejected: Counter[str] | None = None,
+) -> dict[int, PartitionCheckpoint]:
+    """The latest state per telemetry partition from (key, value) records in log order.
+
+    Later records win, except those of a claim below one already seen for the partition;
+    tombstones delete keys; records of other partitions (sharing a checkpoint partition) are
+    skipped; records that do not decode, or are fenced out, are counted in ``rejected`` by
+    reason (a bad marker only costs a longer replay, a bad key a fresh start of that key).
+    """
+    records = list(records)
+    rejected = Counter() if rejected is None else rejected
+    wanted: Mapping[int, PartitionCheckpoint] = {p: PartitionCheckpoint(p) for p in partitions}
+    decoded: list[tuple[PartitionCheckpoint, bytes, bytes, int, Any]] = []
+    latest_claim: dict[int, int] = {}
+    for raw_key, value in records:
+        if raw_key is None:
+            continue
+        head, _, rest = raw_key.partition(b"/")
+        try:
+            part = wanted.get(int(head))
+        except ValueError:
+            continue
+        if part is None:
+            continue
+        kind, _, key = rest.partition(b"/")
+        if value is None:
+            decoded.append((part, kind, key, -1, None))
+            continue
+        try:
+            claim, body = codec.decode(raw_key, value)
+        except RecordRejected as exc:
+            rejected[exc.reason] += 1
+            log.warning(
+                "partition %d: checkpoint record %r rejected: %s", part.partition, raw_key[:80], exc
+            )
+            continue
+        if kind == CLAIM_RECORD.encode():
+            previous = latest_claim.get(part.partition, 0)
+            if claim > previous + MAX_CLAIM_STEP:
+                rejected["claim_ahead"] += 1
+                log.warning(
+                    "partition %d: claim %d refused (previous %d)", part.partition, claim, previous
+                )
+                continue
+            latest_claim[part.partition] = max(previous, claim)
+        decoded.append((part, kind, key, claim, body))
+    for part, kind, key, claim, body in decoded:
+        ceiling = latest_claim.get(part.partition, 0)
+        if claim > ceiling:
+            rejected["claim_ahead"] += 1
+            continue  # no worker claimed the partition with that number
+        if claim >= 0:
+            if claim < part.claim:
+                rejected["fenced"] += 1
+                continue  # written by a worker that had already lost the partition
+            part.claim = claim
+        if kind == KEY_RECORD.encode():
+            name = key.decode("utf-8", "replace")
+            if body is None:
+                part.keys.pop(name, None)
+            else:
+                part.keys[name] = body
+        elif kind == MARKER_RECORD.encode() and body is not None:
+            try:
+                part.offset = _marker_offset(body)
+            except RecordRejected as exc:
+                rejected[exc.reason] += 1
+                log.warning(
+                    "partition %d: %s; replaying from the committed offset", part.partition, exc
+                )
+                continue
+            writer = body.get("writer")
+            part.writer = writer if isinstance(writer, str) else None
+    return dict(wanted)

@@ -1,0 +1,103 @@
+"""The detector kinds and their data-only state: round trips, and malformed states refused."""
+
+from __future__ import annotations
+
+from typing import Any, get_args
+
+import numpy as np
+import pytest
+
+from detectors import ADWINDetector, IncrementalKS, KSWINDetector, PageHinkleyDetector, WindowedKS
+from detectors.registry import (
+    KINDS,
+    DetectorName,
+    StateError,
+    detector_from_state,
+    detector_state,
+    kind_of,
+)
+
+
+def warmed(det: Any, n: int = 400, seed: int = 0) -> Any:
+    det.update_many(np.random.default_rng(seed).normal(size=n))
+    return det
+
+
+def reference() -> np.ndarray:
+    return np.random.default_rng(1).normal(size=300)
+
+
+def test_the_kinds_are_the_settings_names() -> None:
+    assert tuple(KINDS) == get_args(DetectorName)
+    assert [k.name for k in KINDS.values() if k.needs_reference] == [
+        "incremental_ks",
+        "windowed_ks",
+    ]
+    assert kind_of(IncrementalKS(reference(), 50, alpha=0.01)).name == "incremental_ks"
+    with pytest.raises(TypeError):
+        kind_of(object())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: IncrementalKS(reference(), 50, alpha=0.01),
+        lambda: WindowedKS(reference(), 50, stride=5, alpha=0.01),
+        lambda: ADWINDetector(resolve_after=50),
+        lambda: KSWINDetector(resolve_after=50, seed=3),
+        lambda: PageHinkleyDetector(resolve_after=50),
+    ],
+)
+def test_a_restored_detector_continues_identically(make: Any) -> None:
+    det = warmed(make())
+    clone = detector_from_state(detector_state(det))
+    rng = np.random.default_rng(9)
+    for x in np.r_[rng.normal(size=200), rng.normal(2.0, 1.0, size=300)]:
+        det.update(x)
+        clone.update(x)
+        assert det.transitions == clone.transitions
+    assert det.n_seen == clone.n_seen and det.in_drift == clone.in_drift
+
+
+def ks_state() -> dict[str, Any]:
+    return detector_state(warmed(IncrementalKS(reference(), 50, alpha=0.01)))
+
+
+def tampered(change: Any) -> dict[str, Any]:
+    doc = ks_state()
+    change(doc["state"])
+    return doc
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"kind": "pickle", "state": {}},
+        {"kind": "incremental_ks", "state": []},
+        tampered(lambda s: s.pop("_counts")),
+        tampered(lambda s: s.update(update=1)),  # would shadow a method
+        tampered(lambda s: s.update(__class__=1)),
+        tampered(lambda s: s.update(n_seen="many")),
+        tampered(lambda s: s.update(_counts=s["_counts"].astype(np.int64))),
+        tampered(lambda s: s.update(_counts=s["_counts"][:-1])),
+        tampered(lambda s: s["_window"]["v"].update(tags=s["_window"]["v"]["tags"] + 10_000)),
+        tampered(lambda s: s["_window"]["v"].update(capacity=7)),
+        tampered(lambda s: s.update(_window={"$": "window", "v": {"capacity": 50}})),
+        tampered(lambda s: s.update(_calibration={"$": "record", "cls": "os.system", "v": {}})),
+        tampered(lambda s: s.update(_thresholds={"$": "code", "v": "import os"})),
+    ],
+)
+def test_malformed_states_are_refused(doc: dict[str, Any]) -> None:
+    with pytest.raises(StateError):
+        detector_from_state(doc)
+
+
+def test_a_river_state_is_checked_against_a_fresh_detector() -> None:
+    doc = detector_state(warmed(KSWINDetector(resolve_after=50, seed=3)))
+    doc["state"]["_detector"]["attrs"]["window"] = 3.0  # a deque expected
+    with pytest.raises(StateError):
+        detector_from_state(doc)
+    doc = detector_state(warmed(ADWINDetector(resolve_after=50)))
+    doc["state"]["_detector"]["attrs"]["_helper"]["v"] = b"\x00\x01garbage"
+    with pytest.raises(StateError):
+        detector_from_state(doc)
