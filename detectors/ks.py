@@ -426,10 +426,10 @@ class IncrementalKS(KSDetector):
         slack = self._ops * self._n
         G = self._G
         if not self._in_drift:
-            if G < 0 or G + slack >= high:
+            if G < 0 or G + slack >= self._alarm_floor(high):
                 G = self._G = self._gap()
                 self._ops = 0
-                if high <= G:
+                if self._alarm(G, high):
                     self._in_drift = True
                     self._drift_detected = True
                     self._below = 0
