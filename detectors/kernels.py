@@ -163,7 +163,7 @@ def _leaves(slot_ref: npt.NDArray[np.int64], m: int) -> tuple[npt.NDArray[np.int
     return base, size
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def simulate_segments(
     cell_alpha: npt.NDArray[np.float64],
     cell_slot: npt.NDArray[np.int64],
@@ -268,7 +268,7 @@ def simulate_segments(
     return gaps[:kept], index[:kept], bounds[: runs + 1], done, done * (steps - m + 1)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def record_streams(
     streams: npt.NDArray[np.int64],
     slot_ref: npt.NDArray[np.int64],
@@ -313,7 +313,7 @@ def record_streams(
     return gaps[:kept], index[:kept], bounds[: runs + 1]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def count_starts(
     gaps: npt.NDArray[np.int64],
     index: npt.NDArray[np.int64],

@@ -19,28 +19,18 @@ from __future__ import annotations
 import math
 from array import array
 from bisect import bisect_left
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from detectors.background import BackgroundCalibrated
 from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, KSDetector
 from detectors.calibration import KSCalibration, calibrate_gap, check_ert
 from detectors.kstest import MAX_EXACT_N, KSResult, critical_gap, ks_pvalue
 from detectors.windows import Window, validate_window_args
 
 __all__ = ["IncrementalKS", "as_reference", "validate_alarm_args"]
-
-_EXECUTOR: ThreadPoolExecutor | None = None
-
-
-def _calibrator() -> ThreadPoolExecutor:
-    """Threads that run calibrations (numpy releases the GIL in the heavy parts)."""
-    global _EXECUTOR
-    if _EXECUTOR is None:
-        _EXECUTOR = ThreadPoolExecutor(max_workers=2, thread_name_prefix="driftwatch-calibration")
-    return _EXECUTOR
 
 
 def as_reference(reference: npt.ArrayLike, name: str = "reference") -> npt.NDArray[np.float64]:
@@ -106,7 +96,7 @@ def _finite_values(xs: npt.ArrayLike, name: str = "xs") -> npt.NDArray[np.float6
     return values
 
 
-class IncrementalKS(KSDetector):
+class IncrementalKS(BackgroundCalibrated, KSDetector):
     """Two-sample KS test of a sliding window against a reference, exact after every event.
 
     Parameters
@@ -241,8 +231,7 @@ class IncrementalKS(KSDetector):
         self._alpha = 0.05 if alpha is None else float(alpha)
         self._window = Window(self.window_size, duration, tagged=True)
         self._below = 0
-        self._calibration: KSCalibration | None = None
-        self._pending: Future[KSCalibration] | None = None
+        self._init_calibration()
         self._set_reference(as_reference(reference))
 
     # ------------------------------------------------------------------ reference
@@ -259,7 +248,6 @@ class IncrementalKS(KSDetector):
         self._ref_end = ref_end
         self._counts = np.zeros(2 * k + 1, dtype=np.int32)
         self._thresholds: dict[int, tuple[int, int]] = {}
-        self._calibration = None
         self._ref_counts = counts
         self.close()
         if self.ert is not None:
@@ -270,7 +258,7 @@ class IncrementalKS(KSDetector):
         # Calibrate in the background: nothing is tested before the window first fills, and
         # (unless wait_for_calibration is off) the first test waits for the result.
         assert self.ert is not None
-        self._pending = _calibrator().submit(
+        self._start(
             calibrate_gap,
             self._ref_counts,
             self.window_size,
@@ -280,26 +268,17 @@ class IncrementalKS(KSDetector):
             seed=self.seed,
         )
 
-    def close(self) -> None:
-        """Cancel a calibration that has not started (e.g. the stream is being dropped)."""
-        pending = self._pending
-        if pending is not None and not pending.done() and pending.cancel():
-            self._pending = None
-
-    @property
-    def calibration_ready(self) -> bool:
-        """False while an ``ert`` calibration is still running."""
-        return self._pending is None or self._pending.done()
+    def _install(self, calibration: KSCalibration) -> None:
+        self._thresholds[self.window_size] = (calibration.gap_high, calibration.gap_low)
 
     @property
     def calibration(self) -> KSCalibration | None:
-        """The ``ert`` calibration (thresholds, simulated rate, cost), or None with ``alpha``."""
-        if self._pending is not None:
-            cal = self._pending.result()
-            self._pending = None
-            self._calibration = cal
-            self._thresholds[self.window_size] = (cal.gap_high, cal.gap_low)
-        return self._calibration
+        """The ``ert`` calibration (thresholds, simulated rate, cost), or None with ``alpha``.
+
+        Waits for a calibration still running in the background.
+        """
+        cal: KSCalibration | None = super().calibration
+        return cal
 
     def _alarm_floor(self, high: int) -> int:
         """The smallest gap that can raise an alarm (below ``high`` for randomised tests)."""
@@ -419,7 +398,7 @@ class IncrementalKS(KSDetector):
     def _decide(self) -> None:
         """Apply the alarm rule after one update, evaluating exactly only when it matters."""
         m = self._window._size
-        if m < self._min_window or not (self.wait_for_calibration or self.calibration_ready):
+        if m < self._min_window or not self._testable():
             self._G = -1
             return
         high, low = self._thresholds_for(m)

@@ -8,6 +8,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
+from detectors.background import BackgroundCalibrated
 from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, KSDetector
 from detectors.calibration import KSCalibration, calibrate_gap
 from detectors.ks import as_reference, validate_alarm_args
@@ -17,7 +18,7 @@ from detectors.windows import Window
 __all__ = ["WindowedKS"]
 
 
-class WindowedKS(KSDetector):
+class WindowedKS(BackgroundCalibrated, KSDetector):
     """Reference vs window with :func:`scipy.stats.ks_2samp`, every ``stride`` events or seconds.
 
     Parameters
@@ -52,6 +53,10 @@ class WindowedKS(KSDetector):
         :class:`~detectors.IncrementalKS`). Default 1: the first evaluation below the level.
     seed : int
         Seed of the calibration (``ert`` only).
+    wait_for_calibration : bool
+        With ``ert``, the calibration runs in the background from construction (and from every
+        :meth:`set_reference`). True: the first evaluation waits for it (reproducible results);
+        False: evaluations are skipped until it is ready.
 
     Notes
     -----
@@ -93,8 +98,10 @@ class WindowedKS(KSDetector):
         resolve_ratio: float = 0.6,
         resolve_after: int = 1,
         seed: int = 0,
+        wait_for_calibration: bool = True,
     ) -> None:
         super().__init__()
+        self._init_calibration()
         if stride is not None and not (isinstance(stride, int) and stride >= 1):
             raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
         validate_alarm_args(
@@ -121,6 +128,7 @@ class WindowedKS(KSDetector):
         self.resolve_ratio = float(resolve_ratio)
         self.resolve_after = resolve_after
         self.seed = seed
+        self.wait_for_calibration = wait_for_calibration
         self._alpha = 0.05 if alpha is None else float(alpha)
         if min_window is None:
             min_window = self.window_size if duration is None else min(self.window_size, 30)
@@ -151,10 +159,11 @@ class WindowedKS(KSDetector):
 
     def _set_reference(self, ref: npt.NDArray[np.float64]) -> None:
         self._reference = np.sort(ref)
-        self.calibration: KSCalibration | None = None
+        self.close()
         if self.ert is not None:
             _, counts = np.unique(self._reference, return_counts=True)
-            self.calibration = calibrate_gap(
+            self._start(
+                calibrate_gap,
                 counts,
                 self.window_size,
                 self.ert,
@@ -163,6 +172,12 @@ class WindowedKS(KSDetector):
                 seed=self.seed,
                 stride=self._stride,
             )
+
+    @property
+    def calibration(self) -> KSCalibration | None:
+        """The ``ert`` calibration, or None with ``alpha``; waits for one still running."""
+        cal: KSCalibration | None = super().calibration
+        return cal
 
     def _due(self, now: float) -> bool:
         if self.duration is None:
@@ -190,7 +205,7 @@ class WindowedKS(KSDetector):
         self._since = 0
         if self.duration is not None:
             self._next_eval_time = stamp + self._interval  # type: ignore[operator]
-        if len(win) < self._min_window:
+        if len(win) < self._min_window or not self._testable():
             return
         self._evaluate()
 

@@ -132,11 +132,11 @@ def test_calibration_survives_pickling() -> None:
 def test_pickling_does_not_wait_for_a_background_calibration() -> None:
     import threading
 
-    from detectors import ks
+    from detectors import background
 
     rng = np.random.default_rng(2)
     gate = threading.Event()
-    blockers = [ks._calibrator().submit(gate.wait) for _ in range(2)]  # occupy both threads
+    blockers = [background.executor().submit(gate.wait) for _ in range(2)]  # occupy both threads
     try:
         det = IncrementalKS(
             tokens(rng, REFERENCE), WINDOW, ert=ERT, wait_for_calibration=False, **EPISODES
