@@ -394,6 +394,15 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
         """All of the current test's outputs at once."""
         return self._evaluate()
 
+    def alarm_threshold(self) -> float:
+        """The statistic ``D`` at which the current window alarms (nan while it is too small
+        to be tested or its calibration is pending)."""
+        m = self._window._size
+        if m < self._min_window or not self.calibration_ready:
+            return math.nan
+        high, _low = self._thresholds_for(m)
+        return high / (self._n * m)
+
     # ------------------------------------------------------------------ alarm rule
     def _decide(self) -> None:
         """Apply the alarm rule after one update, evaluating exactly only when it matters."""

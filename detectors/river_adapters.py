@@ -409,6 +409,15 @@ class KSWINDetector(RiverDetector):
         p = getattr(self._detector, "p_value", None)
         return math.nan if p is None else float(p)
 
+    @property
+    def drift_score(self) -> float:
+        """``log p / log alpha`` of river's latest test: 1 or more when ``p <= alpha`` (river
+        also needs its statistic above 0.1 to detect); nan before a test."""
+        p, alpha = self.p_value, getattr(self._detector, "alpha", math.nan)
+        if math.isnan(p) or not 0 < alpha < 1 or p >= 1:
+            return 0.0 if p >= 1 else math.nan
+        return math.log(max(p, 1e-300)) / math.log(alpha)
+
 
 class PageHinkleyDetector(RiverDetector):
     """river's Page-Hinkley test through the driftwatch contract.
@@ -529,6 +538,17 @@ class PageHinkleyDetector(RiverDetector):
             shortest_episode=max(r + 1, mi),
             seed=self.seed,
         )
+
+    @property
+    def drift_score(self) -> float:
+        """river's Page-Hinkley statistic (the larger of the two one-sided cumulative
+        deviations) over ``threshold``: 1 or more detects; nan before a detector exists."""
+        det = self._detector
+        if det is None or not self.threshold:
+            return math.nan
+        up = det._sum_increase - det._min_increase
+        down = det._max_decrease - det._sum_decrease
+        return float(max(up, down) / self.threshold)
 
     def _build(self, value: float) -> Any:
         self.threshold = value

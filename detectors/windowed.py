@@ -244,6 +244,17 @@ class WindowedKS(BackgroundCalibrated, KSDetector):
             self._below = 0
             self._record(DRIFT_RESOLVED, self.resolve_ratio * crit)
 
+    def alarm_threshold(self) -> float:
+        """The statistic ``D`` at which the latest evaluation would have alarmed (nan before)."""
+        res = self._result
+        if res is None:
+            return math.nan
+        n, m = res.n_reference, res.n_window
+        cal = self._calibration
+        if cal is not None:
+            return float(cal.gap_high / (n * m))
+        return critical_gap(n, m, self._alpha) * math.gcd(n, m) / (n * m)
+
     def result(self) -> KSResult:
         """Outputs of the latest evaluation (all nan before the first)."""
         if self._result is None:
