@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -52,13 +53,15 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from detectors.kernels import count_starts, fires, simulate_segments
+from detectors.kernels import count_group_starts, count_starts, fires, simulate_segments
 
 __all__ = [
     "CONTINUOUS_TIE_FRACTION",
+    "DEFAULT_GUARANTEE",
     "KSCalibration",
     "calibrate_gap",
     "check_ert",
+    "check_guarantee",
     "simulation_budget",
 ]
 
@@ -97,6 +100,10 @@ class KSCalibration:
         from a quadratic fit of the log start rate against the gap over the simulated tail (each
         level's starts counted exactly on the same streams), and ``simulated_rate`` is the
         fitted one.
+    guarantee : float or None
+        None: calibrated on the average over references. Else the share of references whose
+        conditional rate is calibrated to at most ``GUARANTEE_FACTOR / ert``
+        (``simulated_rate`` is then that quantile's rate).
     """
 
     gap_high: int
@@ -109,6 +116,7 @@ class KSCalibration:
     observations: int
     seconds: float
     extrapolated: bool = False
+    guarantee: float | None = None
 
     @property
     def floor(self) -> int:
@@ -129,6 +137,10 @@ class KSCalibration:
 #: reference on one core; far less for references with few distinct values).
 MAX_OBSERVATIONS = 30_000_000
 
+#: Continuous calibrations are computed once per configuration and shared by every stream, so
+#: they simulate more: direct search up to ``ert = 10**6`` (about 10-20 s, once).
+CONTINUOUS_MAX_OBSERVATIONS = 100_000_000
+
 #: Direct search needs this many simulated false starts at the target rate; beyond, the
 #: threshold comes from the fitted tail of the exactly counted start rates.
 DIRECT_STARTS = 100
@@ -137,6 +149,16 @@ DIRECT_STARTS = 100
 TAIL_MIN_STARTS = 10
 
 _KEPT_CAPACITY = 8_000_000
+
+#: With a guarantee, the conditional rate of at least that share of references is at most
+#: this multiple of the target.
+GUARANTEE_FACTOR = 1.3
+
+#: Draws of the null distribution (plausible truths given the reference) behind a guarantee.
+GUARANTEE_DRAWS = 64
+
+#: The default share of references whose conditional false-alarm rate is guaranteed.
+DEFAULT_GUARANTEE = 0.9
 
 #: An ERT must allow this many false episodes' worth of observations: a false episode lasts at
 #: least ``window_size + resolve_after`` observations (the window must refresh, then stay low).
@@ -156,10 +178,15 @@ def check_ert(ert: float, window_size: int, resolve_after: int, stride: int = 1)
         )
 
 
-def simulation_budget(ert: float) -> int:  # observations, whatever the test schedule
-    """Simulated observations used to calibrate for ``ert`` (about 150 false alarms' worth,
-    at most :data:`MAX_OBSERVATIONS`)."""
-    return int(min(max(150 * ert, 400_000), MAX_OBSERVATIONS))
+def simulation_budget(
+    ert: float, guarantee: float | None = None, *, continuous: bool = False
+) -> int:
+    """Simulated observations used to calibrate for ``ert``: about 150 false alarms' worth
+    (with a ``guarantee``, 60 per draw of the null distribution), at most
+    :data:`MAX_OBSERVATIONS` (:data:`CONTINUOUS_MAX_OBSERVATIONS` for continuous ones)."""
+    per_ert = 150 if guarantee is None else 60 * GUARANTEE_DRAWS
+    cap = CONTINUOUS_MAX_OBSERVATIONS if continuous else MAX_OBSERVATIONS
+    return int(min(max(per_ert * ert, 400_000), cap))
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +240,11 @@ class NullModel:
 @dataclass(frozen=True, slots=True)
 class NullRuns:
     """Simulated null gaps that any threshold at or above ``h_min`` can see (see
-    :func:`detectors.kernels.simulate_segments`), and the observations they stand for."""
+    :func:`detectors.kernels.simulate_segments`), and the observations they stand for.
+
+    Streams come in ``groups`` of ``per_draw`` streams that share one draw of the null
+    distribution (one plausible truth each); ``group_observations`` counts each group's.
+    """
 
     gaps: npt.NDArray[np.int64]
     index: npt.NDArray[np.int64]
@@ -222,11 +253,16 @@ class NullRuns:
     h_min: int
     resolve_after: int
     seed: int
+    group_span: int = 1 << 62
+    group_observations: tuple[int, ...] = ()
+
+    def _check(self, high: int, mixed: int | None, mix: float) -> None:
+        if high < self.h_min or (mix > 0 and mixed is not None and mixed < self.h_min):
+            raise ValueError(f"thresholds below h_min={self.h_min} are not covered")
 
     def starts(self, high: int, low: int, mixed: int | None = None, mix: float = 0.0) -> int:
         """False episode starts of the detector's rule with these thresholds."""
-        if high < self.h_min or (mix > 0 and mixed is not None and mixed < self.h_min):
-            raise ValueError(f"thresholds below h_min={self.h_min} are not covered")
+        self._check(high, mixed, mix)
         return int(
             count_starts(
                 self.gaps,
@@ -241,6 +277,27 @@ class NullRuns:
             )
         )
 
+    def group_rates(
+        self, high: int, low: int, mixed: int | None = None, mix: float = 0.0
+    ) -> npt.NDArray[np.float64]:
+        """False starts per observation in each group (each draw of the null distribution)."""
+        self._check(high, mixed, mix)
+        groups = len(self.group_observations)
+        starts = count_group_starts(
+            self.gaps,
+            self.index,
+            self.bounds,
+            int(high),
+            int(low),
+            int(high if mixed is None else mixed),
+            float(mix),
+            self.resolve_after,
+            self.seed,
+            self.group_span,
+            groups,
+        )
+        return starts / np.asarray(self.group_observations, dtype=np.float64)
+
 
 def simulate(
     model: NullModel,
@@ -252,11 +309,18 @@ def simulate(
     ratio: float,
     resolve_after: int,
     seed: int,
+    groups: int = 1,
 ) -> NullRuns:
-    """Simulate about ``observations`` null observations of the detector; keep what matters."""
-    steps = int(min(max(20 * m, 5_000), max(observations // 16, 2 * m)))
+    """Simulate about ``observations`` null observations of the detector; keep what matters.
+
+    ``groups > 1`` draws the null distribution once per group of streams (for a guarantee
+    over references) instead of once per stream.
+    """
+    steps = int(min(max(20 * m, 5_000), max(observations // (16 * groups), 2 * m)))
     streams = max(16, -(-observations // (steps - m + 1)))
-    gaps, index, bounds, _done, obs = simulate_segments(
+    per_draw = 1 if groups == 1 else max(1, streams // groups)
+    streams = per_draw * groups if groups > 1 else streams
+    gaps, index, bounds, done, obs = simulate_segments(
         model.cell_alpha,
         model.cell_slot,
         model.slot_ref,
@@ -271,8 +335,14 @@ def simulate(
         model.bootstrap,
         seed,
         max(_KEPT_CAPACITY, 2 * steps),
+        per_draw,
     )
-    return NullRuns(gaps, index, bounds, obs, int(h_min), resolve_after, seed)
+    per_stream = steps - m + 1
+    full = done // per_draw if groups > 1 else 1
+    group_obs = tuple([per_draw * per_stream] * full) if groups > 1 else (obs,)
+    return NullRuns(
+        gaps, index, bounds, obs, int(h_min), resolve_after, seed, per_draw * steps, group_obs
+    )
 
 
 def _lowest_level(model: NullModel, m: int, ert: float, stride: int, seed: int) -> int:
@@ -285,92 +355,99 @@ def _lowest_level(model: NullModel, m: int, ert: float, stride: int, seed: int) 
     return int(np.quantile(tested, 1.0 - share, method="lower"))
 
 
-def _search(runs: NullRuns, ert: float, ratio: float) -> tuple[int, int, int, float, float]:
-    """Thresholds whose simulated start rate is ``1 / ert``: ``(high, low, mixed, mix, rate)``."""
-    total = runs.observations
-    target = total / ert  # starts
-    candidates = np.unique(runs.gaps[runs.gaps >= runs.h_min])
+#: A rate of the rule at thresholds ``(high, low, mixed, mix)``, per observation.
+RateOf = Callable[[int, int, int, float], float]
 
-    def starts(i: int) -> int:
+
+def _search(
+    rate: RateOf, candidates: npt.NDArray[np.int64], target: float, ratio: float
+) -> tuple[int, int, int, float, float]:
+    """Thresholds whose rate is ``target``: ``(high, low, mixed, mix, rate)``."""
+
+    def at(i: int) -> float:
         h = int(candidates[i])
-        return runs.starts(h, math.ceil(ratio * h))
+        return rate(h, math.ceil(ratio * h), h, 0.0)
 
     top = candidates.shape[0] - 1
-    if starts(top) > target:  # even the largest simulated gap alarms too often
+    if at(top) > target:  # even the largest simulated gap alarms too often
         h = int(candidates[top]) + 1
         return h, math.ceil(ratio * h), h, 0.0, 0.0
     # The start rate rises as the threshold falls, then falls again once thresholds are so
     # low that episodes never close. Scan a grid from the top for the first threshold that
     # alarms too often; the target then lies between it and the grid point above.
     grid = sorted({int(i) for i in np.linspace(top, 0, 33).round()}, reverse=True)
-    counted: dict[int, int] = {}
+    seen: dict[int, float] = {}
     hi, lo = top, -1
     for i in grid:
-        counted[i] = starts(i)
-        if counted[i] > target:
+        seen[i] = at(i)
+        if seen[i] > target:
             lo = i
             break
         hi = i
     if lo < 0:
-        peak = max(counted, key=lambda i: counted[i])
+        peak = max(seen, key=lambda i: seen[i])
         h = int(candidates[peak])
-        return h, math.ceil(ratio * h), h, 0.0, counted[peak] / total
-    while hi - lo > 1:  # invariant: starts(lo) > target >= starts(hi)
+        return h, math.ceil(ratio * h), h, 0.0, seen[peak]
+    while hi - lo > 1:  # invariant: at(lo) > target >= at(hi)
         mid = (lo + hi) // 2
-        if starts(mid) > target:
+        if at(mid) > target:
             lo = mid
         else:
             hi = mid
     high, mixed = int(candidates[hi]), int(candidates[lo])
     low = math.ceil(ratio * high)
-    q_lo, q_hi = 0.0, 1.0  # starts rise with q from starts(hi) <= target to about starts(lo)
+    q_lo, q_hi = 0.0, 1.0  # the rate rises with q from at(hi) <= target to about at(lo)
     for _ in range(14):
         q = (q_lo + q_hi) / 2
-        if runs.starts(high, low, mixed, q) > target:
+        if rate(high, low, mixed, q) > target:
             q_hi = q
         else:
             q_lo = q
     q = (q_lo + q_hi) / 2
-    return high, low, mixed, q, runs.starts(high, low, mixed, q) / total
+    return high, low, mixed, q, rate(high, low, mixed, q)
 
 
 def _tail(
-    runs: NullRuns, ert: float, ratio: float, attainable: npt.NDArray[np.int64] | None
+    rate: RateOf,
+    levels: npt.NDArray[np.int64],
+    target: float,
+    ratio: float,
+    resolution: float,
+    attainable: npt.NDArray[np.int64] | None,
 ) -> tuple[int, int, int, float, float]:
-    """Thresholds for an ``ert`` beyond the simulation, from its fitted tail of start rates.
+    """Thresholds for a ``target`` rate beyond the simulation, from its fitted tail.
 
-    The start rate of every simulated level is counted exactly; ``log rate`` is fitted by a
-    quadratic in the gap (Gaussian-like tails) over levels with at least
-    :data:`TAIL_MIN_STARTS` starts, weighted by the square root of their count, and solved for
-    ``1 / ert``. On a lattice, the alarm is randomised between the two attainable gaps around
-    the solution so that the fitted rate hits the target.
+    The rate of every simulated level is counted exactly; ``log rate`` is fitted by a
+    quadratic in the gap (Gaussian-like tails) over levels measured with at least
+    :data:`TAIL_MIN_STARTS` starts (``resolution`` is the rate of one start), weighted by the
+    square root of that count, and solved for ``target``. On a lattice, the alarm is randomised
+    between the two attainable gaps around the solution so that the fitted rate hits it.
     """
-    total = runs.observations
-    levels = np.unique(runs.gaps[runs.gaps >= runs.h_min])
     if levels.shape[0] > 80:
         levels = np.unique(levels[np.linspace(0, levels.shape[0] - 1, 80).round().astype(int)])
     hs, logs, weights = [], [], []
     for h in levels.tolist():
-        s = runs.starts(int(h), math.ceil(ratio * h))
-        if TAIL_MIN_STARTS <= s <= 50 * total / ert + 5_000:
+        r = rate(int(h), math.ceil(ratio * h), int(h), 0.0)
+        count = r / resolution
+        if TAIL_MIN_STARTS <= count <= 50 * target / resolution + 5_000:
             hs.append(float(h))
-            logs.append(math.log(s / total))
-            weights.append(math.sqrt(s))
-    goal = -math.log(ert)
-    if len(hs) < 4:
+            logs.append(math.log(r))
+            weights.append(math.sqrt(count))
+    goal = math.log(target)
+    if len(hs) < 2:
         h = int(levels[-1]) + 1
         return h, math.ceil(ratio * h), h, 0.0, 0.0
     x = np.asarray(hs)
     scale = float(x.max())
-    c2, c1, c0 = np.polyfit(x / scale, logs, 2, w=weights)
+    # few levels (a coarse lattice): a straight line through the last two or three
+    c2, c1, c0 = np.polyfit(x / scale, logs, 2, w=weights) if len(hs) >= 4 else (0.0, 0.0, 0.0)
+    half = min(len(hs) // 2, len(hs) - 2)
+    b1, b0 = np.polyfit(x[half:] / scale, logs[half:], 1)
 
     def fitted(h: float) -> float:
         z = h / scale
-        if c2 < 0:
-            return c0 + c1 * z + c2 * z * z
-        return b0 + b1 * z
+        return c0 + c1 * z + c2 * z * z if c2 < 0 else b0 + b1 * z
 
-    b1, b0 = np.polyfit(x[len(hs) // 2 :] / scale, logs[len(hs) // 2 :], 1)
     if c2 < 0:
         disc = c1 * c1 - 4 * c2 * (c0 - goal)
         root = (-c1 - math.sqrt(max(disc, 0.0))) / (2 * c2) * scale
@@ -379,12 +456,10 @@ def _tail(
     if attainable is None:
         high = math.ceil(root)
         return high, math.ceil(ratio * high), high, 0.0, math.exp(fitted(high))
-    i = int(np.searchsorted(attainable, root, side="left"))
-    i = min(i, attainable.shape[0] - 1)
+    i = min(int(np.searchsorted(attainable, root, side="left")), attainable.shape[0] - 1)
     high = int(attainable[i])
     mixed = int(attainable[i - 1]) if i > 0 else high
     r_hi, r_lo = math.exp(fitted(high)), math.exp(fitted(mixed))
-    target = 1.0 / ert
     mix = 0.0 if r_lo <= r_hi else min(max((target - r_hi) / (r_lo - r_hi), 0.0), 1.0)
     return high, math.ceil(ratio * high), mixed, mix, target if mix > 0 else r_hi
 
@@ -398,36 +473,64 @@ def _calibrate(
     seed: int,
     stride: int,
     kind: Literal["continuous", "discrete"],
+    guarantee: float | None,
 ) -> KSCalibration:
     started = time.perf_counter()
     h_min = _lowest_level(model, m, ert, stride, seed)
+    groups = 1 if guarantee is None else GUARANTEE_DRAWS
     runs = simulate(
         model,
         m,
-        simulation_budget(ert),
+        simulation_budget(ert, guarantee, continuous=kind == "continuous"),
         stride=stride,
         h_min=h_min,
         ratio=ratio,
         resolve_after=resolve_after,
         seed=seed,
+        groups=groups,
     )
-    extrapolated = runs.observations < DIRECT_STARTS * ert
-    if extrapolated:
-        high, low, mixed, mix, rate = _tail(runs, ert, ratio, model.attainable(m))
+    if guarantee is None:
+        target = 1.0 / ert
+        unit = float(runs.observations)
+
+        def rate(high: int, low: int, mixed: int, mix: float) -> float:
+            return runs.starts(high, low, mixed, mix) / unit
+
     else:
-        high, low, mixed, mix, rate = _search(runs, ert, ratio)
+        target = GUARANTEE_FACTOR / ert
+        unit = float(min(runs.group_observations))
+        q = float(guarantee)
+
+        def rate(high: int, low: int, mixed: int, mix: float) -> float:
+            return float(np.quantile(runs.group_rates(high, low, mixed, mix), q))
+
+    levels = np.unique(runs.gaps[runs.gaps >= runs.h_min])
+    extrapolated = unit * target < DIRECT_STARTS * (1.0 if guarantee is None else 0.3)
+    if extrapolated:
+        high, low, mixed, mix, r = _tail(
+            rate, levels, target, ratio, 1.0 / unit, model.attainable(m)
+        )
+    else:
+        high, low, mixed, mix, r = _search(rate, levels, target, ratio)
     seconds = time.perf_counter() - started
     return KSCalibration(
-        high, low, mixed, mix, ert, rate, kind, runs.observations, seconds, extrapolated
+        high, low, mixed, mix, ert, r, kind, runs.observations, seconds, extrapolated, guarantee
     )
 
 
 @lru_cache(maxsize=256)
 def _continuous(
-    n: int, m: int, ert: float, ratio: float, resolve_after: int, seed: int, stride: int
+    n: int,
+    m: int,
+    ert: float,
+    ratio: float,
+    resolve_after: int,
+    seed: int,
+    stride: int,
+    guarantee: float | None,
 ) -> KSCalibration:
     model = NullModel.of_reference(np.ones(n, dtype=np.int64), continuous=True)
-    return _calibrate(model, m, ert, ratio, resolve_after, seed, stride, "continuous")
+    return _calibrate(model, m, ert, ratio, resolve_after, seed, stride, "continuous", guarantee)
 
 
 def calibrate_gap(
@@ -439,6 +542,7 @@ def calibrate_gap(
     resolve_after: int | None = None,
     seed: int = 0,
     stride: int = 1,
+    guarantee: float | None = None,
 ) -> KSCalibration:
     """Calibrate the alarm threshold of a sliding KS test to ``ert``.
 
@@ -458,6 +562,15 @@ def calibrate_gap(
     stride : int
         Observations between tests: 1 for :class:`~detectors.IncrementalKS`, the detector's
         ``stride`` for :class:`~detectors.WindowedKS`.
+    guarantee : float, optional
+        None: the false-alarm rate is ``1 / ert`` on average over references. A probability
+        ``p``: the threshold is raised so that for a share ``p`` of references the rate
+        conditional on the reference is at most :data:`GUARANTEE_FACTOR` ``/ ert`` (after
+        Gandy and Kvaloy, 2013): the simulated null distribution is drawn
+        :data:`GUARANTEE_DRAWS` times, each draw a plausible truth given the reference (for
+        continuous data exactly the law of the reference's spacings under any continuous
+        truth, so the threshold is distribution-free), and the ``p``-quantile of the rates
+        over draws is calibrated.
 
     Returns
     -------
@@ -478,7 +591,20 @@ def calibrate_gap(
     m = int(window_size)
     after = resolve_after or m
     check_ert(ert, m, after, stride)
+    check_guarantee(guarantee)
+    g = None if guarantee is None else float(guarantee)
     if (n - counts.size) / n <= CONTINUOUS_TIE_FRACTION:
-        return _continuous(n, m, float(ert), float(resolve_ratio), after, seed, stride)
+        return _continuous(n, m, float(ert), float(resolve_ratio), after, seed, stride, g)
     model = NullModel.of_reference(counts, continuous=False)
-    return _calibrate(model, m, float(ert), float(resolve_ratio), after, seed, stride, "discrete")
+    ratio = float(resolve_ratio)
+    return _calibrate(model, m, float(ert), ratio, after, seed, stride, "discrete", g)
+
+
+def check_guarantee(guarantee: float | None) -> None:
+    """Raise ``ValueError`` unless ``guarantee`` is None or a probability in (0, 1)."""
+    if guarantee is not None and not (
+        isinstance(guarantee, int | float)
+        and not isinstance(guarantee, bool)
+        and 0.0 < guarantee < 1.0
+    ):
+        raise ValueError(f"guarantee must be None or a probability in (0, 1), got {guarantee!r}")

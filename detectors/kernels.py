@@ -29,6 +29,7 @@ from numba import njit
 
 __all__ = [
     "boundary_uniform",
+    "count_group_starts",
     "count_starts",
     "fires",
     "record_streams",
@@ -179,6 +180,7 @@ def simulate_segments(
     bootstrap: bool,
     seed: int,
     capacity: int,
+    per_draw: int,
 ) -> tuple[
     npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], int, int
 ]:  # pragma: no cover - compiled
@@ -202,11 +204,14 @@ def simulate_segments(
     h_min, low_min, resolve_after : int
         The lowest alarm floor to cover, its resolve level and the resolve tally length.
     bootstrap : bool
-        Draw each stream's cell probabilities from Dirichlet(``cell_alpha``).
+        Draw the cell probabilities from Dirichlet(``cell_alpha``): anew for every
+        ``per_draw`` streams (one plausible true distribution per group of streams).
     seed : int
         Seed of the simulation.
     capacity : int
         Most gaps kept; the simulation stops before the stream that could exceed it.
+    per_draw : int
+        Streams per draw of the cell probabilities.
 
     Returns
     -------
@@ -226,16 +231,18 @@ def simulate_segments(
     kept = 0
     runs = 0
     cum = np.empty(cells, dtype=np.float64)
+    total = 1.0
     stream = np.empty(steps, dtype=np.int64)
     done = 0
     for b in range(streams):
         if kept + steps > capacity:
             break
-        total = 0.0
-        for j in range(cells):
-            w = np.random.gamma(cell_alpha[j]) if bootstrap else cell_alpha[j]
-            total += w
-            cum[j] = total
+        if b % per_draw == 0:
+            total = 0.0
+            for j in range(cells):
+                w = np.random.gamma(cell_alpha[j]) if bootstrap else cell_alpha[j]
+                total += w
+                cum[j] = total
         for t in range(steps):
             u = np.random.random() * total
             lo, hi = 0, cells - 1
@@ -314,6 +321,48 @@ def record_streams(
 
 
 @njit(cache=True, nogil=True)
+def count_group_starts(
+    gaps: npt.NDArray[np.int64],
+    index: npt.NDArray[np.int64],
+    bounds: npt.NDArray[np.int64],
+    high: int,
+    low: int,
+    mixed: int,
+    mix: float,
+    resolve_after: int,
+    seed: int,
+    group_span: int,
+    groups: int,
+) -> npt.NDArray[np.int64]:  # pragma: no cover - compiled
+    """Episode starts of the detector's rule over the kept runs, per group of observations.
+
+    A run belongs to group ``index // group_span`` of its first gap (runs never straddle a
+    stream, and a group is a whole number of streams).
+    """
+    starts = np.zeros(groups, dtype=np.int64)
+    for r in range(bounds.shape[0] - 1):
+        in_drift = False
+        below = 0
+        first = bounds[r]
+        if first == bounds[r + 1]:
+            continue
+        group = min(index[first] // group_span, groups - 1)
+        for k in range(first, bounds[r + 1]):
+            g = gaps[k]
+            if not in_drift:
+                if fires(g, high, mixed, mix, index[k], seed):
+                    in_drift = True
+                    below = 0
+                    starts[group] += 1
+            else:
+                below = tally(below, g, low)
+                if below >= resolve_after:
+                    in_drift = False
+                    below = 0
+    return starts
+
+
+@njit(cache=True, nogil=True)
 def count_starts(
     gaps: npt.NDArray[np.int64],
     index: npt.NDArray[np.int64],
@@ -326,20 +375,6 @@ def count_starts(
     seed: int,
 ) -> int:  # pragma: no cover - compiled
     """Episode starts of the detector's rule over the kept runs of :func:`simulate_segments`."""
-    starts = 0
-    for r in range(bounds.shape[0] - 1):
-        in_drift = False
-        below = 0
-        for k in range(bounds[r], bounds[r + 1]):
-            g = gaps[k]
-            if not in_drift:
-                if fires(g, high, mixed, mix, index[k], seed):
-                    in_drift = True
-                    below = 0
-                    starts += 1
-            else:
-                below = tally(below, g, low)
-                if below >= resolve_after:
-                    in_drift = False
-                    below = 0
-    return starts
+    return count_group_starts(
+        gaps, index, bounds, high, low, mixed, mix, resolve_after, seed, 1 << 62, 1
+    )[0]

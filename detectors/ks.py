@@ -26,7 +26,13 @@ import numpy.typing as npt
 
 from detectors.background import BackgroundCalibrated
 from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, KSDetector
-from detectors.calibration import KSCalibration, calibrate_gap, check_ert
+from detectors.calibration import (
+    DEFAULT_GUARANTEE,
+    KSCalibration,
+    calibrate_gap,
+    check_ert,
+    check_guarantee,
+)
 from detectors.kstest import MAX_EXACT_N, KSResult, critical_gap, ks_pvalue
 from detectors.windows import Window, validate_window_args
 
@@ -135,6 +141,12 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
         every :meth:`set_reference`). True: the first test waits for it, so results are
         reproducible. False: tests start only once it is ready, and nothing waits -- for a
         service that must not stall while thousands of streams calibrate.
+    guarantee : float or None
+        With ``ert``: the share of references for which the false-alarm rate *conditional on
+        the reference* is at most 1.3 / ``ert`` (default 0.9; after Gandy and Kvaloy, 2013).
+        None calibrates the average over references to ``1 / ert`` instead: cheaper and more
+        sensitive, but one particular reference may then alarm several times as often as asked
+        (see :func:`~detectors.calibration.calibrate_gap`).
 
     Attributes
     ----------
@@ -168,7 +180,9 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
     ----------
     .. [1] dos Reis, D. M., Flach, P., Matwin, S., Batista, G. (2016). Fast unsupervised online
        drift detection using incremental Kolmogorov-Smirnov test. KDD 2016, 1545-1554.
-    .. [2] Hodges, J. L. (1958). The significance probability of the Smirnov two-sample test.
+    .. [2] Gandy, A., Kvaloy, J. T. (2013). Guaranteed conditional performance of control
+       charts via bootstrap methods. Scandinavian Journal of Statistics 40, 647-668.
+    .. [3] Hodges, J. L. (1958). The significance probability of the Smirnov two-sample test.
        Arkiv för Matematik 3, 469-486.
 
     Examples
@@ -210,6 +224,7 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
         resolve_after: int | None = None,
         seed: int = 0,
         wait_for_calibration: bool = True,
+        guarantee: float | None = DEFAULT_GUARANTEE,
     ) -> None:
         super().__init__()
         validate_alarm_args(
@@ -224,6 +239,8 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
         self.resolve_after = resolve_after
         self.seed = seed
         self.wait_for_calibration = wait_for_calibration
+        check_guarantee(guarantee)
+        self.guarantee = None if guarantee is None else float(guarantee)
         if min_window is None:
             min_window = self.window_size if duration is None else min(self.window_size, 30)
         self._min_window = min(int(min_window), self.window_size)
@@ -266,6 +283,7 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
             resolve_ratio=self.resolve_ratio,
             resolve_after=self._resolve_after,
             seed=self.seed,
+            guarantee=self.guarantee,
         )
 
     def _install(self, calibration: KSCalibration) -> None:

@@ -10,7 +10,7 @@ from scipy import stats
 
 from detectors.background import BackgroundCalibrated
 from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, KSDetector
-from detectors.calibration import KSCalibration, calibrate_gap
+from detectors.calibration import DEFAULT_GUARANTEE, KSCalibration, calibrate_gap, check_guarantee
 from detectors.ks import as_reference, validate_alarm_args
 from detectors.kstest import KSResult, critical_gap
 from detectors.windows import Window
@@ -57,6 +57,12 @@ class WindowedKS(BackgroundCalibrated, KSDetector):
         With ``ert``, the calibration runs in the background from construction (and from every
         :meth:`set_reference`). True: the first evaluation waits for it (reproducible results);
         False: evaluations are skipped until it is ready.
+    guarantee : float or None
+        With ``ert``: the share of references for which the false-alarm rate *conditional on
+        the reference* is at most 1.3 / ``ert`` (default 0.9; after Gandy and Kvaloy, 2013).
+        None calibrates the average over references to ``1 / ert`` instead: cheaper and more
+        sensitive, but one particular reference may then alarm several times as often as asked
+        (see :func:`~detectors.calibration.calibrate_gap`).
 
     Notes
     -----
@@ -99,6 +105,7 @@ class WindowedKS(BackgroundCalibrated, KSDetector):
         resolve_after: int = 1,
         seed: int = 0,
         wait_for_calibration: bool = True,
+        guarantee: float | None = DEFAULT_GUARANTEE,
     ) -> None:
         super().__init__()
         self._init_calibration()
@@ -129,6 +136,8 @@ class WindowedKS(BackgroundCalibrated, KSDetector):
         self.resolve_after = resolve_after
         self.seed = seed
         self.wait_for_calibration = wait_for_calibration
+        check_guarantee(guarantee)
+        self.guarantee = None if guarantee is None else float(guarantee)
         self._alpha = 0.05 if alpha is None else float(alpha)
         if min_window is None:
             min_window = self.window_size if duration is None else min(self.window_size, 30)
@@ -171,6 +180,7 @@ class WindowedKS(BackgroundCalibrated, KSDetector):
                 resolve_after=self.resolve_after,
                 seed=self.seed,
                 stride=self._stride,
+                guarantee=self.guarantee,
             )
 
     @property

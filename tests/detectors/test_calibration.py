@@ -25,7 +25,7 @@ REFERENCE = 600
 EVENTS = 40_000
 SEEDS = range(8)
 # short episodes, so that many false alarms fit in a fast test
-EPISODES = {"resolve_ratio": 0.9, "resolve_after": 5}
+EPISODES = {"resolve_ratio": 0.9, "resolve_after": 5, "guarantee": None}
 
 Generator = Callable[[np.random.Generator, int], np.ndarray]
 
@@ -88,7 +88,7 @@ def test_the_detector_itself_alarms_at_the_ert() -> None:
 def test_false_alarm_rate_matches_the_ert_at_the_default_hysteresis(gen: Generator) -> None:
     # resolve_ratio 0.6, resolve_after = window: episodes last a few windows, a large share of
     # a null stream at this short ERT, so the calibration must simulate them faithfully
-    ratio = false_alarm_ratio(lambda ref: IncrementalKS(ref, WINDOW, ert=ERT), gen)
+    ratio = false_alarm_ratio(lambda ref: IncrementalKS(ref, WINDOW, ert=ERT, guarantee=None), gen)
     assert 0.75 <= ratio <= 1.25, ratio
 
 
@@ -220,11 +220,13 @@ def test_compiled_episode_count_equals_the_step_by_step_rule() -> None:
 
 
 def test_long_erts_are_extrapolated_and_ordered() -> None:
-    ones = np.ones(REFERENCE, dtype=int)
-    short = calibrate_gap(ones, WINDOW, 2_000.0, **EPISODES)  # type: ignore[arg-type]
-    long = calibrate_gap(ones, WINDOW, 1e6, **EPISODES)  # type: ignore[arg-type]
-    assert not short.extrapolated and long.extrapolated
-    assert short.gap_high < long.gap_high <= REFERENCE * WINDOW
+    """Thresholds keep rising with the ERT beyond what is simulated (no flat clamp)."""
+    counts = np.array([300, 200, 100])
+    cals = [calibrate_gap(counts, WINDOW, e, **EPISODES) for e in (2e3, 1e5, 1e6, 1e7)]  # type: ignore[arg-type]
+    assert [c.extrapolated for c in cals] == [False, False, True, True]
+    floors = [c.gap_high - (1 - c.mix) * (c.gap_high - c.gap_mixed) for c in cals]
+    assert floors == sorted(floors) and len(set(floors)) == 4, floors
+    assert cals[-1].gap_high <= 600 * WINDOW
 
 
 def test_windowed_ks_calibrated_to_the_ert_of_its_schedule() -> None:
@@ -244,7 +246,9 @@ def test_randomised_boundary_brings_a_two_valued_feature_to_its_ert() -> None:
     with_mix, without = [], []
     for seed in range(30):
         rng = np.random.default_rng([31, seed])
-        det = IncrementalKS((rng.random(2_000) < 0.03).astype(float), 100, ert=1_000)
+        det = IncrementalKS(
+            (rng.random(2_000) < 0.03).astype(float), 100, ert=1_000, guarantee=None
+        )
         xs = (rng.random(1_000_000) < 0.03).astype(float).reshape(100, 10_000)
         expected = 100 * (10_000 - 99) / 1_000
         assert det.calibration is not None and det.calibration.mix > 0
@@ -259,7 +263,8 @@ def test_the_randomised_boundary_is_applied_by_the_detector_and_update_many_agre
     rng = np.random.default_rng(32)
     ref = (rng.random(2_000) < 0.03).astype(float)
     xs = (rng.random(60_000) < 0.03).astype(float)
-    one, many = IncrementalKS(ref, 100, ert=1_000), IncrementalKS(ref, 100, ert=1_000)
+    one = IncrementalKS(ref, 100, ert=1_000, guarantee=None)
+    many = IncrementalKS(ref, 100, ert=1_000, guarantee=None)
     cal = one.calibration
     assert cal is not None and cal.mix > 0
     singles = []
@@ -275,3 +280,26 @@ def test_the_randomised_boundary_is_applied_by_the_detector_and_update_many_agre
     # some episodes start on the randomised boundary, below gap_high
     assert any(round(t.statistic * 2_000 * 100) < cal.gap_high for t in starts)
     assert len(starts) == count_false_starts(one, xs[None, :])
+
+
+def test_the_guarantee_raises_the_share_of_references_within_1_3x() -> None:
+    """A sparse flag (Bernoulli(0.05), reference 600, W 30, ERT 2,000), 30 references: the
+    average rule leaves 57 % of them at <= 1.3x the target (measured 0.17x-5.6x); guarantee=0.9
+    brings 80 % there with the median reference at 0.6x. The bootstrap proxy of the spread over
+    references is too narrow for so few ones (30 per reference): 90 % is not reached here."""
+
+    def gen(rng: np.random.Generator, size: int) -> np.ndarray:
+        return (rng.random(size) < 0.05).astype(float)
+
+    shares, medians = {}, {}
+    for guarantee in (None, 0.9):
+        ratios = []
+        for seed in range(30):
+            rng = np.random.default_rng([42, seed])
+            det = IncrementalKS(gen(rng, REFERENCE), WINDOW, ert=2_000, guarantee=guarantee)
+            xs = gen(rng, 40 * 10_000).reshape(40, 10_000)
+            ratios.append(count_false_starts(det, xs) / (40 * (10_000 - WINDOW + 1)) * 2_000)
+        shares[guarantee] = float(np.mean(np.array(ratios) <= 1.3))
+        medians[guarantee] = float(np.median(ratios))
+    assert shares[0.9] >= 0.75 and shares[0.9] >= shares[None] + 0.15, shares
+    assert medians[0.9] >= 0.3, medians
