@@ -143,7 +143,7 @@ CONTINUOUS_MAX_OBSERVATIONS = 100_000_000
 
 #: Direct search needs this many simulated false starts at the target rate; beyond, the
 #: threshold comes from the fitted tail of the exactly counted start rates.
-DIRECT_STARTS = 100
+DIRECT_STARTS = 80
 
 #: Levels with fewer simulated starts are not used to fit the tail.
 TAIL_MIN_STARTS = 10
