@@ -90,8 +90,7 @@ def one_reference(args: tuple[str, float, int, int, int, int, float | None]) -> 
     gen = GENERATORS[gen_name][1]
     rng = np.random.default_rng([SEED, int(ert), size, ref_index, len(gen_name)])
     started = time.perf_counter()
-    kwargs: dict[str, Any] = {} if guarantee is None else {"guarantee": guarantee}
-    det = IncrementalKS(gen(rng, size), window, ert=ert, **kwargs)
+    det = IncrementalKS(gen(rng, size), window, ert=ert, guarantee=guarantee)
     cal = det.calibration
     assert cal is not None
     seconds = time.perf_counter() - started
@@ -187,7 +186,12 @@ def main() -> None:
     p.add_argument("--window", type=int, default=50)
     p.add_argument("--alarms", type=float, default=100.0)
     p.add_argument("--generators", default=",".join(GENERATORS))
-    p.add_argument("--guarantee", type=float, default=None)
+    p.add_argument(
+        "--guarantee",
+        type=lambda v: None if v == "none" else float(v),
+        default=None,
+        help="the detectors' guarantee: a probability, or none (the average rule; default)",
+    )
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--json", type=Path)
     a = p.parse_args()
