@@ -85,6 +85,14 @@ class BackgroundCalibrated:
             self._install(cal)
         return self._calibration
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies carry the finished calibration, never the pending future (detectors with
+        their own state format override this)."""
+        self.calibration  # noqa: B018 - wait for a pending calibration
+        state = dict(self.__dict__)
+        state["_pending"] = None
+        return state
+
     def _testable(self) -> bool:
         """True if a test may run now: calibrated, waited for, or nothing to wait for."""
         return self.wait_for_calibration or self.calibration_ready

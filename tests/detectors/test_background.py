@@ -55,3 +55,11 @@ def test_river_adapters_use_the_python_pool() -> None:
         gate.set()
         blocker.result()
     assert det.calibration is not None and det.calibration_ready
+
+
+def test_a_windowed_ks_pickled_while_calibrating_carries_the_result() -> None:
+    import pickle
+
+    det = WindowedKS(np.random.default_rng(11).normal(size=300), 30, stride=3, ert=2_003)
+    clone = pickle.loads(pickle.dumps(det))
+    assert clone.calibration is not None and clone.calibration == det.calibration
