@@ -157,7 +157,7 @@ GUARANTEE_FACTOR = 1.3
 #: Draws of the null distribution (plausible truths given the reference) behind a guarantee.
 GUARANTEE_DRAWS = 64
 
-#: The default share of references whose conditional false-alarm rate is guaranteed.
+#: The recommended share of references whose conditional false-alarm rate is guaranteed.
 DEFAULT_GUARANTEE = 0.9
 
 #: An ERT must allow this many false episodes' worth of observations: a false episode lasts at

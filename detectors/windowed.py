@@ -10,7 +10,7 @@ from scipy import stats
 
 from detectors.background import BackgroundCalibrated
 from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, KSDetector
-from detectors.calibration import DEFAULT_GUARANTEE, KSCalibration, calibrate_gap, check_guarantee
+from detectors.calibration import KSCalibration, calibrate_gap, check_guarantee
 from detectors.ks import as_reference, validate_alarm_args
 from detectors.kstest import KSResult, critical_gap
 from detectors.windows import Window
@@ -59,10 +59,11 @@ class WindowedKS(BackgroundCalibrated, KSDetector):
         False: evaluations are skipped until it is ready.
     guarantee : float or None
         With ``ert``: the share of references for which the false-alarm rate *conditional on
-        the reference* is at most 1.3 / ``ert`` (default 0.9; after Gandy and Kvaloy, 2013).
-        None calibrates the average over references to ``1 / ert`` instead: cheaper and more
-        sensitive, but one particular reference may then alarm several times as often as asked
-        (see :func:`~detectors.calibration.calibrate_gap`).
+        the reference* is at most 1.3 / ``ert`` (after Gandy and Kvaloy, 2013;
+        ``detectors.calibration.DEFAULT_GUARANTEE`` = 0.9 is the recommended share). None (the
+        default for now) calibrates the average over references to ``1 / ert``: 3-30x cheaper
+        to calibrate and a little more sensitive, but one particular reference may then alarm
+        several times as often as asked (see :func:`~detectors.calibration.calibrate_gap`).
 
     Notes
     -----
@@ -105,7 +106,7 @@ class WindowedKS(BackgroundCalibrated, KSDetector):
         resolve_after: int = 1,
         seed: int = 0,
         wait_for_calibration: bool = True,
-        guarantee: float | None = DEFAULT_GUARANTEE,
+        guarantee: float | None = None,
     ) -> None:
         super().__init__()
         self._init_calibration()

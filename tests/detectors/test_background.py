@@ -36,7 +36,7 @@ def test_waiting_detectors_agree_with_a_synchronous_calibration() -> None:
 
     rng = np.random.default_rng(6)
     ref = rng.poisson(3, 500).astype(float)
-    det = WindowedKS(ref, 50, stride=5, ert=5_000)
+    det = WindowedKS(ref, 50, stride=5, ert=5_000, guarantee=0.9)
     _, counts = np.unique(ref, return_counts=True)
     direct = calibrate_gap(counts, 50, 5_000, resolve_after=1, stride=5, guarantee=0.9)
     assert det.calibration is not None
