@@ -63,7 +63,7 @@ SCENARIOS: dict[str, tuple[Draw, Draw]] = {
 
 # name -> (kind, window, reference size, guarantee)
 DETECTORS: dict[str, tuple[str, int, int, float | None]] = {
-    "KS W50 g0.9 (default)": ("ks", 50, 1_000, 0.9),
+    "KS W50 g0.9": ("ks", 50, 1_000, 0.9),
     "KS W50 average": ("ks", 50, 1_000, None),
     "KS W200 g0.9": ("ks", 200, 1_000, 0.9),
     "KS W200 average": ("ks", 200, 1_000, None),
