@@ -119,6 +119,15 @@ class DriftDetector(abc.ABC):
     def p_value(self) -> float:
         """The current p-value (nan when undefined)."""
 
+    @property
+    def drift_score(self) -> float:
+        """How close the stream is to alarming: the statistic over its alarm threshold.
+
+        1 or more means the alarm rule fires (or, for an open episode, would fire); nan where
+        the detector has no single statistic compared with a threshold, or before any test.
+        """
+        return math.nan
+
 
 class KSDetector(DriftDetector):
     """Base of the two-sample KS detectors: every output derives from :meth:`result`."""
@@ -134,6 +143,24 @@ class KSDetector(DriftDetector):
     @property
     def p_value(self) -> float:
         return self.result().pvalue
+
+    @abc.abstractmethod
+    def alarm_threshold(self) -> float:
+        """The KS statistic ``D`` at which the alarm fires for the current window (nan if none)."""
+
+    @property
+    def drift_score(self) -> float:
+        """``statistic / alarm_threshold()``: 1 or more alarms (see :class:`DriftDetector`).
+
+        With a randomised boundary (``ert`` on tied data) an alarm can also come a little below
+        1, at ``calibration.gap_mixed / calibration.gap_high``, with probability
+        ``calibration.mix``.
+        """
+        threshold = self.alarm_threshold()
+        stat = self.statistic
+        if math.isnan(stat) or not threshold > 0:
+            return math.nan
+        return stat / threshold
 
     @property
     def statistic_location(self) -> float:

@@ -22,7 +22,17 @@ the simulated statistic, which a plain bootstrap from the reference would leave 
 * **Tied references** (retry counts, error flags, integer token counts, rounded rates):
   ``F*`` is Dirichlet(counts) on the reference's distinct values, so observations tie with the
   reference exactly as real discrete data do, and the threshold is conditional on the reference's
-  tie structure. The simulation costs ``O(K)`` per simulated event for ``K`` distinct values.
+  tie structure.
+
+The simulation is the detector's own null process, compiled (:mod:`detectors.kernels`): the
+window, a test after every event (or every ``stride``), the exact gap, episodes with the resolve
+tally and the randomised boundary. One run at a low level keeps every stretch that any higher
+threshold could alarm on, so the start rate of every candidate threshold is counted exactly on
+the same streams; the threshold is searched by bisection over the attainable gaps, then the
+alarm is randomised between the two bracketing ones to hit the target. Up to
+:data:`MAX_OBSERVATIONS` simulated observations (about 150 false alarms' worth) are used; ERTs
+beyond ``MAX_OBSERVATIONS / DIRECT_STARTS`` take the threshold from the fitted tail of the
+exactly counted start rates.
 
 References
 ----------
@@ -35,6 +45,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -42,15 +53,18 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from detectors.kernels import count_group_starts, count_starts, fires, simulate_segments
+
 __all__ = [
     "CONTINUOUS_TIE_FRACTION",
+    "DEFAULT_GUARANTEE",
     "KSCalibration",
     "calibrate_gap",
+    "calibrate_null_statistics",
     "check_ert",
+    "check_guarantee",
     "simulation_budget",
 ]
-
-_MASK = (1 << 64) - 1
 
 #: References with at most this fraction of tied values are calibrated as continuous.
 CONTINUOUS_TIE_FRACTION = 0.02
@@ -82,9 +96,15 @@ class KSCalibration:
         Wall time the calibration took (a result served from the cache keeps the time of its
         computation).
     extrapolated : bool
-        True when ``ert`` lies beyond what the simulation can observe (more than
-        ``observations / 150``): the threshold then comes from a quadratic fit of the log start
-        rate against the gap over the simulated tail, and ``simulated_rate`` is the fitted one.
+        True when ``ert`` lies beyond what the simulation observes directly (fewer than
+        :data:`DIRECT_STARTS` simulated false starts at the target): the threshold then comes
+        from a quadratic fit of the log start rate against the gap over the simulated tail (each
+        level's starts counted exactly on the same streams), and ``simulated_rate`` is the
+        fitted one.
+    guarantee : float or None
+        None: calibrated on the average over references. Else the share of references whose
+        conditional rate is calibrated to at most ``GUARANTEE_FACTOR / ert``
+        (``simulated_rate`` is then that quantile's rate).
     """
 
     gap_high: int
@@ -97,6 +117,7 @@ class KSCalibration:
     observations: int
     seconds: float
     extrapolated: bool = False
+    guarantee: float | None = None
 
     @property
     def floor(self) -> int:
@@ -106,22 +127,39 @@ class KSCalibration:
     def fires(self, gap: int, index: int, seed: int) -> bool:
         """The alarm rule on an exact gap; at the randomised boundary the draw is a hash of
         ``(index, seed)``, so the same observation always decides the same way."""
-        if gap >= self.gap_high:
-            return True
-        if self.mix <= 0 or gap < self.gap_mixed:
-            return False
-        z = (index * 0x9E3779B97F4A7C15 + seed * 0xD1B54A32D192ED03) & _MASK  # splitmix64
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
-        return (z ^ (z >> 31)) / 2.0**64 < self.mix
+        return bool(fires(gap, self.gap_high, self.gap_mixed, self.mix, index, seed))
 
     def threshold(self, n: int, m: int) -> float:
         """The alarm threshold as a KS statistic ``D`` for reference ``n`` and window ``m``."""
         return self.gap_high / (n * m)
 
 
-MAX_OBSERVATIONS = 3_000_000
+#: Simulated observations at most per calibration (about 3 s for a 1,000-value continuous
+#: reference on one core; far less for references with few distinct values).
+MAX_OBSERVATIONS = 30_000_000
 
+#: Continuous calibrations are computed once per configuration and shared by every stream, so
+#: they simulate more: direct search up to ``ert = 10**6`` (about 10-20 s, once).
+CONTINUOUS_MAX_OBSERVATIONS = 100_000_000
+
+#: Direct search needs this many simulated false starts at the target rate; beyond, the
+#: threshold comes from the fitted tail of the exactly counted start rates.
+DIRECT_STARTS = 80
+
+#: Levels with fewer simulated starts are not used to fit the tail.
+TAIL_MIN_STARTS = 10
+
+_KEPT_CAPACITY = 8_000_000
+
+#: With a guarantee, the conditional rate of at least that share of references is at most
+#: this multiple of the target.
+GUARANTEE_FACTOR = 1.3
+
+#: Draws of the null distribution (plausible truths given the reference) behind a guarantee.
+GUARANTEE_DRAWS = 64
+
+#: The recommended share of references whose conditional false-alarm rate is guaranteed.
+DEFAULT_GUARANTEE = 0.9
 
 #: An ERT must allow this many false episodes' worth of observations: a false episode lasts at
 #: least ``window_size + resolve_after`` observations (the window must refresh, then stay low).
@@ -141,269 +179,399 @@ def check_ert(ert: float, window_size: int, resolve_after: int, stride: int = 1)
         )
 
 
-def simulation_budget(ert: float) -> int:  # observations, whatever the test schedule
-    """Simulated observations used to calibrate for ``ert`` (about 150 false alarms' worth)."""
-    return int(min(max(150 * ert, 200_000), MAX_OBSERVATIONS))
-
-
-def _extrapolate(
-    gaps: npt.NDArray[np.int64], ert: float, ratio: float, resolve_after: int
-) -> tuple[int, int, float]:
-    """Threshold for an ``ert`` too long to simulate, from the simulated tail of start rates."""
-    total = gaps.size
-    candidates = np.unique(gaps)
-    grid = np.linspace(np.quantile(gaps, 0.99), gaps.max(), 40)
-    levels = np.unique(
-        candidates[np.minimum(np.searchsorted(candidates, grid), len(candidates) - 1)]
-    )
-    hs, logs, weights = [], [], []
-    for h in levels.tolist():
-        starts = _count_starts(gaps, int(h), math.ceil(ratio * h), resolve_after)
-        if starts >= 10:
-            hs.append(float(h))
-            logs.append(math.log(starts / total))
-            weights.append(math.sqrt(starts))
-    if len(hs) < 4:
-        h = int(gaps.max()) + 1
-        return h, math.ceil(ratio * h), 0.0
-    x = np.asarray(hs)
-    scale = x.max()
-    c2, c1, c0 = np.polyfit(x / scale, logs, 2, w=weights)
-    goal = -math.log(ert)
-    if c2 < 0:  # concave tail, as for Gaussian-like statistics: take the root beyond the data
-        disc = c1 * c1 - 4 * c2 * (c0 - goal)
-        root = (-c1 - math.sqrt(max(disc, 0.0))) / (2 * c2)
-    else:  # fall back to a straight line through the upper half
-        half = len(hs) // 2
-        b1, b0 = np.polyfit(x[half:] / scale, logs[half:], 1, w=weights[half:])
-        root = (goal - b0) / b1
-    h = max(math.ceil(root * scale), int(x.max()))
-    return h, math.ceil(ratio * h), math.exp(goal)
-
-
-def _bayes_weights(rng: np.random.Generator, alpha: npt.NDArray[np.float64]) -> npt.NDArray:
-    w = rng.gamma(alpha)
-    return w / w.sum()
-
-
-def _simulate(
-    cell_alpha: npt.NDArray[np.float64],
-    ref_cum_hi: npt.NDArray[np.int64],
-    ref_cum_lo: npt.NDArray[np.int64],
-    n: int,
-    m: int,
-    streams: int,
-    steps: int,
-    rng: np.random.Generator,
-) -> npt.NDArray[np.int64]:
-    """Gaps ``G`` (streams x steps) of sliding windows over Bayesian-bootstrap null streams.
-
-    Cells are where observations can fall (gaps between reference values, or the reference's
-    atoms). After cell ``j`` the reference has ``ref_cum_lo[j]`` values at the left limit of the
-    next evaluation point and ``ref_cum_hi[j]`` at the point itself; ``G`` is the largest
-    ``|m R - n C|`` over both.
-    """
-    cells = cell_alpha.shape[0]
-    seq = np.empty((streams, m + steps), dtype=np.int32)
-    for b in range(streams):
-        cum = np.cumsum(_bayes_weights(rng, cell_alpha))
-        seq[b] = np.minimum(np.searchsorted(cum, rng.random(m + steps), side="right"), cells - 1)
-    out = np.empty((streams, steps), dtype=np.int64)
-    if 4 * m < cells:
-        # Few window values among many cells: work from the sorted window. With the window's
-        # cells sorted, c_1 <= ... <= c_m, the count C is k on [c_k, c_{k+1}), so the largest
-        # m R - n C of that run sits just before c_{k+1} and the largest n C - m R at c_k.
-        hi_next = np.concatenate([[0], m * ref_cum_hi])  # m R just before cell j, at j + 1
-        lo_at = m * ref_cum_lo
-        k_hi = n * np.arange(m, dtype=np.int64)
-        k_lo = n * np.arange(1, m + 1, dtype=np.int64)
-        window = seq[:, :m].copy()
-        for t in range(steps):
-            window[:, t % m] = seq[:, t + m]
-            cells_sorted = np.sort(window, axis=1)
-            up = (hi_next[cells_sorted] - k_hi).max(axis=1)
-            down = (k_lo - lo_at[cells_sorted]).max(axis=1)
-            out[:, t] = np.maximum(np.maximum(up, down), 0)
-        return out
-    rows = np.arange(streams)
-    counts = np.zeros((streams, cells), dtype=np.int32)
-    np.add.at(counts, (np.repeat(rows, m), seq[:, :m].ravel()), 1)
-    hi = m * ref_cum_hi
-    lo = m * ref_cum_lo
-    for t in range(steps):
-        counts[rows, seq[:, t]] -= 1
-        counts[rows, seq[:, t + m]] += 1
-        c = n * np.cumsum(counts, axis=1, dtype=np.int64)
-        out[:, t] = np.maximum((hi - c).max(axis=1), (c - lo).max(axis=1))
-    return out
-
-
-def _count_starts(
-    gaps: npt.NDArray[np.int64],
-    high: int,
-    low: int,
-    resolve_after: int,
-    mixed: int | None = None,
-    mix: float = 0.0,
-    uniforms: npt.NDArray[np.float64] | None = None,
+def simulation_budget(
+    ert: float, guarantee: float | None = None, *, continuous: bool = False
 ) -> int:
-    """False episode starts over simulated gaps, with the detector's hysteresis.
+    """Simulated observations used to calibrate for ``ert``: about 150 false alarms' worth
+    (with a ``guarantee``, 60 per draw of the null distribution), at most
+    :data:`MAX_OBSERVATIONS` (:data:`CONTINUOUS_MAX_OBSERVATIONS` for continuous ones)."""
+    per_ert = 150 if guarantee is None else 60 * GUARANTEE_DRAWS
+    cap = CONTINUOUS_MAX_OBSERVATIONS if continuous else MAX_OBSERVATIONS
+    return int(min(max(per_ert * ert, 400_000), cap))
 
-    An episode starts at an alarm (``gap >= high``, or ``gap >= mixed`` when the step's uniform
-    draw is below ``mix``). From the next step on, a counter rises by one at every step with
-    ``gap < low`` and falls by one (not below zero) at every other step; the episode resolves at
-    the step where it reaches ``resolve_after``. With ``P`` the running sum of those +-1 steps,
-    the counter at step ``k`` of an episode started at ``t`` is ``P[k] - min(P[t..k])``, so each
-    episode is found with a few array operations on the steps it covers.
+
+@dataclass(frozen=True, slots=True)
+class NullModel:
+    """Where null observations fall, as the detector's slots, and how they are drawn.
+
+    Attributes
+    ----------
+    cell_alpha : ndarray of float
+        Per cell: the Dirichlet concentration of the Bayesian bootstrap (``bootstrap``), or the
+        cell's probability (a known distribution, e.g. to measure a detector's real rate).
+    cell_slot : ndarray of int
+        The detector's slot of each cell.
+    slot_ref : ndarray of int
+        Reference values in each of the ``2K + 1`` slots.
+    n : int
+        Reference size.
+    bootstrap : bool
+        Draw each simulated stream's distribution from Dirichlet(``cell_alpha``).
     """
-    _streams, steps = gaps.shape
-    alarm = gaps >= high
-    if mixed is not None and uniforms is not None and mix > 0:
-        alarm |= (gaps >= mixed) & (uniforms < mix)
-    rows = np.flatnonzero(alarm.any(axis=1))
-    if rows.size == 0:
-        return 0
-    walk = np.cumsum(np.where(gaps[rows] < low, 1, -1), axis=1, dtype=np.int32)
-    alarm_rows, alarm_cols = np.nonzero(alarm[rows])
-    bounds = np.searchsorted(alarm_rows, np.arange(rows.size + 1))
-    starts = 0
-    span = 4 * resolve_after
-    for r in range(rows.size):
-        cols = alarm_cols[bounds[r] : bounds[r + 1]]  # this row's alarm steps, ascending
-        p = walk[r]
-        t = int(cols[0])
-        while True:
-            starts += 1
-            end = -1  # the step that resolves the episode started at t
-            lo, width = t, span
-            floor = int(p[t])
-            while lo + 1 < steps:
-                seg = p[lo + 1 : lo + 1 + width]
-                level = np.minimum(np.minimum.accumulate(seg), floor)
-                hit = np.flatnonzero(seg - level >= resolve_after)
-                if hit.size:
-                    end = lo + 1 + int(hit[0])
-                    break
-                floor = int(level[-1])
-                lo += seg.shape[0]
-                width *= 2
-            if end < 0 or end + 1 >= steps:
-                break
-            k = int(np.searchsorted(cols, end + 1))
-            if k >= cols.size:
-                break
-            t = int(cols[k])
-    return starts
+
+    cell_alpha: npt.NDArray[np.float64]
+    cell_slot: npt.NDArray[np.int64]
+    slot_ref: npt.NDArray[np.int64]
+    n: int
+    bootstrap: bool = True
+
+    @classmethod
+    def of_reference(cls, atom_counts: npt.NDArray[np.int64], continuous: bool) -> NullModel:
+        """The Bayesian-bootstrap null model of a reference with these atom multiplicities."""
+        k = atom_counts.shape[0]
+        n = int(atom_counts.sum())
+        if continuous:  # ranks only: n distinct values, mass on the n + 1 gaps between them
+            slot_ref = np.zeros(2 * n + 1, dtype=np.int64)
+            slot_ref[1::2] = 1
+            return cls(np.ones(n + 1), 2 * np.arange(n + 1, dtype=np.int64), slot_ref, n)
+        slot_ref = np.zeros(2 * k + 1, dtype=np.int64)
+        slot_ref[1::2] = atom_counts
+        cells = 2 * np.arange(k, dtype=np.int64) + 1
+        return cls(atom_counts.astype(np.float64), cells, slot_ref, n)
+
+    def attainable(self, m: int) -> npt.NDArray[np.int64] | None:
+        """Every value ``G = max |m R - n C|`` can take, sorted (None when too many to list)."""
+        ends = np.unique(np.cumsum(self.slot_ref))
+        if ends.shape[0] * (m + 1) > 4_000_000:
+            return None
+        c = self.n * np.arange(m + 1, dtype=np.int64)
+        return np.unique(np.abs(m * ends[:, None] - c[None, :]))
+
+
+@dataclass(frozen=True, slots=True)
+class NullRuns:
+    """Simulated null gaps that any threshold at or above ``h_min`` can see (see
+    :func:`detectors.kernels.simulate_segments`), and the observations they stand for.
+
+    Streams come in ``groups`` of ``per_draw`` streams that share one draw of the null
+    distribution (one plausible truth each); ``group_observations`` counts each group's.
+    """
+
+    gaps: npt.NDArray[np.int64]
+    index: npt.NDArray[np.int64]
+    bounds: npt.NDArray[np.int64]
+    observations: int
+    h_min: int
+    resolve_after: int
+    seed: int
+    group_span: int = 1 << 62
+    group_observations: tuple[int, ...] = ()
+
+    def _check(self, high: int, mixed: int | None, mix: float) -> None:
+        if high < self.h_min or (mix > 0 and mixed is not None and mixed < self.h_min):
+            raise ValueError(f"thresholds below h_min={self.h_min} are not covered")
+
+    def starts(self, high: int, low: int, mixed: int | None = None, mix: float = 0.0) -> int:
+        """False episode starts of the detector's rule with these thresholds."""
+        self._check(high, mixed, mix)
+        return int(
+            count_starts(
+                self.gaps,
+                self.index,
+                self.bounds,
+                int(high),
+                int(low),
+                int(high if mixed is None else mixed),
+                float(mix),
+                self.resolve_after,
+                self.seed,
+            )
+        )
+
+    def group_rates(
+        self, high: int, low: int, mixed: int | None = None, mix: float = 0.0
+    ) -> npt.NDArray[np.float64]:
+        """False starts per observation in each group (each draw of the null distribution)."""
+        self._check(high, mixed, mix)
+        groups = len(self.group_observations)
+        starts = count_group_starts(
+            self.gaps,
+            self.index,
+            self.bounds,
+            int(high),
+            int(low),
+            int(high if mixed is None else mixed),
+            float(mix),
+            self.resolve_after,
+            self.seed,
+            self.group_span,
+            groups,
+        )
+        return starts / np.asarray(self.group_observations, dtype=np.float64)
+
+
+def simulate(
+    model: NullModel,
+    m: int,
+    observations: int,
+    *,
+    stride: int,
+    h_min: int,
+    ratio: float,
+    resolve_after: int,
+    seed: int,
+    groups: int = 1,
+) -> NullRuns:
+    """Simulate about ``observations`` null observations of the detector; keep what matters.
+
+    ``groups > 1`` draws the null distribution once per group of streams (for a guarantee
+    over references) instead of once per stream.
+    """
+    steps = int(min(max(20 * m, 5_000), max(observations // (16 * groups), 2 * m)))
+    streams = max(16, -(-observations // (steps - m + 1)))
+    per_draw = 1 if groups == 1 else max(1, streams // groups)
+    streams = per_draw * groups if groups > 1 else streams
+    gaps, index, bounds, done, obs = simulate_segments(
+        model.cell_alpha,
+        model.cell_slot,
+        model.slot_ref,
+        model.n,
+        m,
+        streams,
+        steps,
+        stride,
+        int(h_min),
+        math.ceil(ratio * h_min),
+        resolve_after,
+        model.bootstrap,
+        seed,
+        max(_KEPT_CAPACITY, 2 * steps),
+        per_draw,
+    )
+    per_stream = steps - m + 1
+    full = done // per_draw if groups > 1 else 1
+    group_obs = tuple([per_draw * per_stream] * full) if groups > 1 else (obs,)
+    return NullRuns(
+        gaps, index, bounds, obs, int(h_min), resolve_after, seed, per_draw * steps, group_obs
+    )
+
+
+def _lowest_level(model: NullModel, m: int, ert: float, stride: int, seed: int) -> int:
+    """A gap level whose start rate is safely above ``1 / ert``, from a short pilot run."""
+    pilot = simulate(
+        model, m, 200_000, stride=stride, h_min=0, ratio=0.0, resolve_after=1, seed=seed + 1
+    )
+    tested = pilot.gaps
+    share = min(0.2, max(60.0 / ert, 40.0 / tested.shape[0]))
+    return int(np.quantile(tested, 1.0 - share, method="lower"))
+
+
+#: A rate of the rule at thresholds ``(high, low, mixed, mix)``, per observation.
+RateOf = Callable[[int, int, int, float], float]
 
 
 def _search(
-    gaps: npt.NDArray[np.int64],
-    ert: float,
-    ratio: float,
-    resolve_after: int,
-    rng: np.random.Generator,
+    rate: RateOf, candidates: npt.NDArray[np.int64], target: float, ratio: float
 ) -> tuple[int, int, int, float, float]:
-    """Thresholds whose simulated start rate is ``1 / ert``: ``(high, low, mixed, mix, rate)``."""
-    total = gaps.size
-    target = 1.0 / ert
-    candidates = np.unique(gaps)
+    """Thresholds whose rate is ``target``: ``(high, low, mixed, mix, rate)``."""
 
-    def rate(i: int) -> float:
+    def at(i: int) -> float:
         h = int(candidates[i])
-        return _count_starts(gaps, h, math.ceil(ratio * h), resolve_after) / total
+        return rate(h, math.ceil(ratio * h), h, 0.0)
 
     top = candidates.shape[0] - 1
-    if rate(top) > target:  # even the largest simulated gap alarms too often
+    if at(top) > target:  # even the largest simulated gap alarms too often
         h = int(candidates[top]) + 1
         return h, math.ceil(ratio * h), h, 0.0, 0.0
     # The start rate rises as the threshold falls, then falls again once thresholds are so
     # low that episodes never close. Scan a grid from the top for the first threshold that
     # alarms too often; the target then lies between it and the grid point above.
     grid = sorted({int(i) for i in np.linspace(top, 0, 33).round()}, reverse=True)
-    rates = {}
-    hi = top
-    lo = -1
+    seen: dict[int, float] = {}
+    hi, lo = top, -1
     for i in grid:
-        rates[i] = rate(i)
-        if rates[i] > target:
+        seen[i] = at(i)
+        if seen[i] > target:
             lo = i
             break
         hi = i
     if lo < 0:
-        # No threshold alarms as often as asked: take the most sensitive one that still lets
-        # episodes close (the peak of the rate curve), and report the rate it reaches.
-        peak = max(rates, key=lambda i: rates[i])
+        peak = max(seen, key=lambda i: seen[i])
         h = int(candidates[peak])
-        return h, math.ceil(ratio * h), h, 0.0, rates[peak]
-    while hi - lo > 1:  # invariant: rate(lo) > target >= rate(hi)
+        return h, math.ceil(ratio * h), h, 0.0, seen[peak]
+    while hi - lo > 1:  # invariant: at(lo) > target >= at(hi)
         mid = (lo + hi) // 2
-        if rate(mid) > target:
+        if at(mid) > target:
             lo = mid
         else:
             hi = mid
     high, mixed = int(candidates[hi]), int(candidates[lo])
     low = math.ceil(ratio * high)
-    uniforms = rng.random(gaps.shape)
-
-    def mixed_rate(q: float) -> float:
-        return _count_starts(gaps, high, low, resolve_after, mixed, q, uniforms) / total
-
-    q_lo, q_hi = 0.0, 1.0  # rate(q) rises with q from rate(hi) <= target to about rate(lo)
-    for _ in range(6):
+    q_lo, q_hi = 0.0, 1.0  # the rate rises with q from at(hi) <= target to about at(lo)
+    for _ in range(14):
         q = (q_lo + q_hi) / 2
-        if mixed_rate(q) > target:
+        if rate(high, low, mixed, q) > target:
             q_hi = q
         else:
             q_lo = q
     q = (q_lo + q_hi) / 2
-    return high, low, mixed, q, mixed_rate(q)
+    return high, low, mixed, q, rate(high, low, mixed, q)
 
 
-def _shape(m: int, observations: int) -> tuple[int, int]:
-    # long streams relative to the window, so episodes reach their stationary rhythm
-    steps = int(min(max(10 * m, 2_000), observations // 16))
-    streams = max(16, observations // steps)
-    return streams, steps
+def _tail(
+    rate: RateOf,
+    levels: npt.NDArray[np.int64],
+    target: float,
+    ratio: float,
+    resolution: float,
+    attainable: npt.NDArray[np.int64] | None,
+) -> tuple[int, int, int, float, float]:
+    """Thresholds for a ``target`` rate beyond the simulation, from its fitted tail.
+
+    The rate of every simulated level is counted exactly; ``log rate`` is fitted by a
+    quadratic in the gap (Gaussian-like tails) over levels measured with at least
+    :data:`TAIL_MIN_STARTS` starts (``resolution`` is the rate of one start), weighted by the
+    square root of that count, and solved for ``target``. On a lattice, the alarm is randomised
+    between the two attainable gaps around the solution so that the fitted rate hits it.
+    """
+    if levels.shape[0] > 80:
+        levels = np.unique(levels[np.linspace(0, levels.shape[0] - 1, 80).round().astype(int)])
+    hs, logs, weights = [], [], []
+    for h in levels.tolist():
+        r = rate(int(h), math.ceil(ratio * h), int(h), 0.0)
+        count = r / resolution
+        if TAIL_MIN_STARTS <= count <= 50 * target / resolution + 5_000:
+            hs.append(float(h))
+            logs.append(math.log(r))
+            weights.append(math.sqrt(count))
+    goal = math.log(target)
+    if len(hs) < 2:
+        h = int(levels[-1]) + 1
+        return h, math.ceil(ratio * h), h, 0.0, 0.0
+    x = np.asarray(hs)
+    scale = float(x.max())
+    # few levels (a coarse lattice): a straight line through the last two or three
+    c2, c1, c0 = np.polyfit(x / scale, logs, 2, w=weights) if len(hs) >= 4 else (0.0, 0.0, 0.0)
+    half = min(len(hs) // 2, len(hs) - 2)
+    b1, b0 = np.polyfit(x[half:] / scale, logs[half:], 1)
+
+    def fitted(h: float) -> float:
+        z = h / scale
+        return c0 + c1 * z + c2 * z * z if c2 < 0 else b0 + b1 * z
+
+    if c2 < 0:
+        disc = c1 * c1 - 4 * c2 * (c0 - goal)
+        root = (-c1 - math.sqrt(max(disc, 0.0))) / (2 * c2) * scale
+    else:
+        root = (goal - b0) / b1 * scale
+    if attainable is None:
+        high = math.ceil(root)
+        return high, math.ceil(ratio * high), high, 0.0, math.exp(fitted(high))
+    i = min(int(np.searchsorted(attainable, root, side="left")), attainable.shape[0] - 1)
+    high = int(attainable[i])
+    mixed = int(attainable[i - 1]) if i > 0 else high
+    r_hi, r_lo = math.exp(fitted(high)), math.exp(fitted(mixed))
+    mix = 0.0 if r_lo <= r_hi else min(max((target - r_hi) / (r_lo - r_hi), 0.0), 1.0)
+    return high, math.ceil(ratio * high), mixed, mix, target if mix > 0 else r_hi
+
+
+def _calibrate(
+    model: NullModel,
+    m: int,
+    ert: float,
+    ratio: float,
+    resolve_after: int,
+    seed: int,
+    stride: int,
+    kind: Literal["continuous", "discrete"],
+    guarantee: float | None,
+) -> KSCalibration:
+    started = time.perf_counter()
+    h_min = _lowest_level(model, m, ert, stride, seed)
+    groups = 1 if guarantee is None else GUARANTEE_DRAWS
+    runs = simulate(
+        model,
+        m,
+        simulation_budget(ert, guarantee, continuous=kind == "continuous"),
+        stride=stride,
+        h_min=h_min,
+        ratio=ratio,
+        resolve_after=resolve_after,
+        seed=seed,
+        groups=groups,
+    )
+    if guarantee is None:
+        target = 1.0 / ert
+        unit = float(runs.observations)
+
+        def rate(high: int, low: int, mixed: int, mix: float) -> float:
+            return runs.starts(high, low, mixed, mix) / unit
+
+    else:
+        target = GUARANTEE_FACTOR / ert
+        unit = float(min(runs.group_observations))
+        q = float(guarantee)
+
+        def rate(high: int, low: int, mixed: int, mix: float) -> float:
+            return float(np.quantile(runs.group_rates(high, low, mixed, mix), q))
+
+    levels = np.unique(runs.gaps[runs.gaps >= runs.h_min])
+    extrapolated = unit * target < DIRECT_STARTS * (1.0 if guarantee is None else 0.3)
+    if extrapolated:
+        high, low, mixed, mix, r = _tail(
+            rate, levels, target, ratio, 1.0 / unit, model.attainable(m)
+        )
+    else:
+        high, low, mixed, mix, r = _search(rate, levels, target, ratio)
+    seconds = time.perf_counter() - started
+    return KSCalibration(
+        high, low, mixed, mix, ert, r, kind, runs.observations, seconds, extrapolated, guarantee
+    )
+
+
+def calibrate_null_statistics(
+    statistics: npt.NDArray[np.int64],
+    ert: float,
+    *,
+    resolve_ratio: float,
+    resolve_after: int,
+    seed: int,
+    started: float,
+) -> KSCalibration:
+    """Thresholds for a detector whose null statistic was simulated elsewhere.
+
+    ``statistics`` holds, per simulated stream (rows), the detector's statistic on an integer
+    lattice after every observation once its window is full. The alarm rule, the episodes and
+    the threshold search are those of :func:`calibrate_gap`, randomised boundary included (the
+    observation index of the boundary draw is the position in ``statistics``).
+    """
+    gaps = np.ascontiguousarray(statistics, dtype=np.int64)
+    steps = gaps.shape[1]
+    flat = gaps.ravel()
+    index = np.arange(flat.shape[0], dtype=np.int64)
+    bounds = np.arange(0, flat.shape[0] + 1, steps, dtype=np.int64)
+    runs = NullRuns(flat, index, bounds, int(flat.shape[0]), 0, int(resolve_after), int(seed))
+    unit = float(runs.observations)
+    target = 1.0 / ert
+
+    def rate(high: int, low: int, mixed: int, mix: float) -> float:
+        return runs.starts(high, low, mixed, mix) / unit
+
+    levels = np.unique(flat)
+    extrapolated = unit * target < DIRECT_STARTS
+    if extrapolated:
+        high, low, mixed, mix, r = _tail(rate, levels, target, resolve_ratio, 1.0 / unit, None)
+    else:
+        high, low, mixed, mix, r = _search(rate, levels, target, resolve_ratio)
+    seconds = time.perf_counter() - started
+    return KSCalibration(
+        high, low, mixed, mix, ert, r, "discrete", runs.observations, seconds, extrapolated, None
+    )
 
 
 @lru_cache(maxsize=256)
 def _continuous(
-    n: int, m: int, ert: float, ratio: float, resolve_after: int, seed: int, stride: int
-) -> KSCalibration:
-    started = time.perf_counter()
-    obs = simulation_budget(ert)
-    streams, steps = _shape(m, obs)
-    cells = np.ones(n + 1)
-    j = np.arange(n + 1, dtype=np.int64)
-    rng = np.random.default_rng(seed)
-    gaps = _simulate(cells, np.minimum(j + 1, n), j, n, m, streams, steps, rng)
-    return _finish(gaps, ert, ratio, resolve_after, rng, "continuous", started, stride)
-
-
-def _finish(
-    gaps: npt.NDArray[np.int64],
+    n: int,
+    m: int,
     ert: float,
     ratio: float,
     resolve_after: int,
-    rng: np.random.Generator,
-    model: Literal["continuous", "discrete"],
-    started: float,
+    seed: int,
     stride: int,
+    guarantee: float | None,
 ) -> KSCalibration:
-    observations = gaps.size
-    # a detector tested every `stride` observations sees one column in `stride`; its ERT in
-    # tests is ert / stride, and its rate per observation is the rate per test / stride
-    tested = gaps[:, stride - 1 :: stride] if stride > 1 else gaps
-    ert_tests = ert / stride
-    if 150 * ert_tests > tested.size:
-        high, low, rate = _extrapolate(tested, ert_tests, ratio, resolve_after)
-        seconds = time.perf_counter() - started
-        return KSCalibration(
-            high, low, high, 0.0, ert, rate / stride, model, observations, seconds, True
-        )
-    high, low, mixed, mix, rate = _search(tested, ert_tests, ratio, resolve_after, rng)
-    seconds = time.perf_counter() - started
-    return KSCalibration(high, low, mixed, mix, ert, rate / stride, model, observations, seconds)
+    model = NullModel.of_reference(np.ones(n, dtype=np.int64), continuous=True)
+    return _calibrate(model, m, ert, ratio, resolve_after, seed, stride, "continuous", guarantee)
 
 
 def calibrate_gap(
@@ -415,6 +583,7 @@ def calibrate_gap(
     resolve_after: int | None = None,
     seed: int = 0,
     stride: int = 1,
+    guarantee: float | None = None,
 ) -> KSCalibration:
     """Calibrate the alarm threshold of a sliding KS test to ``ert``.
 
@@ -434,6 +603,15 @@ def calibrate_gap(
     stride : int
         Observations between tests: 1 for :class:`~detectors.IncrementalKS`, the detector's
         ``stride`` for :class:`~detectors.WindowedKS`.
+    guarantee : float, optional
+        None: the false-alarm rate is ``1 / ert`` on average over references. A probability
+        ``p``: the threshold is raised so that for a share ``p`` of references the rate
+        conditional on the reference is at most :data:`GUARANTEE_FACTOR` ``/ ert`` (after
+        Gandy and Kvaloy, 2013): the simulated null distribution is drawn
+        :data:`GUARANTEE_DRAWS` times, each draw a plausible truth given the reference (for
+        continuous data exactly the law of the reference's spacings under any continuous
+        truth, so the threshold is distribution-free), and the ``p``-quantile of the rates
+        over draws is calibrated.
 
     Returns
     -------
@@ -454,12 +632,20 @@ def calibrate_gap(
     m = int(window_size)
     after = resolve_after or m
     check_ert(ert, m, after, stride)
+    check_guarantee(guarantee)
+    g = None if guarantee is None else float(guarantee)
     if (n - counts.size) / n <= CONTINUOUS_TIE_FRACTION:
-        return _continuous(n, m, float(ert), float(resolve_ratio), after, seed, stride)
-    started = time.perf_counter()
-    obs = simulation_budget(ert)
-    streams, steps = _shape(m, obs)
-    cum = np.cumsum(counts)
-    rng = np.random.default_rng(seed)
-    gaps = _simulate(counts.astype(np.float64), cum, cum, n, m, streams, steps, rng)
-    return _finish(gaps, float(ert), float(resolve_ratio), after, rng, "discrete", started, stride)
+        return _continuous(n, m, float(ert), float(resolve_ratio), after, seed, stride, g)
+    model = NullModel.of_reference(counts, continuous=False)
+    ratio = float(resolve_ratio)
+    return _calibrate(model, m, float(ert), ratio, after, seed, stride, "discrete", g)
+
+
+def check_guarantee(guarantee: float | None) -> None:
+    """Raise ``ValueError`` unless ``guarantee`` is None or a probability in (0, 1)."""
+    if guarantee is not None and not (
+        isinstance(guarantee, int | float)
+        and not isinstance(guarantee, bool)
+        and 0.0 < guarantee < 1.0
+    ):
+        raise ValueError(f"guarantee must be None or a probability in (0, 1), got {guarantee!r}")

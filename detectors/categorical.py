@@ -54,7 +54,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final, NamedTuple
@@ -63,14 +62,10 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
+from detectors.background import BackgroundCalibrated
 from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, DriftDetector, Transition
-
-# Episode counting, threshold search and the simulation's shape are shared with the KS
-# calibration (private there; these are the names this module uses for them).
-from detectors.calibration import KSCalibration, check_ert, simulation_budget
-from detectors.calibration import _finish as thresholds_from_null_statistics
-from detectors.calibration import _shape as null_simulation_shape
-from detectors.ks import _calibrator, validate_alarm_args
+from detectors.calibration import KSCalibration, calibrate_null_statistics, check_ert
+from detectors.ks import validate_alarm_args
 
 __all__ = [
     "MAX_CATEGORY_CHARS",
@@ -169,13 +164,20 @@ def _grid(x2: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
     return np.rint(np.nan_to_num(x2, nan=0.0) * STATISTIC_SCALE).astype(np.int64)
 
 
+#: Simulated null observations behind one calibration, at most.
+MAX_SIMULATED = 3_000_000
+
+
 @lru_cache(maxsize=256)
 def _calibrate(
     counts: tuple[int, ...], m: int, ert: float, ratio: float, resolve_after: int, seed: int
 ) -> KSCalibration:
     started = time.perf_counter()
     ref = np.asarray(counts, dtype=np.int64)
-    streams, steps = null_simulation_shape(m, simulation_budget(ert))
+    observations = int(min(max(150 * ert, 200_000), MAX_SIMULATED))
+    # long streams relative to the window, so episodes reach their stationary rhythm
+    steps = int(min(max(10 * m, 2_000), observations // 16))
+    streams = max(16, observations // steps)
     rng = np.random.default_rng(seed)
     k = ref.shape[0]
     out = np.empty((streams, steps), dtype=np.int64)
@@ -189,8 +191,8 @@ def _calibrate(
         cumulative = np.cumsum(onehot, axis=0, dtype=np.int32)
         windows = cumulative[m + 1 :] - cumulative[1 : steps + 1]
         out[b] = _grid(chi2_statistics(ref, windows)[0])
-    return thresholds_from_null_statistics(
-        out, ert, ratio, resolve_after, rng, "discrete", started, 1
+    return calibrate_null_statistics(
+        out, ert, resolve_ratio=ratio, resolve_after=resolve_after, seed=seed, started=started
     )
 
 
@@ -299,7 +301,7 @@ class CategoryWindow:
         self._cells[: len(self._cats)] = pool.cells_of(self._cats)
 
 
-class CategoricalDetector(DriftDetector):
+class CategoricalDetector(BackgroundCalibrated, DriftDetector):
     """Chi-square test of a sliding window of categories against a reference, every update.
 
     Parameters
@@ -409,12 +411,12 @@ class CategoricalDetector(DriftDetector):
         self._pool = CategoryCells.pool(ref, self.min_count, self.max_categories)
         self.categories: tuple[str, ...] = self._pool.categories
         self._ref = self._pool.counts
-        self._calibration: KSCalibration | None = None
         self._thresholds: dict[int, tuple[float, float]] = {}
-        self.close()
-        self._pending: Future[KSCalibration] | None = None
+        if getattr(self, "_pending", None) is not None:
+            self.close()
+        self._init_calibration()
         if self.ert is not None:
-            self._pending = _calibrator().submit(
+            self._start(
                 calibrate_chi2,
                 self._ref,
                 self.window_size,
@@ -452,11 +454,9 @@ class CategoricalDetector(DriftDetector):
     @property
     def calibration(self) -> KSCalibration | None:
         """The ``ert`` calibration (waits for it if pending), or None with ``alpha``."""
-        if self._pending is not None:
-            self._calibration = self._pending.result()
-            self._pending = None
-        elif self.ert is not None and self._calibration is None:  # cancelled by close()
-            self._calibration = calibrate_chi2(
+        cal: KSCalibration | None = BackgroundCalibrated.calibration.fget(self)  # type: ignore[attr-defined]
+        if cal is None and self.ert is not None:  # its background run was cancelled by close()
+            cal = self._calibration = calibrate_chi2(
                 self._ref,
                 self.window_size,
                 self.ert,
@@ -464,22 +464,7 @@ class CategoricalDetector(DriftDetector):
                 resolve_after=self._resolve_after,
                 seed=self.seed,
             )
-        return self._calibration
-
-    @property
-    def calibration_ready(self) -> bool:
-        """False while an ``ert`` calibration is still running."""
-        return self._pending is None or self._pending.done()
-
-    def close(self) -> None:
-        """Cancel a calibration that has not started (e.g. the stream is being dropped)."""
-        pending = getattr(self, "_pending", None)
-        if pending is not None and pending.cancel():
-            self._pending = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        self.calibration  # noqa: B018 - a copy carries the finished calibration
-        return self.__dict__.copy()
+        return cal
 
     # ------------------------------------------------------------------ results
     def result(self) -> CategoricalResult:

@@ -19,28 +19,23 @@ from __future__ import annotations
 import math
 from array import array
 from bisect import bisect_left
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from detectors.background import BackgroundCalibrated
 from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, KSDetector
-from detectors.calibration import KSCalibration, calibrate_gap, check_ert
+from detectors.calibration import (
+    KSCalibration,
+    calibrate_gap,
+    check_ert,
+    check_guarantee,
+)
 from detectors.kstest import MAX_EXACT_N, KSResult, critical_gap, ks_pvalue
 from detectors.windows import Window, check_array, validate_window_args
 
 __all__ = ["IncrementalKS", "as_reference", "validate_alarm_args"]
-
-_EXECUTOR: ThreadPoolExecutor | None = None
-
-
-def _calibrator() -> ThreadPoolExecutor:
-    """Threads that run calibrations (numpy releases the GIL in the heavy parts)."""
-    global _EXECUTOR
-    if _EXECUTOR is None:
-        _EXECUTOR = ThreadPoolExecutor(max_workers=2, thread_name_prefix="driftwatch-calibration")
-    return _EXECUTOR
 
 
 def as_reference(reference: npt.ArrayLike, name: str = "reference") -> npt.NDArray[np.float64]:
@@ -106,7 +101,7 @@ def _finite_values(xs: npt.ArrayLike, name: str = "xs") -> npt.NDArray[np.float6
     return values
 
 
-class IncrementalKS(KSDetector):
+class IncrementalKS(BackgroundCalibrated, KSDetector):
     """Two-sample KS test of a sliding window against a reference, exact after every event.
 
     Parameters
@@ -145,6 +140,13 @@ class IncrementalKS(KSDetector):
         every :meth:`set_reference`). True: the first test waits for it, so results are
         reproducible. False: tests start only once it is ready, and nothing waits -- for a
         service that must not stall while thousands of streams calibrate.
+    guarantee : float or None
+        With ``ert``: the share of references for which the false-alarm rate *conditional on
+        the reference* is at most 1.3 / ``ert`` (after Gandy and Kvaloy, 2013;
+        ``detectors.calibration.DEFAULT_GUARANTEE`` = 0.9 is the recommended share). None (the
+        default for now) calibrates the average over references to ``1 / ert``: 3-30x cheaper
+        to calibrate and a little more sensitive, but one particular reference may then alarm
+        several times as often as asked (see :func:`~detectors.calibration.calibrate_gap`).
 
     Attributes
     ----------
@@ -178,7 +180,9 @@ class IncrementalKS(KSDetector):
     ----------
     .. [1] dos Reis, D. M., Flach, P., Matwin, S., Batista, G. (2016). Fast unsupervised online
        drift detection using incremental Kolmogorov-Smirnov test. KDD 2016, 1545-1554.
-    .. [2] Hodges, J. L. (1958). The significance probability of the Smirnov two-sample test.
+    .. [2] Gandy, A., Kvaloy, J. T. (2013). Guaranteed conditional performance of control
+       charts via bootstrap methods. Scandinavian Journal of Statistics 40, 647-668.
+    .. [3] Hodges, J. L. (1958). The significance probability of the Smirnov two-sample test.
        Arkiv för Matematik 3, 469-486.
 
     Examples
@@ -220,6 +224,7 @@ class IncrementalKS(KSDetector):
         resolve_after: int | None = None,
         seed: int = 0,
         wait_for_calibration: bool = True,
+        guarantee: float | None = None,
     ) -> None:
         super().__init__()
         validate_alarm_args(
@@ -234,6 +239,8 @@ class IncrementalKS(KSDetector):
         self.resolve_after = resolve_after
         self.seed = seed
         self.wait_for_calibration = wait_for_calibration
+        check_guarantee(guarantee)
+        self.guarantee = None if guarantee is None else float(guarantee)
         if min_window is None:
             min_window = self.window_size if duration is None else min(self.window_size, 30)
         self._min_window = min(int(min_window), self.window_size)
@@ -241,8 +248,7 @@ class IncrementalKS(KSDetector):
         self._alpha = 0.05 if alpha is None else float(alpha)
         self._window = Window(self.window_size, duration, tagged=True)
         self._below = 0
-        self._calibration: KSCalibration | None = None
-        self._pending: Future[KSCalibration] | None = None
+        self._init_calibration()
         self._set_reference(as_reference(reference))
 
     # ------------------------------------------------------------------ reference
@@ -259,7 +265,6 @@ class IncrementalKS(KSDetector):
         self._ref_end = ref_end
         self._counts = np.zeros(2 * k + 1, dtype=np.int32)
         self._thresholds: dict[int, tuple[int, int]] = {}
-        self._calibration = None
         self._ref_counts = counts
         self.close()
         if self.ert is not None:
@@ -270,7 +275,7 @@ class IncrementalKS(KSDetector):
         # Calibrate in the background: nothing is tested before the window first fills, and
         # (unless wait_for_calibration is off) the first test waits for the result.
         assert self.ert is not None
-        self._pending = _calibrator().submit(
+        self._start(
             calibrate_gap,
             self._ref_counts,
             self.window_size,
@@ -278,28 +283,20 @@ class IncrementalKS(KSDetector):
             resolve_ratio=self.resolve_ratio,
             resolve_after=self._resolve_after,
             seed=self.seed,
+            guarantee=self.guarantee,
         )
 
-    def close(self) -> None:
-        """Cancel a calibration that has not started (e.g. the stream is being dropped)."""
-        pending = self._pending
-        if pending is not None and not pending.done() and pending.cancel():
-            self._pending = None
-
-    @property
-    def calibration_ready(self) -> bool:
-        """False while an ``ert`` calibration is still running."""
-        return self._pending is None or self._pending.done()
+    def _install(self, calibration: KSCalibration) -> None:
+        self._thresholds[self.window_size] = (calibration.gap_high, calibration.gap_low)
 
     @property
     def calibration(self) -> KSCalibration | None:
-        """The ``ert`` calibration (thresholds, simulated rate, cost), or None with ``alpha``."""
-        if self._pending is not None:
-            cal = self._pending.result()
-            self._pending = None
-            self._calibration = cal
-            self._thresholds[self.window_size] = (cal.gap_high, cal.gap_low)
-        return self._calibration
+        """The ``ert`` calibration (thresholds, simulated rate, cost), or None with ``alpha``.
+
+        Waits for a calibration still running in the background.
+        """
+        cal: KSCalibration | None = super().calibration
+        return cal
 
     def _alarm_floor(self, high: int) -> int:
         """The smallest gap that can raise an alarm (below ``high`` for randomised tests)."""
@@ -415,21 +412,30 @@ class IncrementalKS(KSDetector):
         """All of the current test's outputs at once."""
         return self._evaluate()
 
+    def alarm_threshold(self) -> float:
+        """The statistic ``D`` at which the current window alarms (nan while it is too small
+        to be tested or its calibration is pending)."""
+        m = self._window._size
+        if m < self._min_window or not self.calibration_ready:
+            return math.nan
+        high, _low = self._thresholds_for(m)
+        return high / (self._n * m)
+
     # ------------------------------------------------------------------ alarm rule
     def _decide(self) -> None:
         """Apply the alarm rule after one update, evaluating exactly only when it matters."""
         m = self._window._size
-        if m < self._min_window or not (self.wait_for_calibration or self.calibration_ready):
+        if m < self._min_window or not self._testable():
             self._G = -1
             return
         high, low = self._thresholds_for(m)
         slack = self._ops * self._n
         G = self._G
         if not self._in_drift:
-            if G < 0 or G + slack >= high:
+            if G < 0 or G + slack >= self._alarm_floor(high):
                 G = self._G = self._gap()
                 self._ops = 0
-                if high <= G:
+                if self._alarm(G, high):
                     self._in_drift = True
                     self._drift_detected = True
                     self._below = 0

@@ -12,7 +12,6 @@ the stream keeps the reference's distribution (see :mod:`detectors.river_calibra
 from __future__ import annotations
 
 import math
-from concurrent.futures import Future
 from functools import partial
 from typing import Any
 
@@ -20,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 from river import drift, stats
 
+from detectors.background import BackgroundCalibrated
 from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, DriftDetector, Transition
 from detectors.ks import as_reference
 from detectors.river_calibration import (
@@ -27,7 +27,6 @@ from detectors.river_calibration import (
     calibrate_direct,
     calibrate_kswin,
     check_river_ert,
-    submit,
 )
 
 __all__ = ["ADWINDetector", "KSWINDetector", "PageHinkleyDetector", "RiverDetector"]
@@ -63,7 +62,7 @@ def _check_ert_args(
     return as_reference(reference)
 
 
-class RiverDetector(DriftDetector):
+class RiverDetector(BackgroundCalibrated, DriftDetector):
     """Base adapter around one river drift detector.
 
     Parameters
@@ -95,8 +94,7 @@ class RiverDetector(DriftDetector):
         self.wait_for_calibration = wait_for_calibration
         self._detector = detector
         self._quiet = 0
-        self._calibration: RiverCalibration | None = None
-        self._pending: Future[RiverCalibration] | None = None
+        self._init_calibration()
 
     # ------------------------------------------------------------------ calibration
     def _calibrate(self) -> RiverCalibration:  # pragma: no cover - overridden with ert
@@ -110,18 +108,10 @@ class RiverDetector(DriftDetector):
         # The simulation costs 0.5-30 s (measured in BENCHMARKS.md): run it in the background so
         # that building many detectors does not stall; the first update waits for it unless
         # wait_for_calibration is off.
-        self._pending = submit(self._calibrate)
+        self._start(self._calibrate, kind="python")
 
-    def close(self) -> None:
-        """Cancel a calibration that has not started (e.g. the stream is being dropped)."""
-        pending = self._pending
-        if pending is not None and not pending.done() and pending.cancel():
-            self._pending = None
-
-    @property
-    def calibration_ready(self) -> bool:
-        """False while an ``ert`` calibration is still running."""
-        return self._pending is None or self._pending.done()
+    def _install(self, calibration: RiverCalibration) -> None:
+        self._detector = self._build(calibration.value)
 
     @property
     def calibration(self) -> RiverCalibration | None:
@@ -129,12 +119,8 @@ class RiverDetector(DriftDetector):
 
         Waits for a calibration still running.
         """
-        if self._pending is not None:
-            cal = self._pending.result()
-            self._pending = None
-            self._calibration = cal
-            self._detector = self._build(cal.value)
-        return self._calibration
+        cal: RiverCalibration | None = super().calibration
+        return cal
 
     # ------------------------------------------------------------------ updates
     def update(self, x: float, t: float | None = None) -> None:
@@ -146,7 +132,7 @@ class RiverDetector(DriftDetector):
             raise ValueError(f"x must be finite, got {x!r}")
         det = self._detector
         if det is None:
-            if self.wait_for_calibration or self.calibration_ready:
+            if self._testable():
                 self.calibration  # noqa: B018 - installs the calibrated river detector
                 det = self._detector
             if det is None:  # calibration not ready and not waited for: not tested
@@ -543,6 +529,15 @@ class KSWINDetector(RiverDetector):
         p = getattr(self._detector, "p_value", None)
         return math.nan if p is None else float(p)
 
+    @property
+    def drift_score(self) -> float:
+        """``log p / log alpha`` of river's latest test: 1 or more when ``p <= alpha`` (river
+        also needs its statistic above 0.1 to detect); nan before a test."""
+        p, alpha = self.p_value, getattr(self._detector, "alpha", math.nan)
+        if math.isnan(p) or not 0 < alpha < 1 or p >= 1:
+            return 0.0 if p >= 1 else math.nan
+        return math.log(max(p, 1e-300)) / math.log(alpha)
+
 
 class PageHinkleyDetector(RiverDetector):
     """river's Page-Hinkley test through the driftwatch contract.
@@ -663,6 +658,17 @@ class PageHinkleyDetector(RiverDetector):
             shortest_episode=max(r + 1, mi),
             seed=self.seed,
         )
+
+    @property
+    def drift_score(self) -> float:
+        """river's Page-Hinkley statistic (the larger of the two one-sided cumulative
+        deviations) over ``threshold``: 1 or more detects; nan before a detector exists."""
+        det = self._detector
+        if det is None or not self.threshold:
+            return math.nan
+        up = det._sum_increase - det._min_increase
+        down = det._max_decrease - det._sum_decrease
+        return float(max(up, down) / self.threshold)
 
     def _build(self, value: float) -> Any:
         self.threshold = value

@@ -67,7 +67,6 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -86,7 +85,6 @@ __all__ = [
     "calibrate_kswin",
     "check_river_ert",
     "null_streams",
-    "submit",
 ]
 
 #: Longest ``ert`` accepted per parameter: beyond it the extrapolation would reach too far past
@@ -103,16 +101,6 @@ KSWIN_MIN_OBSERVATIONS = 20_000
 KSWIN_MAX_OBSERVATIONS = 30_000
 #: A rate is taken as observed when the simulation counted at least this many starts.
 OBSERVED_STARTS = 10
-
-_EXECUTOR: ThreadPoolExecutor | None = None
-
-
-def submit(fn: Callable[..., RiverCalibration], *args: Any, **kwargs: Any) -> Any:
-    """Run a calibration in the background (one thread: river's simulation holds the GIL)."""
-    global _EXECUTOR
-    if _EXECUTOR is None:
-        _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftwatch-river-cal")
-    return _EXECUTOR.submit(fn, *args, **kwargs)
 
 
 @dataclass(frozen=True, slots=True)

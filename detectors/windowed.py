@@ -9,8 +9,9 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
+from detectors.background import BackgroundCalibrated
 from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, KSDetector
-from detectors.calibration import KSCalibration, calibrate_gap
+from detectors.calibration import KSCalibration, calibrate_gap, check_guarantee
 from detectors.ks import as_reference, validate_alarm_args
 from detectors.kstest import KSResult, critical_gap
 from detectors.windows import Window, check_array
@@ -18,7 +19,7 @@ from detectors.windows import Window, check_array
 __all__ = ["WindowedKS"]
 
 
-class WindowedKS(KSDetector):
+class WindowedKS(BackgroundCalibrated, KSDetector):
     """Reference vs window with :func:`scipy.stats.ks_2samp`, every ``stride`` events or seconds.
 
     Parameters
@@ -53,6 +54,17 @@ class WindowedKS(KSDetector):
         :class:`~detectors.IncrementalKS`). Default 1: the first evaluation below the level.
     seed : int
         Seed of the calibration (``ert`` only).
+    wait_for_calibration : bool
+        With ``ert``, the calibration runs in the background from construction (and from every
+        :meth:`set_reference`). True: the first evaluation waits for it (reproducible results);
+        False: evaluations are skipped until it is ready.
+    guarantee : float or None
+        With ``ert``: the share of references for which the false-alarm rate *conditional on
+        the reference* is at most 1.3 / ``ert`` (after Gandy and Kvaloy, 2013;
+        ``detectors.calibration.DEFAULT_GUARANTEE`` = 0.9 is the recommended share). None (the
+        default for now) calibrates the average over references to ``1 / ert``: 3-30x cheaper
+        to calibrate and a little more sensitive, but one particular reference may then alarm
+        several times as often as asked (see :func:`~detectors.calibration.calibrate_gap`).
 
     Notes
     -----
@@ -94,8 +106,11 @@ class WindowedKS(KSDetector):
         resolve_ratio: float = 0.6,
         resolve_after: int = 1,
         seed: int = 0,
+        wait_for_calibration: bool = True,
+        guarantee: float | None = None,
     ) -> None:
         super().__init__()
+        self._init_calibration()
         if stride is not None and not (isinstance(stride, int) and stride >= 1):
             raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
         validate_alarm_args(
@@ -122,6 +137,9 @@ class WindowedKS(KSDetector):
         self.resolve_ratio = float(resolve_ratio)
         self.resolve_after = resolve_after
         self.seed = seed
+        self.wait_for_calibration = wait_for_calibration
+        check_guarantee(guarantee)
+        self.guarantee = None if guarantee is None else float(guarantee)
         self._alpha = 0.05 if alpha is None else float(alpha)
         if min_window is None:
             min_window = self.window_size if duration is None else min(self.window_size, 30)
@@ -152,10 +170,11 @@ class WindowedKS(KSDetector):
 
     def _set_reference(self, ref: npt.NDArray[np.float64]) -> None:
         self._reference = np.sort(ref)
-        self.calibration: KSCalibration | None = None
+        self.close()
         if self.ert is not None:
             _, counts = np.unique(self._reference, return_counts=True)
-            self.calibration = calibrate_gap(
+            self._start(
+                calibrate_gap,
                 counts,
                 self.window_size,
                 self.ert,
@@ -163,7 +182,14 @@ class WindowedKS(KSDetector):
                 resolve_after=self.resolve_after,
                 seed=self.seed,
                 stride=self._stride,
+                guarantee=self.guarantee,
             )
+
+    @property
+    def calibration(self) -> KSCalibration | None:
+        """The ``ert`` calibration, or None with ``alpha``; waits for one still running."""
+        cal: KSCalibration | None = super().calibration
+        return cal
 
     def _due(self, now: float) -> bool:
         if self.duration is None:
@@ -191,7 +217,7 @@ class WindowedKS(KSDetector):
         self._since = 0
         if self.duration is not None:
             self._next_eval_time = stamp + self._interval  # type: ignore[operator]
-        if len(win) < self._min_window:
+        if len(win) < self._min_window or not self._testable():
             return
         self._evaluate()
 
@@ -230,6 +256,17 @@ class WindowedKS(KSDetector):
             self._below = 0
             self._record(DRIFT_RESOLVED, self.resolve_ratio * crit)
 
+    def alarm_threshold(self) -> float:
+        """The statistic ``D`` at which the latest evaluation would have alarmed (nan before)."""
+        res = self._result
+        if res is None:
+            return math.nan
+        n, m = res.n_reference, res.n_window
+        cal = self._calibration
+        if cal is not None:
+            return float(cal.gap_high / (n * m))
+        return critical_gap(n, m, self._alpha) * math.gcd(n, m) / (n * m)
+
     def result(self) -> KSResult:
         """Outputs of the latest evaluation (all nan before the first)."""
         if self._result is None:
@@ -241,7 +278,9 @@ class WindowedKS(KSDetector):
         """The detector's state as plain data (see :mod:`detectors.registry`)."""
         from detectors.registry import to_data
 
-        return {k: to_data(v) for k, v in self.__dict__.items() if k != "transitions"}
+        self.calibration  # noqa: B018 - a copy carries the finished calibration
+        transient = {"transitions", "_pending"}
+        return {k: to_data(v) for k, v in self.__dict__.items() if k not in transient}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> WindowedKS:
@@ -257,6 +296,7 @@ class WindowedKS(KSDetector):
         det = cls.__new__(cls)
         restore_attributes(det, state, _WINDOWED_STATE_TYPES)
         det.transitions = []
+        det._pending = None
         ref = check_array(det._reference, np.float64, None, "reference")
         if (
             ref.shape[0] == 0
@@ -268,7 +308,7 @@ class WindowedKS(KSDetector):
             or min(det.n_seen, det._since, det._below, det.n_evaluations) < 0
         ):
             raise StateError("WindowedKS state is inconsistent")
-        for name, types in (("calibration", KSCalibration), ("_result", KSResult)):
+        for name, types in (("_calibration", KSCalibration), ("_result", KSResult)):
             value = getattr(det, name, None)
             if value is not None and not isinstance(value, types):
                 raise StateError(f"WindowedKS {name} has the wrong type")

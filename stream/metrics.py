@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -30,18 +29,10 @@ def _version() -> str:
 
 
 def calibrations_pending() -> int:
-    """Calibrations queued and not yet started on the detectors' background thread pools.
-
-    Read at scrape time. A pool that was never started (or whose module was never imported)
-    holds none.
-    """
-    total = 0
-    for name in ("detectors.ks", "detectors.river_calibration"):
-        module = sys.modules.get(name)
-        pool: ThreadPoolExecutor | None = getattr(module, "_EXECUTOR", None)
-        if pool is not None:
-            total += pool._work_queue.qsize()
-    return total
+    """Calibrations queued and not yet started on the detectors' background pools (read at
+    scrape time). Nothing is imported here: pools exist only once detectors were loaded."""
+    module = sys.modules.get("detectors.background")
+    return 0 if module is None else int(module.queued())
 
 
 class Metrics:

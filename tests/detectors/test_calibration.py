@@ -15,6 +15,8 @@ import pytest
 
 from detectors import DRIFT_STARTED, IncrementalKS
 from detectors.calibration import calibrate_gap
+from detectors.kernels import boundary_uniform, count_starts
+from detectors.null_rate import count_false_starts
 from detectors.registry import detector_from_state, detector_state
 
 ERT = 500.0
@@ -23,7 +25,7 @@ REFERENCE = 600
 EVENTS = 40_000
 SEEDS = range(8)
 # short episodes, so that many false alarms fit in a fast test
-EPISODES = {"resolve_ratio": 0.9, "resolve_after": 5}
+EPISODES = {"resolve_ratio": 0.9, "resolve_after": 5, "guarantee": None}
 
 Generator = Callable[[np.random.Generator, int], np.ndarray]
 
@@ -54,9 +56,31 @@ def false_alarm_ratio(make: Callable[[np.ndarray], IncrementalKS], gen: Generato
     return starts / (len(SEEDS) * EVENTS) * ERT
 
 
+def mean_ratio_over_references(
+    make: Callable[[np.ndarray], IncrementalKS], gen: Generator, refs: int = 40
+) -> float:
+    """Mean over references of the false-alarm ratio, counted by the compiled rule (equal to
+    the detector's own starts, see test_kernels.py) on 2,000,000 null observations each."""
+    ratios = []
+    for seed in range(refs):
+        rng = np.random.default_rng([21, seed])
+        det = make(gen(rng, REFERENCE))
+        rows, steps = 200, 10_000
+        starts = count_false_starts(det, gen(rng, rows * steps).reshape(rows, steps))
+        ratios.append(starts / (rows * (steps - WINDOW + 1)) * ERT)
+    return float(np.mean(ratios))
+
+
 @pytest.mark.parametrize("gen", [normal, retries, tokens], ids=["continuous", "retries", "tokens"])
 def test_false_alarm_rate_matches_the_ert(gen: Generator) -> None:
-    ratio = false_alarm_ratio(lambda ref: IncrementalKS(ref, WINDOW, ert=ERT, **EPISODES), gen)
+    """Mean over 40 references within +-30 % (heavily tied references spread 0.3x-3.6x each)."""
+    make = lambda ref: IncrementalKS(ref, WINDOW, ert=ERT, **EPISODES)  # noqa: E731
+    ratio = mean_ratio_over_references(make, gen)
+    assert 0.7 <= ratio <= 1.3, ratio
+
+
+def test_the_detector_itself_alarms_at_the_ert() -> None:
+    ratio = false_alarm_ratio(lambda ref: IncrementalKS(ref, WINDOW, ert=ERT, **EPISODES), tokens)
     assert 0.75 <= ratio <= 1.25, ratio
 
 
@@ -64,7 +88,7 @@ def test_false_alarm_rate_matches_the_ert(gen: Generator) -> None:
 def test_false_alarm_rate_matches_the_ert_at_the_default_hysteresis(gen: Generator) -> None:
     # resolve_ratio 0.6, resolve_after = window: episodes last a few windows, a large share of
     # a null stream at this short ERT, so the calibration must simulate them faithfully
-    ratio = false_alarm_ratio(lambda ref: IncrementalKS(ref, WINDOW, ert=ERT), gen)
+    ratio = false_alarm_ratio(lambda ref: IncrementalKS(ref, WINDOW, ert=ERT, guarantee=None), gen)
     assert 0.75 <= ratio <= 1.25, ratio
 
 
@@ -108,11 +132,11 @@ def test_calibration_survives_a_state_round_trip() -> None:
 def test_taking_the_state_does_not_wait_for_a_background_calibration() -> None:
     import threading
 
-    from detectors import ks
+    from detectors import background
 
     rng = np.random.default_rng(2)
     gate = threading.Event()
-    blockers = [ks._calibrator().submit(gate.wait) for _ in range(2)]  # occupy both threads
+    blockers = [background.executor().submit(gate.wait) for _ in range(2)]  # occupy both threads
     try:
         det = IncrementalKS(
             tokens(rng, REFERENCE), WINDOW, ert=ERT, wait_for_calibration=False, **EPISODES
@@ -161,15 +185,15 @@ def test_calibrate_gap_checks_its_arguments() -> None:
 
 
 def _direct_starts(
-    gaps: np.ndarray, high: int, low: int, after: int, mixed: int, mix: float, u: np.ndarray
+    gaps: np.ndarray, high: int, low: int, after: int, mixed: int, mix: float, seed: int
 ) -> int:
-    """The detector's episode rule, one step at a time (the oracle for the vectorised count)."""
+    """The detector's episode rule, one step at a time (the oracle for the compiled count)."""
     starts = 0
-    for row, draws in zip(gaps, u, strict=True):
+    for r, row in enumerate(gaps):
         in_drift, below = False, 0
-        for g, v in zip(row, draws, strict=True):
+        for t, g in enumerate(row):
             if not in_drift:
-                if g >= high or (g >= mixed and v < mix):
+                if g >= high or (g >= mixed and boundary_uniform(r * 1000 + t, seed) < mix):
                     in_drift, below, starts = True, 0, starts + 1
             else:
                 below = below + 1 if g < low else max(below - 1, 0)
@@ -178,53 +202,33 @@ def _direct_starts(
     return starts
 
 
-def test_vectorised_episode_count_equals_the_step_by_step_rule() -> None:
-    from detectors.calibration import _count_starts
-
+def test_compiled_episode_count_equals_the_step_by_step_rule() -> None:
     rng = np.random.default_rng(3)
     for _ in range(25):
         gaps = rng.integers(0, 100, size=(8, 200))
-        u = rng.random(gaps.shape)
+        index = (1000 * np.arange(8)[:, None] + np.arange(200)[None, :]).ravel()
+        bounds = np.arange(0, 8 * 200 + 1, 200)  # one run per row
         high = int(rng.integers(40, 100))
         low = int(rng.integers(1, high + 1))
         after = int(rng.integers(1, 25))
         mixed, mix = int(rng.integers(0, high)), float(rng.random())
-        assert _count_starts(gaps, high, low, after) == _direct_starts(
-            gaps, high, low, after, high, 0.0, u
+        flat = gaps.ravel()
+        assert count_starts(flat, index, bounds, high, low, high, 0.0, after, 5) == (
+            _direct_starts(gaps, high, low, after, high, 0.0, 5)
         )
-        assert _count_starts(gaps, high, low, after, mixed, mix, u) == _direct_starts(
-            gaps, high, low, after, mixed, mix, u
+        assert count_starts(flat, index, bounds, high, low, mixed, mix, after, 5) == (
+            _direct_starts(gaps, high, low, after, mixed, mix, 5)
         )
-
-
-def test_simulated_gaps_equal_the_detectors_exact_gap() -> None:
-    """The simulation's G for a window equals IncrementalKS's own exact evaluation."""
-    from detectors.calibration import _simulate
-
-    n, m = 40, 6
-    j = np.arange(n + 1, dtype=np.int64)
-    rng = np.random.default_rng(0)
-    gaps = _simulate(np.ones(n + 1), np.minimum(j + 1, n), j, n, m, 3, 50, rng)
-    # replay the same cells through a real detector: reference 0..n-1, window values in gaps
-    rng = np.random.default_rng(0)
-    reference = np.arange(n, dtype=float)
-    for row in range(3):
-        cum = np.cumsum(rng.gamma(np.ones(n + 1)) / 1.0)
-        cum = cum / cum[-1]
-        cells = np.minimum(np.searchsorted(cum, rng.random(m + 50), side="right"), n)
-        det = IncrementalKS(reference, m, min_window=m, alpha=0.5)
-        det.update_many(cells[:m] - 0.5)  # cell j lies between reference values j-1 and j
-        for t in range(50):
-            det.update(cells[m + t] - 0.5)
-            assert round(det.statistic * n * m) == gaps[row, t]
 
 
 def test_long_erts_are_extrapolated_and_ordered() -> None:
-    ones = np.ones(REFERENCE, dtype=int)
-    short = calibrate_gap(ones, WINDOW, 2_000.0, **EPISODES)  # type: ignore[arg-type]
-    long = calibrate_gap(ones, WINDOW, 1e6, **EPISODES)  # type: ignore[arg-type]
-    assert not short.extrapolated and long.extrapolated
-    assert short.gap_high < long.gap_high <= REFERENCE * WINDOW
+    """Thresholds keep rising with the ERT beyond what is simulated (no flat clamp)."""
+    counts = np.array([300, 200, 100])
+    cals = [calibrate_gap(counts, WINDOW, e, **EPISODES) for e in (2e3, 1e5, 1e6, 1e7)]  # type: ignore[arg-type]
+    assert [c.extrapolated for c in cals] == [False, False, True, True]
+    floors = [c.gap_high - (1 - c.mix) * (c.gap_high - c.gap_mixed) for c in cals]
+    assert floors == sorted(floors) and len(set(floors)) == 4, floors
+    assert cals[-1].gap_high <= 600 * WINDOW
 
 
 def test_windowed_ks_calibrated_to_the_ert_of_its_schedule() -> None:
@@ -235,3 +239,69 @@ def test_windowed_ks_calibrated_to_the_ert_of_its_schedule() -> None:
 
     ratio = false_alarm_ratio(make, normal)
     assert 0.75 <= ratio <= 1.25, ratio
+
+
+def test_randomised_boundary_brings_a_two_valued_feature_to_its_ert() -> None:
+    """Bernoulli(0.03), reference 2,000, W 100, ERT 1,000: the KS gap of a two-valued feature
+    jumps between few values, so the rate hits the target only with the randomised boundary
+    (without it, measured 0.71x here; before it was applied, an ERT of 1,835 was measured)."""
+    with_mix, without = [], []
+    for seed in range(30):
+        rng = np.random.default_rng([31, seed])
+        det = IncrementalKS(
+            (rng.random(2_000) < 0.03).astype(float), 100, ert=1_000, guarantee=None
+        )
+        xs = (rng.random(1_000_000) < 0.03).astype(float).reshape(100, 10_000)
+        expected = 100 * (10_000 - 99) / 1_000
+        assert det.calibration is not None and det.calibration.mix > 0
+        with_mix.append(count_false_starts(det, xs) / expected)
+        det._calibration = replace(det.calibration, mix=0.0)
+        without.append(count_false_starts(det, xs) / expected)
+    assert 0.85 <= np.mean(with_mix) <= 1.15, np.mean(with_mix)
+    assert np.mean(without) < 0.8, np.mean(without)
+
+
+def test_the_randomised_boundary_is_applied_by_the_detector_and_update_many_agrees() -> None:
+    rng = np.random.default_rng(32)
+    ref = (rng.random(2_000) < 0.03).astype(float)
+    xs = (rng.random(60_000) < 0.03).astype(float)
+    one = IncrementalKS(ref, 100, ert=1_000, guarantee=None)
+    many = IncrementalKS(ref, 100, ert=1_000, guarantee=None)
+    cal = one.calibration
+    assert cal is not None and cal.mix > 0
+    singles = []
+    for x in xs:
+        one.update(x)
+        singles.extend(one.transitions)
+    batched = []
+    for k in range(0, xs.size, 1_000):
+        many.update_many(xs[k : k + 1_000])
+        batched.extend(many.transitions)
+    assert singles == batched
+    starts = [t for t in singles if t.kind == DRIFT_STARTED]
+    # some episodes start on the randomised boundary, below gap_high
+    assert any(round(t.statistic * 2_000 * 100) < cal.gap_high for t in starts)
+    assert len(starts) == count_false_starts(one, xs[None, :])
+
+
+def test_the_guarantee_raises_the_share_of_references_within_1_3x() -> None:
+    """A sparse flag (Bernoulli(0.05), reference 600, W 30, ERT 2,000), 30 references: the
+    average rule leaves 57 % of them at <= 1.3x the target (measured 0.17x-5.6x); guarantee=0.9
+    brings 80 % there with the median reference at 0.6x. The bootstrap proxy of the spread over
+    references is too narrow for so few ones (30 per reference): 90 % is not reached here."""
+
+    def gen(rng: np.random.Generator, size: int) -> np.ndarray:
+        return (rng.random(size) < 0.05).astype(float)
+
+    shares, medians = {}, {}
+    for guarantee in (None, 0.9):
+        ratios = []
+        for seed in range(30):
+            rng = np.random.default_rng([42, seed])
+            det = IncrementalKS(gen(rng, REFERENCE), WINDOW, ert=2_000, guarantee=guarantee)
+            xs = gen(rng, 40 * 10_000).reshape(40, 10_000)
+            ratios.append(count_false_starts(det, xs) / (40 * (10_000 - WINDOW + 1)) * 2_000)
+        shares[guarantee] = float(np.mean(np.array(ratios) <= 1.3))
+        medians[guarantee] = float(np.median(ratios))
+    assert shares[0.9] >= 0.75 and shares[0.9] >= shares[None] + 0.15, shares
+    assert medians[0.9] >= 0.3, medians

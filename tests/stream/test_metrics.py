@@ -7,7 +7,7 @@ import time
 
 from prometheus_client import CollectorRegistry
 
-from detectors import ks
+from detectors import background
 from stream.metrics import Metrics, calibrations_pending
 
 
@@ -43,7 +43,7 @@ def test_keys_over_cap_gauge_is_zero_below_the_cap() -> None:
 def test_calibrations_pending_counts_the_queued_calibrations() -> None:
     registry = CollectorRegistry()
     Metrics(registry)
-    pool = ks._calibrator()
+    pool = background.executor()
     workers = pool._max_workers
     release = threading.Event()
     futures = [pool.submit(release.wait, 30) for _ in range(workers + 3)]

@@ -4,8 +4,8 @@ import math
 
 import orjson
 
-from stream.telemetry.records import Invalid, Skipped, Telemetry, TelemetryParser, lookup
 from stream.settings import load_settings
+from stream.telemetry.records import Invalid, Skipped, Telemetry, TelemetryParser, lookup
 
 FEATURES = ("usage.output_tokens", "latency_ms")
 

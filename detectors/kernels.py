@@ -1,0 +1,380 @@
+"""Compiled kernels of the KS detectors' alarm rule and of its null process.
+
+The alarm rule of :class:`~detectors.IncrementalKS` and :class:`~detectors.WindowedKS` lives
+here once, as small compiled functions that the detectors call and that the calibration's
+simulator inlines:
+
+* :func:`boundary_uniform` -- the per-observation draw of the randomised boundary, a hash of
+  ``(index, seed)`` (splitmix64), so the same observation always decides the same way;
+* :func:`fires` -- the alarm rule on an exact gap ``G = max |m R - n C|``;
+* :func:`tally` -- one step of the resolve tally of an open episode.
+
+:func:`simulate_segments` runs the detector's null process (sliding window, a test every
+``stride`` observations, exact gaps) on many streams and keeps only what any threshold at or
+above a level ``h_min`` can see: the runs of tested gaps from a gap ``>= h_min`` until a resolve
+tally restarted at every such gap reaches ``resolve_after``. Every episode of a detector whose
+alarm floor is ``>= h_min`` starts and ends inside one such run (its tally is never below the
+restarted one), so :func:`count_starts` counts exactly, on the same simulated streams, the
+episode starts of every threshold at or above ``h_min`` (common random numbers).
+
+The exact gap is kept after every simulated observation by a segment tree over the detector's
+slots holding prefix-sum extremes of ``m r_s - n c_s``: ``O(log K)`` per observation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
+__all__ = [
+    "boundary_uniform",
+    "count_group_starts",
+    "count_starts",
+    "fires",
+    "record_streams",
+    "simulate_segments",
+    "tally",
+]
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_SEED_MUL = np.uint64(0xD1B54A32D192ED03)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+@njit(cache=True)
+def boundary_uniform(index: int, seed: int) -> float:  # pragma: no cover - compiled
+    """A uniform draw in ``[0, 1)`` that is a fixed function of ``(index, seed)``."""
+    z = np.uint64(index) * _GOLDEN + np.uint64(seed) * _SEED_MUL
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    z = z ^ (z >> np.uint64(31))
+    return float(z >> np.uint64(11)) / 9007199254740992.0  # top 53 bits / 2**53
+
+
+@njit(cache=True)
+def fires(
+    gap: int, high: int, mixed: int, mix: float, index: int, seed: int
+) -> bool:  # pragma: no cover - compiled
+    """The alarm rule: ``gap >= high``, or ``mixed <= gap < high`` with probability ``mix``."""
+    if gap >= high:
+        return True
+    if mix <= 0.0 or gap < mixed:
+        return False
+    return boundary_uniform(index, seed) < mix
+
+
+@njit(cache=True)
+def tally(below: int, gap: int, low: int) -> int:  # pragma: no cover - compiled
+    """One step of an open episode's resolve tally: +1 below ``low``, else -1 (not below 0)."""
+    if gap < low:
+        return below + 1
+    return below - 1 if below > 0 else 0
+
+
+@njit(cache=True)
+def _tree_update(
+    tsum: npt.NDArray[np.int64],
+    tmax: npt.NDArray[np.int64],
+    tmin: npt.NDArray[np.int64],
+    leaf: int,
+    delta: int,
+    size: int,
+) -> None:  # pragma: no cover - compiled
+    i = size + leaf
+    tsum[i] += delta
+    tmax[i] = tsum[i]
+    tmin[i] = tsum[i]
+    i >>= 1
+    while i >= 1:
+        a = 2 * i
+        b = a + 1
+        tsum[i] = tsum[a] + tsum[b]
+        tmax[i] = max(tmax[a], tsum[a] + tmax[b])
+        tmin[i] = min(tmin[a], tsum[a] + tmin[b])
+        i >>= 1
+
+
+@njit(cache=True)
+def _record_stream(
+    stream: npt.NDArray[np.int64],
+    base: npt.NDArray[np.int64],
+    size: int,
+    n: int,
+    m: int,
+    stride: int,
+    h_min: int,
+    low_min: int,
+    resolve_after: int,
+    offset: int,
+    gaps: npt.NDArray[np.int64],
+    index: npt.NDArray[np.int64],
+    bounds: npt.NDArray[np.int64],
+    kept: int,
+    runs: int,
+) -> tuple[int, int]:  # pragma: no cover - compiled
+    """Slide a window over one stream of slots from empty; append its kept runs."""
+    tsum = base.copy()
+    tmax = base.copy()
+    tmin = base.copy()
+    for i in range(size - 1, 0, -1):
+        a = 2 * i
+        tsum[i] = tsum[a] + tsum[a + 1]
+        tmax[i] = max(tmax[a], tsum[a] + tmax[a + 1])
+        tmin[i] = min(tmin[a], tsum[a] + tmin[a + 1])
+    ring = np.empty(m, dtype=np.int64)
+    recording = False
+    restarted = 0
+    for t in range(1, stream.shape[0] + 1):
+        slot = stream[t - 1]
+        pos = (t - 1) % m
+        if t > m:
+            _tree_update(tsum, tmax, tmin, ring[pos], n, size)
+        ring[pos] = slot
+        _tree_update(tsum, tmax, tmin, slot, -n, size)
+        if t < m or t % stride != 0:
+            continue
+        g = max(tmax[1], -tmin[1])
+        if g >= h_min:
+            if not recording:
+                recording = True
+                bounds[runs] = kept
+                runs += 1
+            restarted = 0
+        elif recording:
+            restarted = tally(restarted, g, low_min)
+        if recording:
+            gaps[kept] = g
+            index[kept] = offset + t
+            kept += 1
+            if restarted >= resolve_after:
+                recording = False
+    return kept, runs
+
+
+@njit(cache=True)
+def _leaves(slot_ref: npt.NDArray[np.int64], m: int) -> tuple[npt.NDArray[np.int64], int]:
+    size = 1
+    while size < slot_ref.shape[0]:
+        size *= 2
+    base = np.zeros(2 * size, dtype=np.int64)
+    for s in range(slot_ref.shape[0]):
+        base[size + s] = m * slot_ref[s]
+    return base, size
+
+
+@njit(cache=True, nogil=True)
+def simulate_segments(
+    cell_alpha: npt.NDArray[np.float64],
+    cell_slot: npt.NDArray[np.int64],
+    slot_ref: npt.NDArray[np.int64],
+    n: int,
+    m: int,
+    streams: int,
+    steps: int,
+    stride: int,
+    h_min: int,
+    low_min: int,
+    resolve_after: int,
+    bootstrap: bool,
+    seed: int,
+    capacity: int,
+    per_draw: int,
+) -> tuple[
+    npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], int, int
+]:  # pragma: no cover - compiled
+    """Simulate null streams of the detector; keep the tested gaps any threshold >= h_min sees.
+
+    Parameters
+    ----------
+    cell_alpha : float array
+        Per cell (where observations can fall): Dirichlet concentration of the Bayesian
+        bootstrap (``bootstrap``), else the cell's probability.
+    cell_slot : int array
+        The detector's slot of each cell.
+    slot_ref : int array
+        Reference values in each slot (``2K + 1`` slots).
+    n, m : int
+        Reference and window sizes.
+    streams, steps : int
+        Null streams and observations per stream (the window fills in the first ``m``).
+    stride : int
+        Observations between tests (a test at every ``n_seen`` that is a multiple).
+    h_min, low_min, resolve_after : int
+        The lowest alarm floor to cover, its resolve level and the resolve tally length.
+    bootstrap : bool
+        Draw the cell probabilities from Dirichlet(``cell_alpha``): anew for every
+        ``per_draw`` streams (one plausible true distribution per group of streams).
+    seed : int
+        Seed of the simulation.
+    capacity : int
+        Most gaps kept; the simulation stops before the stream that could exceed it.
+    per_draw : int
+        Streams per draw of the cell probabilities.
+
+    Returns
+    -------
+    gaps, index : int arrays
+        Kept tested gaps and their observation index (``stream * steps + n_seen``).
+    bounds : int array
+        Start of each kept run in ``gaps`` (with a final end marker).
+    streams_done, observations : int
+        Streams simulated in full, and the observations they hold once the window is full.
+    """
+    np.random.seed(seed)
+    cells = cell_alpha.shape[0]
+    base, size = _leaves(slot_ref, m)
+    gaps = np.empty(capacity, dtype=np.int64)
+    index = np.empty(capacity, dtype=np.int64)
+    bounds = np.empty(capacity + 1, dtype=np.int64)
+    kept = 0
+    runs = 0
+    cum = np.empty(cells, dtype=np.float64)
+    total = 1.0
+    stream = np.empty(steps, dtype=np.int64)
+    done = 0
+    for b in range(streams):
+        if kept + steps > capacity:
+            break
+        if b % per_draw == 0:
+            total = 0.0
+            for j in range(cells):
+                w = np.random.gamma(cell_alpha[j]) if bootstrap else cell_alpha[j]
+                total += w
+                cum[j] = total
+        for t in range(steps):
+            u = np.random.random() * total
+            lo, hi = 0, cells - 1
+            while lo < hi:  # first cell with cum > u
+                mid = (lo + hi) >> 1
+                if cum[mid] > u:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            stream[t] = cell_slot[lo]
+        kept, runs = _record_stream(
+            stream,
+            base,
+            size,
+            n,
+            m,
+            stride,
+            h_min,
+            low_min,
+            resolve_after,
+            b * steps,
+            gaps,
+            index,
+            bounds,
+            kept,
+            runs,
+        )
+        done += 1
+    bounds[runs] = kept
+    return gaps[:kept], index[:kept], bounds[: runs + 1], done, done * (steps - m + 1)
+
+
+@njit(cache=True, nogil=True)
+def record_streams(
+    streams: npt.NDArray[np.int64],
+    slot_ref: npt.NDArray[np.int64],
+    n: int,
+    m: int,
+    stride: int,
+    h_min: int,
+    low_min: int,
+    resolve_after: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """:func:`simulate_segments` on given streams of slots (one row each): ``gaps, index, bounds``.
+
+    Each row is one detector fed from an empty window; ``index`` is ``row * steps + n_seen``.
+    """  # pragma: no cover - compiled
+    rows, steps = streams.shape
+    base, size = _leaves(slot_ref, m)
+    capacity = rows * steps
+    gaps = np.empty(capacity, dtype=np.int64)
+    index = np.empty(capacity, dtype=np.int64)
+    bounds = np.empty(capacity + 1, dtype=np.int64)
+    kept = 0
+    runs = 0
+    for b in range(rows):
+        kept, runs = _record_stream(
+            streams[b],
+            base,
+            size,
+            n,
+            m,
+            stride,
+            h_min,
+            low_min,
+            resolve_after,
+            b * steps,
+            gaps,
+            index,
+            bounds,
+            kept,
+            runs,
+        )
+    bounds[runs] = kept
+    return gaps[:kept], index[:kept], bounds[: runs + 1]
+
+
+@njit(cache=True, nogil=True)
+def count_group_starts(
+    gaps: npt.NDArray[np.int64],
+    index: npt.NDArray[np.int64],
+    bounds: npt.NDArray[np.int64],
+    high: int,
+    low: int,
+    mixed: int,
+    mix: float,
+    resolve_after: int,
+    seed: int,
+    group_span: int,
+    groups: int,
+) -> npt.NDArray[np.int64]:  # pragma: no cover - compiled
+    """Episode starts of the detector's rule over the kept runs, per group of observations.
+
+    A run belongs to group ``index // group_span`` of its first gap (runs never straddle a
+    stream, and a group is a whole number of streams).
+    """
+    starts = np.zeros(groups, dtype=np.int64)
+    for r in range(bounds.shape[0] - 1):
+        in_drift = False
+        below = 0
+        first = bounds[r]
+        if first == bounds[r + 1]:
+            continue
+        group = min(index[first] // group_span, groups - 1)
+        for k in range(first, bounds[r + 1]):
+            g = gaps[k]
+            if not in_drift:
+                if fires(g, high, mixed, mix, index[k], seed):
+                    in_drift = True
+                    below = 0
+                    starts[group] += 1
+            else:
+                below = tally(below, g, low)
+                if below >= resolve_after:
+                    in_drift = False
+                    below = 0
+    return starts
+
+
+@njit(cache=True, nogil=True)
+def count_starts(
+    gaps: npt.NDArray[np.int64],
+    index: npt.NDArray[np.int64],
+    bounds: npt.NDArray[np.int64],
+    high: int,
+    low: int,
+    mixed: int,
+    mix: float,
+    resolve_after: int,
+    seed: int,
+) -> int:  # pragma: no cover - compiled
+    """Episode starts of the detector's rule over the kept runs of :func:`simulate_segments`."""
+    return count_group_starts(
+        gaps, index, bounds, high, low, mixed, mix, resolve_after, seed, 1 << 62, 1
+    )[0]
