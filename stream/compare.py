@@ -37,6 +37,7 @@ from scipy import stats
 from detectors.multitest import CORRECTION_METHODS, Correction, adjust_pvalues
 from stream.exceptions import InputFileError
 from stream.sources import TableData, TabularFile
+from stream.tools.progress import Progress
 
 __all__ = [
     "DEFAULT_FEATURES",
@@ -604,6 +605,7 @@ def _compare(
     correction: Correction,
     min_effect: float = 0.0,
     effect: EffectMetric = "wasserstein",
+    progress: Progress | None = None,
 ) -> tuple[CompareReport, Samples]:
     try:
         alpha_ok = 0.0 < float(alpha) < 1.0
@@ -622,11 +624,14 @@ def _compare(
         allowed = ", ".join(repr(name) for name in EFFECT_METRICS)
         raise ValueError(f"effect must be one of {allowed}; got {effect!r}")
     ts = datetime.now(UTC)
+    progress = progress or Progress("compare", quiet=True)
     reference = TabularFile(reference_path)
     production = TabularFile(production_path)
     names, skipped = _resolve_features(features, reference, production)
     failures: dict[str, InputFileError] = {}
+    progress.status(f"reading {reference.path}")
     reference_data = _read_features(reference, names, failures)
+    progress.status(f"reading {production.path}")
     production_data = _read_features(production, names, failures)
 
     samples: Samples = {}
@@ -649,7 +654,12 @@ def _compare(
         reasons = "; ".join(f"{name}: {failures[name]}" for name in names)
         raise InputFileError(first.path, f"no feature could be compared ({reasons})")
 
-    tests = {name: stats.ks_2samp(*samples[name]) for name in samples}
+    progress.total = len(samples)
+    tests = {}
+    for done, name in enumerate(samples):
+        progress.update(done, f"testing {name}")
+        tests[name] = stats.ks_2samp(*samples[name])
+    progress.close(len(samples))
     adjusted = dict(
         zip(
             tests,
@@ -910,6 +920,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="also draw reference vs production ECDFs with the KS gap marked: one panel "
         "per drifted feature, or per checked feature if none drifted (.png, .svg or .pdf)",
     )
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.set_defaults(run=run)
 
 
@@ -936,6 +947,7 @@ def run(args: argparse.Namespace) -> int:
         cast(Correction, args.correction),
         args.min_effect,
         cast(EffectMetric, args.effect),
+        Progress("compare", unit="features", quiet=args.quiet),
     )
     try:
         print(report.to_json() if args.format == "json" else report.to_table(), flush=True)

@@ -3,7 +3,7 @@
 stdout stays for results (drift events, reports); everything here goes to stderr. On a TTY one
 line is redrawn in place (at most ten times a second); when stderr is a file or a pipe (CI logs,
 ``2> log``) a plain line is written every ``interval`` seconds, so a log shows the run is alive
-without a flood.
+without a flood. A run shorter than one interval prints nothing.
 """
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ class Progress:
         self.tty = bool(isatty and isatty())
         self.interval = interval if interval is not None else (0.1 if self.tty else 5.0)
         self._started = time.monotonic()
-        self._last = -float("inf")
+        # the first report comes one interval in: quick runs stay silent
+        self._last = self._started
         self._drawn = False
 
     def update(self, done: int, note: str = "", *, force: bool = False) -> None:
