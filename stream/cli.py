@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
 from stream import rebaseline
 from stream.exceptions import DriftwatchError
@@ -29,7 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="driftwatch",
         description="Real-time drift detection for AI-agent telemetry on Kafka.",
+        epilog="Exit codes: 0 success (compare: no drift), 1 drift found, 2 usage or input "
+        "error, 130 interrupted.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Subcommands register themselves here (one module each).
     # -- subcommands --
@@ -41,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_parser(sub)
     ingest.add_parser(sub)
     return parser
+
+
+def _version() -> str:
+    try:
+        return metadata.version("driftwatch")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,6 +20,7 @@ feature could be compared).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -36,6 +37,8 @@ from scipy import stats
 
 from detectors.multitest import CORRECTION_METHODS, Correction, adjust_pvalues
 from stream.exceptions import InputFileError
+from stream.tools.compare_categorical import CategoricalColumnResult, compare_categorical
+from stream.tools.progress import Progress
 from stream.tools.sources import TableData, TabularFile
 
 __all__ = [
@@ -232,6 +235,8 @@ class CompareReport:
         The effect size `min_effect` applies to.
     skipped : tuple of (str, str)
         Default features that were not checked, with the reason (the file that lacks them).
+    categorical : tuple of CategoricalColumnResult
+        Chi-square results of the categorical columns (corrected as a family of their own).
     """
 
     ts: datetime
@@ -244,6 +249,7 @@ class CompareReport:
     min_effect: float = 0.0
     effect: EffectMetric = "wasserstein"
     skipped: tuple[tuple[str, str], ...] = ()
+    categorical: tuple[CategoricalColumnResult, ...] = ()
 
     @property
     def failed(self) -> tuple[FeatureResult, ...]:
@@ -257,8 +263,8 @@ class CompareReport:
 
     @property
     def has_drift(self) -> bool:
-        """Whether any feature drifted."""
-        return any(result.drifted for result in self.features)
+        """Whether any feature (numeric or categorical) drifted."""
+        return any(r.drifted for r in self.features) or any(r.drifted for r in self.categorical)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON report as a dict; see :meth:`to_json` for the layout."""
@@ -275,6 +281,7 @@ class CompareReport:
             "production": self.production.to_dict(),
             "features": [result.to_dict() for result in self.features],
             "accuracy": None if self.accuracy is None else self.accuracy.to_dict(),
+            "categorical": [result.to_dict() for result in self.categorical],
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -297,7 +304,9 @@ class CompareReport:
                           "error" says why one could not be compared],
              "accuracy": null or {"reference_accuracy", "production_accuracy",
                                   "n_reference", "n_production", "drop_p_value",
-                                  "dropped"}}
+                                  "dropped"},
+             "categorical": [{"feature", "chi2", "dof", "p_value", "p_adjusted", "drifted",
+                              "n_reference", "n_production", "categories", "error"}]}
 
         Non-finite numbers are written as ``null``.
 
@@ -374,6 +383,8 @@ class CompareReport:
             lines.append("")
         lines += [f"error: {r.feature}: {r.error}" for r in self.failed]
         lines += [f"skipped: {name}: {reason}" for name, reason in self.skipped]
+        if self.categorical:
+            lines += ["", *_categorical_lines(self.categorical)]
         if self.accuracy is not None:
             lines += ["", _accuracy_line(self.accuracy)]
         return "\n".join(lines)
@@ -604,6 +615,8 @@ def _compare(
     correction: Correction,
     min_effect: float = 0.0,
     effect: EffectMetric = "wasserstein",
+    progress: Progress | None = None,
+    categorical: Sequence[str] = (),
 ) -> tuple[CompareReport, Samples]:
     try:
         alpha_ok = 0.0 < float(alpha) < 1.0
@@ -622,11 +635,14 @@ def _compare(
         allowed = ", ".join(repr(name) for name in EFFECT_METRICS)
         raise ValueError(f"effect must be one of {allowed}; got {effect!r}")
     ts = datetime.now(UTC)
+    progress = progress or Progress("compare", quiet=True)
     reference = TabularFile(reference_path)
     production = TabularFile(production_path)
     names, skipped = _resolve_features(features, reference, production)
     failures: dict[str, InputFileError] = {}
+    progress.status(f"reading {reference.path}")
     reference_data = _read_features(reference, names, failures)
+    progress.status(f"reading {production.path}")
     production_data = _read_features(production, names, failures)
 
     samples: Samples = {}
@@ -649,7 +665,12 @@ def _compare(
         reasons = "; ".join(f"{name}: {failures[name]}" for name in names)
         raise InputFileError(first.path, f"no feature could be compared ({reasons})")
 
-    tests = {name: stats.ks_2samp(*samples[name]) for name in samples}
+    progress.total = len(samples)
+    tests = {}
+    for done, name in enumerate(samples):
+        progress.update(done, f"testing {name}")
+        tests[name] = stats.ks_2samp(*samples[name])
+    progress.close(len(samples))
     adjusted = dict(
         zip(
             tests,
@@ -672,6 +693,16 @@ def _compare(
         )
         for name in names
     )
+    progress.status("testing categorical columns")
+    chi2_results = compare_categorical(reference, production, list(dict.fromkeys(categorical)))
+    tested = [r for r in chi2_results if r.error is None]
+    chi2_adjusted = iter(adjust_pvalues([r.p_value for r in tested], correction))
+    chi2_results = [
+        r
+        if r.error is not None
+        else dataclasses.replace(r, p_adjusted=(q := float(next(chi2_adjusted))), drifted=q < alpha)
+        for r in chi2_results
+    ]
     report = CompareReport(
         ts=ts,
         reference=FileSummary(reference.path, reference_data.num_rows),
@@ -683,6 +714,7 @@ def _compare(
         min_effect=float(min_effect),
         effect=effect,
         skipped=skipped,
+        categorical=tuple(chi2_results),
     )
     return report, samples
 
@@ -910,6 +942,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="also draw reference vs production ECDFs with the KS gap marked: one panel "
         "per drifted feature, or per checked feature if none drifted (.png, .svg or .pdf)",
     )
+    parser.add_argument(
+        "--categorical-features",
+        metavar="C1,C2",
+        type=_feature_list,
+        action="extend",
+        default=None,
+        help="categorical columns to check with Pearson's chi-square (rare and unseen "
+        "categories pooled into <other>); may be repeated",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.set_defaults(run=run)
 
 
@@ -936,6 +978,8 @@ def run(args: argparse.Namespace) -> int:
         cast(Correction, args.correction),
         args.min_effect,
         cast(EffectMetric, args.effect),
+        Progress("compare", unit="features", quiet=args.quiet),
+        args.categorical_features or (),
     )
     try:
         print(report.to_json() if args.format == "json" else report.to_table(), flush=True)
@@ -1028,6 +1072,30 @@ def _align(rows: list[list[str]], left_aligned: set[int]) -> list[str]:
         ).rstrip()
         for row in rows
     ]
+
+
+def _categorical_lines(results: Sequence[CategoricalColumnResult]) -> list[str]:
+    rows = [["", "categorical", "chi2", "dof", "p-value", "p-adj", "cells", "n_ref", "n_prod"]]
+    for r in results:
+        if r.error is not None:
+            rows.append(["!", r.feature, *["-"] * 7])
+            continue
+        rows.append(
+            [
+                "*" if r.drifted else "",
+                r.feature,
+                f"{r.chi2:.4g}",
+                str(r.dof),
+                _format_p(r.p_value),
+                _format_p(r.p_adjusted),
+                str(r.categories),
+                f"{r.n_reference:,}",
+                f"{r.n_production:,}",
+            ]
+        )
+    lines = _align(rows, {1})
+    lines += [f"error: {r.feature}: {r.error}" for r in results if r.error is not None]
+    return lines
 
 
 def _accuracy_line(accuracy: AccuracyResult) -> str:

@@ -291,8 +291,18 @@ def add_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--drift-model", default=next(iter(MODELS)))
 
 
-def run(args: argparse.Namespace, send: Callable[[bytes | None, bytes], None]) -> int:
-    """Generate ``--count`` spans (or run on) and send each record with a nil key."""
+def run(
+    args: argparse.Namespace,
+    send: Callable[[bytes | None, bytes], None],
+    *,
+    drift_start: int,
+    paced: bool = True,
+) -> int:
+    """Generate ``--count`` spans (or run on) and send each record with a nil key.
+
+    ``drift_start`` is the index of the first drifted span; ``paced`` holds the sending to
+    ``--rate`` (timestamps are spaced by it either way).
+    """
     rate = args.rate or 10_000.0
     drift = None
     if args.genai_drift:
@@ -301,7 +311,7 @@ def run(args: argparse.Namespace, send: Callable[[bytes | None, bytes], None]) -
             args.drift_model,
             args.genai_drift,
             args.drift_magnitude,
-            start=int(args.drift_at * rate),
+            start=drift_start,
         )
     start_ns = (args.start_ms if args.start_ms is not None else int(time.time() * 1000)) * 10**6
     gen = GenAISpanGenerator(
@@ -318,7 +328,7 @@ def run(args: argparse.Namespace, send: Callable[[bytes | None, bytes], None]) -
     for value in records(gen, args.count, args.spans_per_record, args.format):
         send(None, value)
         n += 1
-        if args.rate:
+        if paced and args.rate:
             ahead = gen.spans_made / args.rate - (time.monotonic() - started)
             if ahead > 0:
                 time.sleep(ahead)

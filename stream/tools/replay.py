@@ -14,20 +14,26 @@ import argparse
 import re
 import sys
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from stream.exceptions import DriftwatchError, InputFileError
-from stream.metrics import Metrics
+from stream.ingest.stage import explode
+from stream.metrics import Metrics, calibrations_pending
 from stream.monitor import DriftMonitor, TransitionSnapshot
 from stream.processor import BatchProcessor, RawMessage
 from stream.references import reference_loader, reference_source
-from stream.settings import load_settings
+from stream.settings import Settings, load_settings
+from stream.telemetry.genai import GENAI_FILTER, SpanFilter, SpanMapping
 from stream.telemetry.records import ACCURACY_FEATURE, PERFORMANCE, TelemetryParser
+from stream.tools.progress import Progress
 
-__all__ = ["TransitionPlotter", "add_parser", "run"]
+__all__ = ["ReplayTally", "TransitionPlotter", "add_parser", "run"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -100,10 +106,25 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "replay",
         help="run the detectors over a telemetry file (JSON lines) and print drift events",
-        description="Replay a JSON-lines telemetry file through the same detectors the worker "
-        "runs, in file order, and print drift events as JSON lines. Exit 0: none; 1: drift.",
+        description="Replay a telemetry file (one record value per line) through the same "
+        "detectors the worker runs, in file order, and print drift events as JSON lines on "
+        "stdout; progress, and the rejected and skipped lines by reason, go to stderr.",
+        epilog="Exit codes: 0 no drift event; 1 at least one; 2 usage or input error, or "
+        "nothing valid was read (every line rejected or skipped).",
     )
-    p.add_argument("file", help="telemetry, one JSON object per line")
+    p.add_argument("file", help="telemetry, one record value per line")
+    p.add_argument(
+        "--format",
+        default="json",
+        choices=("json", "otlp_json"),
+        help="json: one telemetry event per line; otlp_json: one OTLP trace export request per "
+        "line, each span mapped with the key_fields and features settings",
+    )
+    p.add_argument(
+        "--span-filter",
+        default=GENAI_FILTER,
+        help="with --format otlp_json: FIELD=VALUE[,VALUE...] spans kept ('' keeps every span)",
+    )
     p.add_argument("--config", metavar="FILE", help="TOML settings file")
     p.add_argument("--window-size", type=int)
     p.add_argument("--reference-size", type=int)
@@ -118,9 +139,32 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
+@dataclass(slots=True)
+class ReplayTally:
+    """What a replay read: lines, valid events, rejected and skipped by reason."""
+
+    lines: int = 0
+    valid: int = 0
+    drift_events: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        def fmt(c: Counter[str]) -> str:
+            return ", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "none"
+
+        return (
+            f"{self.lines} lines, {self.valid} valid events, {self.drift_events} drift events; "
+            f"rejected {sum(self.rejected.values())} ({fmt(self.rejected)}); "
+            f"skipped {sum(self.skipped.values())} ({fmt(self.skipped)})"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry
 
+    if args.batch_size < 1:
+        raise DriftwatchError(f"--batch-size must be >= 1, got {args.batch_size}")
     settings = load_settings(
         args.config,
         window_size=args.window_size,
@@ -130,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise InputFileError(str(path), "no such file")
+    mapping = _span_mapping(settings, args.span_filter) if args.format == "otlp_json" else None
     plotter = None
     if args.plot_dir:
         plot_dir = Path(args.plot_dir)
@@ -147,43 +192,91 @@ def run(args: argparse.Namespace) -> int:
         on_transition=plotter,
     )
     processor = BatchProcessor(TelemetryParser(settings), monitor, metrics, str(path))
-    found = 0
-    invalid = 0
-    total = 0
+    tally = ReplayTally()
+    progress = Progress("replay", total=path.stat().st_size, unit="bytes", quiet=args.quiet)
     out = sys.stdout.buffer
-    with path.open("rb") as fh:
-        batch: list[RawMessage] = []
-        for lineno, line in enumerate(fh, start=1):
-            line = line.rstrip(b"\r\n")
-            if not line:
-                continue
-            batch.append(RawMessage(None, line, 0, lineno))
-            if len(batch) >= args.batch_size:
-                f, i = _flush(processor, batch, out)
-                found, invalid, total = found + f, invalid + i, total + len(batch)
-                batch = []
-                if plotter is not None:
-                    plotter.flush()
-                if not args.quiet and total % 100_000 < args.batch_size:
-                    print(f"replay: {total} events, {found} drift events", file=sys.stderr)
-        if batch:
-            f, i = _flush(processor, batch, out)
-            found, invalid, total = found + f, invalid + i, total + len(batch)
-    out.flush()
+    try:
+        with path.open("rb") as fh:
+            batch: list[RawMessage] = []
+            for lineno, line in enumerate(fh, start=1):
+                line = line.rstrip(b"\r\n")
+                if not line.strip():
+                    continue
+                tally.lines += 1
+                batch.extend(_messages(line, lineno, mapping, tally))
+                if len(batch) >= args.batch_size:
+                    _flush(processor, batch, out, tally, progress)
+                    batch = []
+                    if plotter is not None:
+                        plotter.flush()
+                    progress.update(fh.tell(), f"{tally.drift_events} drift events")
+            if batch:
+                _flush(processor, batch, out, tally, progress)
+    finally:
+        out.flush()
+        progress.close(path.stat().st_size)
     if plotter is not None:
         plotter.flush()
     if not args.quiet:
-        print(
-            f"replay: {total} events ({invalid} invalid), {found} drift events",
-            file=sys.stderr,
-        )
+        print(f"replay: {tally.summary()}", file=sys.stderr)
         if plotter is not None:
             print(f"replay: {len(plotter.written)} plot(s) in {args.plot_dir}", file=sys.stderr)
-    return 1 if found else 0
+    if not tally.valid:
+        print(
+            f"replay: error: no valid event in {path} ({tally.summary()})",
+            file=sys.stderr,
+        )
+        return 2
+    return 1 if tally.drift_events else 0
 
 
-def _flush(processor: BatchProcessor, batch: list[RawMessage], out: Any) -> tuple[int, int]:
-    outcome = processor.handle(batch)
+def _span_mapping(settings: Settings, span_filter: str) -> SpanMapping:
+    try:
+        return SpanMapping(
+            key_fields=settings.key_fields,
+            features=settings.features,
+            span_filter=SpanFilter.parse(span_filter) if span_filter.strip() else None,
+        )
+    except ValueError as exc:
+        raise DriftwatchError(str(exc)) from None
+
+
+def _messages(
+    line: bytes, lineno: int, mapping: SpanMapping | None, tally: ReplayTally
+) -> list[RawMessage]:
+    """The telemetry messages of one line: itself (json), or its mapped spans (otlp_json)."""
+    msg = RawMessage(None, line, 0, lineno)
+    if mapping is None:
+        return [msg]
+    exploded = explode([msg], "otlp_json", mapping)
+    tally.rejected.update(dl.reason for dl in exploded.dead_letters)
+    tally.skipped.update(exploded.skipped)
+    return [RawMessage(e.key.encode(), e.to_json(), 0, lineno) for e in exploded.events]
+
+
+def _flush(
+    processor: BatchProcessor,
+    batch: list[RawMessage],
+    out: Any,
+    tally: ReplayTally,
+    progress: Progress,
+) -> None:
+    """Process one batch; while it waits for detector calibrations, say so on stderr."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftwatch-replay") as pool:
+        pending = pool.submit(processor.handle, batch)
+        while True:
+            try:
+                outcome = pending.result(timeout=1.0)
+                break
+            except FutureTimeout:
+                queued = calibrations_pending()
+                progress.status(
+                    f"calibrating detectors ({queued} more queued)"
+                    if queued
+                    else "processing (detectors calibrating)"
+                )
     for de in outcome.drift_events:
         out.write(orjson.dumps(de.to_dict()) + b"\n")
-    return len(outcome.drift_events), len(outcome.dead_letters)
+    tally.valid += outcome.processed
+    tally.drift_events += len(outcome.drift_events)
+    tally.rejected.update(dl.reason for dl in outcome.dead_letters)

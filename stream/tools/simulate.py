@@ -18,8 +18,12 @@ from stream.kafka_config import add_kafka_options, client_settings, kafka_client
 from stream.settings import DEFAULT_FEATURES
 from stream.simulation import DRIFT_KINDS, DriftSpec, TelemetrySimulator
 from stream.tools import genai
+from stream.tools.progress import Progress
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "drift_start_event", "run"]
+
+#: Events per second the timestamps are spaced by when ``--rate`` is 0 (no pacing).
+UNPACED_RATE = 10_000.0
 
 INVALID_SAMPLES = (
     b"{not json",
@@ -41,7 +45,13 @@ def add_parser(sub: Any) -> None:
     add_kafka_options(p)
     p.add_argument("--topic", default="agent-telemetry")
     p.add_argument("--output", metavar="FILE.jsonl", help="write JSON lines here, not to Kafka")
-    p.add_argument("--rate", type=float, default=200.0, help="events per second (0: no pacing)")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=200.0,
+        help="events per second: the pace to Kafka and the timestamps' spacing "
+        "(0: no pacing, only with --drift-at-event); --output is written unpaced",
+    )
     p.add_argument("--agents", type=int, default=5)
     p.add_argument("--count", type=int, help="stop after this many events (default: run on)")
     p.add_argument("--seed", type=int, default=0)
@@ -49,7 +59,20 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--drift-feature", default="response_latency_ms", choices=DEFAULT_FEATURES)
     p.add_argument("--drift-kind", default="shift", choices=DRIFT_KINDS)
     p.add_argument("--drift-magnitude", type=float, default=0.3, help="relative size (0.3=30%%)")
-    p.add_argument("--drift-at", type=float, default=60.0, help="seconds after start")
+    at = p.add_mutually_exclusive_group()
+    at.add_argument(
+        "--drift-at",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="seconds after start, placed at event SECONDS x --rate (default 60)",
+    )
+    at.add_argument(
+        "--drift-at-event",
+        type=int,
+        metavar="N",
+        help="the drift starts at event N (counted from 0)",
+    )
     p.add_argument(
         "--invalid-every",
         type=int,
@@ -59,30 +82,40 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--start-ms", type=int, help="timestamp of the first event (default: now)")
     p.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="give up (exit 2) when the broker does not answer within SECONDS (default 10)",
+    )
+    p.add_argument(
         "--format",
         default="json",
         choices=("json", "otlp_proto", "otlp_json"),
         help="json: flat events keyed by agent; otlp_*: OpenTelemetry GenAI spans in export "
         "requests with nil keys, as the Collector's Kafka exporter writes them",
     )
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     genai.add_options(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.rate < 0 or args.agents < 1 or (args.count is not None and args.count < 0):
+        raise DriftwatchError("--rate must be >= 0, --agents >= 1 and --count >= 0")
+    if args.timeout <= 0:
+        raise DriftwatchError(f"--timeout must be > 0 seconds, got {args.timeout:g}")
     if args.format != "json":
         if args.output and args.format == "otlp_proto":
             raise DriftwatchError("--output writes JSON lines: use --format otlp_json with it")
+        start = drift_start_event(args, drifting=bool(args.genai_drift))
         send, close = _sink(args)
         try:
-            return genai.run(args, send)
+            return genai.run(args, send, drift_start=start, paced=not args.output)
         except ValueError as exc:
             raise DriftwatchError(str(exc)) from None
         finally:
             close()
-    if args.rate < 0 or args.agents < 1 or (args.count is not None and args.count < 0):
-        raise DriftwatchError("--rate must be >= 0, --agents >= 1 and --count >= 0")
-    rate = args.rate or 10_000.0  # unpaced runs still get plausible timestamps
     drift = None
     if args.drift_agent:
         drift = DriftSpec(
@@ -90,17 +123,18 @@ def run(args: argparse.Namespace) -> int:
             args.drift_feature,
             args.drift_kind,
             args.drift_magnitude,
-            start_event=int(args.drift_at * rate),
+            start_event=drift_start_event(args, drifting=True),
         )
     try:
         sim = TelemetrySimulator(args.agents, seed=args.seed, drift=drift)
     except ValueError as exc:
         raise DriftwatchError(str(exc)) from None
     start_ms = args.start_ms if args.start_ms is not None else int(time.time() * 1000)
-    step_ms = 1000.0 / rate
+    step_ms = 1000.0 / (args.rate or UNPACED_RATE)
+    pace = 0.0 if args.output else args.rate
     send, close = _sink(args)
+    progress = Progress("simulate", total=args.count, unit="events", quiet=args.quiet)
     started = time.monotonic()
-    last_report = started
     i = 0
     try:
         while args.count is None or i < args.count:
@@ -109,31 +143,54 @@ def run(args: argparse.Namespace) -> int:
             i += 1
             if args.invalid_every and i % args.invalid_every == 0:
                 send(b"agent-0", INVALID_SAMPLES[(i // args.invalid_every) % len(INVALID_SAMPLES)])
-            if args.rate:
-                ahead = i / args.rate - (time.monotonic() - started)
+            if pace:
+                ahead = i / pace - (time.monotonic() - started)
                 if ahead > 0:
                     time.sleep(ahead)
-            now = time.monotonic()
-            if now - last_report >= 5:
-                last_report = now
+            if i % 256 == 0:
                 drifting = drift is not None and i >= drift.start_event
-                print(
-                    f"simulate: {i} events sent ({i / (now - started):.0f}/s)"
-                    + (
-                        f"; {drift.agent_id}.{drift.feature} drifting" if drifting and drift else ""
-                    ),
-                    file=sys.stderr,
-                    flush=True,
-                )
+                note = f"{drift.agent_id}.{drift.feature} drifting" if drifting and drift else ""
+                progress.update(i, note)
     finally:
         close()
+        progress.close(i)
     print(f"simulate: done, {i} events", file=sys.stderr)
     return 0
 
 
+def drift_start_event(args: argparse.Namespace, *, drifting: bool) -> int:
+    """The index of the first drifted event: ``--drift-at-event``, or ``--drift-at x --rate``.
+
+    Raises
+    ------
+    DriftwatchError
+        When a drift is asked for in seconds and ``--rate`` is 0 (no rate to convert with), or
+        the index is negative.
+    """
+    if args.drift_at_event is not None:
+        if args.drift_at_event < 0:
+            raise DriftwatchError(f"--drift-at-event must be >= 0, got {args.drift_at_event}")
+        return int(args.drift_at_event)
+    if not drifting:
+        return 0
+    if args.drift_at < 0:
+        raise DriftwatchError(f"--drift-at must be >= 0 seconds, got {args.drift_at:g}")
+    if not args.rate:
+        raise DriftwatchError(
+            f"--drift-at {args.drift_at:g} is in seconds and --rate 0 gives no rate to convert "
+            "it to an event index: set --rate, or give --drift-at-event N"
+        )
+    return int(args.drift_at * args.rate)
+
+
 def _sink(args: argparse.Namespace) -> tuple[Any, Any]:
     if args.output:
-        fh = Path(args.output).open("wb")  # noqa: SIM115 - closed by the returned closer
+        try:
+            fh = Path(args.output).open("wb")  # noqa: SIM115 - closed by the returned closer
+        except OSError as exc:
+            raise DriftwatchError(
+                f"cannot write --output {args.output}: {exc.strerror or exc}"
+            ) from None
 
         def write(key: bytes | None, value: bytes) -> None:
             fh.write(value + b"\n")
@@ -145,10 +202,11 @@ def _sink(args: argparse.Namespace) -> tuple[Any, Any]:
     settings = client_settings(args)
     try:
         producer = KafkaProducer(
-            **kafka_client_config(settings),
+            **kafka_client_config(settings, connect_timeout=args.timeout),
             acks="all",
             linger_ms=20,
             retries=5,
+            max_block_ms=int(args.timeout * 1000),
         )
     except KafkaError as exc:
         raise DriftwatchError(
@@ -156,10 +214,17 @@ def _sink(args: argparse.Namespace) -> tuple[Any, Any]:
         ) from None
 
     def send(key: bytes | None, value: bytes) -> None:
-        producer.send(args.topic, key=key, value=value)
+        try:
+            producer.send(args.topic, key=key, value=value)
+        except KafkaError as exc:
+            raise DriftwatchError(f"cannot send to {args.topic}: {exc}") from None
 
     def close() -> None:
-        producer.flush(timeout=30)
-        producer.close(timeout=10)
+        try:
+            producer.flush(timeout=max(args.timeout, 30.0))
+        except KafkaError as exc:
+            raise DriftwatchError(f"not every event reached {args.topic}: {exc}") from None
+        finally:
+            producer.close(timeout=args.timeout)
 
     return send, close

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import Any
 
 import orjson
 
 from stream.exceptions import DriftwatchError
-from stream.kafka_config import add_kafka_options, client_settings, kafka_client_config
+from stream.kafka_config import (
+    DEFAULT_CONNECT_TIMEOUT,
+    add_kafka_options,
+    client_settings,
+    kafka_client_config,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -26,7 +32,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--from-beginning", action="store_true")
     p.add_argument("--json", action="store_true", help="print the raw JSON events")
     p.add_argument("--max-events", type=int, help="exit after this many events")
-    p.add_argument("--timeout", type=float, help="exit (code 1) if no event within SECONDS")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        help="exit (code 1) if no event within SECONDS; also bounds connecting "
+        "(exit 2 when no broker answers within it; default 10 s)",
+    )
     p.set_defaults(run=run)
 
 
@@ -47,19 +58,27 @@ def run(args: argparse.Namespace) -> int:
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError
 
+    if args.timeout is not None and not args.timeout > 0:
+        raise DriftwatchError(f"--timeout must be > 0 seconds, got {args.timeout:g}")
     settings = client_settings(args)
+    started = time.monotonic()
     try:
         consumer = KafkaConsumer(
             args.topic,
-            **kafka_client_config(settings),
+            **kafka_client_config(
+                settings, connect_timeout=args.timeout or DEFAULT_CONNECT_TIMEOUT
+            ),
             auto_offset_reset="earliest" if args.from_beginning else "latest",
             enable_auto_commit=False,
-            consumer_timeout_ms=int(args.timeout * 1000) if args.timeout else float("inf"),
         )
     except KafkaError as exc:
         raise DriftwatchError(
             f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}"
         ) from None
+    if args.timeout:
+        # one deadline for connecting and waiting for the first event
+        left = args.timeout - (time.monotonic() - started)
+        consumer.config["consumer_timeout_ms"] = max(1, int(left * 1000))
     seen = 0
     try:
         for record in consumer:

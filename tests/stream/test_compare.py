@@ -338,7 +338,9 @@ def test_cli_json_has_seed_keys(
         "min_effect",
         "effect",
         "skipped",
+        "categorical",
     }
+    assert report["categorical"] == []
     assert (report["min_effect"], report["effect"], report["skipped"]) == (0.0, "wasserstein", [])
     ts = datetime.fromisoformat(report["ts"])
     assert ts.utcoffset() == timedelta(0)

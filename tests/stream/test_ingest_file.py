@@ -62,8 +62,8 @@ def test_replay_finds_an_injected_token_drift_on_its_stream_only(tmp_path: Path,
         "gpt-4o-mini",
         "--drift-magnitude",
         "0.3",
-        "--drift-at",
-        "0.4",
+        "--drift-at-event",
+        "4000",
     ]
     events = spans_to_events(tmp_path, *drift)
     err = capsys.readouterr().err
@@ -121,8 +121,8 @@ def test_categorical_detector_finds_a_finish_reason_shift_in_ingested_events(
         "claude-sonnet-4",
         "--drift-magnitude",
         "0.25",
-        "--drift-at",
-        "0.4",
+        "--drift-at-event",
+        "4000",
     ]
     events = [
         orjson.loads(line) for line in spans_to_events(tmp_path, *drift).read_bytes().splitlines()
