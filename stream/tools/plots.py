@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -139,6 +140,7 @@ def _draw_panel(ax: Axes, panel: EcdfPanel) -> None:
     ax.step(x_ref, y_ref, where="post", color=_REFERENCE_COLOR, lw=1.6, label=panel.reference_label)
     ax.step(x_cur, y_cur, where="post", color=_CURRENT_COLOR, lw=1.6, label=panel.current_label)
 
+    legend_at: Literal["upper left", "center right"] = "upper left"
     if panel.location is not None and math.isfinite(panel.location):
         f_ref = _ecdf_at(reference, panel.location)
         f_cur = _ecdf_at(current, panel.location)
@@ -152,6 +154,11 @@ def _draw_panel(ax: Axes, panel: EcdfPanel) -> None:
             label=f"KS gap D={panel.statistic:.3f}",
         )
         ax.plot([panel.location] * 2, [f_ref, f_cur], "o", color=_GAP_COLOR, ms=4)
+        # a gap in the upper left (e.g. the 0/1 error indicators of an accuracy stream, whose
+        # gap is at 0 near the top) would sit under the legend: move the legend to the right
+        lo, hi = ax.get_xlim()
+        if (panel.location - lo) / (hi - lo) < 0.5 and max(f_ref, f_cur) > 0.5:
+            legend_at = "center right"
 
     p_text = f"p = {_format_p(panel.p_value)}"
     if panel.p_adjusted is not None:
@@ -172,7 +179,7 @@ def _draw_panel(ax: Axes, panel: EcdfPanel) -> None:
     ax.set_ylabel("cumulative fraction")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=9)
+    ax.legend(loc=legend_at, fontsize=9)
 
 
 def _sorted_finite(values: npt.ArrayLike, feature: str, side: str) -> npt.NDArray[np.float64]:

@@ -116,3 +116,43 @@ def test_no_pyplot_global_state(tmp_path: Path) -> None:
     out = tmp_path / "sub.png"
     subprocess.run([sys.executable, "-c", code, str(out)], check=True)
     assert png_size(out)[0] >= 400
+
+
+@pytest.mark.parametrize("accuracy", [True, False])
+def test_the_legend_never_covers_the_gap_marker(accuracy: bool) -> None:
+    """The 0/1 error indicators of an accuracy stream have their gap at 0, near the top: the
+    upper-left legend used to hide it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from stream.tools.plots import _draw_panel
+
+    if accuracy:
+        reference = np.r_[np.zeros(950), np.ones(50)]
+        current = np.r_[np.zeros(80), np.ones(20)]
+        result = stats.ks_2samp(reference, current)
+        panel = EcdfPanel(
+            "accuracy",
+            reference,
+            current,
+            float(result.statistic),
+            float(result.pvalue),
+            float(result.statistic_location),
+        )
+    else:
+        panel = make_panel()
+    fig = Figure(figsize=(6, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    _draw_panel(ax, panel)
+    fig.canvas.draw()
+    legend = ax.get_legend().get_window_extent()
+    assert panel.location is not None
+    ref_sorted = np.sort(panel.reference[np.isfinite(panel.reference)])
+    cur_sorted = np.sort(panel.current[np.isfinite(panel.current)])
+    ends = [
+        np.searchsorted(s, panel.location, side="right") / s.size for s in (ref_sorted, cur_sorted)
+    ]
+    for y in np.linspace(min(ends), max(ends), 9):
+        x_px, y_px = ax.transData.transform((panel.location, y))
+        assert not legend.contains(x_px, y_px), (panel.feature, y)
