@@ -81,10 +81,11 @@ async def control(stream: faust.StreamT[bytes]) -> AsyncIterable[None]:
         # again after a restart must find the keys it names
         outcome = await telemetry.between_batches(partial(control_handler.handle, msg))
         await _send(outcome.drift_events, outcome.dead_letters, settings.control_topic)
-        if outcome.drift_events:
-            # the refreshed state (and the command's id in it) is checkpointed before the
-            # command's offset can be committed: a crash re-reads it, and keys that already
-            # hold it skip it
+        if outcome.applied:
+            # the keys' state now holds the command's id (and any refresh it made): it is
+            # checkpointed before the command's offset can be committed, so a crash either
+            # re-reads the command, which keys holding it skip, or finds its id in the state --
+            # a rate-limited command included
             await telemetry.checkpoint_now()
         yield None
 

@@ -53,6 +53,9 @@ class ControlOutcome:
     drift_events: list[DriftEvent] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     duplicate: bool = False
+    #: The command reached the monitor: the keys it names now remember its id (even where a rate
+    #: limit refreshed nothing), so that state must be checkpointed before the offset is committed.
+    applied: bool = False
 
 
 class ControlHandler:
@@ -126,6 +129,7 @@ class ControlHandler:
             log.error("rebaseline %s failed: %s", msg.value, exc)
             self._reject(out, msg, "rebaseline_failed", str(exc))
             return out
+        out.applied = True
         log.info(
             "rebaseline key=%s feature=%s source=%s: %d stream(s) refreshed",
             cmd.key or "*",

@@ -108,13 +108,13 @@ def _settings(topics: dict[str, str], app_id: str) -> dict[str, object]:
     return {**DETECTION, **topics, "app_id": app_id}
 
 
-def _caught_up(bootstrap: str, group: str, topic: str) -> bool:
+def _caught_up(bootstrap: str, group: str, topic: str, partitions: int = PARTITIONS) -> bool:
     """Whether ``group`` has committed the end offset of every partition of ``topic``."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
         ends = consumer.end_offsets(tps)
-        return all(consumer.committed(tp) == ends[tp] for tp in tps)
+        return all((consumer.committed(tp) or 0) == ends[tp] for tp in tps)
     finally:
         consumer.close()
 
@@ -434,10 +434,11 @@ def test_a_control_flood_stays_visible_and_commands_survive_a_sigkill(
     try:
         production.join()
         _wait_caught_up(bootstrap, app_id, topics["telemetry_topic"], second)
+        # every command read (again) and its offset committed, the last ones after the restart
         wait_for(
-            lambda: (second.sample("driftwatch_rebaseline_skipped_total") or 0) > 0,
-            60,
-            "the commands read again to be applied",
+            lambda: _caught_up(bootstrap, app_id, topics["control_topic"], partitions=1),
+            120,
+            "the second worker to apply every command",
             second,
         )
         limited = second.sample("driftwatch_rebaseline_skipped_total", {"reason": "rate_limited"})

@@ -333,6 +333,13 @@ def test_the_handler_dead_letters_bad_commands_and_applies_copies_once(tmp_path:
     first = h.control.handle(RawMessage(b"agent-0", raw, 0, 1))
     copy = h.control.handle(RawMessage(b"agent-0", raw, 3, 1))
     assert len(first.drift_events) == 1 and copy.drift_events == [] and copy.duplicate
+    assert first.applied and not copy.applied and not out.applied
+    # a second command inside the same window refreshes nothing (rate limit), yet the key
+    # remembers it: the worker must checkpoint it like one that refreshed
+    raw2 = orjson.dumps(build_command("agent-0", LATENCY, "window", command_id="c2"))
+    limited = h.control.handle(RawMessage(b"agent-0", raw2, 0, 2))
+    assert limited.drift_events == [] and limited.applied
+    assert h.monitor.keys["agent-0"].applied[-2:] == ["c1", "c2"]
 
     # an unknown key is dead-lettered; a file that disappeared is a failed rebaseline
     unknown = h.control.handle(command(key="agent-9"))
