@@ -130,3 +130,12 @@ def test_drift_score_and_ert_are_exported_per_stream() -> None:
     monitor.metrics.forget("k", ("latency",))  # type: ignore[union-attr]
     assert registry.get_sample_value("driftwatch_drift_score", labels) is None
     assert registry.get_sample_value("driftwatch_stream_ert", labels) is None
+
+
+def test_the_module_examples_hold() -> None:
+    import doctest
+
+    from stream.monitoring import rates
+
+    result = doctest.testmod(rates)
+    assert result.attempted >= 2 and result.failed == 0
