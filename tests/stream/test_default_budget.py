@@ -4,7 +4,13 @@ The file comes from the project's simulator (3 agents, 60,000 events whose times
 24 hours, one agent's latency shifted by +30 % from event 40,000 on) and goes through
 ``driftwatch replay`` in-process, with no setting given: the worker budget of
 ``DEFAULT_FALSE_ALARMS_PER_DAY`` false alarms a day, each stream's ERT derived from its rate
-measured over its warm-up from the event timestamps.
+measured over its warm-up from the event timestamps (150,000 here: 15 streams at 0.23 events/s).
+
+The budget is an average: a day-long file at 2 false alarms a day raises a Poisson-like count
+of false starts with mean about 1.9 (the streams test for about 95 % of the day). Measured with
+bench/default_budget.py on the same kind of file: seeds 1, 2, 3 gave 3, 1 and 3 false starts;
+this file (seed 7) gives 1. "At most one other start" therefore holds for this seed, not for
+every day; the test fails if the budget, the rate measurement or the calibration drift.
 """
 
 from __future__ import annotations
