@@ -74,6 +74,18 @@ class Metrics:
             ["key", "feature"],
             registry=registry,
         )
+        self.drift_score = Gauge(
+            p + "drift_score",
+            "Current statistic over the alarm threshold per key and feature: 1 or more alarms.",
+            ["key", "feature"],
+            registry=registry,
+        )
+        self.stream_ert = Gauge(
+            p + "stream_ert",
+            "Observations between false alarms the stream's threshold is calibrated to.",
+            ["key", "feature"],
+            registry=registry,
+        )
         self.drift_events = Counter(
             p + "drift_events",
             "Drift events emitted, by type.",
@@ -199,7 +211,14 @@ class Metrics:
         if key in self._keys:
             self._keys.discard(key)
             for feature in features:
-                for gauge in (self.ks_statistic, self.p_value, self.drift_active, self.window_fill):
+                for gauge in (
+                    self.ks_statistic,
+                    self.p_value,
+                    self.drift_active,
+                    self.window_fill,
+                    self.drift_score,
+                    self.stream_ert,
+                ):
                     with contextlib.suppress(KeyError):
                         gauge.remove(key, feature)
             with contextlib.suppress(KeyError):
@@ -223,3 +242,12 @@ class Metrics:
             self.p_value.labels(key, feature).set(p_value)
         self.drift_active.labels(key, feature).set(1 if active else 0)
         self.window_fill.labels(key, feature).set(fill)
+
+    def set_score(self, key: str, feature: str, score: float, ert: float | None) -> None:
+        """Publish one stream's drift score and ERT (if the key is admitted and they are known)."""
+        if not self.admits(key):
+            return
+        if not math.isnan(score):
+            self.drift_score.labels(key, feature).set(score)
+        if ert is not None:
+            self.stream_ert.labels(key, feature).set(ert)

@@ -49,6 +49,7 @@ from detectors.registry import (
 from detectors.windows import check_array
 from stream.exceptions import UnknownKeyError
 from stream.metrics import Metrics
+from stream.monitoring.rates import EVENTS, LABELLED, WorkerBudget
 from stream.settings import DetectorName, Settings
 from stream.telemetry.records import (
     ACCURACY_FEATURE,
@@ -114,14 +115,16 @@ def build_detector(
     reference: npt.NDArray[np.float64] | None,
     *,
     wait_for_calibration: bool = True,
+    ert: float | None = None,
 ) -> DriftDetector:
     """A detector of the configured kind (KS detectors need ``reference``).
 
     ``wait_for_calibration=False`` lets an ``incremental_ks`` stream start testing only once its
-    background calibration is ready, instead of waiting for it at its first test.
+    background calibration is ready, instead of waiting for it at its first test. ``ert``
+    overrides ``settings.effective_ert`` (the worker budget's per-stream ERT).
     """
     resolve_after = settings.resolve_after
-    ert = settings.effective_ert
+    ert = settings.effective_ert if ert is None else ert
     if name == "incremental_ks":
         return IncrementalKS(
             reference,  # type: ignore[arg-type]
@@ -544,6 +547,18 @@ class DriftMonitor:
         )
         self._accuracy_streams = 0
         self._failed: list[tuple[Telemetry, Exception]] = []
+        #: Per-stream ERTs from the worker's daily budget (None with alpha, ert or a fleet budget)
+        self.budget = (
+            None
+            if settings.worker_budget is None
+            else WorkerBudget(
+                settings.worker_budget,
+                window_size=settings.window_size,
+                block=settings.reference_size,
+                resolve_after=settings.resolve_after,
+                max_sources=2 * settings.max_tracked_keys,
+            )
+        )
 
     # ------------------------------------------------------------------ state
     @property
@@ -802,6 +817,8 @@ class DriftMonitor:
                 return []
             evs = fresh
             state.replay_until = -1
+        if self.budget is not None:
+            self.budget.observe(key, EVENTS, [e.ts for e in evs])
         values = np.array([e.values for e in evs], dtype=np.float64)
         offsets = np.fromiter((e.offset for e in evs), dtype=np.int64, count=len(evs))
         times = (
@@ -850,7 +867,23 @@ class DriftMonitor:
                 self.metrics.observations.labels(feature).inc(len(evs))
         if self.track_accuracy:
             out.extend(self._process_accuracy(key, state, evs))
+        if self.budget is not None:
+            self._recalibrate(key, state)
         return out
+
+    def _recalibrate(self, key: str, state: KeyState) -> None:
+        """Worker budget: recalibrate the key's streams whose ERT is far from their share now."""
+        assert self.budget is not None
+        streams = [
+            (EVENTS, name, fs)
+            for name, fs in zip(self._detector_names, state.features, strict=True)
+        ]
+        if state.accuracy is not None:
+            streams.append((LABELLED, ACCURACY_DETECTOR, state.accuracy.stream))
+        count = self.tracked_streams
+        for source, name, fs in streams:
+            if self.budget.recalibrate(key, source, count, name, fs.detector):
+                fs.dirty = True
 
     def _feed(
         self,
@@ -959,31 +992,45 @@ class DriftMonitor:
         return det.window if isinstance(det, KS_DETECTORS) else None
 
     def _build(
-        self, name: DetectorName, settings: Settings, reference: npt.NDArray[np.float64] | None
+        self,
+        name: DetectorName,
+        settings: Settings,
+        reference: npt.NDArray[np.float64] | None,
+        ert: float | None = None,
     ) -> DriftDetector:
-        return build_detector(name, settings, reference, wait_for_calibration=self.reproducible)
+        wait = self.reproducible
+        return build_detector(name, settings, reference, wait_for_calibration=wait, ert=ert)
+
+    def _budget_ert(self, key: str, source: str, name: DetectorName) -> float | None:
+        """The worker budget's ERT for a new stream of ``key`` (None without a budget)."""
+        if self.budget is None:
+            return None
+        return self.budget.ert(key, source, self.tracked_streams, name)
 
     def _warm_up(self, key: str, j: int, fs: FeatureState, xs: npt.NDArray[np.float64]) -> int:
         """Create the detector if its reference is ready; return how many values it used."""
         name = self._detector_names[j]
-        if name in REFERENCE_FREE and self.settings.effective_ert is None:
+        calibrated = self.settings.effective_ert is not None or self.budget is not None
+        if name in REFERENCE_FREE and not calibrated:
             fs.detector = self._build(name, self.settings, None)
             return 0
+        ert = self._budget_ert(key, EVENTS, name)
         ref = self._reference(key, j)
         if ref is not None:
-            fs.detector = self._build(name, self.settings, ref)
+            fs.detector = self._build(name, self.settings, ref, ert)
             return 0
         need = self.settings.reference_size - len(fs.warmup)
         used = min(need, xs.shape[0])
         fs.warmup.extend(xs[:used].tolist())
         if len(fs.warmup) >= self.settings.reference_size:
-            fs.detector = self._build(name, self.settings, np.asarray(fs.warmup))
+            fs.detector = self._build(name, self.settings, np.asarray(fs.warmup), ert)
             fs.warmup = []
         return used
 
     # ------------------------------------------------------------------ accuracy
-    def _accuracy_detector(self, reference: npt.NDArray[np.float64]) -> DriftDetector:
-        return self._build(ACCURACY_DETECTOR, self._accuracy_settings, reference)
+    def _accuracy_detector(self, key: str, reference: npt.NDArray[np.float64]) -> DriftDetector:
+        ert = self._budget_ert(key, LABELLED, ACCURACY_DETECTOR)
+        return self._build(ACCURACY_DETECTOR, self._accuracy_settings, reference, ert)
 
     def _process_accuracy(
         self, key: str, state: KeyState, evs: list[Telemetry]
@@ -1009,6 +1056,8 @@ class DriftMonitor:
         fs = acc.stream
         fs.dirty = True
         acc.last_ts = labelled[-1].ts
+        if self.budget is not None:
+            self.budget.observe(key, LABELLED, [e.ts for e in labelled])
         base = acc.labelled
         out: list[DriftEvent] = []
         start = 0
@@ -1017,7 +1066,7 @@ class DriftMonitor:
             fs.warmup.extend(errors[:start].tolist())
             if len(fs.warmup) >= self.settings.reference_size:
                 reference = np.asarray(fs.warmup)
-                fs.detector = self._accuracy_detector(reference)
+                fs.detector = self._accuracy_detector(key, reference)
                 acc.reference_accuracy = 1.0 - float(reference.mean())
                 fs.warmup = []
         det = fs.detector
@@ -1212,7 +1261,7 @@ class DriftMonitor:
         if fs.suppressed is not None and not fs.reported:
             # An unreported episode (accuracy went up) would keep the detector from alarming;
             # start afresh instead: the window replayed against itself raises no alarm.
-            fresh = self._accuracy_detector(window)
+            fresh = self._accuracy_detector(key, window)
             fresh.update_many(window)
             fs.n_base += det.n_seen - fresh.n_seen
             fs.detector = fresh
@@ -1319,3 +1368,4 @@ class DriftMonitor:
         size = getattr(det, "window_size", None)
         fill = len(det.window) / size if size else 1.0  # type: ignore[attr-defined]
         m.set_stream(key, feature, det.statistic, det.p_value, fs.active, fill)
+        m.set_score(key, feature, det.drift_score, getattr(det, "ert", None))

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from detectors.budget import DEFAULT_FALSE_ALARMS_PER_DAY
 from detectors.registry import DetectorName
 from detectors.river_calibration import check_river_ert
 from stream.exceptions import ConfigError
@@ -45,7 +46,8 @@ SECRET_SETTINGS = frozenset({"sasl_password", "metrics_basic_auth_password"})
 #: What an error message shows instead of a secret.
 REDACTED = "<redacted>"
 DEFAULT_FEATURES = ("response_latency_ms", "token_count", "retry_count", "error_rate")
-#: Observations between false alarms per stream when neither ert, a fleet budget nor alpha is set.
+#: Observations between false alarms of a stream under the default worker budget until its
+#: event rate is measured (see stream.monitoring.rates).
 DEFAULT_ERT = 10_000.0
 ENV_PREFIX = "DRIFTWATCH_"
 
@@ -90,6 +92,7 @@ class Settings:
     ert: float | None = None
     fleet_false_alarms_per_day: float | None = None
     fleet_events_per_second: float | None = None
+    false_alarms_per_day: float | None = None
     alpha: float | None = None
     resolve_ratio: float = 0.6
     resolve_after: int | None = None
@@ -126,7 +129,10 @@ class Settings:
 
     @property
     def effective_ert(self) -> float | None:
-        """Per-stream expected run time (observations between false alarms), or None for alpha.
+        """Per-stream expected run time (observations between false alarms), or None.
+
+        None with ``alpha``, and with the default whole-worker budget (:attr:`worker_budget`),
+        where each stream's ERT is derived from its measured event rate.
 
         From the fleet budget when both fleet settings are given: every telemetry event feeds
         ``len(features)`` streams, so the fleet sees ``fleet_events_per_second * len(features)``
@@ -135,9 +141,23 @@ class Settings:
         if self.fleet_false_alarms_per_day is not None and self.fleet_events_per_second:
             per_day = self.fleet_events_per_second * len(self.features) * 86_400.0
             return per_day / self.fleet_false_alarms_per_day
-        if self.ert is not None:
-            return self.ert
-        return None if self.alpha is not None else DEFAULT_ERT
+        return self.ert
+
+    @property
+    def worker_budget(self) -> float | None:
+        """False alarms a day for the whole worker, when each stream's ERT is derived from it.
+
+        The default: used when none of ``alpha``, ``ert`` or the fleet budget is set. Each
+        stream's ERT then comes from its measured event rate (see
+        :mod:`stream.monitoring.rates`) and :attr:`effective_ert` is None.
+        """
+        if self.alpha is not None or self.ert is not None:
+            return None
+        if self.fleet_false_alarms_per_day is not None:
+            return None
+        if self.false_alarms_per_day is not None:
+            return self.false_alarms_per_day
+        return DEFAULT_FALSE_ALARMS_PER_DAY
 
     def detector_for(self, feature: str) -> DetectorName:
         """The detector configured for ``feature``."""
@@ -433,6 +453,19 @@ def _validate(s: Settings) -> None:
     if fleet[0] is not None:
         chosen.append("fleet budget")
     _check(len(chosen) <= 1, "alpha", chosen, "choose one of alpha, ert or the fleet budget")
+    budget = s.false_alarms_per_day
+    _check(
+        budget is None or (math.isfinite(budget) and budget > 0),
+        "false_alarms_per_day",
+        budget,
+        "must be a number of false alarms a day > 0",
+    )
+    _check(
+        budget is None or not chosen,
+        "false_alarms_per_day",
+        budget,
+        f"the worker budget derives each stream's ert: do not set it with {', '.join(chosen)}",
+    )
     _check(0.0 < s.resolve_ratio <= 1.0, "resolve_ratio", s.resolve_ratio, "must be in (0, 1]")
     _check(
         s.window_duration is None or (math.isfinite(s.window_duration) and s.window_duration > 0),

@@ -23,6 +23,8 @@ WORKER_METRICS = frozenset(
         "driftwatch_ks_statistic",
         "driftwatch_p_value",
         "driftwatch_drift_active",
+        "driftwatch_drift_score",
+        "driftwatch_stream_ert",
         "driftwatch_drift_events_total",
         "driftwatch_window_fill_ratio",
         "driftwatch_rolling_accuracy",
@@ -44,7 +46,15 @@ WORKER_METRICS = frozenset(
 HISTOGRAMS = frozenset({"driftwatch_processing_latency_seconds", "driftwatch_checkpoint_seconds"})
 SCOPE = 'job=~"$job", instance=~"$instance"'
 #: Per-(key, feature) time series panels: "All" keys x features is capped by $topk.
-TOP_K_PANELS = ("KS statistic", "p-value", "Window fill", "Rolling accuracy")
+P_VALUE = "p-value (information, not the alarm rule)"
+TOP_K_PANELS = (
+    "Drift score",
+    "Stream ERT",
+    "KS statistic",
+    P_VALUE,
+    "Window fill",
+    "Rolling accuracy",
+)
 #: Every series name a query may select: the metrics, histogram series, and `up`.
 ALLOWED_SERIES = (
     (WORKER_METRICS - HISTOGRAMS)
@@ -202,9 +212,16 @@ def test_required_panels() -> None:
             p["type"] == kind and "driftwatch_drift_active" in str(p["targets"]) for p in panels()
         ), f"no {kind} panel of active drifts"
 
-    p_value = panel_by_title("p-value")
+    p_value = panel_by_title(P_VALUE)
     scale = p_value["fieldConfig"]["defaults"]["custom"]["scaleDistribution"]
     assert scale == {"type": "log", "log": 10}
+    # the alarm rule is the drift score reaching 1: the panel marks that line
+    score = panel_by_title("Drift score")
+    assert score["targets"][0]["expr"].startswith("topk($topk, max by (key, feature) (")
+    assert "driftwatch_drift_score{" in score["targets"][0]["expr"]
+    steps = score["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [s["value"] for s in steps] == [None, 1]
+    assert score["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"] != "off"
 
     latency = panel_by_title("Processing latency")
     exprs = [t["expr"] for t in latency["targets"]]

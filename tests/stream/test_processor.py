@@ -18,7 +18,8 @@ from tests.stream.helpers import simulated_messages
 
 
 def make() -> tuple[BatchProcessor, CollectorRegistry]:
-    settings = load_settings(environ={}, window_size=50, reference_size=50)
+    # a fixed ert: these tests are about dead letters and roll-backs, not the worker budget
+    settings = load_settings(environ={}, window_size=50, reference_size=50, ert=10_000)
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     monitor = DriftMonitor(settings, metrics=metrics)

@@ -56,15 +56,37 @@ def test_invalid_settings_name_the_setting(env: dict[str, str], setting: str) ->
 
 
 def test_ert_from_defaults_alpha_or_the_fleet_budget() -> None:
-    assert load_settings(environ={}).effective_ert == 10_000
-    assert load_settings(environ={"DRIFTWATCH_ALPHA": "0.001"}).effective_ert is None
+    # the default: the worker's daily budget, each stream's ert derived from its measured rate
+    default = load_settings(environ={})
+    assert default.effective_ert is None and default.worker_budget == 2.0
+    budget = load_settings(environ={"DRIFTWATCH_FALSE_ALARMS_PER_DAY": "0.5"})
+    assert budget.effective_ert is None and budget.worker_budget == 0.5
+    alpha = load_settings(environ={"DRIFTWATCH_ALPHA": "0.001"})
+    assert alpha.effective_ert is None and alpha.worker_budget is None
     assert load_settings(environ={"DRIFTWATCH_ERT": "5e5"}).effective_ert == 500_000
+    assert load_settings(environ={"DRIFTWATCH_ERT": "5e5"}).worker_budget is None
     fleet = {
         "DRIFTWATCH_FLEET_FALSE_ALARMS_PER_DAY": "2",
         "DRIFTWATCH_FLEET_EVENTS_PER_SECOND": "100",
     }
     # 100 events/s x 4 features x 86,400 s / 2 alarms a day
     assert load_settings(environ=fleet).effective_ert == 100 * 4 * 86_400 / 2
+    assert load_settings(environ=fleet).worker_budget is None
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"DRIFTWATCH_FALSE_ALARMS_PER_DAY": "0"},
+        {"DRIFTWATCH_FALSE_ALARMS_PER_DAY": "nan"},
+        {"DRIFTWATCH_FALSE_ALARMS_PER_DAY": "2", "DRIFTWATCH_ERT": "5e5"},
+        {"DRIFTWATCH_FALSE_ALARMS_PER_DAY": "2", "DRIFTWATCH_ALPHA": "0.01"},
+    ],
+)
+def test_the_worker_budget_is_positive_and_alone(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ=env)
+    assert info.value.setting == "false_alarms_per_day"
 
 
 def test_bad_files(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""The monitoring core's parts that live outside :mod:`stream.monitor`."""
