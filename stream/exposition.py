@@ -1,7 +1,7 @@
 """One rendering of the registry per interval, shared by every scraper that asks meanwhile.
 
 Rendering a registry of 10,000 series with prometheus-client's encoders is pure Python and
-holds the GIL for tens of milliseconds; done once per scrape, 200 concurrent scrapers cost the
+holds the GIL for about a quarter of a second; done once per scrape, 200 concurrent scrapers cost the
 worker's event loop seconds of CPU. :class:`ExpositionCache` renders each variant (text format or
 OpenMetrics, optionally a ``name[]`` filter) at most once per ``max_age`` seconds, with
 prometheus-client's own encoder so the bytes are the ones ``generate_latest`` gives, and
@@ -97,7 +97,7 @@ class ExpositionCache:
         self,
         registry: CollectorRegistry,
         *,
-        max_age: float = 1.0,
+        max_age: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not (math.isfinite(max_age) and max_age >= 0):

@@ -118,7 +118,7 @@ class Settings:
     metrics_basic_auth_username: str | None = None
     metrics_basic_auth_password: str | None = field(default=None, repr=False)
     metrics_basic_auth_password_file: str | None = None
-    metrics_cache_seconds: float = 1.0
+    metrics_cache_seconds: float = 5.0
     metrics_max_connections: int = 256
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     data_dir: str = "var/driftwatch"
