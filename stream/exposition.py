@@ -4,9 +4,10 @@ Rendering a registry of 10,000 series with prometheus-client's encoders is pure 
 holds the GIL for about a quarter of a second; done once per scrape, 200 concurrent scrapers
 cost the worker's event loop tens of seconds of CPU. :class:`ExpositionCache` renders each
 variant (text format or OpenMetrics, optionally a ``name[]`` filter) at most once per
-``max_age`` seconds, with prometheus-client's own encoder so the bytes are the ones ``generate_latest`` gives, and
-gzip-compresses a rendering at most once. Renderings are serialised by one lock: concurrent
-scrapers of a stale variant wait for the one rendering rather than starting their own.
+``max_age`` seconds, with prometheus-client's own encoder so the bytes are the ones
+``generate_latest`` gives, and gzip-compresses a rendering at most once. Renderings are
+serialised by one lock: concurrent scrapers of a stale variant wait for the one rendering
+rather than starting their own.
 """
 
 from __future__ import annotations
