@@ -2,7 +2,8 @@
 
 Usage::
 
-    .venv/bin/python bench/scrape.py [--scrapers 200] [--seconds 10] [--repeats 3]
+    .venv/bin/python bench/scrape.py [--scrapers 200] [--seconds 10] [--interval 1]
+        [--repeats 3]
 
 Builds the worker's own :class:`stream.metrics.Metrics` on a fresh registry with 625 keys x 4
 features published (10,000 per-stream series, plus the fixed metrics), serves it, and runs a
@@ -10,9 +11,10 @@ CPU-bound pure-Python "processing" loop in the main thread (a stand-in for the w
 loop; it never releases the GIL, which is the worst case for a server in threads). For each
 server and repeat: ``--seconds`` of processing alone, then ``--seconds`` with ``--scrapers``
 scrapers in a separate process (asyncio, raw sockets, ``Accept-Encoding: gzip``), each scraping,
-reading the whole answer, then waiting for the next whole second (so every second starts with
-``--scrapers`` concurrent scrapes). Prints scrape latency p50/p95/max (connect to last byte),
-503s, renderings, and the processing rate with scrapers over without (the ratio).
+reading the whole answer, then waiting for the next multiple of ``--interval`` seconds (so every
+interval starts with ``--scrapers`` concurrent scrapes; Prometheus itself scrapes every 15 s).
+Prints scrape latency p50/p95/max (connect to last byte), 503s, renderings, and the processing
+rate with scrapers over without (the ratio).
 
 Servers: ``new`` is :func:`stream.metrics_server.start_metrics_server` at default settings
 (bounded pool, one rendering per ``metrics_cache_seconds``, 5 s), ``new-1s`` the same with
@@ -143,27 +145,33 @@ async def _scrape(port: int) -> tuple[float, int]:
     return time.perf_counter() - t0, status
 
 
-async def _scraper(port: int, start: float, until: float, out: list[tuple[float, int]]) -> None:
+async def _scraper(
+    port: int, start: float, until: float, interval: float, out: list[tuple[float, int]]
+) -> None:
     while time.time() < until:
         try:
             out.append(await asyncio.wait_for(_scrape(port), timeout=60))
         except (TimeoutError, OSError):
             out.append((float("nan"), -1))
         now = time.time()
-        await asyncio.sleep(max(0.0, start + int(now - start) + 1 - now))
+        await asyncio.sleep(max(0.0, start + (int((now - start) / interval) + 1) * interval - now))
 
 
-async def _scrapers(port: int, count: int, start: float, seconds: float) -> list[tuple[float, int]]:
+async def _scrapers(
+    port: int, count: int, start: float, seconds: float, interval: float
+) -> list[tuple[float, int]]:
     await asyncio.sleep(max(0.0, start - time.time()))
     out: list[tuple[float, int]] = []
-    await asyncio.gather(*(_scraper(port, start, start + seconds, out) for _ in range(count)))
+    await asyncio.gather(
+        *(_scraper(port, start, start + seconds, interval, out) for _ in range(count))
+    )
     return out
 
 
-def scraper_process(port: int, count: int, seconds: float, conn: Any) -> None:
+def scraper_process(port: int, count: int, seconds: float, interval: float, conn: Any) -> None:
     conn.send("ready")
     start: float = conn.recv()
-    conn.send(asyncio.run(_scrapers(port, count, start, seconds)))
+    conn.send(asyncio.run(_scrapers(port, count, start, seconds, interval)))
 
 
 # --- the processing loop ----------------------------------------------------------------------
@@ -187,11 +195,12 @@ def run(
     registry: CollectorRegistry,
     scrapers: int,
     seconds: float,
+    interval: float,
 ) -> dict[str, Any]:
     server = make(registry)
     parent, child = mp.Pipe()
     proc = mp.get_context("spawn").Process(
-        target=scraper_process, args=(server.port, scrapers, seconds, child)
+        target=scraper_process, args=(server.port, scrapers, seconds, interval, child)
     )
     proc.start()
     try:
@@ -222,6 +231,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scrapers", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--interval", type=float, default=1.0, help="seconds between scrape bursts")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--keys", type=int, default=625, help="keys x 4 features x 4 series")
     args = ap.parse_args()
@@ -235,7 +245,8 @@ def main() -> None:
     print(
         f"# bench/scrape.py: {series} series ({len(body) / 1e6:.2f} MB, "
         f"{len(gzip.compress(body, 6)) / 1e3:.0f} KB gzip, one rendering {render * 1e3:.0f} ms), "
-        f"{args.scrapers} scrapers, {args.seconds:g} s per phase, {args.repeats} repeats, "
+        f"{args.scrapers} scrapers every {args.interval:g} s, {args.seconds:g} s per phase, "
+        f"{args.repeats} repeats, "
         f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
     print(
@@ -251,7 +262,7 @@ def main() -> None:
     summary: dict[str, list[tuple[float, float, float]]] = {name: [] for name in makers}
     for rep in range(args.repeats):
         for name in makers:
-            r = run(makers[name], registry, args.scrapers, args.seconds)
+            r = run(makers[name], registry, args.scrapers, args.seconds, args.interval)
             ok = [t for t, status in r["results"] if status == 200]
             busy = sum(1 for _, status in r["results"] if status == 503)
             failed = sum(1 for _, status in r["results"] if status not in (200, 503))
