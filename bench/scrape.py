@@ -204,12 +204,16 @@ def run(
     )
     proc.start()
     try:
+        if not parent.poll(120):
+            raise RuntimeError("the scrapers' process did not start")
         assert parent.recv() == "ready"  # the scrapers' process has started, and idles
         alone = process(seconds)
         start = time.time() + 0.2
         parent.send(start)
         time.sleep(max(0.0, start - time.time()))
         loaded = process(seconds)
+        if not parent.poll(seconds + 120):
+            raise RuntimeError("the scrapers' process did not report")
         results: list[tuple[float, int]] = parent.recv()
         proc.join()
         return {
