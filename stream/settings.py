@@ -121,6 +121,8 @@ class Settings:
     metrics_basic_auth_username: str | None = None
     metrics_basic_auth_password: str | None = field(default=None, repr=False)
     metrics_basic_auth_password_file: str | None = None
+    metrics_cache_seconds: float = 5.0
+    metrics_max_connections: int = 256
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     data_dir: str = "var/driftwatch"
 
@@ -499,6 +501,18 @@ def _validate(s: Settings) -> None:
         "must be >= 1",
     )
     _check(0 <= s.metrics_port <= 65535, "metrics_port", s.metrics_port, "must be a TCP port")
+    _check(
+        math.isfinite(s.metrics_cache_seconds) and 0 <= s.metrics_cache_seconds <= 300,
+        "metrics_cache_seconds",
+        s.metrics_cache_seconds,
+        "must be 0..300 seconds (at most the scrape interval is sensible)",
+    )
+    _check(
+        1 <= s.metrics_max_connections <= 4096,
+        "metrics_max_connections",
+        s.metrics_max_connections,
+        "must be 1..4096",
+    )
     _check(
         s.reference_mode in ("warmup", "file"), "reference_mode", s.reference_mode, "warmup|file"
     )

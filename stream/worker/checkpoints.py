@@ -40,12 +40,13 @@ holds (it records the offset of its latest event), so nothing is applied twice o
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,11 +55,13 @@ import numpy as np
 
 __all__ = [
     "CHECKPOINT_VERSION",
+    "ENCODE_SLICE_S",
     "KEY_RECORD",
     "MARKER_RECORD",
     "MAX_CLAIM_STEP",
     "READABLE_VERSIONS",
     "CheckpointCodec",
+    "LoopSlices",
     "PartitionCheckpoint",
     "RecordRejected",
     "claim_record",
@@ -93,6 +96,56 @@ _DTYPES: dict[int, np.dtype[Any]] = {
     7: np.dtype("?"),
 }
 _CODES = {dt.str[1:]: code for code, dt in _DTYPES.items()}
+
+
+#: Longest a checkpoint round encodes key snapshots before it lets the event loop run.
+ENCODE_SLICE_S = 0.02
+
+
+class LoopSlices:
+    """Lets the event loop run between slices of a long synchronous job (a round's encoding).
+
+    A round under a flood of keys encodes hundreds of thousands of snapshots (seconds of CPU);
+    done in one go, the consumer's heartbeats and the metrics timer wait for all of it and the
+    group session can expire. The round calls :meth:`pause` after each key: every ``slice_s``
+    seconds it yields to the loop once. Nothing that changes the monitor runs meanwhile (the
+    round holds the consumer's lock, which processing and control commands take too), so the
+    ordering is unchanged: the round's key records, then its markers, then the offset commit.
+
+    Parameters
+    ----------
+    slice_s : float
+        Seconds of work between two yields.
+    clock : callable, optional
+        Seconds, monotonic (for tests).
+
+    Examples
+    --------
+    >>> import asyncio
+    >>> ticks = iter(range(100))
+    >>> slices = LoopSlices(2.0, clock=lambda: float(next(ticks)))
+    >>> async def job() -> int:
+    ...     for _ in range(10):
+    ...         await slices.pause()
+    ...     return slices.yields
+    >>> asyncio.run(job())  # every third clock reading starts a new slice
+    5
+    """
+
+    def __init__(
+        self, slice_s: float = ENCODE_SLICE_S, *, clock: Callable[[], float] = time.perf_counter
+    ) -> None:
+        self.slice_s = slice_s
+        self._clock = clock
+        self._until = clock() + slice_s
+        self.yields = 0
+
+    async def pause(self) -> None:
+        """Yield to the event loop if this slice's time is up (else return at once)."""
+        if self._clock() >= self._until:
+            await asyncio.sleep(0)
+            self.yields += 1
+            self._until = self._clock() + self.slice_s
 
 
 class RecordRejected(ValueError):

@@ -42,6 +42,7 @@ from stream.settings import Settings
 from stream.telemetry.records import DriftEvent
 from stream.worker.checkpoints import (
     CheckpointCodec,
+    LoopSlices,
     PartitionCheckpoint,
     claim_record,
     fold_records,
@@ -380,8 +381,11 @@ class TelemetryConsumer:
                 targets.append(self._checkpoint_partition(partition))
         changed: list[str] = []
         size = 0
-        for p in parts:
-            for key in self.monitor.take_changed(p):
+        taken = [(p, key) for p in parts for key in self.monitor.take_changed(p)]
+        slices = LoopSlices()  # heartbeats and timers run between slices of a long round
+        try:
+            for p, key in taken:
+                await slices.pause()
                 record_key = key_record(p, key)
                 blob = self._encode(record_key, p, self.monitor.snapshot(keys=[key]))
                 if len(blob) > CHECKPOINT_MAX_BYTES:
@@ -396,7 +400,6 @@ class TelemetryConsumer:
                 size += len(blob)
                 records.append((topic, record_key, blob, None))
                 targets.append(self._checkpoint_partition(p))
-        try:
             await asyncio.wait_for(self._send_all(records, targets), timeout=60.0)
             markers: list[_Out]
             markers = [
@@ -417,7 +420,7 @@ class TelemetryConsumer:
                 timeout=60.0,
             )
         except BaseException:
-            for key in changed:  # write them again next round
+            for _, key in taken:  # write them again next round
                 state = self.monitor.keys.get(key)
                 if state is not None:
                     state.changed = True

@@ -96,6 +96,8 @@ def start_worker(bootstrap: str, workdir: Path, **settings: object) -> RunningWo
             "DRIFTWATCH_METRICS_HOST": "127.0.0.1",
             "DRIFTWATCH_DATA_DIR": str(workdir / "worker-data"),
             "DRIFTWATCH_BATCH_TIMEOUT": "0.2",
+            # the tests poll /metrics as their conditions: fresh values, not a cached rendering
+            "DRIFTWATCH_METRICS_CACHE_SECONDS": "0",
         }
     )
     env.update({f"DRIFTWATCH_{k.upper()}": str(v) for k, v in settings.items()})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import pickle
 from collections import Counter
 from pathlib import Path
@@ -9,14 +10,19 @@ from pathlib import Path
 import msgpack
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry
 
+from stream.metrics import Metrics
 from stream.monitor import DriftMonitor
+from stream.processor import BatchProcessor
 from stream.settings import Settings
-from stream.telemetry.records import Telemetry
+from stream.telemetry.records import Telemetry, TelemetryParser
+from stream.worker import consumer as consumer_module
 from stream.worker.checkpoints import (
     CHECKPOINT_VERSION,
     READABLE_VERSIONS,
     CheckpointCodec,
+    LoopSlices,
     RecordRejected,
     claim_record,
     fold_records,
@@ -24,6 +30,7 @@ from stream.worker.checkpoints import (
     marker_body,
     marker_record,
 )
+from stream.worker.consumer import TelemetryConsumer
 
 DATA = Path(__file__).parent / "data"
 SETTINGS = Settings(window_size=30, reference_size=60, alpha=0.001, max_tracked_keys=3)
@@ -241,3 +248,97 @@ def test_changed_evicted_and_dropped_keys() -> None:
     on_one = sum(1 for k in monitor.keys if partition_of[k] == 1)
     assert on_one >= 1 and monitor.drop_partitions({1}) == on_one
     assert all(st.partition != 1 for st in monitor.keys.values())
+
+
+def test_loop_slices_let_other_tasks_run_between_slices() -> None:
+    ticks: list[float] = []
+    clock = iter(range(0, 10_000))
+    slices = LoopSlices(5.0, clock=lambda: float(next(clock)))
+
+    async def ticker() -> None:
+        while True:
+            ticks.append(1.0)
+            await asyncio.sleep(0)
+
+    async def job() -> list[int]:
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        done = []
+        for i in range(50):
+            await slices.pause()
+            done.append(i)
+        task.cancel()
+        return done
+
+    assert asyncio.run(job()) == list(range(50))  # in order, all of it
+    # each clock read advances it by 1: a pause at 5, 11, 17, ... (a yield's reset reads it once)
+    # so one yield every 5 pauses
+    assert slices.yields == 10
+    assert len(ticks) >= slices.yields
+
+
+def consumer_with_changed_keys() -> tuple[TelemetryConsumer, DriftMonitor, list[list[bytes]]]:
+    partition_of = {"a": 0, "b": 1, "c": 1}
+    monitor = DriftMonitor(SETTINGS)
+    monitor.process(events(["a", "b", "c"], 300, seed=4, partition_of=partition_of))
+    metrics = Metrics(CollectorRegistry())
+    processor = BatchProcessor(TelemetryParser(SETTINGS), monitor, metrics, "agent-telemetry")
+    consumer = TelemetryConsumer(SETTINGS, processor, metrics)
+    consumer.positions = {0: 120, 1: 180}
+    consumer._checkpoint_partitions = 2
+    sent: list[list[bytes]] = []
+
+    async def send_all(records: list[tuple], targets: list[int | None]) -> None:
+        await asyncio.sleep(0)
+        sent.append([record_key for _, record_key, _, _ in records])
+
+    consumer._send_all = send_all  # type: ignore[method-assign]
+    return consumer, monitor, sent
+
+
+def test_a_sliced_round_writes_every_key_before_the_markers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(consumer_module, "LoopSlices", lambda: LoopSlices(0.0))  # yield per key
+    consumer, monitor, sent = consumer_with_changed_keys()
+    ticks = 0
+
+    async def round_with_a_ticker() -> None:
+        nonlocal ticks
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        await consumer._write_checkpoint([0, 1])
+        task.cancel()
+
+    asyncio.run(round_with_a_ticker())
+    keys, markers = sent
+    assert sorted(keys) == sorted(key_record(p, k) for k, p in (("a", 0), ("b", 1), ("c", 1)))
+    assert markers == [marker_record(0), marker_record(1)]
+    assert ticks >= 3  # the loop ran between the keys
+    assert monitor.take_changed(0) == [] and monitor.take_changed(1) == []
+
+
+def test_a_round_cancelled_between_slices_writes_its_keys_next_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(consumer_module, "LoopSlices", lambda: LoopSlices(0.0))
+    consumer, monitor, sent = consumer_with_changed_keys()
+
+    async def cancelled_round() -> None:
+        task = asyncio.create_task(consumer._write_checkpoint([0, 1]))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # inside the encoding, between two keys
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancelled_round())
+    assert sent == []  # nothing was sent, no marker
+    assert monitor.take_changed(0) == ["a"]
+    assert sorted(monitor.take_changed(1)) == ["b", "c"]

@@ -1,4 +1,5 @@
-"""The metrics endpoint: basic auth, TLS, and the password kept out of logs, reprs and errors."""
+"""The metrics endpoint: basic auth, TLS, the password kept out of logs, reprs and errors, the
+exposition as prometheus-client renders it, one rendering per interval, bounded connections."""
 
 from __future__ import annotations
 
@@ -9,17 +10,31 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.openmetrics import exposition as openmetrics
+from prometheus_client.parser import text_string_to_metric_families
 
 from stream.exceptions import ConfigError
-from stream.metrics_server import MetricsServer, server_ssl_context, start_metrics_server
+from stream.exposition import MAX_FILTER_NAMES, ExpositionCache, FilterError
+from stream.metrics import Metrics
+from stream.metrics_server import (
+    REQUEST_TIMEOUT_S,
+    SERVER_THREADS,
+    MetricsServer,
+    server_ssl_context,
+    start_metrics_server,
+)
 from stream.settings import Settings, load_settings
 
 USER = "prometheus"
@@ -244,3 +259,179 @@ def test_the_password_never_shows(
     assert PASSWORD not in caplog.text + out + err
     encoded = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     assert encoded not in caplog.text + out + err
+
+
+def _families(text: str) -> dict[str, list[tuple[str, dict[str, str], float]]]:
+    return {
+        f.name: [(s.name, s.labels, s.value) for s in f.samples]
+        for f in text_string_to_metric_families(text)
+    }
+
+
+def big_registry(keys: int = 50) -> CollectorRegistry:
+    """The worker's own metrics with ``keys`` x 2 features published."""
+    reg = CollectorRegistry()
+    metrics = Metrics(reg, max_keys=keys)
+    for i in range(keys):
+        for feature in ("latency", "tokens"):
+            metrics.set_stream(f"agent-{i}", feature, i / 100, 0.5, i % 7 == 0, 1.0)
+    metrics.processing_latency.observe(0.03)
+    return reg
+
+
+def test_exposition_is_prometheus_clients_bytes() -> None:
+    reg = big_registry()
+    settings = load_settings(environ={}, metrics_host="127.0.0.1", metrics_port=0)
+    server = start_metrics_server(settings, reg)
+    try:
+        status, headers, body = get(server.url)
+        assert status == 200 and body == generate_latest(reg)
+        assert headers["Content-Type"] == CONTENT_TYPE_PLAIN_0_0_4  # what Prometheus parses
+        status, headers, zipped = get(server.url, headers={"Accept-Encoding": "gzip"})
+        assert headers["Content-Encoding"] == "gzip"
+        assert gzip.decompress(zipped) == body
+        status, headers, om = get(
+            server.url, headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+        )
+        assert om == openmetrics.generate_latest(reg)
+        assert headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+        parsed = _families(body.decode())
+        assert len(parsed["driftwatch_ks_statistic"]) == 100
+        assert ("driftwatch_ks_statistic", {"key": "agent-7", "feature": "tokens"}, 0.07) in (
+            parsed["driftwatch_ks_statistic"]
+        )
+        assert parsed == _families(generate_latest(reg).decode())
+    finally:
+        server.close()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_one_rendering_per_interval() -> None:
+    reg = CollectorRegistry()
+    counter = Counter("demo_events", "Events seen.", registry=reg)
+    clock = FakeClock()
+    cache = ExpositionCache(reg, max_age=1.0, clock=clock)
+    first = cache.get("", gzipped=True)
+    counter.inc()
+    for _ in range(5):
+        again = cache.get("*/*", gzipped=True)
+        assert again is first  # the same bytes, gzip computed once
+    assert cache.renderings == 1
+    assert b"demo_events_total 0.0" in first.body
+    assert gzip.decompress(first.gzipped()) == first.body
+    clock.now += 0.999
+    assert cache.get("").body == first.body
+    clock.now += 0.001
+    fresh = cache.get("")
+    assert cache.renderings == 2 and fresh.body == generate_latest(reg)
+    assert b"demo_events_total 1.0" in fresh.body
+    # each format and filter is its own rendering, also reused
+    om = cache.get("application/openmetrics-text")
+    assert om.body == openmetrics.generate_latest(reg) and cache.renderings == 3
+    only = cache.get("", ["demo_events_total"])
+    assert cache.get("", ["demo_events_total", "demo_events_total"]) is only
+    assert cache.renderings == 4
+    # a clock that went back renders again rather than serving a rendering from the future
+    clock.now -= 10
+    cache.get("")
+    assert cache.renderings == 5
+
+
+def test_no_cache_renders_every_request() -> None:
+    reg = CollectorRegistry()
+    counter = Counter("demo_events", "Events seen.", registry=reg)
+    cache = ExpositionCache(reg, max_age=0.0, clock=FakeClock())
+    cache.get("")
+    counter.inc()
+    assert b"demo_events_total 1.0" in cache.get("").body
+    assert cache.renderings == 2
+    with pytest.raises(ValueError, match="max_age"):
+        ExpositionCache(reg, max_age=-1.0)
+
+
+def test_filters_are_bounded(serve: Serve) -> None:
+    server = serve()
+    names = "&".join(f"name[]=m{i}" for i in range(MAX_FILTER_NAMES + 1))
+    status, _, body = get(server.url + "?" + names)
+    assert status == 400 and b"name[] filter with 65 names" in body
+    status, _, body = get(server.url + "?name[]=" + "x" * 300)
+    assert status == 400
+    with pytest.raises(FilterError) as info:
+        ExpositionCache(CollectorRegistry()).get("", ["a"] * 1 + ["b" * 257])
+    assert info.value.longest == 257 and info.value.count == 2
+
+
+def test_concurrent_scrapes_share_one_rendering_on_a_fixed_pool() -> None:
+    reg = big_registry()
+    settings = load_settings(
+        environ={}, metrics_host="127.0.0.1", metrics_port=0, metrics_cache_seconds=300
+    )
+    server = start_metrics_server(settings, reg)
+    try:
+        with ThreadPoolExecutor(32) as pool:
+            answers = list(pool.map(lambda _: get(server.url), range(64)))
+            prefix = f"driftwatch-metrics-{server.port}"
+            threads = [t for t in threading.enumerate() if t.name.startswith(prefix)]
+        assert {a[0] for a in answers} == {200}
+        assert {a[2] for a in answers} == {generate_latest(reg)}
+        assert server.cache.renderings == 1
+        assert len(threads) == SERVER_THREADS + 1  # the pool and the accepting thread
+    finally:
+        server.close()
+
+
+def _wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+def test_connections_beyond_the_bound_get_a_fast_503(serve: Serve) -> None:
+    server = serve(metrics_max_connections=1)
+    pool = server._server
+    silent = []
+    try:
+        for held in range(1, SERVER_THREADS + 1):  # hold every thread of the pool
+            silent.append(socket.create_connection(("127.0.0.1", server.port)))
+            _wait_for(lambda n=held: pool.serving == n, "the pool picks the connection up")
+        silent.append(socket.create_connection(("127.0.0.1", server.port)))  # waits in the queue
+        _wait_for(lambda: pool._pending.qsize() == 1, "the connection is queued")
+        t0 = time.monotonic()
+        status, headers, body = get(server.url)
+        assert status == 503 and headers["Retry-After"] == "1"
+        assert body == b"503 too many scrapes at once\n"
+        assert time.monotonic() - t0 < REQUEST_TIMEOUT_S / 2  # not after a timeout
+        assert server.rejected == 1
+    finally:
+        for sock in silent:
+            sock.close()
+    # the held threads are free again once their clients hang up
+    _wait_for(lambda: get(server.url)[0] == 200, "served again")
+
+
+def test_cache_and_connection_settings_are_validated() -> None:
+    settings = load_settings(
+        environ={
+            "DRIFTWATCH_METRICS_CACHE_SECONDS": "2.5",
+            "DRIFTWATCH_METRICS_MAX_CONNECTIONS": "32",
+        }
+    )
+    assert settings.metrics_cache_seconds == 2.5 and settings.metrics_max_connections == 32
+    for name, value in (
+        ("metrics_cache_seconds", -1.0),
+        ("metrics_cache_seconds", float("nan")),
+        ("metrics_cache_seconds", 301.0),
+        ("metrics_max_connections", 0),
+        ("metrics_max_connections", 5000),
+    ):
+        with pytest.raises(ConfigError) as info:
+            Settings(**{name: value})  # type: ignore[arg-type]
+        assert info.value.setting == name

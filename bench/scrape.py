@@ -1,0 +1,291 @@
+"""Scrape latency and processing rate with 200 concurrent scrapers of 10,000 series.
+
+Usage::
+
+    .venv/bin/python bench/scrape.py [--scrapers 200] [--seconds 10] [--interval 1]
+        [--repeats 3]
+
+Builds the worker's own :class:`stream.metrics.Metrics` on a fresh registry with 625 keys x 4
+features published (10,000 per-stream series, plus the fixed metrics), serves it, and runs a
+CPU-bound pure-Python "processing" loop in the main thread (a stand-in for the worker's event
+loop; it never releases the GIL, which is the worst case for a server in threads). For each
+server and repeat: ``--seconds`` of processing alone, then ``--seconds`` with ``--scrapers``
+scrapers in a separate process (asyncio, raw sockets, ``Accept-Encoding: gzip``), each scraping,
+reading the whole answer, then waiting for the next multiple of ``--interval`` seconds (so every
+interval starts with ``--scrapers`` concurrent scrapes; Prometheus itself scrapes every 15 s).
+Prints scrape latency p50/p95/max (connect to last byte), 503s, renderings, and the processing
+rate with scrapers over without (the ratio).
+
+Servers: ``new`` is :func:`stream.metrics_server.start_metrics_server` at default settings
+(bounded pool, one rendering per ``metrics_cache_seconds``, 5 s), ``new-1s`` the same with
+``metrics_cache_seconds=1``; ``old`` is the anchor, the previous endpoint (a thread per
+connection, rendering and gzip for every request), kept here only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
+
+from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
+
+from stream.metrics import Metrics  # noqa: E402
+from stream.metrics_server import start_metrics_server  # noqa: E402
+from stream.settings import load_settings  # noqa: E402
+
+FEATURES = ("response_latency_ms", "token_count", "retry_count", "error_rate")
+
+
+def build_registry(keys: int) -> CollectorRegistry:
+    """The worker's metrics with ``keys`` x 4 features published (4 series per stream)."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, max_keys=keys)
+    for i in range(keys):
+        key = f"agent-{i:05d}"
+        for j, feature in enumerate(FEATURES):
+            metrics.set_stream(key, feature, 0.01 * ((i + j) % 97), 0.5, i % 50 == 0, 1.0)
+        metrics.set_accuracy(key, 0.9)
+        metrics.events_consumed.labels("agent-telemetry").inc(1000)
+    for feature in FEATURES:
+        metrics.observations.labels(feature).inc(10**6)
+    metrics.processing_latency.observe(0.02)
+    return registry
+
+
+class _OldHandler(BaseHTTPRequestHandler):
+    """The anchor: the previous endpoint's work per request (render, gzip when asked)."""
+
+    def do_GET(self) -> None:
+        body = generate_latest(self.server.registry)  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        if "gzip" in self.headers.get("Accept-Encoding", ""):
+            body = gzip.compress(body)
+            self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class OldServer:
+    """A thread per connection, rendering per request (the endpoint before the pool and cache)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _OldHandler)
+        self._server.daemon_threads = True
+        self._server.registry = registry  # type: ignore[attr-defined]
+        self.port = self._server.server_port
+        self.renderings = "-"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class NewServer:
+    """:func:`stream.metrics_server.start_metrics_server` at default settings."""
+
+    cache_seconds: float | None = None  # None: the default
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        changes = (
+            {} if self.cache_seconds is None else {"metrics_cache_seconds": self.cache_seconds}
+        )
+        settings = load_settings(environ={}, metrics_host="127.0.0.1", metrics_port=0, **changes)
+        self._server = start_metrics_server(settings, registry)
+        self.port = self._server.port
+
+    @property
+    def renderings(self) -> str:
+        return str(self._server.cache.renderings)
+
+    def close(self) -> None:
+        self._server.close()
+
+
+class NewServer1s(NewServer):
+    """The same with ``metrics_cache_seconds=1``: a rendering every second."""
+
+    cache_seconds = 1.0
+
+
+# --- the scrapers (a separate process, so their CPU does not share the server's GIL) ---------
+
+
+async def _scrape(port: int) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"GET /metrics HTTP/1.0\r\nHost: bench\r\nAccept-Encoding: gzip\r\n"
+        b"Connection: close\r\n\r\n"
+    )
+    await writer.drain()
+    data = await reader.read()
+    writer.close()
+    status = int(data[9:12]) if data.startswith(b"HTTP/") else 0
+    return time.perf_counter() - t0, status
+
+
+async def _scraper(
+    port: int, start: float, until: float, interval: float, out: list[tuple[float, int]]
+) -> None:
+    while time.time() < until:
+        try:
+            out.append(await asyncio.wait_for(_scrape(port), timeout=60))
+        except (TimeoutError, OSError):
+            out.append((float("nan"), -1))
+        now = time.time()
+        await asyncio.sleep(max(0.0, start + (int((now - start) / interval) + 1) * interval - now))
+
+
+async def _scrapers(
+    port: int, count: int, start: float, seconds: float, interval: float
+) -> list[tuple[float, int]]:
+    await asyncio.sleep(max(0.0, start - time.time()))
+    out: list[tuple[float, int]] = []
+    await asyncio.gather(
+        *(_scraper(port, start, start + seconds, interval, out) for _ in range(count))
+    )
+    return out
+
+
+def scraper_process(port: int, count: int, seconds: float, interval: float, conn: Any) -> None:
+    conn.send("ready")
+    start: float = conn.recv()
+    conn.send(asyncio.run(_scrapers(port, count, start, seconds, interval)))
+
+
+# --- the processing loop ----------------------------------------------------------------------
+
+
+def process(seconds: float) -> float:
+    """Units of pure-Python work per second for ``seconds`` (the event-loop stand-in)."""
+    units = 0
+    t0 = time.perf_counter()
+    deadline = t0 + seconds
+    while time.perf_counter() < deadline:
+        acc = 0
+        for i in range(2_000):
+            acc += i * i % 7
+        units += 1
+    return units / (time.perf_counter() - t0)
+
+
+def run(
+    make: Callable[[CollectorRegistry], Any],
+    registry: CollectorRegistry,
+    scrapers: int,
+    seconds: float,
+    interval: float,
+) -> dict[str, Any]:
+    server = make(registry)
+    parent, child = mp.Pipe()
+    proc = mp.get_context("spawn").Process(
+        target=scraper_process, args=(server.port, scrapers, seconds, interval, child)
+    )
+    proc.start()
+    try:
+        if not parent.poll(120):
+            raise RuntimeError("the scrapers' process did not start")
+        assert parent.recv() == "ready"  # the scrapers' process has started, and idles
+        alone = process(seconds)
+        start = time.time() + 0.2
+        parent.send(start)
+        time.sleep(max(0.0, start - time.time()))
+        loaded = process(seconds)
+        if not parent.poll(seconds + 120):
+            raise RuntimeError("the scrapers' process did not report")
+        results: list[tuple[float, int]] = parent.recv()
+        proc.join()
+        return {
+            "alone": alone,
+            "loaded": loaded,
+            "results": results,
+            "renderings": server.renderings,
+        }
+    finally:
+        server.close()
+
+
+def quantile(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(q * len(s)))] if s else float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scrapers", type=int, default=200)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--interval", type=float, default=1.0, help="seconds between scrape bursts")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--keys", type=int, default=625, help="keys x 4 features x 4 series")
+    args = ap.parse_args()
+    registry = build_registry(args.keys)
+    body = generate_latest(registry)
+    series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+    t0 = time.perf_counter()
+    for _ in range(5):
+        generate_latest(registry)
+    render = (time.perf_counter() - t0) / 5
+    print(
+        f"# bench/scrape.py: {series} series ({len(body) / 1e6:.2f} MB, "
+        f"{len(gzip.compress(body, 6)) / 1e3:.0f} KB gzip, one rendering {render * 1e3:.0f} ms), "
+        f"{args.scrapers} scrapers every {args.interval:g} s, {args.seconds:g} s per phase, "
+        f"{args.repeats} repeats, "
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
+    print(
+        f"{'server':<6} {'rep':>3} {'scrapes':>7} {'503':>5} {'failed':>6} {'p50 s':>7} "
+        f"{'p95 s':>7} {'max s':>7} {'renders':>7} {'proc/s alone':>12} {'proc/s scraped':>14} "
+        f"{'ratio':>6}"
+    )
+    makers: dict[str, Callable[[CollectorRegistry], Any]] = {
+        "old": OldServer,
+        "new": NewServer,
+        "new-1s": NewServer1s,
+    }
+    summary: dict[str, list[tuple[float, float, float]]] = {name: [] for name in makers}
+    for rep in range(args.repeats):
+        for name in makers:
+            r = run(makers[name], registry, args.scrapers, args.seconds, args.interval)
+            ok = [t for t, status in r["results"] if status == 200]
+            busy = sum(1 for _, status in r["results"] if status == 503)
+            failed = sum(1 for _, status in r["results"] if status not in (200, 503))
+            ratio = r["loaded"] / r["alone"]
+            p50, p95 = quantile(ok, 0.5), quantile(ok, 0.95)
+            summary[name].append((p50, p95, ratio))
+            print(
+                f"{name:<6} {rep:>3} {len(r['results']):>7} {busy:>5} {failed:>6} {p50:>7.3f} "
+                f"{p95:>7.3f} {max(ok, default=float('nan')):>7.3f} {r['renderings']:>7} "
+                f"{r['alone']:>12.0f} {r['loaded']:>14.0f} {ratio:>6.3f}"
+            )
+    print("# medians of the repeats")
+    for name, rows in summary.items():
+        p50 = statistics.median(r[0] for r in rows)
+        p95 = statistics.median(r[1] for r in rows)
+        ratio = statistics.median(r[2] for r in rows)
+        print(f"{name:<6} p50 {p50:.3f} s  p95 {p95:.3f} s  processing ratio {ratio:.3f}")
+    print(f"# load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
