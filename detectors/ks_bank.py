@@ -20,6 +20,7 @@ from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, Transition
 from detectors.ks import IncrementalKS, _finite_values
 from detectors.ks_kernel import (
     DONE,
+    IN_DRIFT,
     N_FLOATS,
     N_INTS,
     NEED_THRESHOLDS,
@@ -104,6 +105,10 @@ class KSBank:
         self._ints = np.zeros((s, N_INTS), dtype=np.int64)
         self._floats = np.zeros((s, N_FLOATS), dtype=np.float64)
         self._owned_ref = [d._ref for d in dets]
+        # what each row was packed from: a row is current while its detector's n_seen and
+        # calibration are unchanged (a read of ``gap`` only tightens the row's valid bound)
+        self._seen: list[int | None] = [None] * s
+        self._cal: list[object] = [None] * s
         for j, det in enumerate(dets):
             self._bind(j, det)
 
@@ -129,8 +134,8 @@ class KSBank:
         if det._ref is not self._owned_ref[j]:  # a new reference: new sizes, re-pack all
             self._pack_all()
             return True
-        t0, t1 = self._table_off[j], self._table_off[j + 1]
         if det._table is None:  # a calibration was installed
+            t0, t1 = self._table_off[j], self._table_off[j + 1]
             table = self._table[t0:t1]
             table[:] = det._threshold_table()
             det._table = table
@@ -167,10 +172,14 @@ class KSBank:
         for j in active:
             if self._refresh(j, self.detectors[j]):
                 break
+        seen, cals = self._seen, self._cal
         for j in active:
             det = self.detectors[j]
-            self._ints[j], self._floats[j] = det._pack(0)
-            det.transitions = []
+            if det.n_seen != seen[j] or det._calibration is not cals[j] or det._pending is not None:
+                self._ints[j], self._floats[j] = det._pack(0)
+                cals[j] = det._calibration
+            if det.transitions:
+                det.transitions = []
             det._drift_detected = False
         batch_off = _offsets(per.tolist())
         done = np.zeros(len(self.detectors), dtype=np.int64)
@@ -201,10 +210,14 @@ class KSBank:
             for j in np.flatnonzero(reasons != DONE).tolist():
                 self._resolve_stop(j, int(reasons[j]))
         out: list[list[Transition]] = [[] for _ in self.detectors]
-        for j in active:
+        rows = self._ints[active, : IN_DRIFT + 1].tolist()
+        for j, row in zip(active, rows, strict=True):
             det = self.detectors[j]
-            det._unpack(self._ints[j], self._floats[j])
+            win = det._window
+            win._start, win._size, det.n_seen, det._G, det._ops, det._below, in_drift = row
+            det._in_drift = bool(in_drift)
             det._result = None
+            seen[j] = det.n_seen
             out[j] = det.transitions
             last = det.transitions[-1] if det.transitions else None
             det._drift_detected = (
@@ -229,3 +242,4 @@ class KSBank:
             det._record(DRIFT_RESOLVED, low / (det._n * m))
         resume = int(self._ints[j, RESUME])
         self._ints[j], self._floats[j] = det._pack(resume)
+        self._cal[j] = det._calibration

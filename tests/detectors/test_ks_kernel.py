@@ -139,3 +139,58 @@ def test_bank_equals_separate_detectors() -> None:
         assert np.array_equal(one.window, two.window)
         assert one.n_seen == two.n_seen and one.in_drift == two.in_drift
         assert one.result() == two.result()
+
+
+def test_bank_follows_direct_updates_new_references_and_calibrations() -> None:
+    rng = np.random.default_rng(13)
+    refs = [rng.integers(0, 6, size=200).astype(float), rng.normal(size=250).round(1)]
+    solo = [IncrementalKS(r, window_size=40, ert=2_000, resolve_after=20) for r in refs]
+    banked = [IncrementalKS(r, window_size=40, ert=2_000, resolve_after=20) for r in refs]
+    bank = KSBank(banked)  # calibrations still running: installed during the first tests
+    seen_solo: list[tuple[int, str, int]] = []
+    seen_bank: list[tuple[int, str, int]] = []
+    for batch in range(40):
+        shift = 1.0 if 15 <= batch < 25 else 0.0
+        parts = [refs[j][rng.integers(0, refs[j].size, size=25)] + shift for j in range(2)]
+        if batch == 30:  # a re-baseline of stream 1 between batches
+            new_ref = rng.normal(size=260).round(1)
+            solo[1].set_reference(new_ref)
+            banked[1].set_reference(new_ref)
+        if batch % 7 == 3:  # stream 0 updated on its own, outside the bank
+            for j, det in ((0, solo[0]), (0, banked[0])):
+                det.update_many(parts[j][:5])
+                seen = seen_solo if det is solo[0] else seen_bank
+                seen += [(j, t.kind, t.index) for t in det.transitions]
+            parts[0] = parts[0][5:]
+        for j, det in enumerate(solo):
+            det.update_many(parts[j])
+            seen_solo.extend((j, t.kind, t.index) for t in det.transitions)
+        out = bank.update(np.concatenate(parts), [parts[0].size, parts[1].size])
+        for j, ts in enumerate(out):
+            seen_bank.extend((j, t.kind, t.index) for t in ts)
+        assert [d.gap for d in banked] == [d.gap for d in solo]
+    assert seen_bank == seen_solo
+    assert any(kind == DRIFT_STARTED for _, kind, _ in seen_solo)
+    for one, two in zip(solo, banked, strict=True):
+        assert one.result() == two.result() and one.in_drift == two.in_drift
+        assert np.array_equal(one.window, two.window)
+        a, b = one.calibration, two.calibration
+        assert a is not None and b is not None
+        assert (a.gap_high, a.gap_low, a.gap_mixed, a.mix) == (
+            b.gap_high,
+            b.gap_low,
+            b.gap_mixed,
+            b.mix,
+        )
+
+
+def test_bank_rejects_bad_batches_and_changes_nothing() -> None:
+    dets = [IncrementalKS([1.0, 2.0, 3.0], window_size=5, min_window=1) for _ in range(2)]
+    bank = KSBank(dets)
+    with pytest.raises(ValueError, match="counts must give 2 non-negative sizes summing to 3"):
+        bank.update([1.0, 2.0, 3.0], [1, 1])
+    with pytest.raises(ValueError, match="xs must be finite: value nan at index 1"):
+        bank.update([1.0, math.nan], [1, 1])
+    assert [d.n_seen for d in dets] == [0, 0]
+    with pytest.raises(ValueError, match="a bank takes count windows"):
+        KSBank([IncrementalKS([1.0, 2.0], window_size=5, duration=1.0)])
