@@ -168,6 +168,9 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
         ``scipy.stats.ks_2samp(reference, window).pvalue`` (``method='auto'``).
     statistic_location, statistic_sign
         Where the largest ECDF gap lies, and its sign (+1: the window moved up).
+    gap : int
+        The exact integer ``D * n * m`` (cached; what :attr:`statistic` and
+        :attr:`drift_score` read, without a full evaluation or a p-value).
 
     Notes
     -----
@@ -186,7 +189,9 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
     keeps its one episode open.
 
     The detector is updated in amortised ``O(log K)`` per event (``K`` distinct reference
-    values) and exact: it re-evaluates only when its alarm decision could change.
+    values) and exact: it re-evaluates only when its alarm decision could change. The update is
+    one compiled kernel applying a whole batch per call (:func:`detectors.ks_kernel.run`);
+    :class:`detectors.ks_bank.KSBank` applies it to many detectors in one call.
 
     References
     ----------
