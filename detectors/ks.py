@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from array import array
-from bisect import bisect_left
 from typing import Any
 
 import numpy as np
@@ -31,6 +30,16 @@ from detectors.calibration import (
     calibrate_gap,
     check_ert,
     check_guarantee,
+)
+from detectors.ks_kernel import (
+    DONE,
+    NEED_THRESHOLDS,
+    NOW,
+    RESUME,
+    STARTED,
+    exact_gap,
+    run,
+    slots_of,
 )
 from detectors.kstest import MAX_EXACT_N, KSResult, critical_gap, ks_pvalue
 from detectors.windows import Window, check_array, validate_window_args
@@ -90,6 +99,9 @@ def validate_alarm_args(
                 "ert calibration needs a count window tested when full: leave duration and "
                 f"min_window unset (got duration={duration!r}, min_window={min_window!r})"
             )
+
+
+_NO_TIMES = np.empty(0, dtype=np.float64)
 
 
 def _finite_values(xs: npt.ArrayLike, name: str = "xs") -> npt.NDArray[np.float64]:
@@ -156,6 +168,9 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
         ``scipy.stats.ks_2samp(reference, window).pvalue`` (``method='auto'``).
     statistic_location, statistic_sign
         Where the largest ECDF gap lies, and its sign (+1: the window moved up).
+    gap : int
+        The exact integer ``D * n * m`` (cached; what :attr:`statistic` and
+        :attr:`drift_score` read, without a full evaluation or a p-value).
 
     Notes
     -----
@@ -174,7 +189,9 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
     keeps its one episode open.
 
     The detector is updated in amortised ``O(log K)`` per event (``K`` distinct reference
-    values) and exact: it re-evaluates only when its alarm decision could change.
+    values) and exact: it re-evaluates only when its alarm decision could change. The update is
+    one compiled kernel applying a whole batch per call (:func:`detectors.ks_kernel.run`);
+    :class:`detectors.ks_bank.KSBank` applies it to many detectors in one call.
 
     References
     ----------
@@ -210,6 +227,8 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
     ...         print(f"drift detected at index {i}")
     drift detected at index 3025
     """
+
+    _table: npt.NDArray[np.int64] | None  # thresholds by window size, packed for the kernel
 
     def __init__(
         self,
@@ -288,6 +307,7 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
 
     def _install(self, calibration: KSCalibration) -> None:
         self._thresholds[self.window_size] = (calibration.gap_high, calibration.gap_low)
+        self._table = None
 
     @property
     def calibration(self) -> KSCalibration | None:
@@ -298,19 +318,11 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
         cal: KSCalibration | None = super().calibration
         return cal
 
-    def _alarm_floor(self, high: int) -> int:
-        """The smallest gap that can raise an alarm (below ``high`` for randomised tests)."""
-        cal = self.calibration
-        return high if cal is None else cal.floor
-
-    def _alarm(self, gap: int, high: int) -> bool:
-        cal = self.calibration
-        return gap >= high if cal is None else cal.fires(gap, self.n_seen, self.seed)
-
     def _reset_evidence(self) -> None:
         self._G = -1  # exact max_s |m R - n C| at the last evaluation; -1: unknown
         self._ops = 0  # window operations since then (each moves G by at most n)
         self._result: KSResult | None = None
+        self._table = None
 
     def set_reference(self, reference: npt.ArrayLike) -> None:
         """Replace the reference sample, keeping the window (a re-baseline).
@@ -325,7 +337,7 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
             slots = self._slots_of(window_values)
             order = (self._window._start + np.arange(window_values.size)) % self.window_size
             self._window._tags[order] = slots  # type: ignore[index]
-            np.add.at(self._counts, slots, 1)
+            self._counts += np.bincount(slots, minlength=self._counts.shape[0]).astype(np.int32)
 
     @property
     def reference(self) -> npt.NDArray[np.float64]:
@@ -341,10 +353,8 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
 
     # ------------------------------------------------------------------ slots
     def _slots_of(self, xs: npt.NDArray[np.float64]) -> npt.NDArray[np.int32]:
-        ref = np.frombuffer(self._ref, dtype=np.float64)
-        i = np.searchsorted(ref, xs, side="left")
-        hit = ref[np.minimum(i, ref.shape[0] - 1)] == xs
-        return (2 * i + hit).astype(np.int32)
+        slots: npt.NDArray[np.int32] = slots_of(np.frombuffer(self._ref, dtype=np.float64), xs)
+        return slots
 
     def _thresholds_for(self, m: int) -> tuple[int, int]:
         """Alarm and resolve thresholds on ``G = max|m R - n C|`` for a window of ``m``."""
@@ -361,10 +371,32 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
     # ------------------------------------------------------------------ evaluation
     def _gap(self) -> int:
         """Exact ``max_s |m R(s) - n C(s)|`` over the slots."""
-        m = self._window._size
-        c = np.cumsum(self._counts, dtype=np.int64)
-        g = m * self._ref_end - self._n * c
-        return int(max(g.max(), -g.min()))
+        return int(exact_gap(self._ref_end, self._counts, self._n, self._window._size))
+
+    @property
+    def gap(self) -> int:
+        """The current exact gap ``G = max_s |m R(s) - n C(s)|`` (``D = G / (n m)``).
+
+        Cached: the updates keep the last exact evaluation and the number of window operations
+        since; a stale gap is evaluated once, in one compiled ``O(K)`` pass, and kept (that
+        changes no decision: every decision depends on the exact gap alone).
+        """
+        if self._G < 0 or self._ops:
+            self._G = self._gap()
+            self._ops = 0
+        return self._G
+
+    @property
+    def statistic(self) -> float:
+        """``scipy.stats.ks_2samp(reference, window).statistic``, from the cached :attr:`gap`
+        (no p-value, no full evaluation; nan before any observation)."""
+        m, n = self._window._size, self._n
+        if m == 0:
+            return math.nan
+        if max(n, m) > MAX_EXACT_N:  # scipy's floating ECDF difference then
+            return self.result().statistic
+        g = math.gcd(n, m)
+        return (self.gap // g) / (n // g * m)
 
     def _evaluate(self) -> KSResult:
         """The full result, computed as scipy does (floating ECDF differences for the location)."""
@@ -401,8 +433,7 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
             d, loc, sign = max_s, float(ref_vals[i_max]), 1
         g = math.gcd(n, m)
         lcm = n // g * m
-        gap = self._gap() if self._G < 0 or self._ops else self._G
-        h = gap // g
+        h = self.gap // g
         if max(n, m) <= MAX_EXACT_N:
             d = h / lcm
         self._result = KSResult(d, ks_pvalue(n, m, h), loc, sign, n, m)
@@ -421,146 +452,138 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
         high, _low = self._thresholds_for(m)
         return high / (self._n * m)
 
-    # ------------------------------------------------------------------ alarm rule
-    def _decide(self) -> None:
-        """Apply the alarm rule after one update, evaluating exactly only when it matters."""
-        m = self._window._size
-        if m < self._min_window or not self._testable():
-            self._G = -1
-            return
-        high, low = self._thresholds_for(m)
-        slack = self._ops * self._n
-        G = self._G
-        if not self._in_drift:
-            if G < 0 or G + slack >= self._alarm_floor(high):
-                G = self._G = self._gap()
-                self._ops = 0
-                if self._alarm(G, high):
-                    self._in_drift = True
-                    self._drift_detected = True
-                    self._below = 0
-                    self._record(DRIFT_STARTED, high / (self._n * m))
-            return
-        if G >= 0 and G + slack < low:
-            self._below += 1
-        elif G >= 0 and G - slack >= low:
-            self._below = max(self._below - 1, 0)
-        else:
-            G = self._G = self._gap()
-            self._ops = 0
-            self._below = self._below + 1 if low > G else max(self._below - 1, 0)
-        if self._below >= self._resolve_after:
-            self._in_drift = False
-            self._below = 0
-            self._record(DRIFT_RESOLVED, low / (self._n * m))
-
-    def _safe_steps(self) -> int:
-        """How many further slides of a full count window certainly change no decision."""
-        if not self.calibration_ready:
-            # not waited for: nothing is decided until it is ready (see _decide)
-            return 0 if self.wait_for_calibration else self.window_size
-        if self._G < 0 or self._window._size != self.window_size:
-            return 0
-        n = self._n
-        high, low = self._thresholds_for(self.window_size)
-        G, ops = self._G, self._ops
-        if not self._in_drift:
-            return max(0, (self._alarm_floor(high) - 1 - G) // n - ops)
-        if G + ops * n < low:
-            return max(0, min((low - 1 - G) // n - ops, self._resolve_after - 1 - self._below))
-        if G - ops * n >= low:
-            return max(0, (G - low) // n - ops)
-        return 0
-
     # ------------------------------------------------------------------ updates
     def update(self, x: float, t: float | None = None) -> None:
         """Add one observation ``x`` (with event time ``t`` in seconds for time windows)."""
-        if self.transitions:
-            self.transitions = []
-        self._drift_detected = False
         x = float(x)
         if not math.isfinite(x):
             raise ValueError(f"x must be finite, got {x!r}")
-        ref = self._ref
-        i = bisect_left(ref, x)
-        slot = 2 * i + (i < len(ref) and ref[i] == x)
-        counts = self._counts
-        win = self._window
-        if win._times is not None:
-            stamp = win.clock(t)
-            for old in win.pop_expired():
-                counts[old] -= 1
-                self._ops += 1
-            old = win.push(x, stamp, slot)
-        else:
-            old = win.push(x, 0.0, slot)
-        if old >= 0:
-            counts[old] -= 1
-        counts[slot] += 1
-        self._ops += 1
-        self.n_seen += 1
-        self._result = None
-        self._decide()
+        times = _NO_TIMES
+        if self.duration is not None:
+            if t is None:
+                raise ValueError("t (event time in seconds) is required for a time-based window")
+            if not math.isfinite(t):
+                raise ValueError(f"t must be a finite time in seconds, got {t!r}")
+            times = np.array([t], dtype=np.float64)
+        self._run(np.array([x], dtype=np.float64), times)
 
     def update_many(self, xs: Any, ts: Any = None) -> None:
         """Add observations in order; afterwards identical to calling :meth:`update` on each.
 
-        Count windows take a vectorised path: runs of events that provably change no alarm
-        decision are applied in one numpy operation. :attr:`transitions` lists every episode
-        change of the batch.
+        The whole batch is applied by one compiled call (:func:`detectors.ks_kernel.run`),
+        resumed only after an episode change or to compute the thresholds of a window size not
+        tested before. :attr:`transitions` lists every episode change of the batch. Invalid
+        input raises ``ValueError`` before anything is applied.
         """
-        if self.duration is not None:
-            super().update_many(xs, ts)
-            return
         values = _finite_values(xs)
-        slots = self._slots_of(values)
+        times = _NO_TIMES
+        if self.duration is not None:
+            if ts is None:
+                raise ValueError(
+                    "t (event time in seconds) is required for a time-based window: give ts"
+                )
+            times = np.asarray(ts, dtype=np.float64).ravel()
+            if times.shape != values.shape:
+                raise ValueError(
+                    f"ts must have one time per value: got {times.shape[0]} times "
+                    f"for {values.shape[0]} values"
+                )
+            bad = ~np.isfinite(times)
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise ValueError(f"ts must be finite: value {float(times[i])!r} at index {i}")
+        self._run(values, times)
+
+    def _threshold_table(self) -> npt.NDArray[np.int64]:
+        """Alarm and resolve gaps by window size as the kernel reads them (-1: not yet known)."""
+        table = self._table
+        if table is None:
+            table = self._table = np.full((self.window_size + 1, 2), -1, dtype=np.int64)
+            for m, (high, low) in self._thresholds.items():
+                if 0 < m <= self.window_size:
+                    table[m] = high, low
+        return table
+
+    def _pack(self, resume: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """The scalar state and parameters as :func:`detectors.ks_kernel.run` takes them."""
+        win = self._window
+        cal = self._calibration
+        mixed, mix = (cal.gap_mixed, cal.mix) if cal is not None else (0, 0.0)
+        ints = np.array(
+            [
+                win._start,
+                win._size,
+                self.n_seen,
+                self._G,
+                self._ops,
+                self._below,
+                self._in_drift,
+                resume,
+                win.capacity,
+                self._n,
+                self._min_window,
+                self._resolve_after,
+                self._testable(),
+                self.seed,
+                mixed,
+                win._times is not None,
+            ],
+            dtype=np.int64,
+        )
+        floats = np.array(
+            [mix, win.now, math.inf if win.duration is None else win.duration], dtype=np.float64
+        )
+        return ints, floats
+
+    def _unpack(self, ints: npt.NDArray[np.int64], floats: npt.NDArray[np.float64]) -> None:
+        win = self._window
+        start, size, n_seen, gap, ops, below, in_drift = ints[:RESUME].tolist()
+        win._start, win._size, win.now = start, size, float(floats[NOW])
+        self.n_seen, self._G, self._ops, self._below = n_seen, gap, ops, below
+        self._in_drift = bool(in_drift)
+
+    def _run(self, values: npt.NDArray[np.float64], times: npt.NDArray[np.float64]) -> None:
+        """Apply a validated batch through the compiled kernel; record its transitions."""
         self.transitions = []
         self._drift_detected = False
-        b = values.shape[0]
-        k = 0
-        cap = self.window_size
+        win = self._window
+        ring_times = _NO_TIMES if win._times is None else win._times
+        ref = np.frombuffer(self._ref, dtype=np.float64)
+        assert win._tags is not None
+        k, resume, b = 0, 0, values.shape[0]
         while k < b:
-            size = self._window._size
-            if size < self._min_window:
-                take = min(b - k, self._min_window - 1 - size)
+            ints, floats = self._pack(resume)
+            applied, reason = run(
+                ints,
+                floats,
+                self._threshold_table(),
+                ref,
+                self._ref_end,
+                self._counts,
+                win._values,
+                win._tags,
+                ring_times,
+                values[k:],
+                times[k:] if times.shape[0] else times,
+            )
+            self._unpack(ints, floats)
+            self._result = None
+            k += applied
+            resume = int(ints[RESUME])
+            if reason == DONE:
+                break
+            m = win._size
+            high, low = self._thresholds_for(m)
+            if reason == NEED_THRESHOLDS:
+                self._threshold_table()[m] = high, low
+            elif reason == STARTED:
+                self._record(DRIFT_STARTED, high / (self._n * m))
             else:
-                take = min(b - k, self._safe_steps(), cap)
-            if take > 0:
-                self._apply_many(values[k : k + take], slots[k : k + take], certain=True)
-                k += take
-            if k < b:
-                self._apply_many(values[k : k + 1], slots[k : k + 1], certain=False)
-                k += 1
-                self._decide()
+                self._record(DRIFT_RESOLVED, low / (self._n * m))
         last = self.transitions[-1] if self.transitions else None
         self._drift_detected = (
             last is not None and last.kind == DRIFT_STARTED and last.index == self.n_seen
         )
-
-    def _apply_many(
-        self, values: npt.NDArray[np.float64], slots: npt.NDArray[np.int32], *, certain: bool
-    ) -> None:
-        """Push values into the window; ``certain``: a run `_safe_steps` proved decision-free."""
-        b = values.shape[0]
-        counts = self._counts
-        if b == 1:  # the common step between decisions: scalar operations beat ufunc.at
-            slot = int(slots[0])
-            old = self._window.push(float(values[0]), 0.0, slot)
-            counts[slot] += 1
-            if old >= 0:
-                counts[old] -= 1
-        else:
-            evicted = self._window.push_many(values, slots)
-            np.add.at(counts, slots, 1)
-            if evicted.size:
-                np.subtract.at(counts, evicted, 1)
-        self.n_seen += b
-        self._ops += b
-        self._result = None
-        if certain and self._in_drift:
-            # the run is certainly below (or certainly above) the resolve level throughout
-            _high, low = self._thresholds_for(self.window_size)
-            self._below = self._below + b if low > self._G else max(self._below - b, 0)
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
@@ -576,7 +599,7 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
             self.calibration  # noqa: B018 - wait for a pending calibration
         else:
             recalibrate = True
-        transient = {"_pending", "_result", "transitions"}
+        transient = {"_pending", "_result", "_table", "transitions"}
         if self.ert is None:
             transient.add("_thresholds")  # recomputed on demand (cached per process)
         out = {k: to_data(v) for k, v in self.__dict__.items() if k not in transient}
@@ -603,6 +626,7 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
         det.transitions = []
         det._pending = None
         det._result = None
+        det._table = None
         k = len(det._ref)
         values = np.frombuffer(det._ref, dtype=np.float64)
         check_array(det._ref_counts, np.int64, k, "reference counts")
