@@ -29,6 +29,7 @@ reported separately.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import statistics
@@ -45,6 +46,7 @@ sys.path.insert(0, str(_HERE.parent))
 import numpy as np  # noqa: E402
 import numpy.typing as npt  # noqa: E402
 
+import detectors.ks as ks  # noqa: E402
 from detectors.calibration import calibrate_gap, shared_calibrations  # noqa: E402
 from detectors.ks import IncrementalKS  # noqa: E402
 from detectors.null_rate import count_false_starts  # noqa: E402
@@ -111,6 +113,7 @@ def check(
     ratios = []
     total = 0
     rows = max(1, observations // STEPS)
+    ks.calibrate_gap = functools.partial(calibrate_gap, share=True)  # the detectors share too
     for agent in range(refs):
         det = IncrementalKS(reference_of(agent, feature, size), window, ert=ert)
         draw = profile(agent)[feature]

@@ -22,8 +22,8 @@ the simulated statistic, which a plain bootstrap from the reference would leave 
 * **Tied references** (retry counts, error flags, integer token counts, rounded rates):
   ``F*`` is Dirichlet(counts) on the reference's distinct values, so observations tie with the
   reference exactly as real discrete data do, and the threshold is conditional on the reference's
-  tie structure. References whose quantised tie structures agree (:mod:`detectors.signature`)
-  share one calibration of their signature's canonical reference.
+  tie structure. With ``share=True``, references whose quantised tie structures agree
+  (:mod:`detectors.signature`) share one calibration of their signature's canonical reference.
 
 The simulation is the detector's own null process, compiled (:mod:`detectors.kernels`): the
 window, a test after every event (or every ``stride``), the exact gap, episodes with the resolve
@@ -612,7 +612,7 @@ def calibrate_gap(
     seed: int = 0,
     stride: int = 1,
     guarantee: float | None = None,
-    share: bool = True,
+    share: bool = False,
 ) -> KSCalibration:
     """Calibrate the alarm threshold of a sliding KS test to ``ert``.
 
@@ -644,8 +644,9 @@ def calibrate_gap(
     share : bool
         Tied references: calibrate the canonical reference of the reference's tie signature
         (:func:`detectors.signature.tie_signature`) once per configuration and share the
-        result with every reference of that signature in the process (True, the default), or
-        calibrate this reference's own counts (False). Continuous references always share.
+        result with every reference of that signature in the process (True), or calibrate
+        this reference's own counts (False, the default until the false-alarm check of shared
+        thresholds holds at long ERTs; see BENCHMARKS.md). Continuous references always share.
 
     Returns
     -------

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
+import detectors.ks as ks
 from detectors import IncrementalKS
 from detectors.calibration import _shared, calibrate_gap
 from detectors.null_rate import count_false_starts
@@ -69,17 +71,20 @@ def test_shared_calibration_is_reused_and_does_not_depend_on_who_came_first() ->
         if tie_signature(x) == tie_signature(y) and not np.array_equal(x, y)
     )
     _shared.cache_clear()
-    first = calibrate_gap(a, 30, 800.0, resolve_after=5)
-    assert calibrate_gap(b, 30, 800.0, resolve_after=5) is first
+    first = calibrate_gap(a, 30, 800.0, resolve_after=5, share=True)
+    assert calibrate_gap(b, 30, 800.0, resolve_after=5, share=True) is first
     _shared.cache_clear()
-    again = calibrate_gap(b, 30, 800.0, resolve_after=5)
+    again = calibrate_gap(b, 30, 800.0, resolve_after=5, share=True)
     assert replace(again, seconds=first.seconds) == first
     own = calibrate_gap(a, 30, 800.0, resolve_after=5, share=False)
     assert own is not first
 
 
 @pytest.mark.parametrize("gen", [retries, tokens], ids=["retries", "tokens"])
-def test_streams_on_shared_thresholds_alarm_at_the_ert(gen: object) -> None:
+def test_streams_on_shared_thresholds_alarm_at_the_ert(
+    gen: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ks, "calibrate_gap", functools.partial(calibrate_gap, share=True))
     # 24 references, each served its signature's calibration; about 800 false alarms expected
     ert, window, rows, steps = 1_000.0, 30, 2, 20_000
     starts = observations = 0
