@@ -22,7 +22,8 @@ the simulated statistic, which a plain bootstrap from the reference would leave 
 * **Tied references** (retry counts, error flags, integer token counts, rounded rates):
   ``F*`` is Dirichlet(counts) on the reference's distinct values, so observations tie with the
   reference exactly as real discrete data do, and the threshold is conditional on the reference's
-  tie structure.
+  tie structure. With ``share=True``, references whose quantised tie structures agree
+  (:mod:`detectors.signature`) share one calibration of their signature's canonical reference.
 
 The simulation is the detector's own null process, compiled (:mod:`detectors.kernels`): the
 window, a test after every event (or every ``stride``), the exact gap, episodes with the resolve
@@ -54,6 +55,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.kernels import count_group_starts, count_starts, fires, simulate_segments
+from detectors.signature import tie_signature
 
 __all__ = [
     "CONTINUOUS_TIE_FRACTION",
@@ -63,6 +65,7 @@ __all__ = [
     "calibrate_null_statistics",
     "check_ert",
     "check_guarantee",
+    "shared_calibrations",
     "simulation_budget",
 ]
 
@@ -559,6 +562,10 @@ def calibrate_null_statistics(
     )
 
 
+#: Tied calibrations kept for sharing, one per tie signature and configuration.
+SHARED_CALIBRATIONS = 4096
+
+
 @lru_cache(maxsize=256)
 def _continuous(
     n: int,
@@ -574,6 +581,27 @@ def _continuous(
     return _calibrate(model, m, ert, ratio, resolve_after, seed, stride, "continuous", guarantee)
 
 
+@lru_cache(maxsize=SHARED_CALIBRATIONS)
+def _shared(
+    counts: tuple[int, ...],
+    m: int,
+    ert: float,
+    ratio: float,
+    resolve_after: int,
+    seed: int,
+    stride: int,
+    guarantee: float | None,
+) -> KSCalibration:
+    model = NullModel.of_reference(np.asarray(counts, dtype=np.int64), continuous=False)
+    return _calibrate(model, m, ert, ratio, resolve_after, seed, stride, "discrete", guarantee)
+
+
+def shared_calibrations() -> tuple[int, int]:
+    """``(hits, misses)`` of the shared tied calibrations in this process."""
+    info = _shared.cache_info()
+    return info.hits, info.misses
+
+
 def calibrate_gap(
     atom_counts: npt.ArrayLike,
     window_size: int,
@@ -584,6 +612,7 @@ def calibrate_gap(
     seed: int = 0,
     stride: int = 1,
     guarantee: float | None = None,
+    share: bool = False,
 ) -> KSCalibration:
     """Calibrate the alarm threshold of a sliding KS test to ``ert``.
 
@@ -612,6 +641,12 @@ def calibrate_gap(
         continuous data exactly the law of the reference's spacings under any continuous
         truth, so the threshold is distribution-free), and the ``p``-quantile of the rates
         over draws is calibrated.
+    share : bool
+        Tied references: calibrate the canonical reference of the reference's tie signature
+        (:func:`detectors.signature.tie_signature`) once per configuration and share the
+        result with every reference of that signature in the process (True), or calibrate
+        this reference's own counts (False, the default until the false-alarm check of shared
+        thresholds holds at long ERTs; see BENCHMARKS.md). Continuous references always share.
 
     Returns
     -------
@@ -636,8 +671,11 @@ def calibrate_gap(
     g = None if guarantee is None else float(guarantee)
     if (n - counts.size) / n <= CONTINUOUS_TIE_FRACTION:
         return _continuous(n, m, float(ert), float(resolve_ratio), after, seed, stride, g)
-    model = NullModel.of_reference(counts, continuous=False)
     ratio = float(resolve_ratio)
+    if share:
+        canonical = tie_signature(counts).counts
+        return _shared(canonical, m, float(ert), ratio, after, seed, stride, g)
+    model = NullModel.of_reference(counts, continuous=False)
     return _calibrate(model, m, float(ert), ratio, after, seed, stride, "discrete", g)
 
 
