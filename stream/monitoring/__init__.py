@@ -1,0 +1,1 @@
+"""Parts of the monitoring core kept out of :mod:`stream.monitor`: the categorical streams."""
