@@ -156,10 +156,11 @@ class Settings:
 
     @property
     def span_filter_spec(self) -> str:
-        """The span filter in force: ``span_filter``, else :data:`DEFAULT_SPAN_FILTER` for the
-        OTLP formats and none (``""``) for ``json``."""
+        """The span filter in force (``""``: every event counts): ``span_filter`` (``*`` for
+        every event), else :data:`DEFAULT_SPAN_FILTER` for the OTLP formats and none for
+        ``json``."""
         if self.span_filter is not None:
-            return self.span_filter
+            return "" if self.span_filter.strip() in ("", "*") else self.span_filter
         return "" if self.telemetry_format == "json" else DEFAULT_SPAN_FILTER
 
     def detector_for(self, feature: str) -> DetectorName:
@@ -531,13 +532,13 @@ def _validate_telemetry(s: Settings) -> None:
         f"also used as a numeric feature, key, timestamp or 'accuracy': {sorted(clash)}",
     )
     spec = s.span_filter
-    if spec is not None and spec.strip():
+    if spec is not None and spec.strip() not in ("", "*"):
         name, sep, rest = spec.partition("=")
         _check(
             bool(sep and name.strip() and any(v.strip() for v in rest.split(","))),
             "span_filter",
             spec,
-            "FIELD=VALUE[,VALUE...] (or empty: every span counts)",
+            "FIELD=VALUE[,VALUE...] (or '*': every span counts)",
         )
     low, high = OTLP_BYTES_RANGE
     _check(

@@ -89,8 +89,7 @@ def test_worker_reads_otlp_proto_spans_finds_both_drifts_and_counts_every_chat_s
         chat, tools = _produce(bootstrap, telemetry, gen)
         n_chat = sum(chat.values())
         wait_for(
-            lambda: _total(worker, "driftwatch_observations_total", {"feature": FINISH})
-            == n_chat,
+            lambda: _total(worker, "driftwatch_observations_total", {"feature": FINISH}) == n_chat,
             90,
             f"{n_chat} chat spans observed",
             worker,
