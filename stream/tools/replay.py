@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from stream.exceptions import ConfigError, DriftwatchError, InputFileError
+from stream.exceptions import DriftwatchError, InputFileError
 from stream.metrics import Metrics, calibrations_pending
 from stream.monitor import DriftMonitor, TransitionSnapshot
 from stream.processor import BatchProcessor, RawMessage
@@ -123,7 +123,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--span-filter",
         default=None,
-        help="FIELD=VALUE[,VALUE...]: only these events or spans count ('' keeps every one; "
+        help="FIELD=VALUE[,VALUE...]: only these events or spans count ('*' keeps every one; "
         "default: the span_filter setting, which for otlp_json defaults to the GenAI "
         "inference spans)",
     )
@@ -176,13 +176,11 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise InputFileError(str(path), "no such file")
-    try:
-        settings = settings.replace(
-            telemetry_format=args.format,
-            span_filter=settings.span_filter if args.span_filter is None else args.span_filter,
-        )
-    except ConfigError as exc:
-        raise DriftwatchError(str(exc)) from None
+    # a bad --span-filter is a ConfigError (a DriftwatchError: exit 2)
+    settings = settings.replace(
+        telemetry_format=args.format,
+        span_filter=settings.span_filter if args.span_filter is None else args.span_filter,
+    )
     plotter = None
     if args.plot_dir:
         plot_dir = Path(args.plot_dir)
