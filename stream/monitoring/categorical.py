@@ -309,20 +309,7 @@ class CategoricalStreams:
     @staticmethod
     def to_data(streams: Sequence[CategoryStream]) -> list[dict[str, Any]]:
         """The streams' state as plain data (what is needed to continue exactly)."""
-        return [
-            {
-                "detector": None if cs.detector is None else detector_state(cs.detector),
-                "warmup": list(cs.warmup),
-                "offsets": cs.offsets.copy(),
-                "seen": cs.seen,
-                "n_base": cs.n_base,
-                "opened": _to_data(cs.opened),
-                "refreshed_at": cs.refreshed_at,
-                "last_ts": cs.last_ts,
-                "partition": cs.partition,
-            }
-            for cs in streams
-        ]
+        return [_stream_to_data(cs) for cs in streams]
 
     def from_data(self, data: Any) -> list[CategoryStream]:
         """Streams from :meth:`to_data` (None: fresh ones, e.g. a state written before
@@ -331,49 +318,64 @@ class CategoricalStreams:
             return self.new_streams()
         if not isinstance(data, list) or len(data) != len(self.names):
             raise StateError(f"key state must hold {len(self.names)} categorical streams")
-        return [self._stream_from_data(d) for d in data]
+        return [_stream_from_data(d, self.settings) for d in data]
 
-    def _stream_from_data(self, doc: Any) -> CategoryStream:
-        names = ("detector", "warmup", "offsets", "seen", "n_base", "opened", "refreshed_at")
-        if not isinstance(doc, dict) or not all(n in doc for n in names):
-            raise StateError(f"categorical stream state must hold {', '.join(names)}")
-        warmup = doc["warmup"]
-        if not (
-            isinstance(warmup, list)
-            and len(warmup) <= self.settings.reference_size
-            and all(isinstance(c, str) and len(c) <= MAX_CATEGORY_CHARS for c in warmup)
-        ):
-            raise StateError("warm-up must be a list of category strings")
-        counts = [doc[n] for n in ("seen", "n_base")]
-        refreshed = doc["refreshed_at"]
-        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
-            raise StateError("seen and n_base must be integers >= 0")
-        if refreshed is not None and not (isinstance(refreshed, int) and refreshed >= 0):
-            raise StateError("refreshed_at must be an integer >= 0 or null")
-        det: CategoricalDetector | None = None
-        if doc["detector"] is not None:
-            restored = detector_from_state(doc["detector"])
-            if not isinstance(restored, CategoricalDetector):
-                raise StateError(f"a categorical stream needs a {CHI2} detector")
-            det = restored
-            if det.window_size != self.settings.window_size:
-                raise StateError(f"window_size {det.window_size} != {self.settings.window_size}")
-        opened = from_data(doc["opened"])
-        if opened is not None and not isinstance(opened, Transition):
-            raise StateError("opened must be a transition")
-        last_ts, partition = doc.get("last_ts", 0.0), doc.get("partition", 0)
-        if not (isinstance(last_ts, float | int) and math.isfinite(last_ts)):
-            raise StateError("last_ts must be a finite number")
-        if not (isinstance(partition, int) and partition >= 0):
-            raise StateError("partition must be an integer >= 0")
-        return CategoryStream(
-            check_array(doc["offsets"], np.int64, self.settings.window_size, "offsets").copy(),
-            det,
-            warmup,
-            seen=counts[0],
-            n_base=counts[1],
-            opened=opened,
-            refreshed_at=refreshed,
-            last_ts=float(last_ts),
-            partition=partition,
-        )
+
+def _stream_to_data(cs: CategoryStream) -> dict[str, Any]:
+    return {
+        "detector": None if cs.detector is None else detector_state(cs.detector),
+        "warmup": list(cs.warmup),
+        "offsets": cs.offsets.copy(),
+        "seen": cs.seen,
+        "n_base": cs.n_base,
+        "opened": _to_data(cs.opened),
+        "refreshed_at": cs.refreshed_at,
+        "last_ts": cs.last_ts,
+        "partition": cs.partition,
+    }
+
+
+def _stream_from_data(doc: Any, settings: Settings) -> CategoryStream:
+    names = ("detector", "warmup", "offsets", "seen", "n_base", "opened", "refreshed_at")
+    if not isinstance(doc, dict) or not all(n in doc for n in names):
+        raise StateError(f"categorical stream state must hold {', '.join(names)}")
+    warmup = doc["warmup"]
+    if not (
+        isinstance(warmup, list)
+        and len(warmup) <= settings.reference_size
+        and all(isinstance(c, str) and len(c) <= MAX_CATEGORY_CHARS for c in warmup)
+    ):
+        raise StateError("warm-up must be a list of category strings")
+    counts = [doc[n] for n in ("seen", "n_base")]
+    refreshed = doc["refreshed_at"]
+    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+        raise StateError("seen and n_base must be integers >= 0")
+    if refreshed is not None and not (isinstance(refreshed, int) and refreshed >= 0):
+        raise StateError("refreshed_at must be an integer >= 0 or null")
+    det: CategoricalDetector | None = None
+    if doc["detector"] is not None:
+        restored = detector_from_state(doc["detector"])
+        if not isinstance(restored, CategoricalDetector):
+            raise StateError(f"a categorical stream needs a {CHI2} detector")
+        det = restored
+        if det.window_size != settings.window_size:
+            raise StateError(f"window_size {det.window_size} != {settings.window_size}")
+    opened = from_data(doc["opened"])
+    if opened is not None and not isinstance(opened, Transition):
+        raise StateError("opened must be a transition")
+    last_ts, partition = doc.get("last_ts", 0.0), doc.get("partition", 0)
+    if not (isinstance(last_ts, float | int) and math.isfinite(last_ts)):
+        raise StateError("last_ts must be a finite number")
+    if not (isinstance(partition, int) and partition >= 0):
+        raise StateError("partition must be an integer >= 0")
+    return CategoryStream(
+        check_array(doc["offsets"], np.int64, settings.window_size, "offsets").copy(),
+        det,
+        warmup,
+        seen=counts[0],
+        n_base=counts[1],
+        opened=opened,
+        refreshed_at=refreshed,
+        last_ts=float(last_ts),
+        partition=partition,
+    )
