@@ -16,15 +16,18 @@ them; the benchmark waits until ``driftwatch_events_consumed_total`` reaches the
 and then reconciles, per reason:
 
 * oracle: what the generator made;
-* ``/metrics``: ``driftwatch_invalid_events_total{reason}``, and
-  ``driftwatch_observations_total{feature}`` for the valid ones (every feature of every valid
-  message reaches its detector; ``accuracy`` counts the labelled ones);
+* ``/metrics``: ``driftwatch_invalid_events_total{reason}``,
+  ``driftwatch_observations_total{feature}`` for the valid ones (every feature a valid message
+  has reaches its detector; ``accuracy`` counts the labelled ones),
+  ``driftwatch_missing_features_total{feature}`` (the features valid messages lack) and
+  ``driftwatch_skipped_total{reason}`` (messages without the key or any feature: skipped, not
+  dead-lettered);
 * dead-letter topic, read back with a consumer: records by their ``driftwatch-reason`` header,
   each traced through ``driftwatch-source`` to the message it came from, which must be invalid
   with that same reason, dead-lettered once, with its key and (first 960,000) bytes unchanged
   (checked by CRC-32).
 
-valid processed + dead-lettered must equal produced, with no mismatch on any line; the worker
+valid + skipped + dead-lettered must equal produced, with no mismatch on any line; the worker
 must still be the same running process with no crashed or restarted agent in its log. The table
 also gives the wall time and rate of the worker and its peak RSS (VmHWM). Exit status 1 on any
 mismatch.
@@ -47,6 +50,7 @@ import time
 import zlib
 from array import array
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
@@ -71,14 +75,16 @@ REASONS = (
     "oversized",
     "invalid_json",
     "not_an_object",
-    "missing_key",
-    "missing_feature",
+    "bad_key",
     "non_numeric",
     "non_finite",
     "bad_timestamp",
     "processing_error",
 )
 CODE = {reason: i + 1 for i, reason in enumerate(REASONS)}
+#: ledger code of a message the worker must skip (never dead-letter)
+SKIPPED = 200
+SKIP_REASONS = ("missing_key", "no_features")
 UNSENT = 255
 
 
@@ -125,11 +131,21 @@ def scaled_mix(total: int, max_oversized: int, max_boundary: int) -> dict[str, i
     return mix
 
 
+@dataclass
+class Oracle:
+    """What the generator made: dead-letter reasons, skip reasons, kinds, missing features."""
+
+    reasons: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    kinds: Counter[str] = field(default_factory=Counter)
+    missing: Counter[str] = field(default_factory=Counter)
+
+
 def produce(
     bootstrap: str, topic: str, total: int, mix: dict[str, int], one_mb: int, seed: int
-) -> tuple[Ledger, Counter[str], Counter[str], int, int, float]:
-    """Send the messages; return the ledger, the oracle's counts (by reason, and by kind), the
-    number of valid and of labelled messages, and the seconds it took."""
+) -> tuple[Ledger, Oracle, int, int, float]:
+    """Send the messages; return the ledger, the oracle's counts, the number of valid and of
+    labelled messages, and the seconds it took."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(
@@ -140,17 +156,21 @@ def produce(
         max_request_size=TOPIC_MAX_BYTES,
     )
     ledger = Ledger(total)
-    reasons: Counter[str] = Counter()
-    kinds: Counter[str] = Counter()
+    oracle = Oracle()
+    reasons, kinds = oracle.reasons, oracle.kinds
     valid = labelled = 0
     started = time.perf_counter()
     try:
         for i, m in enumerate(Generator(seed).stream(total, mix, one_mb)):
             kinds[m.kind] += 1
             reason = m.expected.reason
-            if reason is None:
+            if m.expected.skipped is not None:
+                oracle.skipped[m.expected.skipped] += 1
+                code = SKIPPED
+            elif reason is None:
                 valid += 1
                 labelled += m.expected.labelled
+                oracle.missing.update(m.expected.missing)
                 code = VALID
             else:
                 reasons[reason] += 1
@@ -168,7 +188,7 @@ def produce(
         producer.flush(timeout=300)
     finally:
         producer.close(timeout=30)
-    return ledger, reasons, kinds, valid, labelled, time.perf_counter() - started
+    return ledger, oracle, valid, labelled, time.perf_counter() - started
 
 
 def read_dead_letters(
@@ -228,6 +248,8 @@ def read_dead_letters(
                         problems[
                             "valid message dead-lettered"
                             if code == VALID
+                            else "skipped message dead-lettered"
+                            if code == SKIPPED
                             else "reason differs from the oracle"
                         ] += 1
                     if fingerprint(record.key, record.value) != ledger.prints[p][o]:
@@ -283,9 +305,10 @@ def main(argv: list[str] | None = None) -> int:
         soak.create_topic(bootstrap, dlq, 2, **big)
         soak.create_topic(bootstrap, settings["drift_topic"], 2)
         print(f"producing {n:,} messages to {topic}", file=sys.stderr, flush=True)
-        ledger, reasons, kinds, valid, labelled, produce_s = produce(
+        ledger, oracle, valid, labelled, produce_s = produce(
             bootstrap, topic, n, mix, args.one_mb, args.seed
         )
+        reasons, kinds = oracle.reasons, oracle.kinds
         produced = ledger.delivered
         if ledger.failed or produced != n:
             failures.append(f"{n - produced:,} not delivered: {ledger.failed[:3]}")
@@ -378,12 +401,22 @@ def main(argv: list[str] | None = None) -> int:
         f"{'dead-lettered':28s} {invalid:10,} {metric_invalid:10,} {dead:10,} "
         f"{abs(metric_invalid - invalid) + abs(dead - invalid):9,}"
     )
+    absent = soak.by_label(metrics, "driftwatch_missing_features_total", "feature")
     for feature in FEATURES:
-        mm = abs(int(processed[feature]) - valid)
+        want = valid - oracle.missing[feature]
+        mm = abs(int(processed[feature]) - want)
         mismatch_total += mm
         print(
-            f"{'valid: ' + feature:28s} {valid:10,} {int(processed[feature]):10,} {'':>10s} {mm:9,}"
+            f"{'valid: ' + feature:28s} {want:10,} {int(processed[feature]):10,} {'':>10s} {mm:9,}"
         )
+        want, got = oracle.missing[feature], int(absent.get(feature, 0))
+        mismatch_total += abs(got - want)
+        print(f"{'missing: ' + feature:28s} {want:10,} {got:10,} {'':>10s} {abs(got - want):9,}")
+    skipped_m = soak.by_label(metrics, "driftwatch_skipped_total", "reason")
+    for reason in SKIP_REASONS:
+        want, got = oracle.skipped[reason], int(skipped_m.get(reason, 0))
+        mismatch_total += abs(got - want)
+        print(f"{'skipped: ' + reason:28s} {want:10,} {got:10,} {'':>10s} {abs(got - want):9,}")
     mm = abs(int(accuracy) - labelled)
     mismatch_total += mm
     print(f"{'labelled: accuracy':28s} {labelled:10,} {int(accuracy):10,} {'':>10s} {mm:9,}")
@@ -391,16 +424,19 @@ def main(argv: list[str] | None = None) -> int:
     mm = abs(total_consumed - produced)
     mismatch_total += mm
     print(f"{'consumed':28s} {produced:10,} {total_consumed:10,} {'':>10s} {mm:9,}")
-    reconciled = int(min(processed.values())) + dead
+    # valid events as the worker saw them: the first feature's observations plus its misses
+    seen_valid = int(processed[FEATURES[0]] + absent.get(FEATURES[0], 0))
+    reconciled = seen_valid + int(sum(skipped_m.values())) + dead
     mm = abs(reconciled - produced)
     mismatch_total += mm
-    print(f"{'valid + dead = produced':28s} {produced:10,} {reconciled:10,} {'':>10s} {mm:9,}")
+    print(f"{'valid+skipped+dead=produced':28s} {produced:10,} {reconciled:10,} {'':>10s} {mm:9,}")
     for problem, c in sorted(problems.items()):
         mismatch_total += c
         print(f"{'DLQ: ' + problem:60s} {c:9,}")
     print()
     print(
-        f"produced {produced:,} ({valid:,} valid, {invalid:,} invalid) in {produce_s:.0f}s; "
+        f"produced {produced:,} ({valid:,} valid, {sum(oracle.skipped.values()):,} to skip, "
+        f"{invalid:,} invalid) in {produce_s:.0f}s; "
         f"worker pid {pid}: first to last message {wall:.1f}s = {rate:,.0f} events/s"
     )
     print(

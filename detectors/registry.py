@@ -27,6 +27,7 @@ import numpy as np
 
 from detectors.base import DriftDetector, Transition
 from detectors.calibration import KSCalibration
+from detectors.categorical import CategoricalDetector, CategoricalTransition, CategoryChange
 from detectors.ks import IncrementalKS
 from detectors.kstest import KSResult
 from detectors.river_adapters import ADWINDetector, KSWINDetector, PageHinkleyDetector
@@ -35,7 +36,9 @@ from detectors.windowed import WindowedKS
 from detectors.windows import Window
 
 __all__ = [
+    "CHI2",
     "KINDS",
+    "STATEFUL",
     "DetectorKind",
     "DetectorName",
     "StateError",
@@ -96,9 +99,26 @@ KINDS: Mapping[str, DetectorKind] = {
     )
 }
 
+#: The detector of categorical features (``CATEGORICAL_FEATURES``): not a choice of the numeric
+#: ``detector`` setting, but its state is stored like the others'.
+CHI2 = "chi2"
+#: Every class whose state :func:`detector_state` stores, by the kind name stored with it.
+STATEFUL: Mapping[str, type[DriftDetector]] = {
+    **{k.name: k.cls for k in KINDS.values()},
+    CHI2: CategoricalDetector,
+}
+
 #: Frozen dataclasses (and named tuples) a state may hold, rebuilt by their fields.
 _RECORDS: Mapping[str, type] = {
-    c.__name__: c for c in (KSCalibration, RiverCalibration, Transition, KSResult)
+    c.__name__: c
+    for c in (
+        KSCalibration,
+        RiverCalibration,
+        Transition,
+        KSResult,
+        CategoricalTransition,
+        CategoryChange,
+    )
 }
 
 
@@ -107,6 +127,13 @@ def kind_of(detector: DriftDetector) -> DetectorKind:
     for kind in KINDS.values():
         if type(detector) is kind.cls:
             return kind
+    raise TypeError(f"not a registered detector kind: {type(detector).__name__}")
+
+
+def _stored_kind(detector: DriftDetector) -> str:
+    for name, cls in STATEFUL.items():
+        if type(detector) is cls:
+            return name
     raise TypeError(f"not a registered detector kind: {type(detector).__name__}")
 
 
@@ -232,22 +259,23 @@ def _tuples(v: Any) -> Any:
 
 def detector_state(detector: DriftDetector) -> dict[str, Any]:
     """``detector``'s state as plain data: ``{"kind": name, "state": {...}}``."""
-    return {"kind": kind_of(detector).name, "state": detector.state()}  # type: ignore[attr-defined]
+    return {"kind": _stored_kind(detector), "state": detector.state()}  # type: ignore[attr-defined]
 
 
 def detector_from_state(data: Any) -> DriftDetector:
     """Rebuild a detector from :func:`detector_state`; raise :class:`StateError` if malformed."""
     doc = _mapping(data, "detector")
-    kind = KINDS.get(doc.get("kind"))  # type: ignore[arg-type]
-    if kind is None:
-        raise StateError(f"unknown detector kind {doc.get('kind')!r}")
-    build: Callable[[dict[str, Any]], DriftDetector] = kind.cls.from_state  # type: ignore[attr-defined]
+    name = doc.get("kind")
+    cls = STATEFUL.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise StateError(f"unknown detector kind {name!r}")
+    build: Callable[[dict[str, Any]], DriftDetector] = cls.from_state  # type: ignore[attr-defined]
     try:
-        return build(_mapping(doc.get("state"), kind.name))
+        return build(_mapping(doc.get("state"), str(name)))
     except StateError:
         raise
     except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
-        raise StateError(f"bad {kind.name} state: {exc!r}") from None
+        raise StateError(f"bad {name} state: {exc!r}") from None
 
 
 def restore_attributes(

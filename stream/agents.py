@@ -23,7 +23,8 @@ from stream.monitor import DriftMonitor
 from stream.processor import BatchProcessor, DeadLetter, RawMessage
 from stream.rebaseline import ControlHandler
 from stream.references import reference_loader, reference_source
-from stream.telemetry.records import ControlParser, DriftEvent, TelemetryParser
+from stream.telemetry.decoding import RecordDecoder
+from stream.telemetry.records import ControlParser, DriftEvent
 from stream.topics import Topics
 from stream.worker.consumer import TelemetryConsumer
 
@@ -40,7 +41,9 @@ monitor = DriftMonitor(
     # consumer; `replay` (and wait_for_calibration) wait instead, for reproducible results
     reproducible=settings.wait_for_calibration,
 )
-processor = BatchProcessor(TelemetryParser(settings), monitor, metrics, settings.telemetry_topic)
+processor = BatchProcessor(
+    RecordDecoder.from_settings(settings), monitor, metrics, settings.telemetry_topic
+)
 control_handler = ControlHandler(
     ControlParser(settings), monitor, metrics, max_streams=settings.control_max_streams
 )

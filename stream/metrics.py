@@ -53,6 +53,25 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        self.skipped = Counter(
+            p + "skipped",
+            "Telemetry events (or spans) skipped, not dead-lettered: filtered out by the span "
+            "filter, without the key fields, or without any feature; by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.missing_features = Counter(
+            p + "missing_features",
+            "Valid telemetry events that lacked a feature (its other features still count).",
+            ["feature"],
+            registry=registry,
+        )
+        self.chi2_statistic = Gauge(
+            p + "chi2_statistic",
+            "Current chi-square statistic of a categorical (key, feature) stream.",
+            ["key", "feature"],
+            registry=registry,
+        )
         self.observations = Counter(
             p + "observations", "Feature values fed to detectors.", ["feature"], registry=registry
         )
@@ -186,6 +205,8 @@ class Metrics:
         self.build_info.labels(_version()).set(1)
         for reason in ("invalid_json",):
             self.invalid_events.labels(reason)
+        for reason in ("filtered", "missing_key", "no_features"):
+            self.skipped.labels(reason)
         # both outcomes exist from the start, so increase() sees the first failed round
         for outcome in ("written", "failed"):
             self.checkpoints.labels(outcome)
@@ -213,6 +234,7 @@ class Metrics:
             for feature in features:
                 for gauge in (
                     self.ks_statistic,
+                    self.chi2_statistic,
                     self.p_value,
                     self.drift_active,
                     self.window_fill,
@@ -231,13 +253,23 @@ class Metrics:
         self.rolling_accuracy.labels(key).set(accuracy)
 
     def set_stream(
-        self, key: str, feature: str, statistic: float, p_value: float, active: bool, fill: float
+        self,
+        key: str,
+        feature: str,
+        statistic: float,
+        p_value: float,
+        active: bool,
+        fill: float,
+        *,
+        chi2: bool = False,
     ) -> None:
-        """Publish one (key, feature) stream's state (if the key is admitted)."""
+        """Publish one (key, feature) stream's state (if the key is admitted); ``chi2``: the
+        statistic is a categorical stream's chi-square, not a KS distance."""
         if not self.admits(key):
             return
         if not math.isnan(statistic):
-            self.ks_statistic.labels(key, feature).set(statistic)
+            gauge = self.chi2_statistic if chi2 else self.ks_statistic
+            gauge.labels(key, feature).set(statistic)
         if not math.isnan(p_value):
             self.p_value.labels(key, feature).set(p_value)
         self.drift_active.labels(key, feature).set(1 if active else 0)

@@ -39,6 +39,7 @@ from detectors import (
     WindowedKS,
 )
 from detectors.registry import (
+    CHI2,
     KINDS,
     StateError,
     detector_from_state,
@@ -49,7 +50,10 @@ from detectors.registry import (
 from detectors.windows import check_array
 from stream.exceptions import UnknownKeyError
 from stream.metrics import Metrics
+from stream.monitoring.categorical import CategoricalStreams, CategoryStream
 from stream.monitoring.rates import EVENTS, LABELLED, WorkerBudget
+from stream.monitoring.rings import first_offset as _first_offset
+from stream.monitoring.rings import push_ring as _push_ring
 from stream.settings import DetectorName, Settings
 from stream.telemetry.records import (
     ACCURACY_FEATURE,
@@ -183,6 +187,10 @@ class FeatureState:
     opened: Transition | None = None  # the alarm of the reported episode open now
     rebaselined: Transition | None = None  # the alarm of an episode a re-baseline closed
     refreshed_at: int | None = None  # observations (n_base + n_seen) at the last refresh
+    # a sparse stream (some of its key's events lack the feature) has its own offset ring and
+    # count; None: the stream has seen every event of its key and uses the key's ring
+    offsets: npt.NDArray[np.int64] | None = None
+    seen: int = 0
 
     @property
     def active(self) -> bool:
@@ -229,6 +237,7 @@ class KeyState:
     last_ts: float = 0.0
     accuracy: AccuracyState | None = None
     applied: list[str] = field(default_factory=list)  # ids of the latest commands applied
+    categorical: list[CategoryStream] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,24 +247,6 @@ class _Hit:
     pos: int
     transition: Transition
     window: npt.NDArray[np.float64] | None
-
-
-def _first_offset(
-    ring: npt.NDArray[np.int64],
-    base: int,
-    batch_offsets: npt.NDArray[np.int64],
-    pos: int,
-    n_window: int,
-) -> int:
-    """Offset of the first event of a window of ``n_window`` ending at batch position ``pos``.
-
-    ``base`` is the stream index of the batch's first event; ``ring`` holds the offsets of the
-    events before it at ``index % len(ring)``.
-    """
-    first = base + pos - max(n_window, 1) + 1
-    if first >= base:
-        return int(batch_offsets[first - base])
-    return int(ring[first % ring.shape[0]])
 
 
 def _reopened(det: IncrementalKS | WindowedKS, alarm: Transition) -> Transition:
@@ -279,17 +270,9 @@ def _close(state: KeyState) -> None:
     for fs in streams:
         if fs.detector is not None:
             fs.detector.close()
-
-
-def _push_ring(ring: npt.NDArray[Any], seen: int, values: npt.NDArray[Any]) -> None:
-    """Write ``values`` (stream indices ``seen, seen + 1, ...``) into ``ring``."""
-    cap = ring.shape[0]
-    tail = values[-cap:]
-    # indices seen + len(values) - len(tail) + i (mod cap): at most two contiguous slices
-    first = (seen + values.shape[0] - tail.shape[0]) % cap
-    head = min(tail.shape[0], cap - first)
-    ring[first : first + head] = tail[:head]
-    ring[: tail.shape[0] - head] = tail[head:]
+    for cs in state.categorical:
+        if cs.detector is not None:
+            cs.detector.close()
 
 
 _KEY_FIELDS = ("features", "offsets", "seen", "partition", "last_offset", "last_ts", "accuracy")
@@ -308,6 +291,8 @@ def _stream_to_data(fs: FeatureState) -> dict[str, Any]:
         "opened": to_data(fs.opened),
         "rebaselined": to_data(fs.rebaselined),
         "refreshed_at": fs.refreshed_at,
+        "offsets": None if fs.offsets is None else fs.offsets.copy(),
+        "seen": fs.seen,
     }
 
 
@@ -322,6 +307,7 @@ def _key_to_data(state: KeyState) -> dict[str, Any]:
         "last_offset": state.last_offset,
         "last_ts": state.last_ts,
         "applied": list(state.applied),
+        "categorical": CategoricalStreams.to_data(state.categorical),
         "accuracy": None
         if acc is None
         else {
@@ -373,6 +359,7 @@ def _stream_from_data(data: Any) -> FeatureState:
     detector = doc["detector"]
     # fields added after the first version are optional
     refreshed_at = doc.get("refreshed_at")
+    offsets = doc.get("offsets")
     return FeatureState(
         None if detector is None else detector_from_state(detector),
         warmup.tolist(),
@@ -383,6 +370,8 @@ def _stream_from_data(data: Any) -> FeatureState:
         opened=_transition(doc.get("opened"), "opened"),
         rebaselined=_transition(doc.get("rebaselined"), "rebaselined"),
         refreshed_at=None if refreshed_at is None else _count(refreshed_at, "refreshed_at"),
+        offsets=None if offsets is None else check_array(offsets, np.int64, None, "offsets").copy(),
+        seen=_count(doc.get("seen", 0), "seen"),
     )
 
 
@@ -427,7 +416,7 @@ class _Refresh:
         if m is not None:
             m.rebaseline_skipped.labels(reason).inc()
 
-    def admits(self, fs: FeatureState, det: DriftDetector) -> bool:
+    def admits(self, fs: FeatureState | CategoryStream, det: DriftDetector) -> bool:
         """Whether ``fs`` may be refreshed now (and count it if so)."""
         seen = fs.n_base + det.n_seen
         if (
@@ -480,6 +469,58 @@ class _Refresh:
         else:
             fs.rebaselined = fs.opened
         fs.opened = None
+
+
+@dataclass(slots=True)
+class _Column:
+    """One numeric feature's values in a key's batch: those present, and where they are.
+
+    A stream that has seen every event of its key uses the key's offset ring; the first event
+    without the feature gives it its own ring (a copy of the key's: until then both held the
+    same offsets at the same indices), so window offsets stay exact for sparse features.
+    """
+
+    xs: npt.NDArray[np.float64]
+    offsets: npt.NDArray[np.int64]
+    times: npt.NDArray[np.float64] | None
+    ring: npt.NDArray[np.int64]
+    base: int
+    where: npt.NDArray[np.intp] | None  # batch positions of the values (None: all)
+
+    @classmethod
+    def of(
+        cls,
+        fs: FeatureState,
+        state: KeyState,
+        values: npt.NDArray[np.float64],
+        present: npt.NDArray[np.bool_],
+        offsets: npt.NDArray[np.int64],
+        times: npt.NDArray[np.float64] | None,
+    ) -> _Column:
+        if fs.offsets is None:
+            if bool(present.all()):
+                return cls(values, offsets, times, state.offsets, state.seen, None)
+            fs.offsets, fs.seen = state.offsets.copy(), state.seen
+        where = np.flatnonzero(present)
+        return cls(
+            values[where],
+            offsets[where],
+            None if times is None else times[where],
+            fs.offsets,
+            fs.seen,
+            where,
+        )
+
+    def event_index(self, pos: int) -> int:
+        """The batch position of the ``pos``-th value."""
+        return pos if self.where is None else int(self.where[pos])
+
+    def advance(self, fs: FeatureState) -> None:
+        """Record the values' offsets in the stream's own ring (the key's is pushed once)."""
+        if self.where is not None:
+            assert fs.offsets is not None
+            _push_ring(fs.offsets, fs.seen, self.offsets)
+            fs.seen += self.xs.shape[0]
 
 
 class DriftMonitor:
@@ -559,13 +600,16 @@ class DriftMonitor:
                 max_sources=2 * settings.max_tracked_keys,
             )
         )
+        self._categorical = CategoricalStreams(
+            settings, metrics, reproducible=reproducible, ert_for=self._categorical_ert
+        )
 
     # ------------------------------------------------------------------ state
     @property
     def stream_names(self) -> tuple[str, ...]:
         """The features, and ``accuracy`` when accuracy is tracked."""
         extra = (ACCURACY_FEATURE,) if self.track_accuracy else ()
-        return (*self.settings.features, *extra)
+        return (*self.settings.features, *self.settings.categorical_features, *extra)
 
     # ------------------------------------------------------------------ checkpoints
     def snapshot(
@@ -676,6 +720,10 @@ class DriftMonitor:
         ):
             raise StateError(f"applied must be a list of at most {APPLIED_REMEMBERED} ids")
         state.applied = applied
+        for fs in state.features:
+            if fs.offsets is not None and fs.offsets.shape != (size,):
+                raise StateError(f"a stream's offsets must hold {size} values")
+        state.categorical = self._categorical.from_data(doc.get("categorical"))
         acc = doc["accuracy"]
         if acc is not None:
             a = _fields(acc, "accuracy", _ACCURACY_FIELDS)
@@ -706,6 +754,7 @@ class DriftMonitor:
             state = KeyState(
                 [FeatureState() for _ in self.settings.features],
                 np.full(self.settings.window_size, -1, dtype=np.int64),
+                categorical=self._categorical.new_streams(),
             )
             self.keys[key] = state
             while len(self.keys) > self.settings.max_tracked_keys:
@@ -716,7 +765,8 @@ class DriftMonitor:
 
     @property
     def tracked_streams(self) -> int:
-        return len(self.keys) * len(self.settings.features) + self._accuracy_streams
+        per_key = len(self.settings.features) + len(self.settings.categorical_features)
+        return len(self.keys) * per_key + self._accuracy_streams
 
     def _reference(self, key: str, j: int) -> npt.NDArray[np.float64] | None:
         if self.references is None:
@@ -833,17 +883,23 @@ class DriftMonitor:
         base = state.seen
         snapshot = self.on_transition is not None
         out: list[DriftEvent] = []
+        present = ~np.isnan(values)
         for j, fs in enumerate(state.features):
+            # sparse events: the stream sees only the events that have the feature, and keeps
+            # its own offset ring once one lacks it (see _Column)
+            col = _Column.of(fs, state, values[:, j], present[:, j], offsets, times)
+            if col.xs.shape[0] == 0:
+                continue
             start = 0
             if fs.detector is None:
-                start = self._warm_up(key, j, fs, values[:, j])
-                if fs.detector is None:
-                    continue
-            det = fs.detector
-            hits = self._feed(
-                fs, values[start:, j], None if times is None else times[start:], snapshot
-            )
-            fs.dirty = True
+                start = self._warm_up(key, j, fs, col.xs)
+            if fs.detector is not None:
+                det = fs.detector
+                ts = None if col.times is None else col.times[start:]
+                hits = self._feed(fs, col.xs[start:], ts, snapshot)
+                fs.dirty = True
+            else:
+                hits = []
             for hit in hits:
                 pos = start + hit.pos
                 t = hit.transition
@@ -853,18 +909,20 @@ class DriftMonitor:
                     self._detector_names[j],
                     DISTRIBUTION,
                     t,
-                    evs[pos],
-                    _first_offset(state.offsets, base, offsets, pos, t.n_window),
+                    evs[col.event_index(pos)],
+                    _first_offset(col.ring, col.base, col.offsets, pos, t.n_window),
                     fs.n_base + t.index,
                 )
                 out.append(event)
                 if hit.window is not None and isinstance(det, KS_DETECTORS):
                     self._snapshots.append(TransitionSnapshot(event, det.reference, hit.window))
+            col.advance(fs)
+            if self.metrics is not None:
+                self.metrics.observations.labels(self.settings.features[j]).inc(col.xs.shape[0])
         _push_ring(state.offsets, base, offsets)
         state.seen += len(evs)
-        if self.metrics is not None:
-            for feature in self.settings.features:
-                self.metrics.observations.labels(feature).inc(len(evs))
+        if state.categorical:
+            out.extend(self._categorical.process(key, state.categorical, evs))
         if self.track_accuracy:
             out.extend(self._process_accuracy(key, state, evs))
         if self.budget is not None:
@@ -1006,6 +1064,12 @@ class DriftMonitor:
         if self.budget is None:
             return None
         return self.budget.ert(key, source, self.tracked_streams, name)
+
+    def _categorical_ert(self, key: str, feature: str) -> float | None:
+        """The worker budget's ERT for a new categorical stream of ``key`` (None without)."""
+        if self.budget is None:
+            return None
+        return self.budget.ert(key, EVENTS, self.tracked_streams, CHI2)
 
     def _warm_up(self, key: str, j: int, fs: FeatureState, xs: npt.NDArray[np.float64]) -> int:
         """Create the detector if its reference is ready; return how many values it used."""
@@ -1216,8 +1280,11 @@ class DriftMonitor:
                 reference = window if file_refs is None else file_refs(k, name)
                 if reference is None or reference.size == 0 or not refresh.admits(fs, det):
                     continue
+                ring, seen = (
+                    (state.offsets, state.seen) if fs.offsets is None else (fs.offsets, fs.seen)
+                )
                 context = _StreamContext(
-                    k, name, self._detector_names[j], state.offsets, state.seen, state.last_ts
+                    k, name, self._detector_names[j], ring, seen, state.last_ts
                 )
                 refresh.close_episode(fs, det, window, context, state.partition)
                 det.set_reference(reference)
@@ -1242,6 +1309,12 @@ class DriftMonitor:
                 and refresh.admits(acc.stream, acc.stream.detector)
             ):
                 refresh.events.extend(self._rebaseline_accuracy(k, state, acc, refresh))
+            if file_refs is None and state.categorical:
+                refresh.events.extend(
+                    self._categorical.rebaseline(
+                        k, state.categorical, feature, refresh.admits, command_id=command_id
+                    )
+                )
         return refresh.events
 
     def _rebaseline_accuracy(
@@ -1353,6 +1426,8 @@ class DriftMonitor:
                 if fs.dirty:
                     fs.dirty = False
                     self._publish_stream(m, key, feature, fs)
+            if state.categorical:
+                self._categorical.publish(m, key, state.categorical)
             acc = state.accuracy
             if acc is not None and acc.stream.dirty:
                 acc.stream.dirty = False

@@ -9,11 +9,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from stream.metrics import Metrics
 from stream.monitor import DriftMonitor
+from stream.telemetry.decoding import RecordDecoder
 from stream.telemetry.records import DriftEvent, Invalid, Telemetry, TelemetryParser
 
 #: Largest dead-letter value written: Kafka's default request and message limits are about
@@ -72,16 +74,26 @@ class DeadLetter:
 class BatchOutcome:
     drift_events: list[DriftEvent] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    processed: int = 0
+    processed: int = 0  # telemetry events fed to the monitor (spans, for the OTLP formats)
+    skipped: Counter[str] = field(default_factory=Counter)  # events skipped, by reason
+    missing: Counter[str] = field(default_factory=Counter)  # valid events lacking a feature
 
 
 class BatchProcessor:
-    """Parses, validates and monitors batches; counts everything in ``metrics``."""
+    """Parses, validates and monitors batches; counts everything in ``metrics``.
+
+    ``parser`` is a :class:`~stream.telemetry.decoding.RecordDecoder` (a bare
+    :class:`TelemetryParser` is wrapped in a ``json`` one).
+    """
 
     def __init__(
-        self, parser: TelemetryParser, monitor: DriftMonitor, metrics: Metrics, topic: str
+        self,
+        parser: RecordDecoder | TelemetryParser,
+        monitor: DriftMonitor,
+        metrics: Metrics,
+        topic: str,
     ) -> None:
-        self.parser = parser
+        self.decoder = parser if isinstance(parser, RecordDecoder) else RecordDecoder(parser)
         self.monitor = monitor
         self.metrics = metrics
         self.topic = topic
@@ -91,23 +103,28 @@ class BatchProcessor:
         out = BatchOutcome()
         valid: list[Telemetry] = []
         sources: list[RawMessage] = []
-        parse = self.parser.parse
+        decode = self.decoder.decode
         for msg in messages:
-            r = parse(
+            r = decode(
                 msg.value, partition=msg.partition, offset=msg.offset, timestamp=msg.timestamp
             )
             if isinstance(r, Invalid):
                 out.dead_letters.append(DeadLetter(msg, r.reason, r.detail))
-            else:
-                valid.append(r)
+            elif r:
+                valid.extend(r)
                 sources.append(msg)
         out.drift_events = self.monitor.process(valid)
         out.processed = len(valid)
         failed = self.monitor.take_failed()
         if failed:
             by_position = {(msg.partition, msg.offset): msg for msg in sources}
+            lettered: set[tuple[int, int]] = set()
             for ev, exc in failed:
                 msg = by_position[(ev.partition, ev.offset)]
+                out.processed -= 1
+                if (ev.partition, ev.offset) in lettered:
+                    continue  # another span of the same record: it is dead-lettered once
+                lettered.add((ev.partition, ev.offset))
                 log.error(
                     "processing failed for %s[%d]@%d: %r",
                     self.topic,
@@ -116,10 +133,14 @@ class BatchProcessor:
                     exc,
                 )
                 out.dead_letters.append(DeadLetter(msg, "processing_error", repr(exc)))
-                out.processed -= 1
+        out.skipped, out.missing = self.decoder.take_counts()
         m = self.metrics
         m.events_consumed.labels(self.topic).inc(len(messages))
         for dl in out.dead_letters:
             m.invalid_events.labels(dl.reason).inc()
+        for reason, n in out.skipped.items():
+            m.skipped.labels(reason).inc(n)
+        for feature, n in out.missing.items():
+            m.missing_features.labels(feature).inc(n)
         m.processing_latency.observe(time.perf_counter() - started)
         return out

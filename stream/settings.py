@@ -29,10 +29,12 @@ __all__ = [
     "SASL_MECHANISMS",
     "SECRET_SETTINGS",
     "SECURITY_PROTOCOLS",
+    "TELEMETRY_FORMATS",
     "DetectorName",
     "SaslMechanism",
     "SecurityProtocol",
     "Settings",
+    "TelemetryFormat",
     "load_settings",
 ]
 
@@ -40,6 +42,13 @@ DETECTORS: tuple[str, ...] = get_args(DetectorName)
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SECURITY_PROTOCOLS: tuple[str, ...] = get_args(SecurityProtocol)
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+#: How telemetry record values are encoded (see :mod:`stream.telemetry.decoding`).
+TelemetryFormat = Literal["json", "otlp_json", "otlp_proto"]
+TELEMETRY_FORMATS: tuple[str, ...] = get_args(TelemetryFormat)
+#: The span filter of the OTLP formats when ``span_filter`` is not set (GenAI inference spans).
+DEFAULT_SPAN_FILTER = "gen_ai.operation.name=chat,text_completion,generate_content"
+#: Bounds of ``max_otlp_bytes`` (the Collector's Kafka producer sends up to 1,000,000 bytes).
+OTLP_BYTES_RANGE = (1_000_000, 64 * 2**20)
 SASL_MECHANISMS: tuple[str, ...] = get_args(SaslMechanism)
 #: Settings whose values are secrets: never shown in reprs or error messages.
 SECRET_SETTINGS = frozenset({"sasl_password", "metrics_basic_auth_password"})
@@ -84,6 +93,10 @@ class Settings:
     features: tuple[str, ...] = DEFAULT_FEATURES
     timestamp_field: str = "ts"
     max_message_bytes: int = 65_536
+    telemetry_format: TelemetryFormat = "json"
+    categorical_features: tuple[str, ...] = ()
+    span_filter: str | None = None
+    max_otlp_bytes: int = 4_194_304
     # Detection
     detector: DetectorName = "incremental_ks"
     feature_detectors: Mapping[str, DetectorName] = field(default_factory=dict)
@@ -137,11 +150,13 @@ class Settings:
         where each stream's ERT is derived from its measured event rate.
 
         From the fleet budget when both fleet settings are given: every telemetry event feeds
-        ``len(features)`` streams, so the fleet sees ``fleet_events_per_second * len(features)``
-        observations a second, and ``ert = that * 86,400 / fleet_false_alarms_per_day``.
+        ``len(features) + len(categorical_features)`` streams (every stream that can alarm), so
+        the fleet sees ``fleet_events_per_second`` times that many observations a second, and
+        ``ert = that * 86,400 / fleet_false_alarms_per_day``.
         """
         if self.fleet_false_alarms_per_day is not None and self.fleet_events_per_second:
-            per_day = self.fleet_events_per_second * len(self.features) * 86_400.0
+            streams = len(self.features) + len(self.categorical_features)
+            per_day = self.fleet_events_per_second * streams * 86_400.0
             return per_day / self.fleet_false_alarms_per_day
         return self.ert
 
@@ -160,6 +175,15 @@ class Settings:
         if self.false_alarms_per_day is not None:
             return self.false_alarms_per_day
         return DEFAULT_FALSE_ALARMS_PER_DAY
+
+    @property
+    def span_filter_spec(self) -> str:
+        """The span filter in force (``""``: every event counts): ``span_filter`` (``*`` for
+        every event), else :data:`DEFAULT_SPAN_FILTER` for the OTLP formats and none for
+        ``json``."""
+        if self.span_filter is not None:
+            return "" if self.span_filter.strip() in ("", "*") else self.span_filter
+        return "" if self.telemetry_format == "json" else DEFAULT_SPAN_FILTER
 
     def detector_for(self, feature: str) -> DetectorName:
         """The detector configured for ``feature``."""
@@ -524,10 +548,52 @@ def _validate(s: Settings) -> None:
         s.log_level,
         "one of debug, info, warning, error",
     )
+    _validate_telemetry(s)
     _validate_river_ert(s)
     _validate_security(s)
     _validate_metrics_security(s)
     _validate_signing(s)
+
+
+def _validate_telemetry(s: Settings) -> None:
+    """The telemetry format, categorical features, span filter and OTLP size limit."""
+    _check(
+        s.telemetry_format in TELEMETRY_FORMATS,
+        "telemetry_format",
+        s.telemetry_format,
+        f"one of {', '.join(TELEMETRY_FORMATS)}",
+    )
+    cats = s.categorical_features
+    _check(len(set(cats)) == len(cats), "categorical_features", cats, "duplicates")
+    _check(
+        not any("|" in f for f in cats),
+        "categorical_features",
+        cats,
+        "'|' separates key and feature in drift event keys",
+    )
+    clash = set(cats) & (set(s.features) | set(s.key_fields) | {s.timestamp_field, "accuracy"})
+    _check(
+        not clash,
+        "categorical_features",
+        cats,
+        f"also used as a numeric feature, key, timestamp or 'accuracy': {sorted(clash)}",
+    )
+    spec = s.span_filter
+    if spec is not None and spec.strip() not in ("", "*"):
+        name, sep, rest = spec.partition("=")
+        _check(
+            bool(sep and name.strip() and any(v.strip() for v in rest.split(","))),
+            "span_filter",
+            spec,
+            "FIELD=VALUE[,VALUE...] (or '*': every span counts)",
+        )
+    low, high = OTLP_BYTES_RANGE
+    _check(
+        isinstance(s.max_otlp_bytes, int) and low <= s.max_otlp_bytes <= high,
+        "max_otlp_bytes",
+        s.max_otlp_bytes,
+        f"must be an integer in [{low:,}, {high:,}]",
+    )
 
 
 #: The river detectors' sensitivity parameter that an ``ert`` calibrates.

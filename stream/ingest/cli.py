@@ -55,7 +55,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--span-filter",
         default=GENAI_FILTER,
-        help="FIELD=VALUE[,VALUE...]: keep only these spans ('' keeps every span)",
+        help="FIELD=VALUE[,VALUE...]: keep only these spans ('' or '*' keeps every span)",
     )
     p.add_argument("--max-bytes", type=int, help="largest raw record accepted")
     p.add_argument("--batch-records", type=int, default=200)
@@ -83,7 +83,9 @@ def config_from_args(args: argparse.Namespace) -> IngestConfig:
             key_fields=parse_names(args.key_fields),
             features=parse_names(args.features),
             categorical_features=parse_names(args.categorical_features),
-            span_filter=SpanFilter.parse(args.span_filter) if args.span_filter.strip() else None,
+            span_filter=SpanFilter.parse(args.span_filter)
+            if args.span_filter.strip() not in ("", "*")
+            else None,
         )
         return IngestConfig(
             raw_topic=args.raw_topic,

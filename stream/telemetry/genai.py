@@ -33,6 +33,7 @@ from typing import Any, Final
 
 import orjson
 
+from stream.settings import DEFAULT_SPAN_FILTER
 from stream.telemetry.otlp import AttributeValue, SpanObservation
 
 __all__ = [
@@ -55,7 +56,7 @@ GENAI_CATEGORICAL_FEATURES: Final = (
     "gen_ai.provider.name",
     "status.code",
 )
-GENAI_FILTER: Final = "gen_ai.operation.name=chat,text_completion,generate_content"
+GENAI_FILTER: Final = DEFAULT_SPAN_FILTER
 
 #: Why a span is skipped (the ``reason`` label of ``driftwatch_skipped_total``).
 SKIP_REASONS: Final = ("filtered", "missing_key", "no_features")

@@ -135,7 +135,7 @@ class Invalid:
 
 
 #: Why a sparse parser skips an event (the ``reason`` label of ``driftwatch_skipped_total``).
-SKIP_REASONS = ("missing_key", "no_features")
+SKIP_REASONS = ("filtered", "missing_key", "no_features")
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,21 +189,30 @@ def _as_seconds(raw: Any) -> float | None:
 
 
 class TelemetryParser:
-    """Validates raw messages against the configured key fields and features."""
+    """Validates raw messages against the configured key fields and features.
+
+    ``categorical_features`` defaults to the settings'. ``span_filter`` (a
+    ``FIELD=VALUE[,VALUE...]`` filter, see :class:`~stream.telemetry.genai.SpanFilter`) skips
+    the events whose field is not one of the values, with reason ``filtered``.
+    """
 
     def __init__(
         self,
         settings: Settings,
         *,
         sparse: bool = False,
-        categorical_features: tuple[str, ...] = (),
+        categorical_features: tuple[str, ...] | None = None,
+        span_filter: tuple[str, frozenset[str]] | None = None,
     ) -> None:
         self.key_fields = settings.key_fields
         self.features = settings.features
         self.timestamp_field = settings.timestamp_field
         self.max_bytes = settings.max_message_bytes
         self.sparse = sparse
-        self.categorical_features = categorical_features
+        self.categorical_features = (
+            settings.categorical_features if categorical_features is None else categorical_features
+        )
+        self.span_filter = span_filter
 
     def parse(
         self, raw: bytes | None, *, partition: int = 0, offset: int = 0, timestamp: float = 0.0
@@ -221,6 +230,22 @@ class TelemetryParser:
             return Invalid("invalid_json", str(exc)[:200], partition, offset)
         if not isinstance(doc, dict):
             return Invalid("not_an_object", f"JSON {type(doc).__name__}", partition, offset)
+        return self.parse_doc(doc, partition=partition, offset=offset, timestamp=timestamp)
+
+    def parse_doc(
+        self,
+        doc: dict[str, Any],
+        *,
+        partition: int = 0,
+        offset: int = 0,
+        timestamp: float = 0.0,
+    ) -> Telemetry | Invalid:
+        """Validate one decoded JSON object (what :meth:`parse` does after decoding)."""
+        if self.span_filter is not None:
+            name, allowed = self.span_filter
+            value = lookup(doc, name)
+            if value is None or isinstance(value, dict | list) or str(value) not in allowed:
+                return Skipped("filtered", f"{name}={value!r}"[:200], partition, offset)
         parts = []
         for name in self.key_fields:
             part = lookup(doc, name)
@@ -339,6 +364,9 @@ class DriftEvent:
     reference_source: str | None = None  # reference_refreshed events: "window" or "file"
     reason: str | None = None  # drift_resolved by a re-baseline: "rebaselined"
     command_id: str | None = None  # the control command behind a refresh (or its resolution)
+    # chi2 (categorical) streams: (category, reference_share, window_share) of the cell whose
+    # share moved most
+    largest_change: tuple[str, float, float] | None = None
 
     @property
     def event_id(self) -> str:
@@ -403,6 +431,13 @@ class DriftEvent:
             "reference_source": self.reference_source,
             "reason": self.reason,
             "command_id": self.command_id,
+            "largest_change": None
+            if self.largest_change is None
+            else {
+                "category": self.largest_change[0],
+                "reference_share": _num(self.largest_change[1]),
+                "window_share": _num(self.largest_change[2]),
+            },
         }
 
     def to_json(self) -> bytes:
@@ -449,7 +484,8 @@ class ControlParser:
     """Validates control commands against the configured features and reference file."""
 
     def __init__(self, settings: Settings) -> None:
-        self.features = settings.features
+        self.features = (*settings.features, *settings.categorical_features)
+        self.categorical_features = settings.categorical_features
         self.has_reference_file = bool(settings.reference_file)
         self.max_bytes = settings.max_message_bytes
         self.signing_key = settings.control_signing_key()
@@ -502,8 +538,8 @@ class ControlParser:
         if source == "file":
             if not self.has_reference_file:
                 return invalid("no_reference_file", "source 'file' but no reference_file is set")
-            if feature == ACCURACY_FEATURE:
+            if feature == ACCURACY_FEATURE or feature in self.categorical_features:
                 return invalid(
-                    "bad_source", "the accuracy stream has no file reference; use 'window'"
+                    "bad_source", f"the {feature} stream has no file reference; use 'window'"
                 )
         return ControlCommand(action, key, feature, source, partition, offset, command_id)

@@ -94,6 +94,8 @@ class GenAISpanGenerator:
         Seed of everything random.
     drift : GenAIDrift, optional
         The drift to inject.
+    drifts : sequence of GenAIDrift
+        More drifts (on other streams; for a span, the first matching drift applies).
     start_ns : int
         Start time of the first span (ns since the epoch); spans are ``step_ns`` apart.
     """
@@ -106,6 +108,7 @@ class GenAISpanGenerator:
         tool_share: float = 0.3,
         seed: int = 0,
         drift: GenAIDrift | None = None,
+        drifts: Sequence[GenAIDrift] = (),
         start_ns: int = 1_764_547_200_000_000_000,
         step_ns: int = 5_000_000,
     ) -> None:
@@ -118,6 +121,7 @@ class GenAISpanGenerator:
         self.models = tuple(models)
         self.tool_share = tool_share
         self.drift = drift
+        self.drifts: tuple[GenAIDrift, ...] = (*(() if drift is None else (drift,)), *drifts)
         self.start_ns = start_ns
         self.step_ns = step_ns
         self.spans_made = 0
@@ -147,13 +151,12 @@ class GenAISpanGenerator:
                 attributes=attrs,
             )
         provider, mean_out, ms_per_token = MODELS[model]
-        drifting = (
-            self.drift is not None
-            and i >= self.drift.start
-            and (service, model) == (self.drift.service, self.drift.model)
+        active = next(
+            (d for d in self.drifts if i >= d.start and (service, model) == (d.service, d.model)),
+            None,
         )
-        kind = self.drift.kind if drifting and self.drift is not None else None
-        magnitude = self.drift.magnitude if self.drift is not None else 0.0
+        kind = None if active is None else active.kind
+        magnitude = 0.0 if active is None else active.magnitude
         if kind == "output_tokens":
             mean_out *= 1 + magnitude
         output_tokens = int(rng.poisson(mean_out))

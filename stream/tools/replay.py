@@ -23,14 +23,13 @@ from typing import Any
 import orjson
 
 from stream.exceptions import DriftwatchError, InputFileError
-from stream.ingest.stage import explode
 from stream.metrics import Metrics, calibrations_pending
 from stream.monitor import DriftMonitor, TransitionSnapshot
 from stream.processor import BatchProcessor, RawMessage
 from stream.references import reference_loader, reference_source
-from stream.settings import Settings, load_settings
-from stream.telemetry.genai import GENAI_FILTER, SpanFilter, SpanMapping
-from stream.telemetry.records import ACCURACY_FEATURE, PERFORMANCE, TelemetryParser
+from stream.settings import load_settings
+from stream.telemetry.decoding import RecordDecoder
+from stream.telemetry.records import ACCURACY_FEATURE, PERFORMANCE
 from stream.tools.progress import Progress
 
 __all__ = ["ReplayTally", "TransitionPlotter", "add_parser", "run"]
@@ -117,13 +116,16 @@ def add_parser(sub: Any) -> None:
         "--format",
         default="json",
         choices=("json", "otlp_json"),
-        help="json: one telemetry event per line; otlp_json: one OTLP trace export request per "
-        "line, each span mapped with the key_fields and features settings",
+        help="json: one telemetry event per line (nested, sparse); otlp_json: one OTLP trace "
+        "export request per line, each span mapped with the key_fields, features and "
+        "categorical_features settings",
     )
     p.add_argument(
         "--span-filter",
-        default=GENAI_FILTER,
-        help="with --format otlp_json: FIELD=VALUE[,VALUE...] spans kept ('' keeps every span)",
+        default=None,
+        help="FIELD=VALUE[,VALUE...]: only these events or spans count ('*' keeps every one; "
+        "default: the span_filter setting, which for otlp_json defaults to the GenAI "
+        "inference spans)",
     )
     p.add_argument("--config", metavar="FILE", help="TOML settings file")
     p.add_argument("--window-size", type=int)
@@ -174,7 +176,11 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise InputFileError(str(path), "no such file")
-    mapping = _span_mapping(settings, args.span_filter) if args.format == "otlp_json" else None
+    # a bad --span-filter is a ConfigError (a DriftwatchError: exit 2)
+    settings = settings.replace(
+        telemetry_format=args.format,
+        span_filter=settings.span_filter if args.span_filter is None else args.span_filter,
+    )
     plotter = None
     if args.plot_dir:
         plot_dir = Path(args.plot_dir)
@@ -191,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
         reload_references=reference_loader(settings),
         on_transition=plotter,
     )
-    processor = BatchProcessor(TelemetryParser(settings), monitor, metrics, str(path))
+    processor = BatchProcessor(RecordDecoder.from_settings(settings), monitor, metrics, str(path))
     tally = ReplayTally()
     progress = Progress("replay", total=path.stat().st_size, unit="bytes", quiet=args.quiet)
     out = sys.stdout.buffer
@@ -203,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
                 if not line.strip():
                     continue
                 tally.lines += 1
-                batch.extend(_messages(line, lineno, mapping, tally))
+                batch.append(RawMessage(None, line, 0, lineno))
                 if len(batch) >= args.batch_size:
                     _flush(processor, batch, out, tally, progress)
                     batch = []
@@ -228,30 +234,6 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     return 1 if tally.drift_events else 0
-
-
-def _span_mapping(settings: Settings, span_filter: str) -> SpanMapping:
-    try:
-        return SpanMapping(
-            key_fields=settings.key_fields,
-            features=settings.features,
-            span_filter=SpanFilter.parse(span_filter) if span_filter.strip() else None,
-        )
-    except ValueError as exc:
-        raise DriftwatchError(str(exc)) from None
-
-
-def _messages(
-    line: bytes, lineno: int, mapping: SpanMapping | None, tally: ReplayTally
-) -> list[RawMessage]:
-    """The telemetry messages of one line: itself (json), or its mapped spans (otlp_json)."""
-    msg = RawMessage(None, line, 0, lineno)
-    if mapping is None:
-        return [msg]
-    exploded = explode([msg], "otlp_json", mapping)
-    tally.rejected.update(dl.reason for dl in exploded.dead_letters)
-    tally.skipped.update(exploded.skipped)
-    return [RawMessage(e.key.encode(), e.to_json(), 0, lineno) for e in exploded.events]
 
 
 def _flush(
@@ -280,3 +262,4 @@ def _flush(
     tally.valid += outcome.processed
     tally.drift_events += len(outcome.drift_events)
     tally.rejected.update(dl.reason for dl in outcome.dead_letters)
+    tally.skipped.update(outcome.skipped)

@@ -243,3 +243,40 @@ def test_background_calibration_and_pickling_under_ert() -> None:
     eager.update_many(stream)
     assert eager.n_seen == 600 and eager.window == stream[-100:]
     assert eager.calibration == same  # a cancelled calibration is computed when needed
+
+
+# ---------------------------------------------------------------------------- state
+def test_state_round_trip_continues_exactly_with_and_without_calibration() -> None:
+    from detectors.registry import StateError, detector_from_state, detector_state
+
+    rng = np.random.default_rng(11)
+    cats = ["a", "b", "c", "d", "rare"]
+    null = [0.5, 0.3, 0.15, 0.049, 0.001]
+    ref = rng.choice(cats, 800, p=null)
+    stream = np.r_[
+        rng.choice(cats, 900, p=null), rng.choice(cats, 700, p=[0.3, 0.3, 0.2, 0.1, 0.1])
+    ]
+    for kwargs in ({"alpha": 1e-4}, {"ert": 3000.0}):
+        whole = CategoricalDetector(ref, 150, **kwargs)
+        part = CategoricalDetector(ref, 150, **kwargs)
+        whole.update_many(stream)
+        part.update_many(stream[:1000])
+        state = detector_state(part)
+        assert state["kind"] == "chi2"
+        restored = detector_from_state(state)
+        assert isinstance(restored, CategoricalDetector)
+        before = [(t.kind, t.index) for t in part.transitions]
+        restored.update_many(stream[1000:])
+        after = [(t.kind, t.index, t.largest_change) for t in restored.transitions]
+        want = [(t.kind, t.index, t.largest_change) for t in whole.transitions]
+        assert [w for w in want if w[1] > 1000] == after, kwargs
+        assert all((k, i) in [(w[0], w[1]) for w in want] for k, i in before)
+        assert restored.statistic == whole.statistic and restored.categories == whole.categories
+    bad = detector_state(part)
+    bad["state"]["categories"] = ["a", "b"]  # no "other" cell
+    with pytest.raises(StateError):
+        detector_from_state(bad)
+    bad = detector_state(part)
+    bad["state"]["window"] = ["a"] * 151  # longer than the window
+    with pytest.raises(StateError):
+        detector_from_state(bad)

@@ -11,11 +11,13 @@ Rules of the oracle, in the order they apply:
    byte order mark, ``NaN``/``Infinity`` literals and numbers beyond the float range (even in
    fields nobody reads); integers beyond 64 bits are floats and fine;
 3. a document that is not an object is ``not_an_object``; duplicate names: the last one counts;
-4. ``agent_id`` null, absent, empty, a list or an object is ``missing_key``; a number that is
-   not an integer of at most 64 bits (a JSON parser reads those as floats, and distinct ids
-   would collapse) is ``bad_key``; other scalars are keys, as text;
-5. then each feature in settings order: null or absent is ``missing_feature``, anything but a
-   number (booleans included) is ``non_numeric``;
+4. ``agent_id`` null, absent, empty, a list or an object is *skipped* (reason ``missing_key``:
+   counted, not dead-lettered); a number that is not an integer of at most 64 bits (a JSON
+   parser reads those as floats, and distinct ids would collapse) is ``bad_key``; other
+   scalars are keys, as text;
+5. then each feature in settings order: null or absent is *missing* (the event feeds its other
+   features; the feature is counted as missing), anything but a number (booleans included) is
+   ``non_numeric``; an event missing every feature is *skipped* (reason ``no_features``);
 6. ``ts``: absent or null means the Kafka record time; otherwise epoch milliseconds in
    [0, end of year 9999] or an ISO 8601 string of a time in years 1-9999, else
    ``bad_timestamp``.
@@ -155,8 +157,14 @@ def ts_ok(v: Any) -> bool:
 
 @dataclass(frozen=True)
 class Expected:
-    reason: str | None  # None: valid
+    reason: str | None  # None: not dead-lettered (valid, or skipped)
     labelled: bool = False
+    skipped: str | None = None  # the skip reason of an event that is counted, not processed
+    missing: tuple[str, ...] = ()  # features a valid event lacks
+
+    @property
+    def valid(self) -> bool:
+        return self.reason is None and self.skipped is None
 
 
 def classify(raw: bytes | None, content: Any, syntax_reason: str | None) -> Expected:
@@ -176,19 +184,22 @@ def classify(raw: bytes | None, content: Any, syntax_reason: str | None) -> Expe
         return Expected("not_an_object")
     key = doc.get("agent_id")
     if key is None or key == "" or isinstance(key, list | dict):
-        return Expected("missing_key")
+        return Expected(None, skipped="missing_key")
     if isinstance(key, float) or (is_number(key) and not -(2**63) <= key < 2**64):
         return Expected("bad_key")
+    missing = []
     for name in FEATURES:
         v = doc.get(name)
         if v is None:
-            return Expected("missing_feature")
-        if not is_number(v):
+            missing.append(name)
+        elif not is_number(v):
             return Expected("non_numeric")
+    if len(missing) == len(FEATURES):
+        return Expected(None, skipped="no_features")
     if not ts_ok(doc.get("ts")):
         return Expected("bad_timestamp")
     labelled = doc.get("predicted_label") is not None and doc.get("true_label") is not None
-    return Expected(None, labelled)
+    return Expected(None, labelled, missing=tuple(missing))
 
 
 # ---------------------------------------------------------------------------- the generator
@@ -336,13 +347,15 @@ class Generator:
         assert msg.value is not None and len(msg.value) == MAX_BYTES + over
         return msg
 
-    # -- invalid
+    # -- sparse: valid with a feature missing, or skipped with none of them
     def missing_feature(self) -> Message:
         doc = self.event()
-        name = self.feature()
-        return self.message(
-            "missing_feature", doc.drop(name) if self.rng.random() < 0.5 else doc.set(name, None)
-        )
+        names = FEATURES if self.rng.random() < 0.2 else self.rng.sample(FEATURES, 1)
+        for name in names:
+            doc = doc.drop(name) if self.rng.random() < 0.5 else doc.set(name, None)
+        return self.message("missing_feature", doc)
+
+    # -- invalid
 
     def wrong_type(self) -> Message:
         return self.message(

@@ -33,6 +33,7 @@ from tests.integration.hostile import (
     MAX_BYTES,
     ONE_MB_PAYLOAD,
     TOPIC_MAX_BYTES,
+    Doc,
     Expected,
     Generator,
     Lit,
@@ -56,14 +57,14 @@ def test_the_oracle_on_hand_picked_cases() -> None:
         (good.set("token_count", Lit("1e400", None)), "invalid_json"),
         (good.add("x", [Lit("NaN", None)]), "invalid_json"),
         (good.set("token_count", True), "non_numeric"),
-        (good.add("token_count", None), "missing_feature"),
+        (good.add("token_count", None), None),  # sparse: valid, token_count missing
         (good.set("token_count", None).add("token_count", 5), None),
         (good.set("agent_id", 7), None),
         (good.set("agent_id", 2**64 - 1), None),
         (good.set("agent_id", 2**64), "bad_key"),  # read as a float: distinct ids would collapse
         (good.set("agent_id", 1.5), "bad_key"),
-        (good.set("agent_id", ""), "missing_key"),
-        (good.drop("agent_id").set("token_count", "x"), "missing_key"),
+        (good.set("agent_id", ""), None),  # skipped (missing_key), not dead-lettered
+        (good.drop("agent_id").set("token_count", "x"), None),
         (good.set("ts", LAST_SECOND_MS + 1000), "bad_timestamp"),
         (good.drop("ts"), None),
         ([good], "not_an_object"),
@@ -74,6 +75,12 @@ def test_the_oracle_on_hand_picked_cases() -> None:
     assert classify(b"x" * (MAX_BYTES + 1), None, "invalid_json").reason == "oversized"
     labelled = classify(encode(good.set("true_label", None)), good.set("true_label", None), None)
     assert labelled == Expected(None, labelled=False)
+    no_key = good.set("agent_id", "")
+    assert classify(encode(no_key), no_key, None) == Expected(None, skipped="missing_key")
+    sparse = good.add("token_count", None)
+    assert classify(encode(sparse), sparse, None).missing == ("token_count",)
+    bare = Doc([(k, v) for k, v in good.pairs if k not in FEATURES])
+    assert classify(encode(bare), bare, None) == Expected(None, skipped="no_features")
 
 
 # ---------------------------------------------------------------------------- the test
@@ -155,19 +162,21 @@ def test_hostile_input_is_processed_or_dead_lettered_exactly(
     dlq = topic_factory("hostile-dlq", partitions=2, configs=big)
     messages = Generator(SEED).build(TOTAL)
     reasons = Counter(m.expected.reason for m in messages if m.expected.reason is not None)
-    valid = [m for m in messages if m.expected.reason is None]
+    valid = [m for m in messages if m.expected.valid]
+    skipped = Counter(m.expected.skipped for m in messages if m.expected.skipped is not None)
+    missing = Counter(f for m in valid for f in m.expected.missing)
     labelled = sum(m.expected.labelled for m in valid)
     # the mix really is hostile: every reason the JSON can produce, and plenty of valid data
     assert set(reasons) >= {
         "oversized",
         "invalid_json",
         "not_an_object",
-        "missing_key",
-        "missing_feature",
+        "bad_key",
         "non_numeric",
         "bad_timestamp",
     }
-    assert len(valid) > TOTAL // 2 and sum(reasons.values()) > TOTAL // 4
+    assert set(skipped) == {"missing_key", "no_features"} and all(missing[f] for f in FEATURES)
+    assert len(valid) > TOTAL // 2 and sum(reasons.values()) > TOTAL // 5
     assert sum(m.value is None for m in messages) > 0
     assert sum(m.value is not None and len(m.value) >= ONE_MB_PAYLOAD for m in messages) == 6
 
@@ -197,14 +206,20 @@ def test_hostile_input_is_processed_or_dead_lettered_exactly(
         drift_total = total(worker, "driftwatch_drift_events_total")
         drift = read_topic(kafka_broker.bootstrap, drift_topic, int(drift_total), timeout=30)
 
-        # valid: every value reached its detector
+        # valid: every value reached its detector; a missing one is counted, not an error
         for feature in FEATURES:
             observed = sample(worker, "driftwatch_observations_total", {"feature": feature})
-            assert observed == len(valid), feature
+            assert observed == len(valid) - missing[feature], feature
+            absent = sample(worker, "driftwatch_missing_features_total", {"feature": feature})
+            assert absent == missing[feature], feature
+        # skipped (no key fields, or no feature): counted by reason, not dead-lettered
+        for reason in ("missing_key", "no_features", "filtered"):
+            counted = sample(worker, "driftwatch_skipped_total", {"reason": reason})
+            assert counted == skipped.get(reason, 0), reason
         assert sample(worker, "driftwatch_observations_total", {"feature": "accuracy"}) == labelled
 
         # invalid: counted by reason, and dead-lettered once each with the original bytes
-        for reason in (*reasons, "non_finite", "processing_error"):
+        for reason in (*reasons, "non_finite", "processing_error", "missing_feature"):
             counted = sample(worker, "driftwatch_invalid_events_total", {"reason": reason})
             assert counted == reasons.get(reason, 0), reason
         assert len(dead) == sum(reasons.values())
@@ -228,7 +243,7 @@ def test_hostile_input_is_processed_or_dead_lettered_exactly(
                 assert headers["driftwatch-truncated-from"] == str(len(whole)).encode()
                 assert headers["driftwatch-sha256"] == hashlib.sha256(whole).hexdigest().encode()
             assert record.key == original.key
-        assert len(valid) + len(dead) == TOTAL
+        assert len(valid) + sum(skipped.values()) + len(dead) == TOTAL
 
         # drift events: as many on the topic as counted, each one well-formed
         assert len(drift) == drift_total

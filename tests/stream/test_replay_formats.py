@@ -33,7 +33,8 @@ def test_a_file_with_nothing_valid_exits_2_and_says_why(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "4 lines, 0 valid events" in captured.err
-    assert "rejected 4 (invalid_json 2, missing_key 1, not_an_object 1)" in captured.err
+    # sparse rules: a line without the key is skipped and counted, not rejected
+    assert "rejected 3 (invalid_json 2, not_an_object 1); skipped 1 (missing_key 1)" in captured.err
     assert "no valid event in" in captured.err
 
 
