@@ -499,6 +499,9 @@ class DriftMonitor:
         copy of each such stream's window per batch when set, nothing when not.
     track_accuracy : bool
         Follow the accuracy of labelled events (off if a feature is named ``accuracy``).
+    input_id : str, optional
+        The input's identity in event ids (``sha256:<hex>`` of a replayed file); None means
+        the telemetry topic.
     """
 
     def __init__(
@@ -513,8 +516,10 @@ class DriftMonitor:
         on_transition: TransitionHook | None = None,
         track_accuracy: bool = True,
         reproducible: bool = True,
+        input_id: str | None = None,
     ) -> None:
         self.settings = settings
+        self.input_id = input_id  # the events' input identity; None: the telemetry topic
         self.reproducible = reproducible
         self.references = references
         self.metrics = metrics
@@ -1081,6 +1086,8 @@ class DriftMonitor:
             statistic_location=t.statistic_location,
             statistic_sign=t.statistic_sign,
             topic=self.settings.telemetry_topic,
+            app_id=self.settings.app_id,
+            input_id=self.input_id,
             partition=ev.partition,
             window_first_offset=first_offset,
             window_last_offset=ev.offset,
@@ -1276,6 +1283,8 @@ class DriftMonitor:
             statistic_location=det.statistic_location,
             statistic_sign=det.statistic_sign,
             topic=self.settings.telemetry_topic,
+            app_id=self.settings.app_id,
+            input_id=self.input_id,
             partition=partition,
             window_first_offset=first,
             window_last_offset=last,

@@ -30,7 +30,12 @@ from stream.processor import BatchProcessor, RawMessage
 from stream.references import reference_loader, reference_source
 from stream.settings import Settings, load_settings
 from stream.telemetry.genai import GENAI_FILTER, SpanFilter, SpanMapping
-from stream.telemetry.records import ACCURACY_FEATURE, PERFORMANCE, TelemetryParser
+from stream.telemetry.records import (
+    ACCURACY_FEATURE,
+    PERFORMANCE,
+    TelemetryParser,
+    file_identity,
+)
 from stream.tools.progress import Progress
 
 __all__ = ["ReplayTally", "TransitionPlotter", "add_parser", "run"]
@@ -190,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
         metrics=metrics,
         reload_references=reference_loader(settings),
         on_transition=plotter,
+        input_id=file_identity(path),
     )
     processor = BatchProcessor(TelemetryParser(settings), monitor, metrics, str(path))
     tally = ReplayTally()
