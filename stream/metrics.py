@@ -109,7 +109,7 @@ class Metrics:
         )
         self.consumer_lag = Gauge(
             p + "consumer_lag",
-            "Messages between the last processed offset and the log end.",
+            "Log end offset minus the next offset to process (refreshed every 5 s).",
             ["topic", "partition"],
             registry=registry,
         )
