@@ -101,6 +101,11 @@ class Metrics:
             )
             for name, what in (("precision", "precision"), ("recall", "recall"), ("f1", "F1"))
         )
+        self.broker_start_retries = Counter(
+            p + "broker_start_retries_total",
+            "Failed attempts to reach the broker before the worker started.",
+            registry=registry,
+        )
         self.processing_latency = Histogram(
             p + "processing_latency_seconds",
             "Time to process one batch of telemetry.",
