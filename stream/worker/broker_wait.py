@@ -6,7 +6,8 @@ is not there yet (connection refused, timeout, not answering metadata) is tried 
 then 2, 4, ... up to 30 s between attempts, each attempt logged and counted in
 ``driftwatch_broker_start_retries_total``. A broker that answers but refuses the credentials,
 or a TLS handshake that fails, is not retried: waiting would not fix it.
-:class:`BrokerRefusedError` says so (exit 2), without the password.
+:class:`BrokerRefusedError` says so, without the password; the worker logs it and starts, so
+that its Kafka clients report the refusal as they always did.
 """
 
 from __future__ import annotations
@@ -71,9 +72,10 @@ class BrokerRefusedError(DriftwatchError):
     broker's listener configuration; then start the worker again.
     """
 
-    def __init__(self, server: str, reason: str) -> None:
+    def __init__(self, server: str, reason: str, kind: str = "") -> None:
         self.server = server
         self.reason = reason
+        self.kind = kind  # the client's error class, e.g. SaslAuthenticationFailed
         super().__init__(f"the broker at {server} refused the connection: {reason}")
 
 
@@ -127,7 +129,9 @@ async def probe_broker(settings: Settings, *, timeout: float = PROBE_TIMEOUT) ->
             metadata = await asyncio.wait_for(conn.send(MetadataRequest([])), timeout)
         except _REFUSED as exc:
             raise BrokerRefusedError(
-                server, f"authentication failed or TLS refused ({_describe(exc, secrets)})"
+                server,
+                f"authentication failed or TLS refused ({_describe(exc, secrets)})",
+                type(exc).__name__,
             ) from None
         except (OSError, TimeoutError, kafka_errors.KafkaError) as exc:
             reasons.append(f"{server}: {_describe(exc, secrets)}")
@@ -207,7 +211,10 @@ def wait_for_broker(
             sleep(delay)
             continue
         except BrokerRefusedError as exc:
-            logger.error("%s", exc)
+            # one short line: the clients that start next report the refusal in full
+            logger.info(
+                "the broker at %s answered but refused the probe (%s)", exc.server, exc.kind
+            )
             raise
         logger.info("broker reachable at %s after %d attempt(s)", server, attempt)
         return retries

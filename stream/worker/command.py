@@ -38,10 +38,15 @@ def run(args: argparse.Namespace) -> int:
         if value is not None:
             os.environ[env] = str(value)
     from stream.settings import load_settings
-    from stream.worker.broker_wait import wait_for_broker
+    from stream.worker.broker_wait import BrokerRefusedError, wait_for_broker
 
     # settings errors exit 2 before anything connects; then wait for the broker with backoff
-    retries = wait_for_broker(load_settings())
+    try:
+        retries = wait_for_broker(load_settings())
+    except BrokerRefusedError:
+        # reachable but refused (logged, redacted): the worker's own clients report it as
+        # they always did, with their redacted protocol logs at --loglevel debug
+        retries = 0
     from faust import Worker
 
     from stream import agents
