@@ -81,6 +81,13 @@ class RollingClassification:
             self._labels.append(label)
         return code
 
+    def _encode(self, labels: Sequence[str]) -> npt.NDArray[np.int64]:
+        codes = self._codes
+        out = [codes.get(y, -1) for y in labels]
+        if -1 in out:  # a label not seen yet
+            out = [self._code(y) for y in labels]
+        return np.asarray(out, dtype=np.int64)
+
     def update(self, y_true: str, y_pred: str) -> None:
         """Count one pair (the oldest leaves once the window is full)."""
         self.update_many([y_true], [y_pred])
@@ -95,19 +102,18 @@ class RollingClassification:
         if n > self.window:  # only the last window pairs matter
             self._seen += n - self.window
             y_true, y_pred, n = y_true[-self.window :], y_pred[-self.window :], self.window
-        t = np.fromiter((self._code(y) for y in y_true), dtype=np.int64, count=n)
-        p = np.fromiter((self._code(y) for y in y_pred), dtype=np.int64, count=n)
+        t, p = self._encode(y_true), self._encode(y_pred)
         self._grow()
+        k = len(self._labels)
         positions = (self._seen + np.arange(n)) % self.window
         old_t, old_p = self._true[positions], self._pred[positions]
         filled = old_t >= 0
         old_t, old_p = old_t[filled], old_p[filled]
-        np.subtract.at(self._row, old_t, 1)
-        np.subtract.at(self._col, old_p, 1)
-        np.subtract.at(self._tp, old_t[old_t == old_p], 1)
-        np.add.at(self._row, t, 1)
-        np.add.at(self._col, p, 1)
-        np.add.at(self._tp, t[t == p], 1)
+        self._row += np.bincount(t, minlength=k) - np.bincount(old_t, minlength=k)
+        self._col += np.bincount(p, minlength=k) - np.bincount(old_p, minlength=k)
+        self._tp += np.bincount(t[t == p], minlength=k) - np.bincount(
+            old_t[old_t == old_p], minlength=k
+        )
         self._true[positions] = t
         self._pred[positions] = p
         self._seen += n
