@@ -123,6 +123,20 @@ class Metrics:
             ["key"],
             registry=registry,
         )
+        self.macro_precision, self.macro_recall, self.macro_f1 = (
+            Gauge(
+                p + name,
+                f"Macro {what} over the classes of the last window_size labelled events.",
+                ["key"],
+                registry=registry,
+            )
+            for name, what in (("precision", "precision"), ("recall", "recall"), ("f1", "F1"))
+        )
+        self.broker_start_retries = Counter(
+            p + "broker_start_retries_total",
+            "Failed attempts to reach the broker before the worker started.",
+            registry=registry,
+        )
         self.processing_latency = Histogram(
             p + "processing_latency_seconds",
             "Time to process one batch of telemetry.",
@@ -131,7 +145,7 @@ class Metrics:
         )
         self.consumer_lag = Gauge(
             p + "consumer_lag",
-            "Messages between the last processed offset and the log end.",
+            "Log end offset minus the next offset to process (refreshed every 5 s).",
             ["topic", "partition"],
             registry=registry,
         )
@@ -243,14 +257,27 @@ class Metrics:
                 ):
                     with contextlib.suppress(KeyError):
                         gauge.remove(key, feature)
-            with contextlib.suppress(KeyError):
-                self.rolling_accuracy.remove(key)
+            for gauge in self._classification_gauges:
+                with contextlib.suppress(KeyError):
+                    gauge.remove(key)
 
     def set_accuracy(self, key: str, accuracy: float) -> None:
         """Publish one key's rolling accuracy (if the key is admitted and it is known)."""
         if math.isnan(accuracy) or not self.admits(key):
             return
         self.rolling_accuracy.labels(key).set(accuracy)
+
+    @property
+    def _classification_gauges(self) -> tuple[Gauge, ...]:
+        return (self.rolling_accuracy, self.macro_precision, self.macro_recall, self.macro_f1)
+
+    def set_classification(self, key: str, precision: float, recall: float, f1: float) -> None:
+        """Publish one key's rolling macro precision, recall and F1 (if admitted and known)."""
+        if math.isnan(precision) or not self.admits(key):
+            return
+        self.macro_precision.labels(key).set(precision)
+        self.macro_recall.labels(key).set(recall)
+        self.macro_f1.labels(key).set(f1)
 
     def set_stream(
         self,

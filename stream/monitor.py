@@ -38,6 +38,7 @@ from detectors import (
     Transition,
     WindowedKS,
 )
+from detectors.classification import ClassificationScores, RollingClassification
 from detectors.registry import (
     CHI2,
     KINDS,
@@ -213,6 +214,7 @@ class AccuracyState:
     labelled: int = 0  # labelled events seen (the global index of the next one)
     reference_accuracy: float = math.nan
     last_ts: float = 0.0
+    classes: RollingClassification | None = None  # macro P/R/F1 over the same window
 
     @property
     def rolling_accuracy(self) -> float:
@@ -221,6 +223,26 @@ class AccuracyState:
         if filled == 0:
             return math.nan
         return 1.0 - int(np.count_nonzero(self.wrong[:filled])) / filled
+
+
+class _ClassFeed:
+    """Feeds a batch's labelled events to the key's confusion counts up to each position."""
+
+    def __init__(self, acc: AccuracyState, labelled: Sequence[Telemetry]) -> None:
+        if acc.classes is None:  # restored from a checkpoint written before the counts
+            acc.classes = RollingClassification(acc.wrong.shape[0])
+        self.classes = acc.classes
+        self.labelled = labelled
+        self.done = 0
+
+    def scores_at(self, pos: int) -> ClassificationScores:
+        """The scores once the events up to ``pos`` (inclusive) are counted."""
+        batch = self.labelled[self.done : pos + 1]
+        self.classes.update_many(
+            [str(e.true_label) for e in batch], [str(e.predicted_label) for e in batch]
+        )
+        self.done = max(self.done, pos + 1)
+        return self.classes.scores()
 
 
 @dataclass(slots=True)
@@ -317,6 +339,7 @@ def _key_to_data(state: KeyState) -> dict[str, Any]:
             "labelled": acc.labelled,
             "reference_accuracy": acc.reference_accuracy,
             "last_ts": acc.last_ts,
+            "classes": None if acc.classes is None else acc.classes.state(),
         },
     }
 
@@ -373,6 +396,19 @@ def _stream_from_data(data: Any) -> FeatureState:
         offsets=None if offsets is None else check_array(offsets, np.int64, None, "offsets").copy(),
         seen=_count(doc.get("seen", 0), "seen"),
     )
+
+
+def _classes_from_data(data: Any, window: int) -> RollingClassification:
+    """The accuracy stream's confusion counts (empty from a checkpoint written before them)."""
+    if data is None:
+        return RollingClassification(window)
+    try:
+        classes = RollingClassification.from_state(data)
+    except ValueError as exc:
+        raise StateError(f"classification: {exc}") from None
+    if classes.window != window:
+        raise StateError(f"classification window must be {window}, got {classes.window}")
+    return classes
 
 
 def _transition(data: Any, name: str) -> Transition | None:
@@ -543,6 +579,9 @@ class DriftMonitor:
         copy of each such stream's window per batch when set, nothing when not.
     track_accuracy : bool
         Follow the accuracy of labelled events (off if a feature is named ``accuracy``).
+    input_id : str, optional
+        The input's identity in event ids (``sha256:<hex>`` of a replayed file); None means
+        the telemetry topic.
     """
 
     def __init__(
@@ -557,8 +596,10 @@ class DriftMonitor:
         on_transition: TransitionHook | None = None,
         track_accuracy: bool = True,
         reproducible: bool = True,
+        input_id: str | None = None,
     ) -> None:
         self.settings = settings
+        self.input_id = input_id  # the events' input identity; None: the telemetry topic
         self.reproducible = reproducible
         self.references = references
         self.metrics = metrics
@@ -601,7 +642,11 @@ class DriftMonitor:
             )
         )
         self._categorical = CategoricalStreams(
-            settings, metrics, reproducible=reproducible, ert_for=self._categorical_ert
+            settings,
+            metrics,
+            reproducible=reproducible,
+            ert_for=self._categorical_ert,
+            input_id=input_id,
         )
 
     # ------------------------------------------------------------------ state
@@ -734,6 +779,7 @@ class DriftMonitor:
                 labelled=_count(a["labelled"], "labelled"),
                 reference_accuracy=_float(a["reference_accuracy"], "reference_accuracy", nan=True),
                 last_ts=_float(a["last_ts"], "last_ts"),
+                classes=_classes_from_data(a.get("classes"), size),
             )
         return state
 
@@ -1109,6 +1155,7 @@ class DriftMonitor:
                 FeatureState(one_sided=True),
                 np.zeros(size, dtype=np.bool_),
                 np.full(size, -1, dtype=np.int64),
+                classes=RollingClassification(size),
             )
             self._accuracy_streams += 1
         n = len(labelled)
@@ -1133,6 +1180,7 @@ class DriftMonitor:
                 fs.detector = self._accuracy_detector(key, reference)
                 acc.reference_accuracy = 1.0 - float(reference.mean())
                 fs.warmup = []
+        classes = _ClassFeed(acc, labelled)
         det = fs.detector
         if det is not None and start < n:
             for hit in self._feed(fs, errors[start:], None, False):
@@ -1151,11 +1199,13 @@ class DriftMonitor:
                     fs.n_base + t.index,
                     rolling_accuracy=rolling,
                     reference_accuracy=acc.reference_accuracy,
+                    classification=classes.scores_at(pos),
                 )
                 out.append(event)
                 if self.on_transition is not None and window is not None:
                     assert isinstance(det, KS_DETECTORS)
                     self._snapshots.append(TransitionSnapshot(event, det.reference, window))
+        classes.scores_at(n - 1)
         _push_ring(acc.wrong, base, wrong)
         _push_ring(acc.offsets, base, offsets)
         acc.labelled += n
@@ -1177,6 +1227,7 @@ class DriftMonitor:
         *,
         rolling_accuracy: float | None = None,
         reference_accuracy: float | None = None,
+        classification: ClassificationScores | None = None,
     ) -> DriftEvent:
         if self.metrics is not None:
             self.metrics.drift_events.labels(t.kind, feature).inc()
@@ -1194,6 +1245,8 @@ class DriftMonitor:
             statistic_location=t.statistic_location,
             statistic_sign=t.statistic_sign,
             topic=self.settings.telemetry_topic,
+            app_id=self.settings.app_id,
+            input_id=self.input_id,
             partition=ev.partition,
             window_first_offset=first_offset,
             window_last_offset=ev.offset,
@@ -1201,6 +1254,9 @@ class DriftMonitor:
             kind=kind,
             rolling_accuracy=rolling_accuracy,
             reference_accuracy=reference_accuracy,
+            macro_precision=None if classification is None else classification.precision,
+            macro_recall=None if classification is None else classification.recall,
+            macro_f1=None if classification is None else classification.f1,
         )
 
     # ------------------------------------------------------------------ re-baselining
@@ -1398,6 +1454,8 @@ class DriftMonitor:
             statistic_location=det.statistic_location,
             statistic_sign=det.statistic_sign,
             topic=self.settings.telemetry_topic,
+            app_id=self.settings.app_id,
+            input_id=self.input_id,
             partition=partition,
             window_first_offset=first,
             window_last_offset=last,
@@ -1432,6 +1490,8 @@ class DriftMonitor:
             if acc is not None and acc.stream.dirty:
                 acc.stream.dirty = False
                 m.set_accuracy(key, acc.rolling_accuracy)
+                if acc.classes is not None:
+                    m.set_classification(key, *acc.classes.scores())
                 self._publish_stream(m, key, ACCURACY_FEATURE, acc.stream)
 
     @staticmethod

@@ -19,6 +19,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -201,6 +202,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.timeout > 0:
+        raise DriftwatchError(f"--timeout must be > 0 seconds, got {args.timeout:g}")
     signing_key = None
     if args.signing_key_file:
         try:
@@ -213,32 +216,40 @@ def run(args: argparse.Namespace) -> int:
     from kafka.errors import KafkaError
 
     settings = client_settings(args)
+    deadline = time.monotonic() + args.timeout  # one bound for connecting and sending
+
+    def left() -> float:
+        return max(0.001, deadline - time.monotonic())
+
     try:
         producer = KafkaProducer(
-            **kafka_client_config(settings),
+            **kafka_client_config(settings, connect_timeout=args.timeout),
             acks="all",
             retries=5,
             max_block_ms=int(args.timeout * 1000),
+            request_timeout_ms=max(1000, int(args.timeout * 1000)),
         )
     except KafkaError as exc:
         raise DriftwatchError(
             f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}"
         ) from None
     key = (args.key or "*").encode()
+    partitions: list[int] = []
     try:
+        producer.config["max_block_ms"] = int(left() * 1000)
         partitions = sorted(producer.partitions_for(args.topic) or [])
         futures = (
             [producer.send(args.topic, key=key, value=value, partition=p) for p in partitions]
             if partitions
             else [producer.send(args.topic, key=key, value=value)]
         )
-        producer.flush(timeout=args.timeout)
+        producer.flush(timeout=left())
         for future in futures:
-            future.get(timeout=args.timeout)
+            future.get(timeout=left())
     except KafkaError as exc:
         raise DriftwatchError(f"cannot send to {args.topic}: {exc}") from None
     finally:
-        producer.close(timeout=10)
+        producer.close(timeout=min(left(), 2.0))
     sys.stdout.buffer.write(value + b"\n")
     sys.stdout.flush()
     print(

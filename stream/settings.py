@@ -8,10 +8,11 @@ start; a bad one raises :class:`~stream.exceptions.ConfigError` naming the setti
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -25,6 +26,7 @@ __all__ = [
     "DEFAULT_ERT",
     "DEFAULT_FEATURES",
     "DETECTORS",
+    "OTHER_VARIABLES",
     "REDACTED",
     "SASL_MECHANISMS",
     "SECRET_SETTINGS",
@@ -59,6 +61,16 @@ DEFAULT_FEATURES = ("response_latency_ms", "token_count", "retry_count", "error_
 #: event rate is measured (see stream.monitoring.rates).
 DEFAULT_ERT = 10_000.0
 ENV_PREFIX = "DRIFTWATCH_"
+#: ``DRIFTWATCH_*`` variables that are not settings but are read elsewhere: the settings file,
+#: and the local broker of ``scripts/kafka_local.py`` and the integration tests.
+OTHER_VARIABLES = frozenset(
+    {
+        "DRIFTWATCH_CONFIG",
+        "DRIFTWATCH_KAFKA_CACHE",
+        "DRIFTWATCH_KAFKA_DIR",
+        "DRIFTWATCH_KAFKA_BOOTSTRAP",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -664,6 +676,43 @@ _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 
 
+def _closest(name: str, candidates: Collection[str]) -> str:
+    """``; did you mean X?`` for the closest of ``candidates``, or a pointer to the list."""
+    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    if match:
+        return f"; did you mean {match[0]}?"
+    return " (see README, Configuration, for the settings)"
+
+
+def _section(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The settings of a TOML file: its ``[driftwatch]`` table, or its top level (not both)."""
+    if "driftwatch" not in data:
+        return data
+    others = sorted(k for k in data if k != "driftwatch")
+    if others:
+        raise ConfigError(
+            others[0],
+            REDACTED,
+            f"top-level key beside the [driftwatch] section in {path}: put every setting in "
+            f"[driftwatch] or every setting at the top level (found {', '.join(others)})",
+        )
+    section = data["driftwatch"]
+    if not isinstance(section, dict):
+        raise ConfigError("driftwatch", REDACTED, f"must be a table in {path}")
+    return section
+
+
+def _check_environment(env: Mapping[str, str], known: Collection[str]) -> None:
+    """Refuse a ``DRIFTWATCH_*`` variable that is neither a setting nor one read elsewhere."""
+    names = {ENV_PREFIX + name.upper() for name in known} | OTHER_VARIABLES
+    for variable in sorted(env):
+        if variable.startswith(ENV_PREFIX) and variable not in names:
+            # the value is not shown: it may be a secret under a misspelt name
+            raise ConfigError(
+                variable, REDACTED, f"unknown environment variable{_closest(variable, names)}"
+            )
+
+
 def load_settings(
     path: str | os.PathLike[str] | None = None,
     *,
@@ -683,12 +732,12 @@ def load_settings(
             raise ConfigError("config", str(p), "file not found") from None
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError("config", str(p), f"not readable as TOML: {exc}") from None
-        section = data.get("driftwatch", data)
-        for key, raw in section.items():
+        for key, raw in _section(data, p).items():
             if key not in known:
                 # the value is not shown: it may be a secret under a misspelt name
-                raise ConfigError(key, REDACTED, f"unknown setting in {p}")
+                raise ConfigError(key, REDACTED, f"unknown setting in {p}{_closest(key, known)}")
             values[key] = _convert(key, raw, known[key])
+    _check_environment(env, known)
     for name, annotation in known.items():
         raw = env.get(ENV_PREFIX + name.upper())
         if raw is not None:

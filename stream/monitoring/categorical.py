@@ -95,6 +95,8 @@ class CategoricalStreams:
     ert_for : callable, optional
         ``ert_for(key, feature)``: the ERT a new stream gets (the worker budget's share), or None
         for the settings' own alarm rule.
+    input_id : str, optional
+        The events' input identity (see :class:`~stream.telemetry.records.DriftEvent`).
     """
 
     def __init__(
@@ -104,12 +106,14 @@ class CategoricalStreams:
         *,
         reproducible: bool = True,
         ert_for: Callable[[str, str], float | None] | None = None,
+        input_id: str | None = None,
     ) -> None:
         self.settings = settings
         self.names: tuple[str, ...] = settings.categorical_features
         self.metrics = metrics
         self.reproducible = reproducible
         self.ert_for = ert_for
+        self.input_id = input_id
 
     def new_streams(self) -> list[CategoryStream]:
         """Fresh streams for a new key."""
@@ -194,6 +198,8 @@ class CategoricalStreams:
             self.metrics.drift_events.labels(t.kind, name).inc()
         change = getattr(t, "largest_change", None)
         return DriftEvent(
+            app_id=self.settings.app_id,
+            input_id=self.input_id,
             type=t.kind,
             key=key,
             feature=name,
@@ -277,6 +283,8 @@ class CategoricalStreams:
             self.metrics.drift_events.labels(kind, ctx.name).inc()
         refreshed = kind == REFERENCE_REFRESHED
         return DriftEvent(
+            app_id=self.settings.app_id,
+            input_id=self.input_id,
             type=kind,
             key=ctx.key,
             feature=ctx.name,

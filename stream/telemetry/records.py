@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -62,6 +63,7 @@ __all__ = [
     "Telemetry",
     "TelemetryParser",
     "event_id",
+    "file_identity",
     "lookup",
 ]
 
@@ -329,6 +331,19 @@ def event_id(*parts: object) -> str:
     return digest[:32]
 
 
+def file_identity(path: str | os.PathLike[str]) -> str:
+    """``sha256:<hex>`` of the bytes of ``path``: the input identity of a replayed file.
+
+    Events replayed from the same bytes get the same ids again; any other file (or an edited
+    one) gets different ids.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return f"sha256:{digest.hexdigest()}"
+
+
 def _num(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
@@ -367,20 +382,36 @@ class DriftEvent:
     # chi2 (categorical) streams: (category, reference_share, window_share) of the cell whose
     # share moved most
     largest_change: tuple[str, float, float] | None = None
+    app_id: str = "driftwatch"  # the deployment (settings.app_id)
+    input_id: str | None = None  # what was read: None is the topic; a file is "sha256:<hex>"
+    macro_precision: float | None = None  # performance events: over the window's classes
+    macro_recall: float | None = None
+    macro_f1: float | None = None
+
+    @property
+    def input(self) -> str:
+        """The input's identity: the telemetry topic, or ``sha256:<hex>`` of a replayed file."""
+        return self.topic if self.input_id is None else self.input_id
 
     @property
     def event_id(self) -> str:
+        """32 hex digits of SHA-256 over the deployment, the input and the event's position.
+
+        Two deployments (``app_id``) or two inputs never share an id; the same deployment
+        reading the same input gives the same ids again (for deduplication downstream).
+        """
         parts: list[object] = [
             self.type,
             self.key,
             self.feature,
             self.detector,
-            self.topic,
+            self.app_id,
+            self.input,
             self.partition,
             self.window_last_offset,
         ]
-        # Distribution drift events keep their original id; the others add what tells them
-        # apart (a feature may be called "accuracy"; refreshes can repeat at one offset).
+        # the others add what tells them apart (a feature may be called "accuracy";
+        # refreshes can repeat at one offset)
         if self.kind != DISTRIBUTION:
             parts.append(self.kind)
         if self.type == REFERENCE_REFRESHED:
@@ -401,6 +432,7 @@ class DriftEvent:
         return {
             "schema_version": SCHEMA_VERSION,
             "event_id": self.event_id,
+            "app_id": self.app_id,
             "type": self.type,
             "event_time": datetime.fromtimestamp(self.event_time, UTC).isoformat(
                 timespec="milliseconds"
@@ -420,6 +452,7 @@ class DriftEvent:
                 "direction": self.direction,
             },
             "source": {
+                "input": self.input,
                 "topic": self.topic,
                 "partition": self.partition,
                 "window_first_offset": self.window_first_offset,
@@ -428,6 +461,9 @@ class DriftEvent:
             "observations": self.observations,
             "rolling_accuracy": _opt(self.rolling_accuracy),
             "reference_accuracy": _opt(self.reference_accuracy),
+            "macro_precision": _opt(self.macro_precision),
+            "macro_recall": _opt(self.macro_recall),
+            "macro_f1": _opt(self.macro_f1),
             "reference_source": self.reference_source,
             "reason": self.reason,
             "command_id": self.command_id,

@@ -29,7 +29,7 @@ from stream.processor import BatchProcessor, RawMessage
 from stream.references import reference_loader, reference_source
 from stream.settings import load_settings
 from stream.telemetry.decoding import RecordDecoder
-from stream.telemetry.records import ACCURACY_FEATURE, PERFORMANCE
+from stream.telemetry.records import ACCURACY_FEATURE, PERFORMANCE, file_identity
 from stream.tools.progress import Progress
 
 __all__ = ["ReplayTally", "TransitionPlotter", "add_parser", "run"]
@@ -196,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
         metrics=metrics,
         reload_references=reference_loader(settings),
         on_transition=plotter,
+        input_id=file_identity(path),
     )
     processor = BatchProcessor(RecordDecoder.from_settings(settings), monitor, metrics, str(path))
     tally = ReplayTally()

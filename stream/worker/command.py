@@ -37,10 +37,22 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, attr, None)
         if value is not None:
             os.environ[env] = str(value)
+    from stream.settings import load_settings
+    from stream.worker.broker_wait import BrokerRefusedError, wait_for_broker
+
+    # settings errors exit 2 before anything connects; then wait for the broker with backoff
+    try:
+        retries = wait_for_broker(load_settings())
+    except BrokerRefusedError:
+        # reachable but refused (logged, redacted): the worker's own clients report it as
+        # they always did, with their redacted protocol logs at --loglevel debug
+        retries = 0
     from faust import Worker
 
+    from stream import agents
     from stream.app import app, settings
 
+    agents.metrics.broker_start_retries.inc(retries)
     worker = Worker(app, loglevel=(args.loglevel or settings.log_level).upper())
     worker.execute_from_commandline()  # returns when the worker stops (SIGINT/SIGTERM)
     return 0

@@ -50,6 +50,7 @@ from stream.worker.checkpoints import (
     marker_body,
     marker_record,
 )
+from stream.worker.lag import LAG_INTERVAL, LagTracker, refresh_every
 from stream.worker.rebalance import plan_assignment
 
 __all__ = ["TelemetryConsumer"]
@@ -110,6 +111,8 @@ class TelemetryConsumer:
         self._ready = asyncio.Event()  # set once the first assignment's state is in place
         self._claims: dict[int, int] = {}  # partition -> claim number of this worker's writes
         self.codec = CheckpointCodec(settings.checkpoint_signing_key())
+        self.lag = LagTracker(metrics.consumer_lag, settings.telemetry_topic)
+        self._lag_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -141,10 +144,17 @@ class TelemetryConsumer:
         await self._consumer.start()
         self._consumer.subscribe([s.telemetry_topic], listener=_Rebalance(self))
         self._task = asyncio.create_task(self._run(), name="driftwatch-telemetry")
+        self._lag_task = asyncio.create_task(
+            refresh_every(LAG_INTERVAL, self.refresh_lag, self._stopping),
+            name="driftwatch-consumer-lag",
+        )
 
     async def stop(self) -> None:
         """Finish the batch in hand, write a last checkpoint and commit, leave the group."""
         self._stopping.set()
+        if self._lag_task is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self._lag_task, LAG_INTERVAL + 1.0)
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, self.settings.batch_timeout + 30.0)
@@ -218,7 +228,6 @@ class TelemetryConsumer:
                 last[tp.partition] = records[-1].offset
         for partition, offset in last.items():
             self.positions[partition] = offset + 1
-        self._update_lag(last)
 
     async def _deliver(self, events: list[DriftEvent], dead_letters: list[DeadLetter]) -> None:
         """Send drift events and dead letters; return once the broker acknowledged them all."""
@@ -266,16 +275,19 @@ class TelemetryConsumer:
                 await asyncio.sleep(RETRY_BACKOFF)
             todo = failed
 
-    def _update_lag(self, last: dict[int, int]) -> None:
+    async def refresh_lag(self) -> None:
+        """Set ``driftwatch_consumer_lag`` from the log end offsets of the assigned partitions."""
         consumer = self._consumer
-        assert consumer is not None
+        assigned = set(self.assigned)
+        if consumer is None or not assigned:
+            self.lag.refresh({}, {}, ())
+            return
         topic = self.settings.telemetry_topic
-        for partition, offset in last.items():
-            end = consumer.highwater(TopicPartition(topic, partition))
-            if end is not None and end >= 0:
-                self.metrics.consumer_lag.labels(topic, str(partition)).set(
-                    max(0, end - offset - 1)
-                )
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in sorted(assigned)])
+        # no await from here on: a rebalance cannot come between reading and setting
+        self.lag.refresh(
+            self.positions, {tp.partition: end for tp, end in ends.items()}, self.assigned
+        )
 
     # ------------------------------------------------------------------ checkpoints
     async def _ensure_topics(self, client: dict[str, Any]) -> int:
@@ -474,6 +486,7 @@ class TelemetryConsumer:
                 if p in self.positions:
                     self._held[p] = self.positions[p]
             self.assigned -= partitions
+            self.lag.forget(partitions)
 
     async def on_assigned(self, partitions: set[int]) -> None:
         """After a rebalance: keep, restore or start the state of each assigned partition."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from pathlib import Path
 
@@ -109,6 +110,20 @@ def test_drift_events_dead_letters_and_metrics(
         assert records[0].key == b"agent-2|response_latency_ms"
         assert event["largest_gap"]["direction"] == "increase"
         assert event["source"]["topic"] == telemetry
+        # the id covers the deployment and the input: the topic, partition and offset
+        assert event["app_id"] == settings["app_id"] and event["source"]["input"] == telemetry
+        parts = [event[k] for k in ("type", "key", "feature", "detector", "app_id")]
+        parts += [telemetry, event["source"]["partition"], event["source"]["window_last_offset"]]
+        digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()
+        assert event["event_id"] == digest[:32]
+        # every partition's lag is exported, and it is 0 once everything is consumed
+        lags = [{"topic": telemetry, "partition": str(p)} for p in range(4)]
+        wait_for(
+            lambda: [worker.sample("driftwatch_consumer_lag", lab) for lab in lags] == [0.0] * 4,
+            30,
+            "consumer lag 0 on every partition",
+            worker,
+        )
         assert event["p_value"] < 1e-7 and event["window_size"] == 300
 
         dead = consume_all(kafka_broker.bootstrap, dlq, len(bad))

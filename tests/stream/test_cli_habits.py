@@ -176,9 +176,22 @@ def test_simulate_default_timeout_is_bounded(
     assert code == 2 and took < 10 + 2
 
 
+def test_rebaseline_timeout_bounds_connecting(
+    not_kafka: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["rebaseline", "--bootstrap-servers", not_kafka, "--timeout", "3", "--key", "a"]
+    code, took = _timed(argv)
+    assert code == 2
+    assert took < 3 + 3
+    out = capsys.readouterr()
+    assert not out.out  # nothing claims the command was sent
+    assert f"cannot reach Kafka at {not_kafka}" in out.err and "Traceback" not in out.err
+
+
 def test_non_positive_timeouts_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["tail", "--timeout", "0"]) == 2
     assert cli.main(["simulate", "--timeout", "-1", "--count", "1"]) == 2
+    assert cli.main(["rebaseline", "--timeout", "0"]) == 2
     assert "--timeout must be > 0" in capsys.readouterr().err
 
 

@@ -129,12 +129,17 @@ def test_drift_event_schema_and_deterministic_id() -> None:
     a, b = _event(), _event()
     assert a.event_id == b.event_id
     assert _event(window_last_offset=991).event_id != a.event_id
+    assert _event(app_id="other").event_id != a.event_id  # another deployment
+    assert _event(input_id="sha256:00").event_id != a.event_id  # another input
+    assert _event(topic="recreated").event_id != a.event_id
+    assert doc_app(a) == "driftwatch"
     doc = orjson.loads(a.to_json())
     assert doc["schema_version"] == 1
     assert doc["type"] == "drift_started"
     assert doc["event_time"] == "2026-05-21T08:00:00.123+00:00"
     assert doc["largest_gap"] == {"location": 900.5, "direction": "increase"}
     assert doc["source"] == {
+        "input": "agent-telemetry",
         "topic": "agent-telemetry",
         "partition": 2,
         "window_first_offset": 10,
@@ -142,6 +147,10 @@ def test_drift_event_schema_and_deterministic_id() -> None:
     }
     assert a.kafka_key == b"support-bot|response_latency_ms"
     assert orjson.loads(_event(p_value=math.nan).to_json())["p_value"] is None
+
+
+def doc_app(e: DriftEvent) -> object:
+    return orjson.loads(e.to_json())["app_id"]
 
 
 def test_keys_are_unambiguous() -> None:

@@ -1,0 +1,213 @@
+"""Rolling macro precision, recall and F1 over the last ``window`` labelled predictions.
+
+A rolling confusion matrix: each (true label, predicted label) pair enters the window and
+leaves it ``window`` pairs later. The macro averages are taken over the classes seen in the
+window (a class counts while it is the true or the predicted label of a pair in the window), as
+river's ``utils.Rolling(metrics.MacroPrecision(), window)`` (and ``MacroRecall``, ``MacroF1``)
+compute them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["ClassificationScores", "RollingClassification"]
+
+
+class ClassificationScores(NamedTuple):
+    """Macro averages over the classes seen in the window (nan before any pair)."""
+
+    precision: float
+    recall: float
+    f1: float
+
+
+class RollingClassification:
+    """Rolling confusion counts of the last ``window`` (true, predicted) label pairs.
+
+    Parameters
+    ----------
+    window : int
+        How many of the latest pairs are counted (>= 1).
+
+    Notes
+    -----
+    For a class :math:`c` with :math:`tp_c` pairs predicted and true :math:`c`, :math:`P_c`
+    pairs predicted :math:`c` and :math:`T_c` pairs truly :math:`c`: precision
+    :math:`tp_c / P_c` (0 when :math:`P_c = 0`), recall :math:`tp_c / T_c` (0 when
+    :math:`T_c = 0`), F1 their harmonic mean (0 when both are 0). Each macro average is the
+    sum over the classes of the window divided by their number, as in river's ``MacroPrecision``,
+    ``MacroRecall`` and ``MacroF1``.
+
+    Labels are coded to integers; the code book holds at most ``2 * window`` labels (those of
+    the window, which has at most that many), so memory is bounded by the window.
+
+    Examples
+    --------
+    >>> r = RollingClassification(4)
+    >>> r.update_many(["a", "b", "b", "c", "c"], ["a", "b", "c", "c", "b"])
+    >>> s = r.scores()
+    >>> print(f"{s.precision:.4f} {s.recall:.4f} {s.f1:.4f}")
+    0.5000 0.5000 0.5000
+    """
+
+    def __init__(self, window: int) -> None:
+        if not isinstance(window, int) or isinstance(window, bool) or window < 1:
+            raise ValueError(f"window must be an integer >= 1, got {window!r}")
+        self.window = window
+        self._true = np.full(window, -1, dtype=np.int64)  # ring of label codes
+        self._pred = np.full(window, -1, dtype=np.int64)
+        self._seen = 0  # pairs seen (the global index of the next one)
+        self._labels: list[str] = []
+        self._codes: dict[str, int] = {}
+        self._row = np.zeros(0, dtype=np.int64)  # pairs whose true label is the class
+        self._col = np.zeros(0, dtype=np.int64)  # pairs whose predicted label is the class
+        self._tp = np.zeros(0, dtype=np.int64)
+
+    @property
+    def n_seen(self) -> int:
+        """Pairs seen since the start."""
+        return self._seen
+
+    def _code(self, label: str) -> int:
+        code = self._codes.get(label)
+        if code is None:
+            code = self._codes[label] = len(self._labels)
+            self._labels.append(label)
+        return code
+
+    def _encode(self, labels: Sequence[str]) -> npt.NDArray[np.int64]:
+        codes = self._codes
+        out = [codes.get(y, -1) for y in labels]
+        if -1 in out:  # a label not seen yet
+            out = [self._code(y) for y in labels]
+        return np.asarray(out, dtype=np.int64)
+
+    def update(self, y_true: str, y_pred: str) -> None:
+        """Count one pair (the oldest leaves once the window is full)."""
+        self.update_many([y_true], [y_pred])
+
+    def update_many(self, y_true: Sequence[str], y_pred: Sequence[str]) -> None:
+        """Count pairs in order; the counts afterwards equal calling :meth:`update` on each."""
+        n = len(y_true)
+        if len(y_pred) != n:
+            raise ValueError(f"y_true has {n} labels but y_pred has {len(y_pred)}")
+        if n == 0:
+            return
+        if n > self.window:  # only the last window pairs matter
+            self._seen += n - self.window
+            y_true, y_pred, n = y_true[-self.window :], y_pred[-self.window :], self.window
+        t, p = self._encode(y_true), self._encode(y_pred)
+        self._grow()
+        k = len(self._labels)
+        positions = (self._seen + np.arange(n)) % self.window
+        old_t, old_p = self._true[positions], self._pred[positions]
+        filled = old_t >= 0
+        old_t, old_p = old_t[filled], old_p[filled]
+        self._row += np.bincount(t, minlength=k) - np.bincount(old_t, minlength=k)
+        self._col += np.bincount(p, minlength=k) - np.bincount(old_p, minlength=k)
+        self._tp += np.bincount(t[t == p], minlength=k) - np.bincount(
+            old_t[old_t == old_p], minlength=k
+        )
+        self._true[positions] = t
+        self._pred[positions] = p
+        self._seen += n
+        if len(self._labels) > 2 * self.window:
+            self._compact()
+
+    def _grow(self) -> None:
+        extra = len(self._labels) - self._row.shape[0]
+        if extra > 0:
+            pad = np.zeros(extra, dtype=np.int64)
+            self._row = np.concatenate([self._row, pad])
+            self._col = np.concatenate([self._col, pad])
+            self._tp = np.concatenate([self._tp, pad])
+
+    def _compact(self) -> None:
+        """Forget the labels no longer in the window (their codes are reused)."""
+        keep = np.flatnonzero((self._row > 0) | (self._col > 0))
+        remap = np.full(len(self._labels), -1, dtype=np.int64)
+        remap[keep] = np.arange(keep.shape[0])
+        filled = self._true >= 0
+        self._true[filled] = remap[self._true[filled]]
+        self._pred[filled] = remap[self._pred[filled]]
+        self._labels = [self._labels[i] for i in keep]
+        self._codes = {label: i for i, label in enumerate(self._labels)}
+        self._row, self._col, self._tp = self._row[keep], self._col[keep], self._tp[keep]
+
+    def scores(self) -> ClassificationScores:
+        """Macro precision, recall and F1 of the window (all nan before the first pair)."""
+        present = (self._row > 0) | (self._col > 0)
+        k = int(np.count_nonzero(present))
+        if k == 0:
+            return ClassificationScores(math.nan, math.nan, math.nan)
+        tp = self._tp[present].astype(np.float64)
+        row = self._row[present].astype(np.float64)
+        col = self._col[present].astype(np.float64)
+        p = np.divide(tp, col, out=np.zeros_like(tp), where=col > 0)
+        r = np.divide(tp, row, out=np.zeros_like(tp), where=row > 0)
+        pr = p + r
+        f1 = np.divide(2.0 * p * r, pr, out=np.zeros_like(tp), where=pr > 0)
+        return ClassificationScores(float(p.sum()) / k, float(r.sum()) / k, float(f1.sum()) / k)
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict[str, Any]:
+        """The window as plain data: the pairs' label codes and the code book."""
+        return {
+            "window": self.window,
+            "seen": self._seen,
+            "labels": list(self._labels),
+            "true": self._true.copy(),
+            "pred": self._pred.copy(),
+        }
+
+    @classmethod
+    def from_state(cls, data: Any) -> RollingClassification:
+        """Rebuild from :meth:`state` (counts are recomputed from the pairs); raises
+        ``ValueError`` naming what is wrong."""
+        names = ("window", "seen", "labels", "true", "pred")
+        if not isinstance(data, dict) or not all(n in data for n in names):
+            raise ValueError(f"classification state must hold {', '.join(names)}")
+        window, seen, labels = data["window"], data["seen"], data["labels"]
+        if not isinstance(seen, int) or isinstance(seen, bool) or seen < 0:
+            raise ValueError(f"seen must be an integer >= 0, got {seen!r}")
+        out = cls(window)
+        if not (
+            isinstance(labels, list)
+            and len(labels) <= 2 * window
+            and all(isinstance(x, str) for x in labels)
+            and len(set(labels)) == len(labels)
+        ):
+            raise ValueError(f"labels must be at most {2 * window} distinct strings")
+        rings: list[npt.NDArray[np.int64]] = []
+        for name in ("true", "pred"):
+            ring = data[name]
+            if not (
+                isinstance(ring, np.ndarray)
+                and ring.dtype == np.int64
+                and ring.shape == (window,)
+                and bool(np.all((ring >= -1) & (ring < len(labels))))
+            ):
+                raise ValueError(f"{name} must be {window} int64 codes in [-1, {len(labels)})")
+            rings.append(ring.copy())
+        filled = min(seen, window)
+        expected = np.zeros(window, dtype=np.bool_)
+        expected[(seen - np.arange(1, filled + 1)) % window] = True
+        if not (
+            np.array_equal(rings[0] >= 0, expected) and np.array_equal(rings[1] >= 0, expected)
+        ):
+            raise ValueError(f"the rings must hold exactly the last {filled} pairs")
+        out._labels = list(labels)
+        out._codes = {label: i for i, label in enumerate(labels)}
+        out._true, out._pred, out._seen = rings[0], rings[1], seen
+        k = len(labels)
+        t, p = out._true[expected], out._pred[expected]
+        out._row = np.bincount(t, minlength=k).astype(np.int64)
+        out._col = np.bincount(p, minlength=k).astype(np.int64)
+        out._tp = np.bincount(t[t == p], minlength=k).astype(np.int64)
+        return out

@@ -1,0 +1,99 @@
+"""Rolling macro precision, recall and F1 against river's ``utils.Rolling`` metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from river import metrics, utils
+
+from detectors.classification import RollingClassification
+
+WINDOW = 50
+
+
+def _stream(n: int, seed: int) -> tuple[list[str], list[str]]:
+    """Labels from a drifting set of classes, so classes enter and leave the window."""
+    rng = np.random.default_rng(seed)
+    y_true, y_pred = [], []
+    for i in range(n):
+        classes = [f"c{j}" for j in range(i // 100, i // 100 + 4)]
+        t = str(rng.choice(classes))
+        p = t if rng.random() < 0.7 else str(rng.choice([*classes, "other"]))
+        y_true.append(t)
+        y_pred.append(p)
+    return y_true, y_pred
+
+
+def _oracles() -> tuple[utils.Rolling, utils.Rolling, utils.Rolling]:
+    return (
+        utils.Rolling(metrics.MacroPrecision, window_size=WINDOW),
+        utils.Rolling(metrics.MacroRecall, window_size=WINDOW),
+        utils.Rolling(metrics.MacroF1, window_size=WINDOW),
+    )
+
+
+def test_equals_river_at_every_step() -> None:
+    y_true, y_pred = _stream(600, seed=7)
+    ours = RollingClassification(WINDOW)
+    p, r, f = _oracles()
+    for t, y in zip(y_true, y_pred, strict=True):
+        ours.update(t, y)
+        for m in (p, r, f):
+            m.update(t, y)
+        got = ours.scores()
+        assert got.precision == pytest.approx(p.get(), abs=1e-12)
+        assert got.recall == pytest.approx(r.get(), abs=1e-12)
+        assert got.f1 == pytest.approx(f.get(), abs=1e-12)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 50, 51, 173])
+def test_batches_equal_single_updates_and_river(chunk: int) -> None:
+    y_true, y_pred = _stream(600, seed=11)
+    ours = RollingClassification(WINDOW)
+    p, r, f = _oracles()
+    for start in range(0, 600, chunk):
+        ours.update_many(y_true[start : start + chunk], y_pred[start : start + chunk])
+        for t, y in zip(y_true[start : start + chunk], y_pred[start : start + chunk], strict=True):
+            for m in (p, r, f):
+                m.update(t, y)
+        got = ours.scores()
+        assert got == pytest.approx((p.get(), r.get(), f.get()), abs=1e-12)
+    assert ours.n_seen == 600
+
+
+def test_the_code_book_stays_bounded_by_the_window() -> None:
+    ours = RollingClassification(10)
+    for i in range(1000):
+        ours.update(f"t{i}", f"p{i}")  # every label new
+    assert len(ours.state()["labels"]) <= 20
+    assert ours.scores() == (0.0, 0.0, 0.0)
+
+
+def test_state_round_trips_and_continues_identically() -> None:
+    y_true, y_pred = _stream(600, seed=3)
+    a = RollingClassification(WINDOW)
+    a.update_many(y_true[:333], y_pred[:333])
+    b = RollingClassification.from_state(a.state())
+    a.update_many(y_true[333:], y_pred[333:])
+    b.update_many(y_true[333:], y_pred[333:])
+    assert a.scores() == b.scores() and a.n_seen == b.n_seen == 600
+    fresh = RollingClassification.from_state(RollingClassification(WINDOW).state())
+    assert fresh.n_seen == 0 and all(np.isnan(fresh.scores()))
+
+
+def test_bad_state_and_arguments_are_refused() -> None:
+    good = RollingClassification(4)
+    good.update_many(["a", "b"], ["a", "a"])
+    state = good.state()
+    with pytest.raises(ValueError, match="window must be an integer >= 1"):
+        RollingClassification(0)
+    with pytest.raises(ValueError, match="y_pred has 1"):
+        good.update_many(["a", "b"], ["a"])
+    bad = dict(state, true=np.array([0, 5, -1, -1], dtype=np.int64))
+    with pytest.raises(ValueError, match="int64 codes"):
+        RollingClassification.from_state(bad)
+    bad = dict(state, seen=3)  # three pairs claimed, two held
+    with pytest.raises(ValueError, match="last 3 pairs"):
+        RollingClassification.from_state(bad)
+    with pytest.raises(ValueError, match="must hold"):
+        RollingClassification.from_state({"window": 4})
