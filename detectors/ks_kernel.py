@@ -145,107 +145,121 @@ def exact_gap(
 
 
 @njit(cache=True)
-def _push(
+def _apply(
     ints: npt.NDArray[np.int64],
     floats: npt.NDArray[np.float64],
-    ref: npt.NDArray[np.float64],
-    counts: npt.NDArray[np.int32],
-    ring_tags: npt.NDArray[np.int32],
-    ring_values: npt.NDArray[np.float64],
-    ring_times: npt.NDArray[np.float64],
-    x: float,
-    t: float,
-) -> None:  # pragma: no cover - compiled
-    """Put ``x`` (at time ``t`` for a timed window) into the window and the slot counts."""
+    int32s: npt.NDArray[np.int32],
+    xs: npt.NDArray[np.float64],
+    ts: npt.NDArray[np.float64],
+) -> tuple[int, int]:  # pragma: no cover - compiled
+    """The update loop of :func:`run` and :func:`step`: the scalars in locals, stored at the end."""
     cap = ints[CAP]
-    start, size, ops = ints[START], ints[SIZE], ints[OPS]
-    slot = _slot(ref, x)
-    timed = ints[TIMED] != 0
-    stamp = 0.0
-    if timed:
-        now = floats[NOW]
-        if t > now:
-            now = t
-            floats[NOW] = now
-        stamp = now
-        horizon = now - floats[DURATION]
-        while size > 0 and ring_times[start] <= horizon:
-            counts[ring_tags[start]] -= 1
-            ops += 1
-            start += 1
-            if start == cap:
-                start = 0
-            size -= 1
-    if size == cap:
-        pos = start
-        counts[ring_tags[pos]] -= 1
-        start += 1
-        if start == cap:
-            start = 0
-    else:
-        pos = start + size
-        if pos >= cap:
-            pos -= cap
-        size += 1
-    ring_values[pos] = x
-    ring_tags[pos] = slot
-    if timed:
-        ring_times[pos] = stamp
-    counts[slot] += 1
-    ints[START], ints[SIZE], ints[OPS] = start, size, ops + 1
-    ints[N_SEEN] += 1
-
-
-@njit(cache=True)
-def _decide(
-    ints: npt.NDArray[np.int64],
-    floats: npt.NDArray[np.float64],
-    table: npt.NDArray[np.int64],
-    ref_end: npt.NDArray[np.int64],
-    counts: npt.NDArray[np.int32],
-) -> int:  # pragma: no cover - compiled
-    """The alarm rule after one observation; returns why to stop (or :data:`DONE`)."""
-    m = ints[SIZE]
-    if m < ints[MIN_WINDOW] or ints[TESTABLE] == 0:
-        ints[GAP] = -1
-        return DONE
-    high = table[2 * m]
-    low = table[2 * m + 1]
-    if high < 0:
-        ints[RESUME] = 1
-        return NEED_THRESHOLDS
     n = ints[N_REF]
-    G = ints[GAP]
-    slack = ints[OPS] * n
-    if ints[IN_DRIFT] == 0:
-        mixed = ints[MIXED]
-        mix = floats[MIX]
-        floor = mixed if mix > 0.0 else high
-        if G < 0 or G + slack >= floor:
+    min_window = ints[MIN_WINDOW]
+    resolve_after = ints[RESOLVE_AFTER]
+    testable = ints[TESTABLE] != 0
+    seed = ints[SEED]
+    mixed = ints[MIXED]
+    timed = ints[TIMED] != 0
+    n_slots = ints[N_SLOTS]
+    table_at, ref_end_at, n_ints, n_int32s, values_at, times_at, n_floats = _layout_compiled(
+        n_slots, cap, timed
+    )
+    table = ints[table_at:ref_end_at]
+    ref_end = ints[ref_end_at:n_ints]
+    counts = int32s[:n_slots]
+    ring_tags = int32s[n_slots:n_int32s]
+    ref = floats[N_FLOATS:values_at]
+    ring_values = floats[values_at:times_at]
+    ring_times = floats[times_at:n_floats]
+    mix = floats[MIX]
+    duration = floats[DURATION]
+    start, size, n_seen = ints[START], ints[SIZE], ints[N_SEEN]
+    G, ops, below, in_drift = ints[GAP], ints[OPS], ints[BELOW], ints[IN_DRIFT] != 0
+    resume = ints[RESUME] != 0
+    now = floats[NOW]
+    reason = DONE
+    i = 0
+    b = xs.shape[0]
+    while i < b:
+        if resume:
+            resume = False
+        else:
+            x = xs[i]
+            slot = _slot(ref, x)
+            stamp = 0.0
+            if timed:
+                if ts[i] > now:
+                    now = ts[i]
+                stamp = now
+                horizon = now - duration
+                while size > 0 and ring_times[start] <= horizon:
+                    counts[ring_tags[start]] -= 1
+                    ops += 1
+                    start += 1
+                    if start == cap:
+                        start = 0
+                    size -= 1
+            if size == cap:
+                pos = start
+                counts[ring_tags[pos]] -= 1
+                start += 1
+                if start == cap:
+                    start = 0
+            else:
+                pos = start + size
+                if pos >= cap:
+                    pos -= cap
+                size += 1
+            ring_values[pos] = x
+            ring_tags[pos] = slot
+            if timed:
+                ring_times[pos] = stamp
+            counts[slot] += 1
+            ops += 1
+            n_seen += 1
+        i += 1
+        m = size
+        if m < min_window or not testable:
+            G = -1
+            continue
+        high = table[2 * m]
+        low = table[2 * m + 1]
+        if high < 0:
+            i -= 1
+            resume = True
+            reason = NEED_THRESHOLDS
+            break
+        slack = ops * n
+        if not in_drift:
+            floor = mixed if mix > 0.0 else high
+            if G < 0 or G + slack >= floor:
+                G = exact_gap(ref_end, counts, n, m)
+                ops = 0
+                if fires(G, high, mixed, mix, n_seen, seed):
+                    in_drift = True
+                    below = 0
+                    reason = STARTED
+                    break
+            continue
+        if G >= 0 and G + slack < low:
+            below += 1
+        elif G >= 0 and G - slack >= low:
+            below = below - 1 if below > 0 else 0
+        else:
             G = exact_gap(ref_end, counts, n, m)
-            ints[GAP] = G
-            ints[OPS] = 0
-            if fires(G, high, mixed, mix, ints[N_SEEN], ints[SEED]):
-                ints[IN_DRIFT] = 1
-                ints[BELOW] = 0
-                return STARTED
-        return DONE
-    below = ints[BELOW]
-    if G >= 0 and G + slack < low:
-        below += 1
-    elif G >= 0 and G - slack >= low:
-        below = below - 1 if below > 0 else 0
-    else:
-        G = exact_gap(ref_end, counts, n, m)
-        ints[GAP] = G
-        ints[OPS] = 0
-        below = tally(below, G, low)
-    if below >= ints[RESOLVE_AFTER]:
-        ints[IN_DRIFT] = 0
-        ints[BELOW] = 0
-        return RESOLVED
-    ints[BELOW] = below
-    return DONE
+            ops = 0
+            below = tally(below, G, low)
+        if below >= resolve_after:
+            in_drift = False
+            below = 0
+            reason = RESOLVED
+            break
+    ints[START], ints[SIZE], ints[N_SEEN] = start, size, n_seen
+    ints[GAP], ints[OPS], ints[BELOW], ints[IN_DRIFT] = G, ops, below, 1 if in_drift else 0
+    ints[RESUME] = 1 if resume else 0
+    floats[NOW] = now
+    return i, reason
 
 
 @njit(cache=True)
@@ -261,27 +275,12 @@ def step(
     Returns why it stopped. After :data:`NEED_THRESHOLDS` the observation is applied and its
     decision pending (``ints[RESUME]`` set): the next call decides it and ignores ``x``.
     """
-    table_at, ref_end_at, n_ints, n_int32s, values_at, times_at, n_floats = _layout_compiled(
-        ints[N_SLOTS], ints[CAP], ints[TIMED] != 0
-    )
-    n_slots = ints[N_SLOTS]
-    if ints[RESUME] != 0:
-        ints[RESUME] = 0
-    else:
-        _push(
-            ints,
-            floats,
-            floats[N_FLOATS:values_at],
-            int32s[:n_slots],
-            int32s[n_slots:n_int32s],
-            floats[values_at:times_at],
-            floats[times_at:n_floats],
-            x,
-            t,
-        )
-    return _decide(
-        ints, floats, ints[table_at:ref_end_at], ints[ref_end_at:n_ints], int32s[:n_slots]
-    )
+    xs = np.empty(1, dtype=np.float64)
+    xs[0] = x
+    ts = np.empty(1 if ints[TIMED] != 0 else 0, dtype=np.float64)
+    if ts.shape[0]:
+        ts[0] = t
+    return _apply(ints, floats, int32s, xs, ts)[1]
 
 
 @njit(cache=True)
@@ -298,33 +297,7 @@ def run(
     except for :data:`NEED_THRESHOLDS`, where it is pending and ``ints[RESUME]`` is set: the
     caller passes it again, first of the rest) and why it stopped.
     """
-    n_slots = ints[N_SLOTS]
-    table_at, ref_end_at, n_ints, n_int32s, values_at, times_at, n_floats = _layout_compiled(
-        n_slots, ints[CAP], ints[TIMED] != 0
-    )
-    table = ints[table_at:ref_end_at]
-    ref_end = ints[ref_end_at:n_ints]
-    counts = int32s[:n_slots]
-    ring_tags = int32s[n_slots:n_int32s]
-    ref = floats[N_FLOATS:values_at]
-    ring_values = floats[values_at:times_at]
-    ring_times = floats[times_at:n_floats]
-    timed = ts.shape[0] > 0
-    reason = DONE
-    i = 0
-    while i < xs.shape[0]:
-        if ints[RESUME] != 0:
-            ints[RESUME] = 0
-        else:
-            t = ts[i] if timed else 0.0
-            _push(ints, floats, ref, counts, ring_tags, ring_values, ring_times, xs[i], t)
-        reason = _decide(ints, floats, table, ref_end, counts)
-        if reason == NEED_THRESHOLDS:
-            break
-        i += 1
-        if reason != DONE:
-            break
-    return i, reason
+    return _apply(ints, floats, int32s, xs, ts)
 
 
 @njit(cache=True)
