@@ -335,14 +335,15 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
 
     def _build(
         self,
+        ref: npt.NDArray[np.float64],
         ref_end: npt.NDArray[np.int64],
         window_values: npt.NDArray[np.float64],
         window_times: npt.NDArray[np.float64] | None,
         window_tags: npt.NDArray[np.int32] | None = None,
     ) -> None:
         """Allocate the buffers for the current reference and fill them: the header carried
-        over, thresholds unknown, the reference, and the window (oldest first)."""
-        ref = np.frombuffer(self._ref, dtype=np.float64)
+        over, thresholds unknown, the reference (its distinct values and cumulative counts),
+        and the window (oldest first)."""
         n_slots, cap, timed = 2 * ref.shape[0] + 1, self.window_size, window_times is not None
         _table, ref_end_at, n_ints, n_int32s, values_at, _times, n_floats = layout(
             n_slots, cap, timed
@@ -404,10 +405,9 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
         window_values = win.values()
         window_times = None if win._times is None else win.times()
         self._n = int(ref.shape[0])
-        self._ref = array("d", values.tobytes())  # the reference as the state stores it
         self._thresholds: dict[int, tuple[int, int]] = {}
         self._ref_counts = counts
-        self._build(ref_end, window_values, window_times)
+        self._build(values, ref_end, window_values, window_times)
         self.close()
         if self.ert is not None:
             self._submit_calibration()
@@ -458,11 +458,15 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
         self._set_reference(as_reference(reference))
 
     @property
+    def _ref(self) -> array:
+        """The distinct reference values as the state stores them (a copy of the packed ones)."""
+        return array("d", self._ref_values.tobytes())
+
+    @property
     def reference(self) -> npt.NDArray[np.float64]:
         """The reference sample, sorted."""
-        values = np.frombuffer(self._ref, dtype=np.float64)
         reps = np.diff(self._ref_end[1::2], prepend=0)
-        return np.repeat(values, reps)
+        return np.repeat(self._ref_values, reps)
 
     @property
     def window(self) -> npt.NDArray[np.float64]:
@@ -528,7 +532,7 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
         counts = self._counts
         c = np.cumsum(counts, dtype=np.int64)
         cdd = self._ref_end / n - c / m
-        ref_vals = np.frombuffer(self._ref, dtype=np.float64)
+        ref_vals = self._ref_values
         at_ref = cdd[1::2]
         i_max = int(np.argmax(at_ref))
         max_s = float(at_ref[i_max])
@@ -681,6 +685,7 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
             _in_drift=self._in_drift,
             _below=int(ints.item(BELOW)),
             _calibration=self._calibration_value,
+            _ref=self._ref,
             _G=int(ints.item(GAP)),
             _ops=int(ints.item(OPS)),
         )
@@ -713,8 +718,8 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
         )
         det = cls.__new__(cls)
         restore_attributes(det, state, _KS_STATE_TYPES)
-        k = len(det._ref)
-        values = np.frombuffer(det._ref, dtype=np.float64)
+        k = len(packed._ref)
+        values = np.frombuffer(packed._ref, dtype=np.float64)
         check_array(det._ref_counts, np.int64, k, "reference counts")
         check_array(det._ref_end, np.int64, 2 * k + 1, "reference ends")
         check_array(det._counts, np.int32, 2 * k + 1, "window counts")
@@ -752,7 +757,8 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
         det._ints = np.zeros(N_INTS, dtype=np.int64)
         det._floats = np.array([0.0, win.now, _duration(win.duration)], dtype=np.float64)
         det._window = PackedWindow(win.capacity, win.duration, det._ints, det._floats)
-        det._build(det._ref_end, win.values(), None if win._times is None else win.times(), tags)
+        times = None if win._times is None else win.times()
+        det._build(values, det._ref_end, win.values(), times, tags)
         det.n_seen = packed.n_seen
         det._in_drift = packed._in_drift
         det._ints[BELOW], det._ints[GAP], det._ints[OPS] = packed._below, packed._G, packed._ops
@@ -836,6 +842,7 @@ _PACKED_TYPES: dict[str, type | tuple[type, ...]] = {
     "_G": int,
     "_ops": int,
     "_calibration": (KSCalibration, type(None)),
+    "_ref": array,
 }
 
 #: The other attributes an :class:`IncrementalKS` state must hold, and their types.
@@ -848,7 +855,6 @@ _KS_STATE_TYPES: dict[str, type | tuple[type, ...]] = {
     "_alpha": float,
     "_window": Window,
     "_n": int,
-    "_ref": array,
     "_ref_end": np.ndarray,
     "_counts": np.ndarray,
     "_ref_counts": np.ndarray,
