@@ -32,15 +32,35 @@ from detectors.calibration import (
     check_guarantee,
 )
 from detectors.ks_kernel import (
+    BELOW,
+    CAP,
     DONE,
+    GAP,
+    IN_DRIFT,
+    MIN_WINDOW,
+    MIX,
+    MIXED,
+    N_FLOATS,
+    N_INTS,
+    N_REF,
+    N_SEEN,
+    N_SLOTS,
     NEED_THRESHOLDS,
-    NOW,
-    RESUME,
+    OPS,
+    RESOLVE_AFTER,
+    SEED,
+    SIZE,
+    START,
     STARTED,
+    TESTABLE,
+    TIMED,
     exact_gap,
+    layout,
     run,
     slots_of,
+    step,
 )
+from detectors.ks_window import PackedWindow
 from detectors.kstest import MAX_EXACT_N, KSResult, critical_gap, ks_pvalue
 from detectors.windows import Window, check_array, validate_window_args
 
@@ -189,9 +209,11 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
     keeps its one episode open.
 
     The detector is updated in amortised ``O(log K)`` per event (``K`` distinct reference
-    values) and exact: it re-evaluates only when its alarm decision could change. The update is
-    one compiled kernel applying a whole batch per call (:func:`detectors.ks_kernel.run`);
-    :class:`detectors.ks_bank.KSBank` applies it to many detectors in one call.
+    values) and exact: it re-evaluates only when its alarm decision could change. The state
+    (scalars included) lives in three packed arrays that the compiled kernels update in place:
+    :func:`detectors.ks_kernel.step` applies one event, :func:`detectors.ks_kernel.run` a batch,
+    and :class:`detectors.ks_bank.KSBank` many detectors' batches in one call; the attributes
+    read through views of those arrays, so nothing is copied around a call.
 
     References
     ----------
@@ -228,7 +250,7 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
     drift detected at index 3025
     """
 
-    _table: npt.NDArray[np.int64] | None  # thresholds by window size, packed for the kernel
+    _calibration_value: KSCalibration | None
 
     def __init__(
         self,
@@ -245,10 +267,13 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
         wait_for_calibration: bool = True,
         guarantee: float | None = None,
     ) -> None:
-        super().__init__()
         validate_alarm_args(
             window_size, duration, min_window, alpha, ert, resolve_ratio, resolve_after
         )
+        # the kernel's headers; _set_reference grows them into the full buffers
+        self._ints = np.zeros(N_INTS, dtype=np.int64)
+        self._floats = np.array([0.0, -math.inf, _duration(duration)], dtype=np.float64)
+        super().__init__()
         self.window_size = int(window_size)
         self.duration = duration
         self.min_window = min_window
@@ -265,13 +290,110 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
         self._min_window = min(int(min_window), self.window_size)
         self._resolve_after = resolve_after or self.window_size
         self._alpha = 0.05 if alpha is None else float(alpha)
-        self._window = Window(self.window_size, duration, tagged=True)
-        self._below = 0
+        self._window = PackedWindow(self.window_size, duration, self._ints, self._floats)
         self._init_calibration()
         self._set_reference(as_reference(reference))
 
+    # ------------------------------------------------------------------ packed state
+    # Every mutable scalar lives in the kernel's header (detectors/ks_kernel.py); the attributes
+    # below read and write it, so an update copies nothing in or out.
+    @property
+    def n_seen(self) -> int:
+        """Observations seen so far."""
+        return int(self._ints.item(N_SEEN))
+
+    @n_seen.setter
+    def n_seen(self, value: int) -> None:
+        self._ints[N_SEEN] = value
+
+    @property
+    def _in_drift(self) -> bool:
+        return self._ints.item(IN_DRIFT) != 0
+
+    @_in_drift.setter
+    def _in_drift(self, value: bool) -> None:
+        self._ints[IN_DRIFT] = 1 if value else 0
+
+    @property
+    def _calibration(self) -> KSCalibration | None:
+        return self._calibration_value
+
+    @_calibration.setter
+    def _calibration(self, cal: KSCalibration | None) -> None:
+        # the randomised boundary's parameters, as the kernel reads them
+        self._calibration_value = cal
+        self._ints[MIXED] = 0 if cal is None else cal.gap_mixed
+        self._floats[MIX] = 0.0 if cal is None else cal.mix
+
+    def _sync_testable(self) -> None:
+        self._ints[TESTABLE] = 1 if self._testable() else 0
+
+    def close(self) -> None:
+        """Cancel a calibration that has not started (e.g. the stream is being dropped)."""
+        super().close()
+        self._sync_testable()
+
+    def _build(
+        self,
+        ref: npt.NDArray[np.float64],
+        ref_end: npt.NDArray[np.int64],
+        window_values: npt.NDArray[np.float64],
+        window_times: npt.NDArray[np.float64] | None,
+        window_tags: npt.NDArray[np.int32] | None = None,
+    ) -> None:
+        """Allocate the buffers for the current reference and fill them: the header carried
+        over, thresholds unknown, the reference (its distinct values and cumulative counts),
+        and the window (oldest first)."""
+        n_slots, cap, timed = 2 * ref.shape[0] + 1, self.window_size, window_times is not None
+        _table, ref_end_at, n_ints, n_int32s, values_at, _times, n_floats = layout(
+            n_slots, cap, timed
+        )
+        ints = np.full(n_ints, -1, dtype=np.int64)
+        ints[:N_INTS] = self._ints[:N_INTS]
+        ints[ref_end_at:] = ref_end
+        floats = np.zeros(n_floats, dtype=np.float64)
+        floats[:N_FLOATS] = self._floats[:N_FLOATS]
+        floats[N_FLOATS:values_at] = ref
+        m = window_values.shape[0]
+        ints[START], ints[SIZE], ints[CAP], ints[N_SLOTS], ints[TIMED] = 0, m, cap, n_slots, timed
+        ints[N_REF], ints[MIN_WINDOW] = self._n, self._min_window
+        ints[RESOLVE_AFTER], ints[SEED] = self._resolve_after, self.seed
+        self._attach(ints, np.zeros(n_int32s, dtype=np.int32), floats)
+        win = self._window
+        tags = self._slots_of(window_values) if window_tags is None else window_tags
+        win._values[:m] = window_values
+        win._tags[:m] = tags  # type: ignore[index]
+        if win._times is not None and window_times is not None:
+            win._times[:m] = window_times
+        self._counts[:] = np.bincount(tags, minlength=n_slots)
+
+    def _attach(
+        self,
+        ints: npt.NDArray[np.int64],
+        int32s: npt.NDArray[np.int32],
+        floats: npt.NDArray[np.float64],
+    ) -> None:
+        """Make the detector's arrays views of packed buffers (its own, or a bank's)."""
+        n_slots, cap, timed = ints.item(N_SLOTS), ints.item(CAP), ints.item(TIMED) != 0
+        table_at, ref_end_at, n_ints, n_int32s, values_at, times_at, n_floats = layout(
+            n_slots, cap, timed
+        )
+        self._ints, self._int32s, self._floats = ints, int32s, floats
+        self._table = ints[table_at:ref_end_at].reshape(cap + 1, 2)
+        self._ref_end = ints[ref_end_at:n_ints]
+        self._counts = int32s[:n_slots]
+        self._ref_values = floats[N_FLOATS:values_at]
+        self._window.bind(
+            ints,
+            floats,
+            floats[values_at:times_at],
+            int32s[n_slots:n_int32s],
+            floats[times_at:n_floats] if timed else None,
+        )
+
     # ------------------------------------------------------------------ reference
     def _set_reference(self, ref: npt.NDArray[np.float64]) -> None:
+        """Install a reference sample, keeping the window (re-slotted against it)."""
         values, counts = np.unique(ref, return_counts=True)
         cum = np.cumsum(counts, dtype=np.int64)
         k = values.shape[0]
@@ -279,16 +401,18 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
         ref_end[0] = 0
         ref_end[1::2] = cum
         ref_end[2::2] = cum
+        win = self._window
+        window_values = win.values()
+        window_times = None if win._times is None else win.times()
         self._n = int(ref.shape[0])
-        self._ref = array("d", values.tobytes())  # bisect-able without Python float objects
-        self._ref_end = ref_end
-        self._counts = np.zeros(2 * k + 1, dtype=np.int32)
         self._thresholds: dict[int, tuple[int, int]] = {}
         self._ref_counts = counts
+        self._build(values, ref_end, window_values, window_times)
         self.close()
         if self.ert is not None:
             self._submit_calibration()
         self._reset_evidence()
+        self._sync_testable()
 
     def _submit_calibration(self) -> None:
         # Calibrate in the background: nothing is tested before the window first fills, and
@@ -306,8 +430,10 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
         )
 
     def _install(self, calibration: KSCalibration) -> None:
-        self._thresholds[self.window_size] = (calibration.gap_high, calibration.gap_low)
-        self._table = None
+        thresholds = (calibration.gap_high, calibration.gap_low)
+        self._thresholds[self.window_size] = thresholds
+        self._table[self.window_size] = thresholds
+        self._sync_testable()
 
     @property
     def calibration(self) -> KSCalibration | None:
@@ -319,10 +445,9 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
         return cal
 
     def _reset_evidence(self) -> None:
-        self._G = -1  # exact max_s |m R - n C| at the last evaluation; -1: unknown
-        self._ops = 0  # window operations since then (each moves G by at most n)
+        self._ints[GAP] = -1  # exact max_s |m R - n C| at the last evaluation; -1: unknown
+        self._ints[OPS] = 0  # window operations since then (each moves G by at most n)
         self._result: KSResult | None = None
-        self._table = None
 
     def set_reference(self, reference: npt.ArrayLike) -> None:
         """Replace the reference sample, keeping the window (a re-baseline).
@@ -330,21 +455,18 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
         Costs ``O((n + m) log n)`` for a new reference of size ``n`` and a window of ``m``. An
         open drift episode stays open; it resolves by the usual rule against the new reference.
         """
-        ref = as_reference(reference)
-        window_values = self._window.values()
-        self._set_reference(ref)
-        if window_values.size:
-            slots = self._slots_of(window_values)
-            order = (self._window._start + np.arange(window_values.size)) % self.window_size
-            self._window._tags[order] = slots  # type: ignore[index]
-            self._counts += np.bincount(slots, minlength=self._counts.shape[0]).astype(np.int32)
+        self._set_reference(as_reference(reference))
+
+    @property
+    def _ref(self) -> array:
+        """The distinct reference values as the state stores them (a copy of the packed ones)."""
+        return array("d", self._ref_values.tobytes())
 
     @property
     def reference(self) -> npt.NDArray[np.float64]:
         """The reference sample, sorted."""
-        values = np.frombuffer(self._ref, dtype=np.float64)
         reps = np.diff(self._ref_end[1::2], prepend=0)
-        return np.repeat(values, reps)
+        return np.repeat(self._ref_values, reps)
 
     @property
     def window(self) -> npt.NDArray[np.float64]:
@@ -353,7 +475,7 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
 
     # ------------------------------------------------------------------ slots
     def _slots_of(self, xs: npt.NDArray[np.float64]) -> npt.NDArray[np.int32]:
-        slots: npt.NDArray[np.int32] = slots_of(np.frombuffer(self._ref, dtype=np.float64), xs)
+        slots: npt.NDArray[np.int32] = slots_of(self._ref_values, xs)
         return slots
 
     def _thresholds_for(self, m: int) -> tuple[int, int]:
@@ -371,7 +493,7 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
     # ------------------------------------------------------------------ evaluation
     def _gap(self) -> int:
         """Exact ``max_s |m R(s) - n C(s)|`` over the slots."""
-        return int(exact_gap(self._ref_end, self._counts, self._n, self._window._size))
+        return int(exact_gap(self._ref_end, self._counts, self._n, self._ints.item(SIZE)))
 
     @property
     def gap(self) -> int:
@@ -381,10 +503,11 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
         since; a stale gap is evaluated once, in one compiled ``O(K)`` pass, and kept (that
         changes no decision: every decision depends on the exact gap alone).
         """
-        if self._G < 0 or self._ops:
-            self._G = self._gap()
-            self._ops = 0
-        return self._G
+        ints = self._ints
+        if ints.item(GAP) < 0 or ints.item(OPS):
+            ints[GAP] = self._gap()
+            ints[OPS] = 0
+        return int(ints.item(GAP))
 
     @property
     def statistic(self) -> float:
@@ -409,7 +532,7 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
         counts = self._counts
         c = np.cumsum(counts, dtype=np.int64)
         cdd = self._ref_end / n - c / m
-        ref_vals = np.frombuffer(self._ref, dtype=np.float64)
+        ref_vals = self._ref_values
         at_ref = cdd[1::2]
         i_max = int(np.argmax(at_ref))
         max_s = float(at_ref[i_max])
@@ -458,14 +581,25 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
         x = float(x)
         if not math.isfinite(x):
             raise ValueError(f"x must be finite, got {x!r}")
-        times = _NO_TIMES
-        if self.duration is not None:
-            if t is None:
-                raise ValueError("t (event time in seconds) is required for a time-based window")
-            if not math.isfinite(t):
-                raise ValueError(f"t must be a finite time in seconds, got {t!r}")
-            times = np.array([t], dtype=np.float64)
-        self._run(np.array([x], dtype=np.float64), times)
+        if self.duration is None:
+            t = 0.0
+        elif t is None:
+            raise ValueError("t (event time in seconds) is required for a time-based window")
+        elif not math.isfinite(t):
+            raise ValueError(f"t must be a finite time in seconds, got {t!r}")
+        if self.transitions:
+            self.transitions = []
+        self._drift_detected = False
+        self._result = None
+        if self._pending is not None:
+            self._sync_testable()
+        reason = step(self._ints, self._int32s, self._floats, x, float(t))
+        while reason == NEED_THRESHOLDS:  # the event is applied; its decision resumes
+            self._after_stop(reason)
+            reason = step(self._ints, self._int32s, self._floats, x, float(t))
+        if reason != DONE:
+            self._after_stop(reason)
+            self._drift_detected = reason == STARTED
 
     def update_many(self, xs: Any, ts: Any = None) -> None:
         """Add observations in order; afterwards identical to calling :meth:`update` on each.
@@ -492,98 +626,43 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
             if bad.any():
                 i = int(np.argmax(bad))
                 raise ValueError(f"ts must be finite: value {float(times[i])!r} at index {i}")
-        self._run(values, times)
-
-    def _threshold_table(self) -> npt.NDArray[np.int64]:
-        """Alarm and resolve gaps by window size as the kernel reads them (-1: not yet known)."""
-        table = self._table
-        if table is None:
-            table = self._table = np.full((self.window_size + 1, 2), -1, dtype=np.int64)
-            for m, (high, low) in self._thresholds.items():
-                if 0 < m <= self.window_size:
-                    table[m] = high, low
-        return table
-
-    def _pack(self, resume: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-        """The scalar state and parameters as :func:`detectors.ks_kernel.run` takes them."""
-        win = self._window
-        cal = self._calibration
-        mixed, mix = (cal.gap_mixed, cal.mix) if cal is not None else (0, 0.0)
-        ints = np.array(
-            [
-                win._start,
-                win._size,
-                self.n_seen,
-                self._G,
-                self._ops,
-                self._below,
-                self._in_drift,
-                resume,
-                win.capacity,
-                self._n,
-                self._min_window,
-                self._resolve_after,
-                self._testable(),
-                self.seed,
-                mixed,
-                win._times is not None,
-            ],
-            dtype=np.int64,
-        )
-        floats = np.array(
-            [mix, win.now, math.inf if win.duration is None else win.duration], dtype=np.float64
-        )
-        return ints, floats
-
-    def _unpack(self, ints: npt.NDArray[np.int64], floats: npt.NDArray[np.float64]) -> None:
-        win = self._window
-        start, size, n_seen, gap, ops, below, in_drift = ints[:RESUME].tolist()
-        win._start, win._size, win.now = start, size, float(floats[NOW])
-        self.n_seen, self._G, self._ops, self._below = n_seen, gap, ops, below
-        self._in_drift = bool(in_drift)
-
-    def _run(self, values: npt.NDArray[np.float64], times: npt.NDArray[np.float64]) -> None:
-        """Apply a validated batch through the compiled kernel; record its transitions."""
         self.transitions = []
         self._drift_detected = False
-        win = self._window
-        ring_times = _NO_TIMES if win._times is None else win._times
-        ref = np.frombuffer(self._ref, dtype=np.float64)
-        assert win._tags is not None
-        k, resume, b = 0, 0, values.shape[0]
+        self._result = None
+        if self._pending is not None:
+            self._sync_testable()
+        k, b = 0, values.shape[0]
         while k < b:
-            ints, floats = self._pack(resume)
             applied, reason = run(
-                ints,
-                floats,
-                self._threshold_table(),
-                ref,
-                self._ref_end,
-                self._counts,
-                win._values,
-                win._tags,
-                ring_times,
+                self._ints,
+                self._int32s,
+                self._floats,
                 values[k:],
                 times[k:] if times.shape[0] else times,
             )
-            self._unpack(ints, floats)
-            self._result = None
             k += applied
-            resume = int(ints[RESUME])
             if reason == DONE:
                 break
-            m = win._size
-            high, low = self._thresholds_for(m)
-            if reason == NEED_THRESHOLDS:
-                self._threshold_table()[m] = high, low
-            elif reason == STARTED:
-                self._record(DRIFT_STARTED, high / (self._n * m))
-            else:
-                self._record(DRIFT_RESOLVED, low / (self._n * m))
+            self._after_stop(reason)
+        self._result = None
+        self._drift_detected = self._started_last()
+
+    def _after_stop(self, reason: int) -> None:
+        """Do what the kernel stopped for: the thresholds of this window size, or a transition."""
+        self._result = None
+        m = self._window._size
+        high, low = self._thresholds_for(m)  # may install a calibration
+        if reason == NEED_THRESHOLDS:
+            self._table[m] = high, low
+        elif reason == STARTED:
+            self._record(DRIFT_STARTED, high / (self._n * m))
+        else:
+            self._record(DRIFT_RESOLVED, low / (self._n * m))
+
+    def _started_last(self) -> bool:
+        """True if the last transition started an episode at the latest observation."""
         last = self.transitions[-1] if self.transitions else None
-        self._drift_detected = (
-            last is not None and last.kind == DRIFT_STARTED and last.index == self.n_seen
-        )
+        return last is not None and last.kind == DRIFT_STARTED and last.index == self.n_seen
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
@@ -599,10 +678,21 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
             self.calibration  # noqa: B018 - wait for a pending calibration
         else:
             recalibrate = True
-        transient = {"_pending", "_result", "_table", "transitions"}
+        ints = self._ints
+        values = dict(self.__dict__)
+        values.update(
+            n_seen=self.n_seen,
+            _in_drift=self._in_drift,
+            _below=int(ints.item(BELOW)),
+            _calibration=self._calibration_value,
+            _ref=self._ref,
+            _G=int(ints.item(GAP)),
+            _ops=int(ints.item(OPS)),
+        )
         if self.ert is None:
-            transient.add("_thresholds")  # recomputed on demand (cached per process)
-        out = {k: to_data(v) for k, v in self.__dict__.items() if k not in transient}
+            del values["_thresholds"]  # recomputed on demand (cached per process)
+        out = {k: to_data(values.pop(k)) for k in _STATE_FIELDS if k in values}
+        out.update((k, to_data(v)) for k, v in values.items() if k not in _NOT_STATE)
         if self.ert is None:
             out["_thresholds"] = to_data({})
         out["_recalibrate"] = recalibrate
@@ -621,14 +711,15 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
 
         state = dict(state)
         recalibrate = state.pop("_recalibrate", False)
+        # the packed scalars are checked on a stand-in of the same name, then packed below
+        packed = type(cls.__name__, (), {})()
+        restore_attributes(
+            packed, {k: state.pop(k) for k in _PACKED_TYPES if k in state}, _PACKED_TYPES
+        )
         det = cls.__new__(cls)
         restore_attributes(det, state, _KS_STATE_TYPES)
-        det.transitions = []
-        det._pending = None
-        det._result = None
-        det._table = None
-        k = len(det._ref)
-        values = np.frombuffer(det._ref, dtype=np.float64)
+        k = len(packed._ref)
+        values = np.frombuffer(packed._ref, dtype=np.float64)
         check_array(det._ref_counts, np.int64, k, "reference counts")
         check_array(det._ref_end, np.int64, 2 * k + 1, "reference ends")
         check_array(det._counts, np.int32, 2 * k + 1, "window counts")
@@ -652,23 +743,110 @@ class IncrementalKS(BackgroundCalibrated, KSDetector):
             or np.any(tags < 0)
             or np.any(tags > 2 * k)
             or np.any(np.bincount(tags, minlength=2 * k + 1) != det._counts)
-            or not det.n_seen >= 0
-            or det._ops < 0
-            or det._below < 0
+            or not packed.n_seen >= 0
+            or packed._ops < 0
+            or packed._below < 0
             or det._resolve_after < 1
         ):
             raise StateError("IncrementalKS window state is inconsistent")
-        if det._calibration is not None and not isinstance(det._calibration, KSCalibration):
+        cal = packed._calibration
+        if cal is not None and not isinstance(cal, KSCalibration):
             raise StateError("IncrementalKS calibration has the wrong type")
+        det.transitions = []
+        det._pending = None
+        det._ints = np.zeros(N_INTS, dtype=np.int64)
+        det._floats = np.array([0.0, win.now, _duration(win.duration)], dtype=np.float64)
+        det._window = PackedWindow(win.capacity, win.duration, det._ints, det._floats)
+        times = None if win._times is None else win.times()
+        det._build(values, det._ref_end, win.values(), times, tags)
+        det.n_seen = packed.n_seen
+        det._in_drift = packed._in_drift
+        det._ints[BELOW], det._ints[GAP], det._ints[OPS] = packed._below, packed._G, packed._ops
+        det._calibration = cal
+        for m, (high, low) in det._thresholds.items():
+            if 0 < m <= det.window_size:
+                det._table[m] = high, low
+        det._result = None
         if recalibrate:
             det._submit_calibration()
+        det._sync_testable()
         return det
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled as its :meth:`state` (a finished calibration included) and transitions."""
+        self.calibration  # noqa: B018 - copies carry the finished calibration
+        return {"state": self.state(), "transitions": self.transitions}
 
-#: Attributes an :class:`IncrementalKS` state must hold, and their types.
-_KS_STATE_TYPES: dict[str, type | tuple[type, ...]] = {
+    def __setstate__(self, data: dict[str, Any]) -> None:
+        self.__dict__.update(type(self).from_state(data["state"]).__dict__)
+        self.transitions = list(data["transitions"])
+
+
+def _duration(duration: float | None) -> float:
+    return math.inf if duration is None else float(duration)
+
+
+#: The order of the fields of :meth:`IncrementalKS.state` (the order of the attributes of
+#: the detector before its scalars moved into the kernel's buffers; kept so that states are
+#: byte-identical across that change).
+_STATE_FIELDS = (
+    "n_seen",
+    "_in_drift",
+    "_drift_detected",
+    "window_size",
+    "duration",
+    "min_window",
+    "alpha",
+    "ert",
+    "resolve_ratio",
+    "resolve_after",
+    "seed",
+    "wait_for_calibration",
+    "guarantee",
+    "_min_window",
+    "_resolve_after",
+    "_alpha",
+    "_window",
+    "_below",
+    "_calibration",
+    "_n",
+    "_ref",
+    "_ref_end",
+    "_counts",
+    "_thresholds",
+    "_ref_counts",
+    "_G",
+    "_ops",
+)
+
+#: Attributes that are not state: views of the buffers, caches, background work.
+_NOT_STATE = frozenset(
+    {
+        "_ints",
+        "_int32s",
+        "_floats",
+        "_table",
+        "_ref_values",
+        "_calibration_value",
+        "_pending",
+        "_result",
+        "transitions",
+    }
+)
+
+#: State fields held in the kernel's buffers (and the calibration, whose boundary they hold).
+_PACKED_TYPES: dict[str, type | tuple[type, ...]] = {
     "n_seen": int,
     "_in_drift": bool,
+    "_below": int,
+    "_G": int,
+    "_ops": int,
+    "_calibration": (KSCalibration, type(None)),
+    "_ref": array,
+}
+
+#: The other attributes an :class:`IncrementalKS` state must hold, and their types.
+_KS_STATE_TYPES: dict[str, type | tuple[type, ...]] = {
     "_drift_detected": bool,
     "window_size": int,
     "wait_for_calibration": bool,
@@ -676,13 +854,9 @@ _KS_STATE_TYPES: dict[str, type | tuple[type, ...]] = {
     "_resolve_after": int,
     "_alpha": float,
     "_window": Window,
-    "_below": int,
     "_n": int,
-    "_ref": array,
     "_ref_end": np.ndarray,
     "_counts": np.ndarray,
     "_ref_counts": np.ndarray,
     "_thresholds": dict,
-    "_G": int,
-    "_ops": int,
 }

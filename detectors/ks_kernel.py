@@ -1,36 +1,41 @@
-"""The compiled update of :class:`~detectors.IncrementalKS`: one batch, one or many streams.
+"""The compiled update of :class:`~detectors.IncrementalKS`: one event, a batch, or many streams.
 
-:func:`run` applies a batch of observations to one detector's packed state, in order, exactly as
-one update after another would: each observation is placed in its slot by binary search, pushed
-into the window ring (evicting the oldest, or the expired ones of a time window), and the alarm
-rule is applied with the exact integer gap ``G = max_s |m R(s) - n C(s)|`` (see
-:mod:`detectors.ks`). An exact ``O(K)`` evaluation runs only when the decision could change:
-one window operation moves ``G`` by at most ``n``, so after an evaluation the gap is known to lie
-within ``G +- ops * n``. The alarm rule is :func:`detectors.kernels.fires` (the randomised
-boundary) and the resolve tally :func:`detectors.kernels.tally`.
+Each observation is placed in its slot by binary search, pushed into the window ring (evicting
+the oldest, or the expired ones of a time window), and the alarm rule is applied with the exact
+integer gap ``G = max_s |m R(s) - n C(s)|`` (see :mod:`detectors.ks`). An exact ``O(K)``
+evaluation runs only when the decision could change: one window operation moves ``G`` by at
+most ``n``, so after an evaluation the gap is known to lie within ``G +- ops * n``. The alarm
+rule is :func:`detectors.kernels.fires` (the randomised boundary) and the resolve tally
+:func:`detectors.kernels.tally`.
 
-The state is packed into plain arrays so that many detectors can share one call:
+A detector's whole state lives in three packed buffers that the kernels own and the detector
+reads through views (:func:`layout` says where each part lies):
 
-``ints`` (int64, :data:`N_INTS`)
-    Scalars: the ring's start and size, ``n_seen``, the last exact gap ``G`` (-1: unknown), the
-    window operations since it (``ops``), the resolve tally, the episode flag, a resume flag
-    (the first observation is already applied; only its decision is pending), and the
-    parameters: ring capacity, reference size ``n``, smallest tested window, ``resolve_after``,
-    whether the detector tests, the boundary seed, the randomised boundary's lower gap and
-    whether the window is timed.
-``floats`` (float64, :data:`N_FLOATS`)
-    The boundary's probability ``mix``, the time window's clock and its duration.
-``table`` (int64, ``(capacity + 1, 2)``)
-    Alarm and resolve gaps per window size; -1 where not yet computed.
+``ints`` (int64)
+    A header of :data:`N_INTS` scalars -- the ring's start and size, ``n_seen``, the last exact
+    gap ``G`` (-1: unknown), the window operations since it (``ops``), the resolve tally, the
+    episode flag, a resume flag (the last observation is applied; only its decision is
+    pending), and the parameters: ring capacity, reference size ``n``, smallest tested window,
+    ``resolve_after``, whether the detector tests, the boundary seed, the randomised boundary's
+    lower gap, whether the window is timed and the number of slots ``2K + 1`` -- then the alarm
+    and resolve gaps per window size (``(capacity + 1, 2)``, -1 where not yet computed), then
+    the reference's cumulative counts per slot.
+``int32s``
+    The window's counts per slot, then the ring's slots.
+``floats`` (float64)
+    A header of :data:`N_FLOATS` -- the boundary's probability ``mix``, the time window's clock
+    and its duration -- then the distinct reference values, the ring's values and, for a timed
+    window, the ring's event times.
 
-:func:`run` stops after every episode change (so that the caller can record it with the full
-result) and before a decision whose thresholds are not yet in ``table``; it returns how many
-observations it applied and why it stopped (:data:`DONE`, :data:`STARTED`, :data:`RESOLVED`,
-:data:`NEED_THRESHOLDS`). The caller resumes with the rest of the batch.
+An update therefore passes three arrays and the observations, and copies nothing in or out.
+:func:`step` applies one observation, :func:`run` a batch. Both stop after an episode change
+(so that the caller can record it with the full result) and before a decision whose thresholds
+are not yet in the table (:data:`STARTED`, :data:`RESOLVED`, :data:`NEED_THRESHOLDS`; else
+:data:`DONE`); :func:`run` also returns how many observations it applied, and the caller
+resumes with the rest.
 
-:func:`run_streams` does the same for many detectors at once, over the concatenation of their
-arrays (a bank: per-stream offsets into shared buffers), stopping each stream independently; it
-is the entry point for a worker that keeps the state of all the streams of one feature packed.
+:func:`run_streams` does the same for many detectors at once: their buffers concatenated (a
+bank, with per-stream offsets), each stream stopping independently.
 """
 
 from __future__ import annotations
@@ -49,22 +54,51 @@ __all__ = [
     "RESOLVED",
     "STARTED",
     "exact_gap",
+    "layout",
     "run",
     "run_streams",
     "slots_of",
+    "step",
 ]
 
-# ints layout -- mutable state
+# ints header -- mutable state
 START, SIZE, N_SEEN, GAP, OPS, BELOW, IN_DRIFT, RESUME = range(8)
-# ints layout -- parameters
-CAP, N_REF, MIN_WINDOW, RESOLVE_AFTER, TESTABLE, SEED, MIXED, TIMED = range(8, 16)
-N_INTS = 16
-# floats layout
+# ints header -- parameters
+CAP, N_REF, MIN_WINDOW, RESOLVE_AFTER, TESTABLE, SEED, MIXED, TIMED, N_SLOTS = range(8, 17)
+N_INTS = 17
+# floats header
 MIX, NOW, DURATION = range(3)
 N_FLOATS = 3
 
-#: Why :func:`run` stopped.
+#: Why :func:`run` or :func:`step` stopped.
 DONE, STARTED, RESOLVED, NEED_THRESHOLDS = 0, 1, 2, 3
+
+
+def _layout(n_slots: int, cap: int, timed: bool) -> tuple[int, int, int, int, int, int, int]:
+    # the one definition of the buffers' layout, for Python (as is) and the kernels (compiled)
+    table = N_INTS
+    ref_end = table + 2 * (cap + 1)
+    ints = ref_end + n_slots
+    int32s = n_slots + cap
+    values = N_FLOATS + (n_slots - 1) // 2
+    times = values + cap
+    floats = times + cap if timed else times
+    return table, ref_end, ints, int32s, values, times, floats
+
+
+_layout_compiled = njit(cache=True)(_layout)
+
+
+def layout(n_slots: int, cap: int, timed: bool) -> tuple[int, int, int, int, int, int, int]:
+    """Where the parts of a detector's buffers lie, for ``n_slots = 2K + 1`` slots.
+
+    Returns ``(table, ref_end, n_ints, n_int32s, values, times, n_floats)``: in ``ints`` the
+    threshold table spans ``[table, ref_end)`` and the reference ends ``[ref_end, n_ints)``; in
+    ``int32s`` the counts span ``[0, n_slots)`` and the ring's slots ``[n_slots, n_int32s)``; in
+    ``floats`` the reference values span ``[N_FLOATS, values)``, the ring's values
+    ``[values, times)`` and its times ``[times, n_floats)``.
+    """
+    return _layout(n_slots, cap, timed)
 
 
 @njit(cache=True)
@@ -86,7 +120,7 @@ def _slot(ref: npt.NDArray[np.float64], x: float) -> int:  # pragma: no cover - 
 def slots_of(
     ref: npt.NDArray[np.float64], xs: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.int32]:  # pragma: no cover - compiled
-    """The slots of many observations (see :func:`run`)."""
+    """The slots of many observations (see :func:`_slot`)."""
     out = np.empty(xs.shape[0], dtype=np.int32)
     for i in range(xs.shape[0]):
         out[i] = _slot(ref, xs[i])
@@ -111,25 +145,14 @@ def exact_gap(
 
 
 @njit(cache=True)
-def run(
+def _apply(
     ints: npt.NDArray[np.int64],
     floats: npt.NDArray[np.float64],
-    table: npt.NDArray[np.int64],
-    ref: npt.NDArray[np.float64],
-    ref_end: npt.NDArray[np.int64],
-    counts: npt.NDArray[np.int32],
-    ring_values: npt.NDArray[np.float64],
-    ring_tags: npt.NDArray[np.int32],
-    ring_times: npt.NDArray[np.float64],
+    int32s: npt.NDArray[np.int32],
     xs: npt.NDArray[np.float64],
     ts: npt.NDArray[np.float64],
 ) -> tuple[int, int]:  # pragma: no cover - compiled
-    """Apply ``xs`` (with event times ``ts`` for a timed window) to one detector's state.
-
-    Returns ``(applied, reason)``: the observations applied (the last one's decision included,
-    except for :data:`NEED_THRESHOLDS`, where it is pending and ``ints[RESUME]`` is set) and why
-    it stopped.
-    """
+    """The update loop of :func:`run` and :func:`step`: the scalars in locals, stored at the end."""
     cap = ints[CAP]
     n = ints[N_REF]
     min_window = ints[MIN_WINDOW]
@@ -138,6 +161,17 @@ def run(
     seed = ints[SEED]
     mixed = ints[MIXED]
     timed = ints[TIMED] != 0
+    n_slots = ints[N_SLOTS]
+    table_at, ref_end_at, n_ints, n_int32s, values_at, times_at, n_floats = _layout_compiled(
+        n_slots, cap, timed
+    )
+    table = ints[table_at:ref_end_at]
+    ref_end = ints[ref_end_at:n_ints]
+    counts = int32s[:n_slots]
+    ring_tags = int32s[n_slots:n_int32s]
+    ref = floats[N_FLOATS:values_at]
+    ring_values = floats[values_at:times_at]
+    ring_times = floats[times_at:n_floats]
     mix = floats[MIX]
     duration = floats[DURATION]
     start, size, n_seen = ints[START], ints[SIZE], ints[N_SEEN]
@@ -189,8 +223,8 @@ def run(
         if m < min_window or not testable:
             G = -1
             continue
-        high = table[m, 0]
-        low = table[m, 1]
+        high = table[2 * m]
+        low = table[2 * m + 1]
         if high < 0:
             i -= 1
             resume = True
@@ -229,58 +263,79 @@ def run(
 
 
 @njit(cache=True)
-def run_streams(
+def step(
     ints: npt.NDArray[np.int64],
+    int32s: npt.NDArray[np.int32],
     floats: npt.NDArray[np.float64],
-    table: npt.NDArray[np.int64],
-    table_off: npt.NDArray[np.int64],
-    ref: npt.NDArray[np.float64],
-    ref_off: npt.NDArray[np.int64],
-    slot_ref_end: npt.NDArray[np.int64],
-    counts: npt.NDArray[np.int32],
-    slot_off: npt.NDArray[np.int64],
-    ring_values: npt.NDArray[np.float64],
-    ring_tags: npt.NDArray[np.int32],
-    ring_times: npt.NDArray[np.float64],
-    ring_off: npt.NDArray[np.int64],
+    x: float,
+    t: float,
+) -> int:  # pragma: no cover - compiled
+    """Apply one observation ``x`` (event time ``t``; ignored by a count window).
+
+    Returns why it stopped. After :data:`NEED_THRESHOLDS` the observation is applied and its
+    decision pending (``ints[RESUME]`` set): the next call decides it and ignores ``x``.
+    """
+    xs = np.empty(1, dtype=np.float64)
+    xs[0] = x
+    ts = np.empty(1 if ints[TIMED] != 0 else 0, dtype=np.float64)
+    if ts.shape[0]:
+        ts[0] = t
+    return _apply(ints, floats, int32s, xs, ts)[1]
+
+
+@njit(cache=True)
+def run(
+    ints: npt.NDArray[np.int64],
+    int32s: npt.NDArray[np.int32],
+    floats: npt.NDArray[np.float64],
     xs: npt.NDArray[np.float64],
     ts: npt.NDArray[np.float64],
+) -> tuple[int, int]:  # pragma: no cover - compiled
+    """Apply ``xs`` (with event times ``ts`` for a timed window, else an empty array) in order.
+
+    Returns ``(applied, reason)``: the observations applied (the last one's decision included,
+    except for :data:`NEED_THRESHOLDS`, where it is pending and ``ints[RESUME]`` is set: the
+    caller passes it again, first of the rest) and why it stopped.
+    """
+    return _apply(ints, floats, int32s, xs, ts)
+
+
+@njit(cache=True)
+def run_streams(
+    ints: npt.NDArray[np.int64],
+    int32s: npt.NDArray[np.int32],
+    floats: npt.NDArray[np.float64],
+    ints_off: npt.NDArray[np.int64],
+    int32s_off: npt.NDArray[np.int64],
+    floats_off: npt.NDArray[np.int64],
+    xs: npt.NDArray[np.float64],
     batch_off: npt.NDArray[np.int64],
     done: npt.NDArray[np.int64],
     reasons: npt.NDArray[np.int64],
 ) -> int:  # pragma: no cover - compiled
-    """:func:`run` for many detectors in one call, over their concatenated arrays.
+    """:func:`run` for many count-window detectors in one call, over their concatenated buffers.
 
-    Stream ``j`` owns ``ints[j]``, ``floats[j]``, ``table[table_off[j]:table_off[j + 1]]``,
-    ``ref[ref_off[j]:ref_off[j + 1]]``, ``slot_ref_end`` and ``counts`` at
-    ``slot_off[j]:slot_off[j + 1]``, the rings at ``ring_off[j]:ring_off[j + 1]``, and its
-    observations ``xs[batch_off[j] + done[j]:batch_off[j + 1]]`` (grouped by stream, in order).
-    ``done[j]`` is advanced by what was applied and ``reasons[j]`` set to why stream ``j``
-    stopped; the streams whose reason is not :data:`DONE` need the caller (to record a
-    transition or fill thresholds) and then another call. Returns how many streams stopped
-    early.
+    Stream ``j`` owns ``ints[ints_off[j]:ints_off[j + 1]]`` (and likewise ``int32s`` and
+    ``floats``) and its observations ``xs[batch_off[j] + done[j]:batch_off[j + 1]]`` (grouped
+    by stream, in order). ``done[j]`` is advanced by what was applied and ``reasons[j]`` set to
+    why stream ``j`` stopped; the streams whose reason is not :data:`DONE` need the caller (to
+    record a transition or fill thresholds) and then another call. Returns how many streams
+    stopped early.
     """
     stopped = 0
-    for j in range(ints.shape[0]):
+    no_times = xs[0:0]
+    for j in range(ints_off.shape[0] - 1):
         lo = batch_off[j] + done[j]
         hi = batch_off[j + 1]
-        if lo >= hi and ints[j, RESUME] == 0:
+        if lo >= hi:
             reasons[j] = DONE
             continue
-        r0, r1 = ring_off[j], ring_off[j + 1]
-        s0, s1 = slot_off[j], slot_off[j + 1]
         applied, reason = run(
-            ints[j],
-            floats[j],
-            table[table_off[j] : table_off[j + 1]],
-            ref[ref_off[j] : ref_off[j + 1]],
-            slot_ref_end[s0:s1],
-            counts[s0:s1],
-            ring_values[r0:r1],
-            ring_tags[r0:r1],
-            ring_times[r0:r1] if ints[j, TIMED] != 0 else ring_times[0:0],
+            ints[ints_off[j] : ints_off[j + 1]],
+            int32s[int32s_off[j] : int32s_off[j + 1]],
+            floats[floats_off[j] : floats_off[j + 1]],
             xs[lo:hi],
-            ts[lo:hi] if ts.shape[0] > 0 else ts,
+            no_times,
         )
         done[j] += applied
         reasons[j] = reason

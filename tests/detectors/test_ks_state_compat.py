@@ -1,0 +1,131 @@
+"""IncrementalKS checkpoints are byte-identical to those of the version before the packed state.
+
+``data/ks_states_30e543b.bin`` holds checkpoint records (the worker's codec) of detectors built
+and fed by :func:`build` with ``detectors/`` at commit 30e543b, where every scalar was a Python
+attribute. Written by::
+
+    git archive 30e543b detectors | tar -x -C /tmp/old-detectors
+    PYTHONPATH=/tmp/old-detectors .venv/bin/python tests/detectors/test_ks_state_compat.py
+
+The same detectors built now must write the same bytes, restore from the old records, and
+continue exactly as the detectors that were never written.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+import pytest
+
+sys.path.append(str(Path(__file__).resolve().parents[2]))  # the script form runs from here
+
+from detectors import IncrementalKS
+from detectors.ks_bank import KSBank
+from detectors.registry import detector_from_state, detector_state
+from stream.worker.checkpoints import CheckpointCodec
+
+FIXTURE = Path(__file__).parent / "data" / "ks_states_30e543b.bin"
+CASES = ("alpha_events", "alpha_batches", "timed", "ert", "rebased", "banked")
+KEY = b"0/k/compat"
+
+
+def build(name: str) -> tuple[IncrementalKS, np.ndarray]:
+    """Detector ``name`` after its seeded stream, and the events that continue it."""
+    rng = np.random.default_rng([30, CASES.index(name)])
+    ref = rng.normal(size=40).round(1)
+    xs = np.r_[rng.normal(size=150), rng.normal(1.2, 1.0, size=60), rng.normal(size=90)].round(1)
+    if name == "alpha_events":
+        det = IncrementalKS(ref, 20, alpha=0.01, resolve_after=10)
+        for x in xs:
+            det.update(float(x))
+    elif name == "alpha_batches":
+        det = IncrementalKS(ref, 20, alpha=0.01, resolve_after=10)
+        for k in range(0, xs.size, 37):
+            det.update_many(xs[k : k + 37])
+        det.gap  # noqa: B018 - a cached read, kept in the state
+    elif name == "timed":
+        det = IncrementalKS(ref, 15, duration=4.0, alpha=0.01)
+        ts = np.cumsum(rng.exponential(0.3, size=xs.size))
+        det.update_many(xs[:200], ts[:200])
+        for x, t in zip(xs[200:], ts[200:], strict=True):
+            det.update(float(x), float(t))
+    elif name == "ert":
+        det = IncrementalKS(ref, 20, ert=400, seed=2, resolve_after=15)
+        det.update_many(xs)
+    elif name == "rebased":
+        det = IncrementalKS(ref, 20, alpha=0.01)
+        det.update_many(xs[:120])
+        det.set_reference(rng.normal(size=30).round(1))
+        det.update_many(xs[120:])
+    else:
+        det = IncrementalKS(ref, 20, alpha=0.01, resolve_after=10)
+        other = IncrementalKS(ref[:25], 10, alpha=0.01)
+        bank = KSBank([other, det])
+        for k in range(0, 200, 20):
+            bank.update(np.r_[xs[k : k + 5], xs[k : k + 20]], [5, 20])
+        det.update_many(xs[200:])
+    return det, rng.normal(0.5, 1.0, size=200).round(1)
+
+
+def record(det: IncrementalKS) -> bytes:
+    """The checkpoint record of ``det`` (the calibration's wall time zeroed: it varies)."""
+    doc = detector_state(det)
+    cal = doc["state"]["_calibration"]
+    if cal is not None:
+        cal["v"]["seconds"] = 0.0
+    return CheckpointCodec().encode(KEY, 1, doc)
+
+
+def fixture() -> dict[str, bytes]:
+    records: dict[str, bytes] = msgpack.unpackb(FIXTURE.read_bytes())
+    return records
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_a_detector_writes_the_records_of_the_previous_version(name: str) -> None:
+    det, _ = build(name)
+    assert record(det) == fixture()[name]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_a_record_of_the_previous_version_restores_and_continues(name: str) -> None:
+    det, more = build(name)
+    _claim, doc = CheckpointCodec().decode(KEY, fixture()[name])
+    restored = detector_from_state(doc)
+    assert isinstance(restored, IncrementalKS)
+    assert record(restored) == fixture()[name]
+    times = np.cumsum(np.full(more.size, 0.25)) + (det._window.now if det.duration else 0.0)
+    for x, t in zip(more, times, strict=True):
+        for d in (det, restored):
+            d.update(float(x), float(t) if d.duration else None)
+        assert restored.transitions == det.transitions
+    assert restored.result() == det.result()
+    assert record(restored) == record(det)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_a_pickled_detector_continues_identically_and_on_its_own(name: str) -> None:
+    det, more = build(name)
+    clone = pickle.loads(pickle.dumps(det))
+    assert record(clone) == record(det) and clone.transitions == det.transitions
+    before = record(det)
+    clone.update_many(more, None if det.duration is None else np.arange(more.size) + 1e6)
+    assert record(det) == before  # the copy shares no buffer with the original
+    det.update_many(more, None if det.duration is None else np.arange(more.size) + 1e6)
+    assert clone.transitions == det.transitions and record(clone) == record(det)
+
+
+def _write() -> None:  # pragma: no cover - run by hand with the previous version's detectors
+    records: dict[str, Any] = {name: record(build(name)[0]) for name in CASES}
+    FIXTURE.parent.mkdir(exist_ok=True)
+    FIXTURE.write_bytes(msgpack.packb(records))
+    print(f"wrote {FIXTURE} ({FIXTURE.stat().st_size} bytes)")
+
+
+if __name__ == "__main__":
+    _write()
