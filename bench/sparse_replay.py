@@ -3,13 +3,15 @@
 Writes a seeded file of a few agents' telemetry in nested JSON (``agent.id``,
 ``usage.output_tokens`` present on 70 % of the events, ``latency_ms`` on all,
 ``response.finish_reason`` -- categorical -- on 90 %), with no drift (the null file) and with an
-output-token drift on one agent from the middle on, replays both with the default window,
-reference size and ERT (``DRIFTWATCH_*`` name the nested fields only), and prints the
-``drift_started`` events per feature against the number the budget expects on the null file:
-``sum over streams of (tested observations / ert)``, a stream's tested observations being the
-events that have its feature, less the reference. Also the load average and the wall time.
+output-token drift on one agent from the middle on, its event times spread over ``--hours``
+(default a day), replays both at default detection settings -- the whole-worker budget of false
+alarms a day, each stream's ERT derived from its key's event rate (``DRIFTWATCH_*`` name the
+nested fields only) -- and prints the ``drift_started`` events per feature against the number
+the budget expects on the null file: ``sum over streams of (tested observations / ert)``, a
+stream's tested observations being the events that have its feature, less the reference. Also
+the load average and the wall time.
 
-Run: ``.venv/bin/python bench/sparse_replay.py [--agents 4] [--events 12000]``.
+Run: ``.venv/bin/python bench/sparse_replay.py [--agents 4] [--events 12000] [--hours 24]``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
+from detectors.budget import stream_ert  # noqa: E402
 from stream.settings import load_settings  # noqa: E402
 
 FEATURES = ("usage.output_tokens", "latency_ms")
@@ -45,15 +48,18 @@ REASONS = ("stop", "length", "tool_calls", "content_filter")
 SHARES = (0.84, 0.07, 0.08, 0.01)
 
 
-def write(path: Path, agents: int, events: int, seed: int, drift: bool) -> Counter[str]:
-    """Write the file; return how many events have each feature."""
+def write(
+    path: Path, agents: int, events: int, seed: int, drift: bool, step_ms: float
+) -> Counter[str]:
+    """Write the file (one event every ``step_ms``); return how many events have each feature."""
     rng = np.random.default_rng(seed)
     present: Counter[str] = Counter()
     start_ms = 1_779_350_400_000
     with path.open("w") as out:
         for i in range(agents * events):
             agent = f"agent-{i % agents}"
-            doc: dict[str, object] = {"ts": start_ms + 50 * i, "agent": {"id": agent}}
+            ts = start_ms + round(step_ms * i)
+            doc: dict[str, object] = {"ts": ts, "agent": {"id": agent}}
             shift = drift and agent == "agent-0" and i >= agents * events // 2
             if rng.random() < 0.7:
                 doc["usage"] = {"output_tokens": int(rng.poisson(260 if shift else 200))}
@@ -86,20 +92,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--agents", type=int, default=4)
     p.add_argument("--events", type=int, default=12_000, help="events per agent")
     p.add_argument("--seed", type=int, default=15)
+    p.add_argument("--hours", type=float, default=24.0, help="time the file spans")
     args = p.parse_args(argv)
     settings = load_settings(environ=ENV)
-    ert = settings.effective_ert
-    assert ert is not None
+    budget = settings.worker_budget
+    assert budget is not None, "the defaults use the worker budget"
+    step_ms = args.hours * 3_600_000 / (args.agents * args.events)
+    key_rate = 1000.0 / (step_ms * args.agents)  # events a second per agent
+    streams = args.agents * (len(FEATURES) + len(CATEGORICAL))
+    ert = stream_ert(budget, streams, key_rate)
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     print(
-        f"{args.agents} agents x {args.events:,} events; window_size {settings.window_size}, "
-        f"reference_size {settings.reference_size}, ert {ert:,.0f} (defaults)"
+        f"{args.agents} agents x {args.events:,} events over {args.hours:g} h; window_size "
+        f"{settings.window_size}, reference_size {settings.reference_size}; budget {budget:g} "
+        f"false alarms a day over {streams} streams -> ert {ert:,.0f} per stream (defaults)"
     )
     with tempfile.TemporaryDirectory() as tmp:
         rows = []
         for name, drift in (("null", False), ("drift", True)):
             path = Path(tmp) / f"{name}.jsonl"
-            present = write(path, args.agents, args.events, args.seed, drift)
+            present = write(path, args.agents, args.events, args.seed, drift, step_ms)
             events, wall, _ = replay(path)
             started = Counter(str(e["feature"]) for e in events if e["type"] == "drift_started")
             keys = Counter(

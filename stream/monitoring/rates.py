@@ -23,8 +23,8 @@ stream calibrated while few keys were known is therefore never left at an ERT mo
 factor too short. Until a rate is measured (a reference from a file, or a block whose events all
 carry the same time) a stream uses :data:`UNMEASURED_ERT`.
 
-ERTs are rounded to two significant digits, so streams of similar rates (and equal reference
-sizes) share one cached calibration.
+A share is capped at :data:`MAX_BUDGET_ERT`. ERTs are rounded to two significant digits, so
+streams of similar rates (and equal reference sizes) share one cached calibration.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from stream.settings import DEFAULT_ERT
 __all__ = [
     "EVENTS",
     "LABELLED",
+    "MAX_BUDGET_ERT",
     "RECALIBRATE_FACTOR",
     "UNMEASURED_ERT",
     "RateClock",
@@ -57,6 +58,10 @@ LABELLED = "labelled"
 RECALIBRATE_FACTOR = 2.0
 #: ERT of a stream whose rate is not measured yet.
 UNMEASURED_ERT = DEFAULT_ERT
+#: Longest ERT the budget gives a stream (observations): the longest the KS and chi-square
+#: calibrations are measured at. A worker whose streams' shares would be longer (many fast
+#: streams) raises more false alarms than its budget: ``sum of rate * 86,400 / ert`` a day.
+MAX_BUDGET_ERT = 10_000_000.0
 #: The river detectors' calibrated parameter (their longest calibrated ERT is ``MAX_ERT`` of it).
 _RIVER_PARAMETER = {"adwin": "delta", "kswin": "alpha", "page_hinkley": "threshold"}
 
@@ -158,6 +163,7 @@ class WorkerBudget:
             ert = _round(
                 stream_ert(self.false_alarms_per_day, max(1, streams), rate, floor=self.floor)
             )
+        ert = min(ert, MAX_BUDGET_ERT)
         parameter = _RIVER_PARAMETER.get(detector)
         if parameter is not None:
             # river detectors are calibrated up to a longest ERT: beyond it such a stream

@@ -20,6 +20,7 @@ from tests.integration.worker import DRIFTWATCH, RunningWorker, run_worker, wait
 
 RECORDS = 60
 SPANS_PER_RECORD = 50
+FINISH = "gen_ai.response.finish_reasons"
 DEADLINE_S = 120.0
 
 
@@ -145,7 +146,8 @@ def test_nil_keyed_spans_through_ingest_reach_two_workers_whole_and_drift_is_fou
     drift_topic = topic_factory("drift", partitions=2)
     dead = topic_factory("dead-letter", partitions=1)
     drift = GenAIDrift("billing-agent", "gpt-4o-mini", "output_tokens", 0.6, start=8_000)
-    gen = GenAISpanGenerator(seed=21, tool_share=0.3, drift=drift)
+    shift = GenAIDrift("support-bot", "claude-sonnet-4", "finish_reasons", 0.5, start=8_000)
+    gen = GenAISpanGenerator(seed=21, tool_share=0.3, drifts=(drift, shift))
     config = IngestConfig(
         raw_topic=raw, telemetry_topic=telemetry, dead_letter_topic=dead, group=f"ingest-{raw}"
     )
@@ -160,6 +162,7 @@ def test_nil_keyed_spans_through_ingest_reach_two_workers_whole_and_drift_is_fou
         "app_id": f"driftwatch-{telemetry}",
         "key_fields": "service.name,gen_ai.request.model",
         "features": features,
+        "categorical_features": FINISH,
         "window_size": 200,
         "reference_size": 400,
         "alpha": "1e-7",
@@ -189,14 +192,23 @@ def test_nil_keyed_spans_through_ingest_reach_two_workers_whole_and_drift_is_fou
                 lambda: observed("duration_ms") == chat, 180, f"{chat} chat spans observed", w1
             )
             assert observed("gen_ai.usage.output_tokens") == chat
+            assert observed(FINISH) == chat
             assert all(observed_by(w) > 0 for w in workers)  # both workers hold streams
-            assert _read_all(bootstrap, drift_topic, 2, 1)  # the first drift event
+            assert _read_all(bootstrap, drift_topic, 2, 2)  # the first drift events
             records = _read_all(bootstrap, drift_topic, 2, 10**6, timeout=5.0)  # and any other
             events = [orjson.loads(r.value) for r in records]
             started = {(e["key"], e["feature"]) for e in events if e["type"] == "drift_started"}
             # latency follows output tokens in the generator, so both features of the stream move
             assert ("billing-agent/gpt-4o-mini", "gen_ai.usage.output_tokens") in started
-            assert {key for key, _ in started} == {"billing-agent/gpt-4o-mini"}
+            assert ("support-bot/claude-sonnet-4", FINISH) in started
+            assert {key for key, _ in started} == {
+                "billing-agent/gpt-4o-mini",
+                "support-bot/claude-sonnet-4",
+            }, started
+            (moved,) = [
+                e for e in events if e["type"] == "drift_started" and e["feature"] == FINISH
+            ]
+            assert moved["detector"] == "chi2" and moved["largest_change"]["category"] == "length"
             drift_ms = (gen.start_ns + drift.start * gen.step_ns) / 1e6
             assert all(e["event_time_ms"] >= drift_ms for e in events), (
                 drift_ms,

@@ -49,7 +49,10 @@ DRIFT_PAIR = {"key": "agent-2", "feature": "response_latency_ms"}
 MALFORMED = {
     "invalid_json": b"{this is not json",
     "not_an_object": b"[1, 2, 3]",
-    "missing_feature": b'{"agent_id": "agent-1", "response_latency_ms": 10}',
+    "bad_key": (
+        b'{"agent_id": 1.5, "response_latency_ms": 10, "token_count": 3, "retry_count": 0,'
+        b' "error_rate": 0.1}'
+    ),
     "non_numeric": (
         b'{"agent_id": "agent-1", "response_latency_ms": "fast", "token_count": 3,'
         b' "retry_count": 0, "error_rate": 0.1}'

@@ -17,7 +17,12 @@ START_MS = 1_779_350_400_000
 MALFORMED = [
     (b"{this is not json", "invalid_json"),
     (b"[1, 2, 3]", "not_an_object"),
-    (b'{"agent_id": "agent-1", "response_latency_ms": 10}', "missing_feature"),
+    # an event missing features is valid (sparse rules); a float id would collapse distinct ids
+    (
+        b'{"agent_id": 1.5, "response_latency_ms": 10, "token_count": 3, "retry_count": 0,'
+        b' "error_rate": 0.1}',
+        "bad_key",
+    ),
     (
         b'{"agent_id": "agent-1", "response_latency_ms": "fast", "token_count": 3,'
         b' "retry_count": 0, "error_rate": 0.1}',

@@ -12,7 +12,7 @@ from detectors import IncrementalKS
 from detectors.budget import stream_ert
 from stream.metrics import Metrics
 from stream.monitor import DriftMonitor
-from stream.monitoring.rates import UNMEASURED_ERT, WorkerBudget
+from stream.monitoring.rates import MAX_BUDGET_ERT, UNMEASURED_ERT, WorkerBudget
 from stream.settings import load_settings
 from stream.telemetry.records import Telemetry
 
@@ -58,6 +58,10 @@ def test_the_ert_is_the_streams_share_of_the_budget() -> None:
     assert budget.due("k", "events", 40, "incremental_ks", 2_600_000) == 6_900_000
     assert budget.due("k", "events", 8, "incremental_ks", 2_600_000) is None
     assert budget.due("k", "events", 6, "incremental_ks", 2_600_000) == 1_000_000
+    # a share longer than the calibrations are measured at is capped
+    assert stream_ert(2.0, 100, 4.0) > MAX_BUDGET_ERT
+    assert budget.ert("k", "events", 100, "incremental_ks") == MAX_BUDGET_ERT == 10_000_000
+    assert budget.due("k", "events", 1000, "incremental_ks", MAX_BUDGET_ERT) is None
 
 
 def test_each_stream_gets_its_share_from_its_warm_up_rate() -> None:
