@@ -215,8 +215,20 @@ def _assert_equivalent(
     assert state == ref_state
     started = {(e["key"], e["feature"]) for e in events.values() if e["type"] == "drift_started"}
     assert (DRIFT.agent_id, DRIFT.feature) in started
-    assert events.keys() == ref_events.keys()
-    assert events == ref_events
+    # the reference is another deployment (its own app_id): the same events, disjoint ids
+    assert not events.keys() & ref_events.keys()
+    assert _deployment_free(events) == _deployment_free(ref_events)
+
+
+def _deployment_free(events: dict[str, dict[str, Any]]) -> list[bytes]:
+    """The events without what names their deployment (``app_id`` and the id it enters)."""
+    return sorted(
+        orjson.dumps(
+            {k: v for k, v in e.items() if k not in ("event_id", "app_id")},
+            option=orjson.OPT_SORT_KEYS,
+        )
+        for e in events.values()
+    )
 
 
 def _topics(topic_factory: TopicFactory) -> dict[str, str]:
@@ -428,6 +440,9 @@ def test_a_control_flood_stays_visible_and_commands_survive_a_sigkill(
         # past the start of the shift (event 14,000 at 500/s), then kill right after a command
         time.sleep(max(0.0, 36.0 - (time.monotonic() - production.started)))
         sent = flood.halt()
+        limited_first = (
+            first.sample("driftwatch_rebaseline_skipped_total", {"reason": "rate_limited"}) or 0.0
+        )
         os.killpg(first.proc.pid, signal.SIGKILL)
         first.proc.wait()
     finally:
@@ -444,7 +459,10 @@ def test_a_control_flood_stays_visible_and_commands_survive_a_sigkill(
             "the second worker to apply every command",
             second,
         )
-        limited = second.sample("driftwatch_rebaseline_skipped_total", {"reason": "rate_limited"})
+        # commands rate-limited by either worker (the second re-reads only uncommitted ones)
+        limited = limited_first + (
+            second.sample("driftwatch_rebaseline_skipped_total", {"reason": "rate_limited"}) or 0.0
+        )
     finally:
         stop_and_keep_log(second.proc, second.log, f"worker-{tmp_path.name}-second.log")
     # read once the worker has stopped (a running worker writes a marker every second)
@@ -462,7 +480,7 @@ def test_a_control_flood_stays_visible_and_commands_survive_a_sigkill(
     # at most one refresh per window (one more where a crash made a command apply again)
     seen = max(e["observations"] for e in events)
     assert len({e["command_id"] for e in refreshes}) <= seen // DETECTION["window_size"] + 2
-    assert len(refreshes) < len(sent) / 2 and limited is not None and limited > 0
+    assert len(refreshes) < len(sent) / 2 and limited > 0
     # every reported episode ends visibly: by its own resolution or re-baselined, with the
     # command that did it; none is left open without an event
     assert started and len(closed) == len(started)
