@@ -153,7 +153,11 @@ class RollingClassification:
         r = np.divide(tp, row, out=np.zeros_like(tp), where=row > 0)
         pr = p + r
         f1 = np.divide(2.0 * p * r, pr, out=np.zeros_like(tp), where=pr > 0)
-        return ClassificationScores(float(p.sum()) / k, float(r.sum()) / k, float(f1.sum()) / k)
+        # fsum: exactly rounded whatever the order of the classes' codes (which depends on
+        # when labels arrived and were compacted), so a restored window gives the same bits
+        return ClassificationScores(
+            math.fsum(p.tolist()) / k, math.fsum(r.tolist()) / k, math.fsum(f1.tolist()) / k
+        )
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
