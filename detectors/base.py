@@ -66,6 +66,10 @@ class DriftDetector(abc.ABC):
     path that leaves the detector in the same state as calling :meth:`update` on each value.
     """
 
+    #: The resolve tally of an open episode (see :meth:`_episode_test`), in the detectors that
+    #: keep one.
+    _below: int
+
     def __init__(self) -> None:
         self.n_seen = 0
         self._in_drift = False
@@ -95,6 +99,31 @@ class DriftDetector(abc.ABC):
             self.update(x, None if times is None else float(times[i]))
             collected.extend(self.transitions)
         self.transitions = collected
+
+    def _episode_test(self, alarm: bool, below: bool, resolve_after: int) -> TransitionKind | None:
+        """Apply one test's outcome to the drift episode; return the transition it makes.
+
+        Outside an episode, an ``alarm`` starts one. Inside, a tally (``_below``) rises by one
+        when the statistic is ``below`` the resolve level and falls by one (not below zero)
+        otherwise; the episode resolves when it reaches ``resolve_after``.
+        """
+        if not self._in_drift:
+            if not alarm:
+                return None
+            self._in_drift = True
+            self._below = 0
+            return DRIFT_STARTED
+        self._below = self._below + 1 if below else max(self._below - 1, 0)
+        if self._below < resolve_after:
+            return None
+        self._in_drift = False
+        self._below = 0
+        return DRIFT_RESOLVED
+
+    def _started_last(self) -> bool:
+        """True if the last transition started an episode at the latest observation."""
+        last = self.transitions[-1] if self.transitions else None
+        return last is not None and last.kind == DRIFT_STARTED and last.index == self.n_seen
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release background work (a pending calibration); the detector stays usable."""

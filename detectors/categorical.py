@@ -65,7 +65,7 @@ from scipy import stats
 from detectors.background import BackgroundCalibrated
 from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, DriftDetector, Transition
 from detectors.calibration import KSCalibration, calibrate_null_statistics, check_ert
-from detectors.ks import validate_alarm_args
+from detectors.validation import validate_alarm_args
 
 __all__ = [
     "MAX_CATEGORY_CHARS",

@@ -17,8 +17,9 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.base import Transition
-from detectors.ks import IncrementalKS, _finite_values
+from detectors.ks import IncrementalKS
 from detectors.ks_kernel import DONE, run_streams
+from detectors.validation import finite_values
 
 __all__ = ["KSBank"]
 
@@ -117,7 +118,7 @@ class KSBank:
         ValueError
             If ``xs`` holds a non-finite value or ``counts`` does not match; nothing is applied.
         """
-        values = _finite_values(xs)
+        values = finite_values(xs)
         per = np.asarray(counts, dtype=np.int64).ravel()
         dets = self.detectors
         if per.shape[0] != len(dets) or (per < 0).any() or per.sum() != values.size:

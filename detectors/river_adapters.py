@@ -21,13 +21,13 @@ from river import drift, stats
 
 from detectors.background import BackgroundCalibrated
 from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, DriftDetector, Transition
-from detectors.ks import as_reference
 from detectors.river_calibration import (
     RiverCalibration,
     calibrate_direct,
     calibrate_kswin,
     check_river_ert,
 )
+from detectors.validation import as_reference
 
 __all__ = ["ADWINDetector", "KSWINDetector", "PageHinkleyDetector", "RiverDetector"]
 

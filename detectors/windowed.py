@@ -12,8 +12,8 @@ from scipy import stats
 from detectors.background import BackgroundCalibrated
 from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, KSDetector
 from detectors.calibration import KSCalibration, calibrate_gap, check_guarantee
-from detectors.ks import as_reference, validate_alarm_args
 from detectors.kstest import KSResult, critical_gap
+from detectors.validation import as_reference, validate_alarm_args
 from detectors.windows import Window, check_array
 
 __all__ = ["WindowedKS"]

@@ -1,0 +1,333 @@
+"""The state of an :class:`~detectors.IncrementalKS`, kept in the compiled kernel's buffers.
+
+The kernel (:mod:`detectors.ks_kernel`) owns the detector's state as three packed arrays:
+``_ints`` (a header of scalars, the thresholds table per window size, the reference's cumulative
+counts), ``_int32s`` (the window's count per slot, the window's slot tags) and ``_floats`` (a
+header, the distinct reference values, the window's values and times). :class:`PackedKS` lays
+them out for a reference (:meth:`~PackedKS._build`), binds the detector's arrays and its
+:class:`~detectors.ks_window.PackedWindow` to them (:meth:`~PackedKS._attach`, also to a
+:class:`~detectors.ks_bank.KSBank`'s buffers), reads and writes the header's scalars through
+attributes, and evaluates the exact gap and the full test from them.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+
+import numpy as np
+import numpy.typing as npt
+
+from detectors.base import KSDetector
+from detectors.calibration import KSCalibration
+from detectors.ks_alarm import KSAlarm
+from detectors.ks_kernel import (
+    CAP,
+    GAP,
+    IN_DRIFT,
+    MIN_WINDOW,
+    MIX,
+    MIXED,
+    N_FLOATS,
+    N_INTS,
+    N_REF,
+    N_SEEN,
+    N_SLOTS,
+    OPS,
+    RESOLVE_AFTER,
+    SEED,
+    SIZE,
+    START,
+    TESTABLE,
+    TIMED,
+    exact_gap,
+    layout,
+    slots_of,
+)
+from detectors.ks_window import PackedWindow
+from detectors.kstest import MAX_EXACT_N, KSResult, ks_pvalue
+from detectors.validation import as_reference
+
+__all__ = ["PackedKS", "header_floats", "window_result"]
+
+
+def header_floats(now: float, duration: float | None) -> npt.NDArray[np.float64]:
+    """The kernel's float header: the randomised boundary's mix, the clock, the duration."""
+    return np.array([0.0, now, math.inf if duration is None else float(duration)], dtype=np.float64)
+
+
+class PackedKS(KSAlarm, KSDetector):
+    """Base of :class:`~detectors.IncrementalKS`: its state as views of the kernel's buffers.
+
+    Every mutable scalar lives in the kernel's header; the attributes below read and write it,
+    so an update copies nothing in or out.
+    """
+
+    _calibration_value: KSCalibration | None
+    _ints: npt.NDArray[np.int64]
+    _int32s: npt.NDArray[np.int32]
+    _floats: npt.NDArray[np.float64]
+    _table: npt.NDArray[np.int64]
+    _ref_end: npt.NDArray[np.int64]
+    _ref_values: npt.NDArray[np.float64]
+    _counts: npt.NDArray[np.int32]
+    _ref_counts: npt.NDArray[np.int64]
+    _thresholds: dict[int, tuple[int, int]]
+    _window: PackedWindow
+    _result: KSResult | None
+    _n: int
+    _min_window: int
+    _resolve_after: int
+
+    @property
+    def n_seen(self) -> int:
+        """Observations seen so far."""
+        return int(self._ints.item(N_SEEN))
+
+    @n_seen.setter
+    def n_seen(self, value: int) -> None:
+        self._ints[N_SEEN] = value
+
+    @property
+    def _in_drift(self) -> bool:
+        return self._ints.item(IN_DRIFT) != 0
+
+    @_in_drift.setter
+    def _in_drift(self, value: bool) -> None:
+        self._ints[IN_DRIFT] = 1 if value else 0
+
+    @property
+    def _calibration(self) -> KSCalibration | None:
+        return self._calibration_value
+
+    @_calibration.setter
+    def _calibration(self, cal: KSCalibration | None) -> None:
+        # the randomised boundary's parameters, as the kernel reads them
+        self._calibration_value = cal
+        self._ints[MIXED] = 0 if cal is None else cal.gap_mixed
+        self._floats[MIX] = 0.0 if cal is None else cal.mix
+
+    def _sync_testable(self) -> None:
+        self._ints[TESTABLE] = 1 if self._testable() else 0
+
+    def close(self) -> None:
+        """Cancel a calibration that has not started (e.g. the stream is being dropped)."""
+        super().close()
+        self._sync_testable()
+
+    def _build(
+        self,
+        ref: npt.NDArray[np.float64],
+        ref_end: npt.NDArray[np.int64],
+        window_values: npt.NDArray[np.float64],
+        window_times: npt.NDArray[np.float64] | None,
+        window_tags: npt.NDArray[np.int32] | None = None,
+    ) -> None:
+        """Allocate the buffers for the current reference and fill them: the header carried
+        over, thresholds unknown, the reference (its distinct values and cumulative counts),
+        and the window (oldest first)."""
+        n_slots, cap, timed = 2 * ref.shape[0] + 1, self.window_size, window_times is not None
+        _table, ref_end_at, n_ints, n_int32s, values_at, _times, n_floats = layout(
+            n_slots, cap, timed
+        )
+        ints = np.full(n_ints, -1, dtype=np.int64)
+        ints[:N_INTS] = self._ints[:N_INTS]
+        ints[ref_end_at:] = ref_end
+        floats = np.zeros(n_floats, dtype=np.float64)
+        floats[:N_FLOATS] = self._floats[:N_FLOATS]
+        floats[N_FLOATS:values_at] = ref
+        m = window_values.shape[0]
+        ints[START], ints[SIZE], ints[CAP], ints[N_SLOTS], ints[TIMED] = 0, m, cap, n_slots, timed
+        ints[N_REF], ints[MIN_WINDOW] = self._n, self._min_window
+        ints[RESOLVE_AFTER], ints[SEED] = self._resolve_after, self.seed
+        self._attach(ints, np.zeros(n_int32s, dtype=np.int32), floats)
+        win = self._window
+        tags = self._slots_of(window_values) if window_tags is None else window_tags
+        win._values[:m] = window_values
+        win._tags[:m] = tags  # type: ignore[index]
+        if win._times is not None and window_times is not None:
+            win._times[:m] = window_times
+        self._counts[:] = np.bincount(tags, minlength=n_slots)
+
+    def _attach(
+        self,
+        ints: npt.NDArray[np.int64],
+        int32s: npt.NDArray[np.int32],
+        floats: npt.NDArray[np.float64],
+    ) -> None:
+        """Make the detector's arrays views of packed buffers (its own, or a bank's)."""
+        n_slots, cap, timed = ints.item(N_SLOTS), ints.item(CAP), ints.item(TIMED) != 0
+        table_at, ref_end_at, n_ints, n_int32s, values_at, times_at, n_floats = layout(
+            n_slots, cap, timed
+        )
+        self._ints, self._int32s, self._floats = ints, int32s, floats
+        self._table = ints[table_at:ref_end_at].reshape(cap + 1, 2)
+        self._ref_end = ints[ref_end_at:n_ints]
+        self._counts = int32s[:n_slots]
+        self._ref_values = floats[N_FLOATS:values_at]
+        self._window.bind(
+            ints,
+            floats,
+            floats[values_at:times_at],
+            int32s[n_slots:n_int32s],
+            floats[times_at:n_floats] if timed else None,
+        )
+
+    # ------------------------------------------------------------------ reference
+    def _set_reference(self, ref: npt.NDArray[np.float64]) -> None:
+        """Install a reference sample, keeping the window (re-slotted against it)."""
+        values, counts = np.unique(ref, return_counts=True)
+        cum = np.cumsum(counts, dtype=np.int64)
+        k = values.shape[0]
+        ref_end = np.empty(2 * k + 1, dtype=np.int64)
+        ref_end[0] = 0
+        ref_end[1::2] = cum
+        ref_end[2::2] = cum
+        win = self._window
+        window_values = win.values()
+        window_times = None if win._times is None else win.times()
+        self._n = int(ref.shape[0])
+        self._thresholds: dict[int, tuple[int, int]] = {}
+        self._ref_counts = counts
+        self._build(values, ref_end, window_values, window_times)
+        self.close()
+        if self.ert is not None:
+            self._calibrate(self._ref_counts, self._resolve_after)
+        self._reset_evidence()
+        self._sync_testable()
+
+    def _install(self, calibration: KSCalibration) -> None:
+        thresholds = (calibration.gap_high, calibration.gap_low)
+        self._thresholds[self.window_size] = thresholds
+        self._table[self.window_size] = thresholds
+        self._sync_testable()
+
+    def _reset_evidence(self) -> None:
+        self._ints[GAP] = -1  # exact max_s |m R - n C| at the last evaluation; -1: unknown
+        self._ints[OPS] = 0  # window operations since then (each moves G by at most n)
+        self._result: KSResult | None = None
+
+    def set_reference(self, reference: npt.ArrayLike) -> None:
+        """Replace the reference sample, keeping the window (a re-baseline).
+
+        Costs ``O((n + m) log n)`` for a new reference of size ``n`` and a window of ``m``. An
+        open drift episode stays open; it resolves by the usual rule against the new reference.
+        """
+        self._set_reference(as_reference(reference))
+
+    @property
+    def _ref(self) -> array:
+        """The distinct reference values as the state stores them (a copy of the packed ones)."""
+        return array("d", self._ref_values.tobytes())
+
+    @property
+    def reference(self) -> npt.NDArray[np.float64]:
+        """The reference sample, sorted."""
+        reps = np.diff(self._ref_end[1::2], prepend=0)
+        return np.repeat(self._ref_values, reps)
+
+    @property
+    def window(self) -> npt.NDArray[np.float64]:
+        """The current window, oldest first (a copy)."""
+        return self._window.values()
+
+    # ------------------------------------------------------------------ slots
+    def _slots_of(self, xs: npt.NDArray[np.float64]) -> npt.NDArray[np.int32]:
+        slots: npt.NDArray[np.int32] = slots_of(self._ref_values, xs)
+        return slots
+
+    def _thresholds_for(self, m: int) -> tuple[int, int]:
+        """Alarm and resolve thresholds on ``G = max|m R - n C|`` for a window of ``m``."""
+        t = self._thresholds.get(m)
+        if t is None and self.calibration is not None:
+            t = self._thresholds.get(m)
+        if t is None:
+            n = self._n
+            high = self._alpha_gap(n, m)
+            low = math.ceil(self.resolve_ratio * high)
+            t = self._thresholds[m] = (high, low)
+        return t
+
+    # ------------------------------------------------------------------ evaluation
+    def _gap(self) -> int:
+        """Exact ``max_s |m R(s) - n C(s)|`` over the slots."""
+        return int(exact_gap(self._ref_end, self._counts, self._n, self._ints.item(SIZE)))
+
+    @property
+    def gap(self) -> int:
+        """The current exact gap ``G = max_s |m R(s) - n C(s)|`` (``D = G / (n m)``).
+
+        Cached: the updates keep the last exact evaluation and the number of window operations
+        since; a stale gap is evaluated once, in one compiled ``O(K)`` pass, and kept (that
+        changes no decision: every decision depends on the exact gap alone).
+        """
+        ints = self._ints
+        if ints.item(GAP) < 0 or ints.item(OPS):
+            ints[GAP] = self._gap()
+            ints[OPS] = 0
+        return int(ints.item(GAP))
+
+    @property
+    def statistic(self) -> float:
+        """``scipy.stats.ks_2samp(reference, window).statistic``, from the cached :attr:`gap`
+        (no p-value, no full evaluation; nan before any observation)."""
+        m, n = self._window._size, self._n
+        if m == 0:
+            return math.nan
+        if max(n, m) > MAX_EXACT_N:  # scipy's floating ECDF difference then
+            return self.result().statistic
+        g = math.gcd(n, m)
+        return (self.gap // g) / (n // g * m)
+
+    def _evaluate(self) -> KSResult:
+        """The full result (cached until the next update); see :func:`window_result`."""
+        if self._result is None:
+            if self._window._size == 0:
+                return KSResult(math.nan, math.nan, math.nan, 0, self._n, 0)
+            self._result = window_result(
+                self._ref_values, self._ref_end, self._counts, self._window, self._n, self.gap
+            )
+        return self._result
+
+
+def window_result(
+    ref_values: npt.NDArray[np.float64],
+    ref_end: npt.NDArray[np.int64],
+    counts: npt.NDArray[np.int32],
+    window: PackedWindow,
+    n: int,
+    gap: int,
+) -> KSResult:
+    """The full result of the test of ``window`` against the reference, computed as scipy does
+    (floating ECDF differences for the location); ``gap`` is the exact ``G``, the window not
+    empty."""
+    m = window._size
+    c = np.cumsum(counts, dtype=np.int64)
+    cdd = ref_end / n - c / m
+    at_ref = cdd[1::2]
+    i_max = int(np.argmax(at_ref))
+    max_s = float(at_ref[i_max])
+    gaps = cdd[0::2]
+    occupied = counts[0::2] > 0
+    i_min = int(np.argmin(at_ref))
+    min_val = float(at_ref[i_min])
+    loc_min = float(ref_values[i_min])
+    if occupied.any():
+        gap_idx = np.flatnonzero(occupied)
+        j = int(np.argmin(gaps[gap_idx]))
+        if gaps[gap_idx[j]] < min_val:
+            min_val = float(gaps[gap_idx[j]])
+            slot = 2 * int(gap_idx[j])
+            in_slot = window.values()[window.tags() == slot]
+            loc_min = float(in_slot.max())
+    min_s = min(max(-min_val, 0.0), 1.0)
+    if min_s > max_s:
+        d, loc, sign = min_s, loc_min, -1
+    else:
+        d, loc, sign = max_s, float(ref_values[i_max]), 1
+    g = math.gcd(n, m)
+    lcm = n // g * m
+    h = gap // g
+    if max(n, m) <= MAX_EXACT_N:
+        d = h / lcm
+    return KSResult(d, ks_pvalue(n, m, h), loc, sign, n, m)

@@ -1,0 +1,222 @@
+"""The stored state of an :class:`~detectors.IncrementalKS`: plain data, and pickles.
+
+:meth:`StoredKS.state` writes the detector's attributes by name, in the order of
+:data:`_STATE_FIELDS` (the scalars that live in the kernel's header included, under their
+attribute names); :meth:`StoredKS.from_state` checks such a state's shapes and invariants and
+rebuilds the packed buffers from it. Pickles carry the same state.
+"""
+
+from __future__ import annotations
+
+from array import array
+from typing import Any, Self
+
+import numpy as np
+
+from detectors.calibration import KSCalibration
+from detectors.ks_kernel import BELOW, GAP, N_INTS, OPS
+from detectors.ks_packed import PackedKS, header_floats
+from detectors.ks_window import PackedWindow
+from detectors.windows import Window, check_array
+
+__all__ = ["StoredKS"]
+
+
+class StoredKS(PackedKS):
+    """Base of :class:`~detectors.IncrementalKS`: its state as plain data and as a pickle."""
+
+    ert: float | None
+    wait_for_calibration: bool
+    window_size: int
+
+    def state(self) -> dict[str, Any]:
+        """The detector's state as plain data (see :mod:`detectors.registry`).
+
+        A pending calibration is waited for, unless it is not waited for by updates either:
+        the restored copy then calibrates again (same seed, same result).
+        """
+        from detectors.registry import to_data
+
+        recalibrate = False
+        if self.wait_for_calibration or self.calibration_ready:
+            self.calibration  # noqa: B018 - wait for a pending calibration
+        else:
+            recalibrate = True
+        ints = self._ints
+        values = dict(self.__dict__)
+        values.update(
+            n_seen=self.n_seen,
+            _in_drift=self._in_drift,
+            _below=int(ints.item(BELOW)),
+            _calibration=self._calibration_value,
+            _ref=self._ref,
+            _G=int(ints.item(GAP)),
+            _ops=int(ints.item(OPS)),
+        )
+        if self.ert is None:
+            del values["_thresholds"]  # recomputed on demand (cached per process)
+        out = {k: to_data(values.pop(k)) for k in _STATE_FIELDS if k in values}
+        out.update((k, to_data(v)) for k, v in values.items() if k not in _NOT_STATE)
+        if self.ert is None:
+            out["_thresholds"] = to_data({})
+        out["_recalibrate"] = recalibrate
+        return out
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Self:
+        """Rebuild a detector from :meth:`state`, checking its shapes and invariants.
+
+        Raises
+        ------
+        detectors.registry.StateError
+            If the state is not one this version can continue from.
+        """
+        from detectors.registry import StateError, restore_attributes
+
+        state = dict(state)
+        recalibrate = state.pop("_recalibrate", False)
+        # the packed scalars are checked on a stand-in of the same name, then packed below
+        packed = type(cls.__name__, (), {})()
+        restore_attributes(
+            packed, {k: state.pop(k) for k in _PACKED_TYPES if k in state}, _PACKED_TYPES
+        )
+        det = cls.__new__(cls)
+        restore_attributes(det, state, _KS_STATE_TYPES)
+        k = len(packed._ref)
+        values = np.frombuffer(packed._ref, dtype=np.float64)
+        check_array(det._ref_counts, np.int64, k, "reference counts")
+        check_array(det._ref_end, np.int64, 2 * k + 1, "reference ends")
+        check_array(det._counts, np.int32, 2 * k + 1, "window counts")
+        win = det._window
+        tags = win.tags()
+        cum = np.cumsum(det._ref_counts)
+        if (
+            k == 0
+            or not np.all(np.isfinite(values))
+            or np.any(np.diff(values) <= 0)
+            or np.any(det._ref_counts <= 0)
+            or det._n != int(cum[-1])
+            or det._ref_end[0] != 0
+            or np.any(det._ref_end[1::2] != cum)
+            or np.any(det._ref_end[2::2] != cum)
+        ):
+            raise StateError("IncrementalKS reference arrays are inconsistent")
+        if (
+            win.capacity != det.window_size
+            or not 1 <= det._min_window <= det.window_size
+            or np.any(tags < 0)
+            or np.any(tags > 2 * k)
+            or np.any(np.bincount(tags, minlength=2 * k + 1) != det._counts)
+            or not packed.n_seen >= 0
+            or packed._ops < 0
+            or packed._below < 0
+            or det._resolve_after < 1
+        ):
+            raise StateError("IncrementalKS window state is inconsistent")
+        cal = packed._calibration
+        if cal is not None and not isinstance(cal, KSCalibration):
+            raise StateError("IncrementalKS calibration has the wrong type")
+        det.transitions = []
+        det._pending = None
+        det._ints = np.zeros(N_INTS, dtype=np.int64)
+        det._floats = header_floats(win.now, win.duration)
+        det._window = PackedWindow(win.capacity, win.duration, det._ints, det._floats)
+        times = None if win._times is None else win.times()
+        det._build(values, det._ref_end, win.values(), times, tags)
+        det.n_seen = packed.n_seen
+        det._in_drift = packed._in_drift
+        det._ints[BELOW], det._ints[GAP], det._ints[OPS] = packed._below, packed._G, packed._ops
+        det._calibration = cal
+        for m, (high, low) in det._thresholds.items():
+            if 0 < m <= det.window_size:
+                det._table[m] = high, low
+        det._result = None
+        if recalibrate:
+            det._calibrate(det._ref_counts, det._resolve_after)
+        det._sync_testable()
+        return det
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled as its :meth:`state` (a finished calibration included) and transitions."""
+        self.calibration  # noqa: B018 - copies carry the finished calibration
+        return {"state": self.state(), "transitions": self.transitions}
+
+    def __setstate__(self, data: dict[str, Any]) -> None:
+        self.__dict__.update(type(self).from_state(data["state"]).__dict__)
+        self.transitions = list(data["transitions"])
+
+
+#: The order of the fields of :meth:`StoredKS.state` (the order of the attributes of
+#: the detector before its scalars moved into the kernel's buffers; kept so that states are
+#: byte-identical across that change).
+_STATE_FIELDS = (
+    "n_seen",
+    "_in_drift",
+    "_drift_detected",
+    "window_size",
+    "duration",
+    "min_window",
+    "alpha",
+    "ert",
+    "resolve_ratio",
+    "resolve_after",
+    "seed",
+    "wait_for_calibration",
+    "guarantee",
+    "_min_window",
+    "_resolve_after",
+    "_alpha",
+    "_window",
+    "_below",
+    "_calibration",
+    "_n",
+    "_ref",
+    "_ref_end",
+    "_counts",
+    "_thresholds",
+    "_ref_counts",
+    "_G",
+    "_ops",
+)
+
+#: Attributes that are not state: views of the buffers, caches, background work.
+_NOT_STATE = frozenset(
+    {
+        "_ints",
+        "_int32s",
+        "_floats",
+        "_table",
+        "_ref_values",
+        "_calibration_value",
+        "_pending",
+        "_result",
+        "transitions",
+    }
+)
+
+#: State fields held in the kernel's buffers (and the calibration, whose boundary they hold).
+_PACKED_TYPES: dict[str, type | tuple[type, ...]] = {
+    "n_seen": int,
+    "_in_drift": bool,
+    "_below": int,
+    "_G": int,
+    "_ops": int,
+    "_calibration": (KSCalibration, type(None)),
+    "_ref": array,
+}
+
+#: The other attributes an :class:`IncrementalKS` state must hold, and their types.
+_KS_STATE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "_drift_detected": bool,
+    "window_size": int,
+    "wait_for_calibration": bool,
+    "_min_window": int,
+    "_resolve_after": int,
+    "_alpha": float,
+    "_window": Window,
+    "_n": int,
+    "_ref_end": np.ndarray,
+    "_counts": np.ndarray,
+    "_ref_counts": np.ndarray,
+    "_thresholds": dict,
+}
