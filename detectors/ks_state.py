@@ -1,9 +1,11 @@
-"""The stored state of an :class:`~detectors.IncrementalKS`: plain data, and pickles.
+"""The stored state of the KS detectors: plain data, and pickles.
 
-:meth:`StoredKS.state` writes the detector's attributes by name, in the order of
-:data:`_STATE_FIELDS` (the scalars that live in the kernel's header included, under their
-attribute names); :meth:`StoredKS.from_state` checks such a state's shapes and invariants and
-rebuilds the packed buffers from it. Pickles carry the same state.
+:class:`StoredKS` is :class:`~detectors.IncrementalKS`'s: :meth:`StoredKS.state` writes the
+detector's attributes by name, in the order of :data:`_STATE_FIELDS` (the scalars that live in
+the kernel's header included, under their attribute names); :meth:`StoredKS.from_state` checks
+such a state's shapes and invariants and rebuilds the packed buffers from it; pickles carry the
+same state. :class:`StoredWindowedKS` is :class:`~detectors.WindowedKS`'s: its attributes by
+name, in the order the detector set them.
 """
 
 from __future__ import annotations
@@ -12,14 +14,18 @@ from array import array
 from typing import Any, Self
 
 import numpy as np
+import numpy.typing as npt
 
+from detectors.base import Transition
 from detectors.calibration import KSCalibration
+from detectors.ks_alarm import KSAlarm
 from detectors.ks_kernel import BELOW, GAP, N_INTS, OPS
 from detectors.ks_packed import PackedKS, header_floats
 from detectors.ks_window import PackedWindow
+from detectors.kstest import KSResult
 from detectors.windows import Window, check_array
 
-__all__ = ["StoredKS"]
+__all__ = ["StoredKS", "StoredWindowedKS"]
 
 
 class StoredKS(PackedKS):
@@ -219,4 +225,76 @@ _KS_STATE_TYPES: dict[str, type | tuple[type, ...]] = {
     "_counts": np.ndarray,
     "_ref_counts": np.ndarray,
     "_thresholds": dict,
+}
+
+
+class StoredWindowedKS(KSAlarm):
+    """Mixin of :class:`~detectors.WindowedKS`: its state as plain data."""
+
+    n_seen: int
+    transitions: list[Transition]
+    _reference: npt.NDArray[np.float64]
+    _window: Window
+    _min_window: int
+    _stride: int
+    _since: int
+    _below: int
+    n_evaluations: int
+
+    def state(self) -> dict[str, Any]:
+        """The detector's state as plain data (see :mod:`detectors.registry`)."""
+        from detectors.registry import to_data
+
+        self.calibration  # noqa: B018 - a copy carries the finished calibration
+        transient = {"transitions", "_pending"}
+        return {k: to_data(v) for k, v in self.__dict__.items() if k not in transient}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Self:
+        """Rebuild a detector from :meth:`state`, checking its shapes and invariants.
+
+        Raises
+        ------
+        detectors.registry.StateError
+            If the state is not one this version can continue from.
+        """
+        from detectors.registry import StateError, restore_attributes
+
+        det = cls.__new__(cls)
+        restore_attributes(det, state, _WINDOWED_STATE_TYPES)
+        det.transitions = []
+        det._pending = None
+        ref = check_array(det._reference, np.float64, None, "reference")
+        if (
+            ref.shape[0] == 0
+            or not np.all(np.isfinite(ref))
+            or np.any(np.diff(ref) < 0)
+            or det._window.capacity != det.window_size
+            or not 1 <= det._min_window <= det.window_size
+            or det._stride < 1
+            or min(det.n_seen, det._since, det._below, det.n_evaluations) < 0
+        ):
+            raise StateError("WindowedKS state is inconsistent")
+        for name, types in (("_calibration", KSCalibration), ("_result", KSResult)):
+            value = getattr(det, name, None)
+            if value is not None and not isinstance(value, types):
+                raise StateError(f"WindowedKS {name} has the wrong type")
+        return det
+
+
+#: Attributes a :class:`WindowedKS` state must hold, and their types.
+_WINDOWED_STATE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "n_seen": int,
+    "_in_drift": bool,
+    "_drift_detected": bool,
+    "window_size": int,
+    "_alpha": float,
+    "_min_window": int,
+    "_stride": int,
+    "_window": Window,
+    "_reference": np.ndarray,
+    "_since": int,
+    "_next_eval_time": float,
+    "_below": int,
+    "n_evaluations": int,
 }

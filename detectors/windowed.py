@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-from detectors.background import BackgroundCalibrated
-from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, KSDetector
-from detectors.calibration import KSCalibration, calibrate_gap, check_guarantee
-from detectors.kstest import KSResult, critical_gap
+from detectors.base import DRIFT_STARTED, KSDetector
+from detectors.calibration import check_guarantee
+from detectors.ks_state import StoredWindowedKS
+from detectors.kstest import KSResult
 from detectors.validation import as_reference, validate_alarm_args
-from detectors.windows import Window, check_array
+from detectors.windows import Window
 
 __all__ = ["WindowedKS"]
 
 
-class WindowedKS(BackgroundCalibrated, KSDetector):
+class WindowedKS(StoredWindowedKS, KSDetector):
     """Reference vs window with :func:`scipy.stats.ks_2samp`, every ``stride`` events or seconds.
 
     Parameters
@@ -173,23 +172,7 @@ class WindowedKS(BackgroundCalibrated, KSDetector):
         self.close()
         if self.ert is not None:
             _, counts = np.unique(self._reference, return_counts=True)
-            self._start(
-                calibrate_gap,
-                counts,
-                self.window_size,
-                self.ert,
-                resolve_ratio=self.resolve_ratio,
-                resolve_after=self.resolve_after,
-                seed=self.seed,
-                stride=self._stride,
-                guarantee=self.guarantee,
-            )
-
-    @property
-    def calibration(self) -> KSCalibration | None:
-        """The ``ert`` calibration, or None with ``alpha``; waits for one still running."""
-        cal: KSCalibration | None = super().calibration
-        return cal
+            self._calibrate(counts, self.resolve_after, self._stride)
 
     def _due(self, now: float) -> bool:
         if self.duration is None:
@@ -236,25 +219,18 @@ class WindowedKS(BackgroundCalibrated, KSDetector):
         self.n_evaluations += 1
         cal = self.calibration
         if cal is None:
-            crit = critical_gap(n, m, self._alpha) * math.gcd(n, m) / (n * m)  # critical D
+            crit = self._alpha_gap(n, m) / (n * m)  # critical D
             alarm = bool(r.pvalue < self._alpha)
         else:
             crit = cal.gap_high / (n * m)
             alarm = cal.fires(round(float(r.statistic) * n * m), self.n_seen, self.seed)
-        if not self._in_drift:
-            if alarm:
-                self._in_drift = self._drift_detected = True
-                self._below = 0
-                self._record(DRIFT_STARTED, crit)
-            return
-        if r.statistic < self.resolve_ratio * crit:
-            self._below += 1
-        else:
-            self._below = max(self._below - 1, 0)
-        if self._below >= self.resolve_after:
-            self._in_drift = False
-            self._below = 0
-            self._record(DRIFT_RESOLVED, self.resolve_ratio * crit)
+        below = r.statistic < self.resolve_ratio * crit
+        kind = self._episode_test(alarm, below, self.resolve_after)
+        if kind == DRIFT_STARTED:
+            self._drift_detected = True
+            self._record(kind, crit)
+        elif kind is not None:
+            self._record(kind, self.resolve_ratio * crit)
 
     def alarm_threshold(self) -> float:
         """The statistic ``D`` at which the latest evaluation would have alarmed (nan before)."""
@@ -265,69 +241,10 @@ class WindowedKS(BackgroundCalibrated, KSDetector):
         cal = self._calibration
         if cal is not None:
             return float(cal.gap_high / (n * m))
-        return critical_gap(n, m, self._alpha) * math.gcd(n, m) / (n * m)
+        return self._alpha_gap(n, m) / (n * m)
 
     def result(self) -> KSResult:
         """Outputs of the latest evaluation (all nan before the first)."""
         if self._result is None:
             return KSResult(math.nan, math.nan, math.nan, 0, self._reference.shape[0], 0)
         return self._result
-
-    # ------------------------------------------------------------------ state
-    def state(self) -> dict[str, Any]:
-        """The detector's state as plain data (see :mod:`detectors.registry`)."""
-        from detectors.registry import to_data
-
-        self.calibration  # noqa: B018 - a copy carries the finished calibration
-        transient = {"transitions", "_pending"}
-        return {k: to_data(v) for k, v in self.__dict__.items() if k not in transient}
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> WindowedKS:
-        """Rebuild a detector from :meth:`state`, checking its shapes and invariants.
-
-        Raises
-        ------
-        detectors.registry.StateError
-            If the state is not one this version can continue from.
-        """
-        from detectors.registry import StateError, restore_attributes
-
-        det = cls.__new__(cls)
-        restore_attributes(det, state, _WINDOWED_STATE_TYPES)
-        det.transitions = []
-        det._pending = None
-        ref = check_array(det._reference, np.float64, None, "reference")
-        if (
-            ref.shape[0] == 0
-            or not np.all(np.isfinite(ref))
-            or np.any(np.diff(ref) < 0)
-            or det._window.capacity != det.window_size
-            or not 1 <= det._min_window <= det.window_size
-            or det._stride < 1
-            or min(det.n_seen, det._since, det._below, det.n_evaluations) < 0
-        ):
-            raise StateError("WindowedKS state is inconsistent")
-        for name, types in (("_calibration", KSCalibration), ("_result", KSResult)):
-            value = getattr(det, name, None)
-            if value is not None and not isinstance(value, types):
-                raise StateError(f"WindowedKS {name} has the wrong type")
-        return det
-
-
-#: Attributes a :class:`WindowedKS` state must hold, and their types.
-_WINDOWED_STATE_TYPES: dict[str, type | tuple[type, ...]] = {
-    "n_seen": int,
-    "_in_drift": bool,
-    "_drift_detected": bool,
-    "window_size": int,
-    "_alpha": float,
-    "_min_window": int,
-    "_stride": int,
-    "_window": Window,
-    "_reference": np.ndarray,
-    "_since": int,
-    "_next_eval_time": float,
-    "_below": int,
-    "n_evaluations": int,
-}
