@@ -55,7 +55,7 @@ import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, Final, NamedTuple
 
 import numpy as np
@@ -63,7 +63,7 @@ import numpy.typing as npt
 from scipy import stats
 
 from detectors.background import BackgroundCalibrated
-from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, DriftDetector, Transition
+from detectors.base import DRIFT_STARTED, DriftDetector, Transition
 from detectors.calibration import KSCalibration, calibrate_null_statistics, check_ert
 from detectors.validation import validate_alarm_args
 
@@ -301,7 +301,64 @@ class CategoryWindow:
         self._cells[: len(self._cats)] = pool.cells_of(self._cats)
 
 
-class CategoricalDetector(BackgroundCalibrated, DriftDetector):
+class Chi2Alarm(BackgroundCalibrated):
+    """Mixin of :class:`CategoricalDetector`: the alarm rule on ``X2``.
+
+    With ``alpha``, the thresholds ``chi2.isf(alpha, dof)`` per degrees of freedom; with
+    ``ert``, the calibration on the ``X2`` grid (:func:`calibrate_chi2`), run in the background,
+    and its randomised boundary (:meth:`~detectors.calibration.KSCalibration.fires`).
+    """
+
+    window_size: int
+    ert: float | None
+    resolve_ratio: float
+    seed: int
+    _resolve_after: int
+    _alpha: float
+    _ref: npt.NDArray[np.int64]
+    _thresholds: dict[int, tuple[float, float]]
+
+    def _chi2_calibration(self) -> partial[KSCalibration]:
+        """The ``ert`` calibration of the current reference, as a call to make."""
+        assert self.ert is not None
+        return partial(
+            calibrate_chi2,
+            self._ref,
+            self.window_size,
+            self.ert,
+            resolve_ratio=self.resolve_ratio,
+            resolve_after=self._resolve_after,
+            seed=self.seed,
+        )
+
+    @property
+    def calibration(self) -> KSCalibration | None:
+        """The ``ert`` calibration (waits for it if pending), or None with ``alpha``."""
+        cal: KSCalibration | None = super().calibration
+        if cal is None and self.ert is not None:  # its background run was cancelled by close()
+            cal = self._calibration = self._chi2_calibration()()
+        return cal
+
+    def _rule(self, x2: float, dof: int, index: int) -> tuple[bool, bool, float, float]:
+        """``(alarm, below resolve level, threshold, resolve level)`` for one full window."""
+        cal = self.calibration
+        if cal is not None:
+            q = int(np.rint(x2 * STATISTIC_SCALE))
+            return (
+                cal.fires(q, index, self.seed),
+                q < cal.gap_low,
+                cal.gap_high / STATISTIC_SCALE,
+                cal.gap_low / STATISTIC_SCALE,
+            )
+        high, low = self._thresholds.get(dof, (math.nan, math.nan))
+        if math.isnan(high):
+            high = float(stats.chi2.isf(self._alpha, dof)) if dof > 0 else math.inf
+            low = self.resolve_ratio * high
+            self._thresholds[dof] = (high, low)
+        return x2 >= high, x2 < low, high, low
+
+
+class CategoricalDetector(Chi2Alarm, DriftDetector):
     """Chi-square test of a sliding window of categories against a reference, every update.
 
     Parameters
@@ -416,15 +473,7 @@ class CategoricalDetector(BackgroundCalibrated, DriftDetector):
             self.close()
         self._init_calibration()
         if self.ert is not None:
-            self._start(
-                calibrate_chi2,
-                self._ref,
-                self.window_size,
-                self.ert,
-                resolve_ratio=self.resolve_ratio,
-                resolve_after=self._resolve_after,
-                seed=self.seed,
-            )
+            self._start(self._chi2_calibration())
 
     def set_reference(self, reference: Iterable[object]) -> None:
         """Replace the reference (a re-baseline), keeping the window; an open episode stays open."""
@@ -450,21 +499,6 @@ class CategoricalDetector(BackgroundCalibrated, DriftDetector):
     def window_counts(self) -> npt.NDArray[np.int64]:
         """The window's count per cell of :attr:`categories`."""
         return self._counts.copy()
-
-    @property
-    def calibration(self) -> KSCalibration | None:
-        """The ``ert`` calibration (waits for it if pending), or None with ``alpha``."""
-        cal: KSCalibration | None = BackgroundCalibrated.calibration.fget(self)  # type: ignore[attr-defined]
-        if cal is None and self.ert is not None:  # its background run was cancelled by close()
-            cal = self._calibration = calibrate_chi2(
-                self._ref,
-                self.window_size,
-                self.ert,
-                resolve_ratio=self.resolve_ratio,
-                resolve_after=self._resolve_after,
-                seed=self.seed,
-            )
-        return cal
 
     # ------------------------------------------------------------------ results
     def result(self) -> CategoricalResult:
@@ -507,10 +541,7 @@ class CategoricalDetector(BackgroundCalibrated, DriftDetector):
         cats = [category_of(x) for x in xs]
         for lo in range(0, len(cats), _CHUNK):
             self._advance(cats[lo : lo + _CHUNK])
-        last = self.transitions[-1] if self.transitions else None
-        self._drift_detected = (
-            last is not None and last.kind == DRIFT_STARTED and last.index == self.n_seen
-        )
+        self._drift_detected = self._started_last()
 
     def _advance(self, cats: list[str]) -> None:
         b, m, w, k = len(cats), self.window_size, len(self._window), len(self.categories)
@@ -531,37 +562,11 @@ class CategoricalDetector(BackgroundCalibrated, DriftDetector):
         self._last = (float(x2[-1]), int(dof[-1]))
         self._window.push(cats, cells)
 
-    def _rule(self, x2: float, dof: int, index: int) -> tuple[bool, bool, float, float]:
-        """``(alarm, below resolve level, threshold, resolve level)`` for one full window."""
-        cal = self.calibration
-        if cal is not None:
-            q = int(np.rint(x2 * STATISTIC_SCALE))
-            return (
-                cal.fires(q, index, self.seed),
-                q < cal.gap_low,
-                cal.gap_high / STATISTIC_SCALE,
-                cal.gap_low / STATISTIC_SCALE,
-            )
-        high, low = self._thresholds.get(dof, (math.nan, math.nan))
-        if math.isnan(high):
-            high = float(stats.chi2.isf(self._alpha, dof)) if dof > 0 else math.inf
-            low = self.resolve_ratio * high
-            self._thresholds[dof] = (high, low)
-        return x2 >= high, x2 < low, high, low
-
     def _decide(self, x2: float, dof: int, counts: npt.NDArray[np.int64], index: int) -> None:
         alarm, below, high, low = self._rule(x2, dof, index)
-        if not self._in_drift:
-            if alarm:
-                self._in_drift = True
-                self._below = 0
-                self._record(DRIFT_STARTED, index, x2, dof, high, counts)
-            return
-        self._below = self._below + 1 if below else max(self._below - 1, 0)
-        if self._below >= self._resolve_after:
-            self._in_drift = False
-            self._below = 0
-            self._record(DRIFT_RESOLVED, index, x2, dof, low, counts)
+        kind = self._episode_test(alarm, below, self._resolve_after)
+        if kind is not None:
+            self._record(kind, index, x2, dof, high if kind == DRIFT_STARTED else low, counts)
 
     def _record(
         self,
@@ -583,36 +588,10 @@ class CategoricalDetector(BackgroundCalibrated, DriftDetector):
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
-        """The detector's state as plain data (see :mod:`detectors.registry`).
+        """The detector's state as plain data (see :mod:`detectors.categorical_state`)."""
+        from detectors.categorical_state import categorical_state
 
-        The reference is kept as its cells and their counts (what the test uses), the window
-        as its categories, oldest first. A pending calibration is waited for, unless updates
-        do not wait for it either: the restored copy then calibrates again (same seed, same
-        result).
-        """
-        from detectors.registry import to_data
-
-        recalibrate = not (self.wait_for_calibration or self.calibration_ready)
-        cal = None if recalibrate else self.calibration
-        return {
-            "window_size": self.window_size,
-            "alpha": self.alpha,
-            "ert": self.ert,
-            "resolve_ratio": self.resolve_ratio,
-            "resolve_after": self.resolve_after,
-            "min_count": self.min_count,
-            "max_categories": self.max_categories,
-            "seed": self.seed,
-            "wait_for_calibration": self.wait_for_calibration,
-            "categories": list(self.categories),
-            "reference_counts": self._ref.copy(),
-            "window": self._window.categories(),
-            "n_seen": self.n_seen,
-            "in_drift": self._in_drift,
-            "below": self._below,
-            "calibration": to_data(cal),
-            "recalibrate": recalibrate,
-        }
+        return categorical_state(self)
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> CategoricalDetector:
@@ -623,80 +602,9 @@ class CategoricalDetector(BackgroundCalibrated, DriftDetector):
         detectors.registry.StateError
             If the state is not one this version can continue from.
         """
-        from detectors.registry import StateError, from_data
-        from detectors.windows import check_array
+        from detectors.categorical_state import categorical_from_state
 
-        cats = state["categories"]
-        window = state["window"]
-        if not (
-            isinstance(cats, list)
-            and 2 <= len(cats) <= 10_000
-            and all(isinstance(c, str) and len(c) <= MAX_CATEGORY_CHARS for c in cats)
-            and cats[-1] == OTHER
-            and len(set(cats)) == len(cats)
-        ):
-            raise StateError("categories must be distinct strings ending with the other cell")
-        ref = check_array(state["reference_counts"], np.int64, len(cats), "reference counts")
-        if np.any(ref < 0) or ref.sum() < 1:
-            raise StateError("reference counts must be >= 0 with a positive total")
-        det = cls(
-            [cats[0]],
-            state["window_size"],
-            alpha=state["alpha"],
-            ert=None,
-            resolve_ratio=state["resolve_ratio"],
-            resolve_after=state["resolve_after"],
-            min_count=state["min_count"],
-            max_categories=max(state["max_categories"], len(cats)),
-            seed=state["seed"],
-            wait_for_calibration=state["wait_for_calibration"],
-        )
-        det.max_categories = state["max_categories"]
-        if not (
-            isinstance(window, list)
-            and len(window) <= det.window_size
-            and all(isinstance(c, str) and len(c) <= MAX_CATEGORY_CHARS for c in window)
-        ):
-            raise StateError(f"window must hold at most {det.window_size} category strings")
-        n_seen, below, in_drift = state["n_seen"], state["below"], state["in_drift"]
-        if not (isinstance(n_seen, int) and n_seen >= len(window) and isinstance(below, int)):
-            raise StateError("n_seen and below must be integers, n_seen >= the window")
-        if not isinstance(in_drift, bool):
-            raise StateError("in_drift must be a boolean")
-        det.ert = state["ert"]
-        if det.ert is not None:
-            check_ert(float(det.ert), det.window_size, det._resolve_after)
-        det._pool = CategoryCells(
-            tuple(cats), ref.astype(np.int64), {c: i for i, c in enumerate(cats[:-1])}
-        )
-        det.categories = det._pool.categories
-        det._ref = det._pool.counts
-        det._thresholds = {}
-        det._window = CategoryWindow(det.window_size)
-        det._window.push(window, det._pool.cells_of(window))
-        det._counts = np.bincount(det._window.cells(), minlength=len(cats)).astype(np.int64)
-        det.n_seen, det._below, det._in_drift = n_seen, below, in_drift
-        det._init_calibration()
-        cal = from_data(state["calibration"])
-        if det.ert is not None:
-            if state["recalibrate"] or cal is None:
-                det._start(
-                    calibrate_chi2,
-                    det._ref,
-                    det.window_size,
-                    det.ert,
-                    resolve_ratio=det.resolve_ratio,
-                    resolve_after=det._resolve_after,
-                    seed=det.seed,
-                )
-            elif isinstance(cal, KSCalibration):
-                det._calibration = cal
-            else:
-                raise StateError("calibration must be a KSCalibration")
-        if len(det._window):
-            x2, dof = chi2_statistics(det._ref, det._counts[None, :])
-            det._last = (float(x2[0]), int(dof[0]))
-        return det
+        return categorical_from_state(cls, state)
 
 
 #: Observations processed per vectorised step of :meth:`CategoricalDetector.update_many`.
