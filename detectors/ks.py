@@ -29,7 +29,13 @@ from detectors.ks_packed import header_floats
 from detectors.ks_state import StoredKS
 from detectors.ks_window import PackedWindow
 from detectors.kstest import KSResult
-from detectors.validation import as_reference, event_times, finite_values, validate_alarm_args
+from detectors.validation import (
+    as_reference,
+    event_times,
+    finite_values,
+    smallest_tested,
+    validate_alarm_args,
+)
 
 __all__ = ["IncrementalKS"]
 
@@ -116,7 +122,8 @@ class IncrementalKS(StoredKS):
     (scalars included) lives in three packed arrays that the compiled kernels update in place:
     :func:`detectors.ks_kernel.step` applies one event, :func:`detectors.ks_kernel.run` a batch,
     and :class:`detectors.ks_bank.KSBank` many detectors' batches in one call; the attributes
-    read through views of those arrays, so nothing is copied around a call.
+    read through views of those arrays, so nothing is copied around a call (see
+    :class:`~detectors.ks_packed.PackedKS`; stored state: :class:`~detectors.ks_state.StoredKS`).
 
     References
     ----------
@@ -186,9 +193,7 @@ class IncrementalKS(StoredKS):
         self.wait_for_calibration = wait_for_calibration
         check_guarantee(guarantee)
         self.guarantee = None if guarantee is None else float(guarantee)
-        if min_window is None:
-            min_window = self.window_size if duration is None else min(self.window_size, 30)
-        self._min_window = min(int(min_window), self.window_size)
+        self._min_window = smallest_tested(self.window_size, duration, min_window)
         self._resolve_after = resolve_after or self.window_size
         self._alpha = 0.05 if alpha is None else float(alpha)
         self._window = PackedWindow(self.window_size, duration, self._ints, self._floats)

@@ -187,7 +187,7 @@ class PackedKS(KSAlarm, KSDetector):
         window_values = win.values()
         window_times = None if win._times is None else win.times()
         self._n = int(ref.shape[0])
-        self._thresholds: dict[int, tuple[int, int]] = {}
+        self._thresholds = {}
         self._ref_counts = counts
         self._build(values, ref_end, window_values, window_times)
         self.close()
@@ -205,7 +205,7 @@ class PackedKS(KSAlarm, KSDetector):
     def _reset_evidence(self) -> None:
         self._ints[GAP] = -1  # exact max_s |m R - n C| at the last evaluation; -1: unknown
         self._ints[OPS] = 0  # window operations since then (each moves G by at most n)
-        self._result: KSResult | None = None
+        self._result = None
 
     def set_reference(self, reference: npt.ArrayLike) -> None:
         """Replace the reference sample, keeping the window (a re-baseline).

@@ -10,7 +10,13 @@ import numpy.typing as npt
 from detectors.calibration import check_ert
 from detectors.windows import validate_window_args
 
-__all__ = ["as_reference", "event_times", "finite_values", "validate_alarm_args"]
+__all__ = [
+    "as_reference",
+    "event_times",
+    "finite_values",
+    "smallest_tested",
+    "validate_alarm_args",
+]
 
 
 def as_reference(reference: npt.ArrayLike, name: str = "reference") -> npt.NDArray[np.float64]:
@@ -65,6 +71,15 @@ def validate_alarm_args(
                 "ert calibration needs a count window tested when full: leave duration and "
                 f"min_window unset (got duration={duration!r}, min_window={min_window!r})"
             )
+
+
+def smallest_tested(window_size: int, duration: float | None, min_window: int | None) -> int:
+    """The smallest window that is tested: ``min_window``, by default ``window_size`` for count
+    windows (only full windows) and ``min(window_size, 30)`` for time windows; at most
+    ``window_size``."""
+    if min_window is None:
+        min_window = window_size if duration is None else min(window_size, 30)
+    return min(int(min_window), window_size)
 
 
 def finite_values(xs: npt.ArrayLike, name: str = "xs") -> npt.NDArray[np.float64]:

@@ -12,7 +12,7 @@ from detectors.base import DRIFT_STARTED, KSDetector
 from detectors.calibration import check_guarantee
 from detectors.ks_state import StoredWindowedKS
 from detectors.kstest import KSResult
-from detectors.validation import as_reference, validate_alarm_args
+from detectors.validation import as_reference, smallest_tested, validate_alarm_args
 from detectors.windows import Window
 
 __all__ = ["WindowedKS"]
@@ -140,9 +140,7 @@ class WindowedKS(StoredWindowedKS, KSDetector):
         check_guarantee(guarantee)
         self.guarantee = None if guarantee is None else float(guarantee)
         self._alpha = 0.05 if alpha is None else float(alpha)
-        if min_window is None:
-            min_window = self.window_size if duration is None else min(self.window_size, 30)
-        self._min_window = min(int(min_window), self.window_size)
+        self._min_window = smallest_tested(self.window_size, duration, min_window)
         self._stride = stride or self.window_size
         self._interval = interval or duration
         self._window = Window(self.window_size, duration)
