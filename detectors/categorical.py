@@ -77,6 +77,7 @@ __all__ = [
     "CategoryCells",
     "CategoryChange",
     "CategoryWindow",
+    "Chi2Alarm",
     "calibrate_chi2",
     "category_of",
     "chi2_statistics",
