@@ -46,7 +46,7 @@ sys.path.insert(0, str(_HERE.parent))
 import numpy as np  # noqa: E402
 import numpy.typing as npt  # noqa: E402
 
-import detectors.ks as ks  # noqa: E402
+import detectors.ks_alarm as ks_alarm  # noqa: E402
 from detectors.calibration import calibrate_gap, shared_calibrations  # noqa: E402
 from detectors.ks import IncrementalKS  # noqa: E402
 from detectors.null_rate import count_false_starts  # noqa: E402
@@ -113,7 +113,7 @@ def check(
     ratios = []
     total = 0
     rows = max(1, observations // STEPS)
-    ks.calibrate_gap = functools.partial(calibrate_gap, share=True)  # the detectors share too
+    ks_alarm.calibrate_gap = functools.partial(calibrate_gap, share=True)  # the detectors share too
     for agent in range(refs):
         det = IncrementalKS(reference_of(agent, feature, size), window, ert=ert)
         draw = profile(agent)[feature]

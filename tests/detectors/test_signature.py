@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-import detectors.ks as ks
+import detectors.ks_alarm as ks_alarm
 from detectors import IncrementalKS
 from detectors.calibration import _shared, calibrate_gap
 from detectors.null_rate import count_false_starts
@@ -84,7 +84,7 @@ def test_shared_calibration_is_reused_and_does_not_depend_on_who_came_first() ->
 def test_streams_on_shared_thresholds_alarm_at_the_ert(
     gen: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ks, "calibrate_gap", functools.partial(calibrate_gap, share=True))
+    monkeypatch.setattr(ks_alarm, "calibrate_gap", functools.partial(calibrate_gap, share=True))
     # 24 references, each served its signature's calibration; about 800 false alarms expected
     ert, window, rows, steps = 1_000.0, 30, 2, 20_000
     starts = observations = 0
