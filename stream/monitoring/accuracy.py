@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from detectors import DriftDetector
 from detectors.classification import ClassificationScores, RollingClassification
@@ -55,7 +56,7 @@ class AccuracyFeeder:
     def __init__(self, ctx: MonitorContext) -> None:
         self.ctx = ctx
 
-    def detector(self, key: str, reference: np.ndarray) -> DriftDetector:
+    def detector(self, key: str, reference: npt.NDArray[np.float64]) -> DriftDetector:
         """A new accuracy detector of ``key`` on ``reference`` (0/1 errors)."""
         ert = self.ctx.budget_ert(key, LABELLED, ACCURACY_DETECTOR)
         return self.ctx.build(ACCURACY_DETECTOR, reference, ert, accuracy=True)

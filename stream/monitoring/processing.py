@@ -56,6 +56,7 @@ class KeyProcessor:
 
     @property
     def metrics(self) -> Metrics | None:
+        """The monitor's metrics, if any."""
         return self.ctx.metrics
 
     def process_or_roll_back(self, key: str, evs: list[Telemetry]) -> list[DriftEvent]:

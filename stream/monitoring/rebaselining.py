@@ -57,7 +57,9 @@ class _Where:
 class _Command:
     """One re-baseline command being applied: its events, rate limit and fan-out bound."""
 
-    def __init__(self, ctx: MonitorContext, command_id: str | None, max_streams: int | None):
+    def __init__(
+        self, ctx: MonitorContext, command_id: str | None, max_streams: int | None
+    ) -> None:
         self.ctx = ctx
         self.command_id = command_id
         self.max_streams = max_streams
