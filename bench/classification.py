@@ -24,9 +24,9 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
-import stream.monitor as monitor_module  # noqa: E402
+import stream.monitoring.accuracy as monitor_module  # noqa: E402
 from detectors.classification import ClassificationScores  # noqa: E402
-from stream.monitor import DriftMonitor  # noqa: E402
+from stream.monitoring.monitor import DriftMonitor  # noqa: E402
 from stream.settings import load_settings  # noqa: E402
 from stream.telemetry.records import Telemetry, TelemetryParser  # noqa: E402
 from tests.stream.helpers import simulated_messages  # noqa: E402

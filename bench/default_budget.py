@@ -33,8 +33,8 @@ import orjson  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
 from stream.metrics import Metrics  # noqa: E402
-from stream.monitor import DriftMonitor  # noqa: E402
-from stream.processor import BatchProcessor, RawMessage  # noqa: E402
+from stream.monitoring.monitor import DriftMonitor  # noqa: E402
+from stream.monitoring.processor import BatchProcessor, RawMessage  # noqa: E402
 from stream.settings import load_settings  # noqa: E402
 from stream.simulation import DriftSpec, TelemetrySimulator  # noqa: E402
 from stream.telemetry.records import TelemetryParser  # noqa: E402
@@ -72,7 +72,7 @@ def run(seed: int, events: int, **settings_overrides: Any) -> dict[str, Any]:
         {
             det.ert
             for st in monitor.keys.values()
-            for fs in [*st.features, *([st.accuracy.stream] if st.accuracy else [])]
+            for fs in [*st.features, *([st.accuracy] if st.accuracy else [])]
             if (det := fs.detector) is not None and getattr(det, "ert", None)
         }
     )

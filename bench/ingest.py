@@ -30,7 +30,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: 
 )
 
 from stream.ingest.stage import explode  # noqa: E402
-from stream.processor import RawMessage  # noqa: E402
+from stream.monitoring.processor import RawMessage  # noqa: E402
 from stream.telemetry.genai import SpanMapping  # noqa: E402
 from stream.tools.genai import GenAISpanGenerator, encode  # noqa: E402
 

@@ -51,8 +51,8 @@ import orjson  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
 from stream.metrics import Metrics  # noqa: E402
-from stream.monitor import DriftMonitor  # noqa: E402
-from stream.processor import BatchProcessor, RawMessage  # noqa: E402
+from stream.monitoring.monitor import DriftMonitor  # noqa: E402
+from stream.monitoring.processor import BatchProcessor, RawMessage  # noqa: E402
 from stream.settings import Settings, load_settings  # noqa: E402
 from stream.telemetry.records import TelemetryParser  # noqa: E402
 
@@ -248,7 +248,7 @@ def run_saturate(args: argparse.Namespace, settings: Settings) -> None:
     warm = sum(
         all(fs.detector is not None for fs in state.features)
         and state.accuracy is not None
-        and state.accuracy.stream.detector is not None
+        and state.accuracy.detector is not None
         for state in pipe.monitor.keys.values()
     )
     print(f"keys with every detector warmed up: {warm:,} of {len(pipe.monitor.keys):,}")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from detectors.base import DriftDetector, Transition
 from detectors.calibration import KSCalibration
@@ -39,9 +40,12 @@ __all__ = [
     "CHI2",
     "KINDS",
     "STATEFUL",
+    "WINDOWED_ALPHA",
     "DetectorKind",
     "DetectorName",
+    "DetectorOptions",
     "StateError",
+    "build_detector",
     "detector_from_state",
     "detector_state",
     "from_data",
@@ -85,6 +89,12 @@ class DetectorKind:
     name: DetectorName
     cls: type[DriftDetector]
     needs_reference: bool
+
+    def build(
+        self, reference: npt.NDArray[np.float64] | None, options: DetectorOptions
+    ) -> DriftDetector:
+        """A new detector of this kind on ``reference`` (see :func:`build_detector`)."""
+        return build_detector(self.name, reference, options)
 
 
 #: Every detector kind, by name (in the order of :data:`DetectorName`).
@@ -315,3 +325,96 @@ _NON_FINITE_OK = frozenset({"now", "_next_eval_time"})
 
 def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
     return types if isinstance(types, tuple) else (types,)
+
+
+#: Per-evaluation level of ``windowed_ks`` when neither ``alpha`` nor ``ert`` is set.
+WINDOWED_ALPHA = 0.001
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DetectorOptions:
+    """How to build a detector: window, alarm rule and resolution.
+
+    Attributes
+    ----------
+    window_size : int
+        Window length (observations).
+    duration : float, optional
+        Time window (seconds) of the KS detectors; None for a count window.
+    alpha : float, optional
+        Per-test level (used when ``ert`` is None).
+    ert : float, optional
+        Expected run time between false alarms (observations); takes precedence over ``alpha``.
+        With it the river detectors calibrate on the reference like the KS ones.
+    resolve_ratio : float
+        Fraction of the alarm threshold below which an episode may end.
+    resolve_after : int, optional
+        Observations under it before it ends (None: the detector's default).
+    wait_for_calibration : bool
+        Whether the first test waits for a background calibration.
+    stride : int, optional
+        ``windowed_ks``: observations between tests (None: a tenth of the window, at least 1).
+    windowed_alpha : float
+        ``windowed_ks``: the level when neither ``alpha`` nor ``ert`` is set.
+    """
+
+    window_size: int
+    duration: float | None = None
+    alpha: float | None = None
+    ert: float | None = None
+    resolve_ratio: float
+    resolve_after: int | None = None
+    wait_for_calibration: bool = True
+    stride: int | None = None
+    windowed_alpha: float = WINDOWED_ALPHA
+
+
+def build_detector(
+    name: str, reference: npt.NDArray[np.float64] | None, options: DetectorOptions
+) -> DriftDetector:
+    """A new detector of kind ``name`` on ``reference`` (the KS kinds need one).
+
+    Raises
+    ------
+    ValueError
+        For an unknown kind, or a KS kind without a reference.
+    """
+    kind = KINDS.get(name)
+    if kind is None:
+        raise ValueError(f"detector must be one of {tuple(KINDS)}, got {name!r}")
+    o = options
+    if kind.needs_reference:
+        if reference is None:
+            raise ValueError(f"{name} needs a reference sample")
+        if kind.cls is IncrementalKS:
+            return IncrementalKS(
+                reference,
+                o.window_size,
+                duration=o.duration,
+                alpha=o.alpha if o.ert is None else None,
+                ert=o.ert,
+                resolve_ratio=o.resolve_ratio,
+                resolve_after=o.resolve_after,
+                wait_for_calibration=o.wait_for_calibration,
+            )
+        return WindowedKS(
+            reference,
+            o.window_size,
+            duration=o.duration,
+            stride=o.stride or max(1, o.window_size // 10),
+            alpha=None if o.ert is not None else o.alpha or o.windowed_alpha,
+            ert=o.ert,
+            resolve_ratio=o.resolve_ratio,
+            resolve_after=o.resolve_after or 1,
+        )
+    # with an ert the river detectors calibrate on the stream's reference like the KS ones;
+    # with alpha they run at river's defaults (and need no reference)
+    calibrated: dict[str, Any] = (
+        {}
+        if o.ert is None
+        else {"ert": o.ert, "reference": reference, "wait_for_calibration": o.wait_for_calibration}
+    )
+    resolve = o.resolve_after or o.window_size
+    if kind.cls is KSWINDetector:
+        calibrated["seed"] = 0
+    return kind.cls(resolve_after=resolve, **calibrated)  # type: ignore[call-arg]

@@ -19,10 +19,10 @@ from prometheus_client import REGISTRY
 from stream import metrics_server
 from stream.app import app, settings
 from stream.metrics import Metrics
-from stream.monitor import DriftMonitor
-from stream.processor import BatchProcessor, DeadLetter, RawMessage
+from stream.monitoring.monitor import DriftMonitor
+from stream.monitoring.processor import BatchProcessor, DeadLetter, RawMessage
+from stream.monitoring.references import reference_loader, reference_source
 from stream.rebaseline import ControlHandler
-from stream.references import reference_loader, reference_source
 from stream.telemetry.decoding import RecordDecoder
 from stream.telemetry.records import ControlParser, DriftEvent
 from stream.topics import Topics

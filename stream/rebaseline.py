@@ -32,8 +32,8 @@ import orjson
 from stream.exceptions import DriftwatchError, UnknownKeyError
 from stream.kafka_config import add_kafka_options, client_settings, kafka_client_config
 from stream.metrics import Metrics
-from stream.monitor import DriftMonitor
-from stream.processor import DeadLetter, RawMessage
+from stream.monitoring.monitor import DriftMonitor
+from stream.monitoring.processor import DeadLetter, RawMessage
 from stream.telemetry.records import (
     REBASELINE_SOURCES,
     ControlParser,

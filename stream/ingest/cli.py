@@ -19,7 +19,7 @@ from stream.exceptions import DriftwatchError
 from stream.ingest.runner import IngestConfig, IngestRunner
 from stream.ingest.stage import IngestStats, explode
 from stream.kafka_config import add_kafka_options, client_settings, kafka_client_config
-from stream.processor import RawMessage
+from stream.monitoring.processor import RawMessage
 from stream.telemetry.genai import (
     GENAI_CATEGORICAL_FEATURES,
     GENAI_FEATURES,

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from stream.exceptions import DriftwatchError
 from stream.ingest.stage import EVENT_ID_HEADER, IngestStats, explode
-from stream.processor import RawMessage
+from stream.monitoring.processor import RawMessage
 from stream.telemetry.genai import SpanMapping
 from stream.telemetry.otlp import DEFAULT_MAX_BYTES
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from stream.processor import DeadLetter, RawMessage
+from stream.monitoring.processor import DeadLetter, RawMessage
 from stream.telemetry.genai import FlatEvent, SpanMapping
 from stream.telemetry.otlp import OtlpError, decode_spans
 

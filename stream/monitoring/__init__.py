@@ -1,1 +1,1 @@
-"""The monitoring core's parts that live outside :mod:`stream.monitor`."""
+"""The monitoring core: :class:`~stream.monitoring.monitor.DriftMonitor` and its parts."""

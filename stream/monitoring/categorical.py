@@ -27,21 +27,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from detectors import DRIFT_RESOLVED, DRIFT_STARTED, Transition
+from detectors import DRIFT_STARTED, Transition
 from detectors.categorical import MAX_CATEGORY_CHARS, CategoricalDetector, category_of
 from detectors.registry import CHI2, StateError, detector_from_state, detector_state, from_data
 from detectors.registry import to_data as _to_data
 from detectors.windows import check_array
 from stream.metrics import Metrics
+from stream.monitoring.events import EventFactory, Refresh, Span, StreamId
 from stream.monitoring.rings import first_offset, push_ring
 from stream.settings import Settings
-from stream.telemetry.records import (
-    DISTRIBUTION,
-    REBASELINED,
-    REFERENCE_REFRESHED,
-    DriftEvent,
-    Telemetry,
-)
+from stream.telemetry.records import DISTRIBUTION, DriftEvent, Telemetry
 
 __all__ = ["CategoricalStreams", "CategoryStream"]
 
@@ -80,6 +75,11 @@ class CategoryStream:
         """Whether a drift episode is open."""
         return self.detector is not None and self.detector.in_drift
 
+    def close(self) -> None:
+        """Cancel the detector's queued calibration."""
+        if self.detector is not None:
+            self.detector.close()
+
 
 class CategoricalStreams:
     """The categorical features' streams of a monitor (held in each key's state).
@@ -88,43 +88,34 @@ class CategoricalStreams:
     ----------
     settings : Settings
         ``categorical_features``, window, reference size and alarm rule.
-    metrics : Metrics, optional
-        Where observations, drift events and stream gauges are counted.
+    events : EventFactory
+        Builds (and counts) the drift events; its metrics also count the observations.
     reproducible : bool
         Whether the first test of a detector waits for its calibration.
     ert_for : callable, optional
         ``ert_for(key, feature)``: the ERT a new stream gets (the worker budget's share), or None
         for the settings' own alarm rule.
-    input_id : str, optional
-        The events' input identity (see :class:`~stream.telemetry.records.DriftEvent`).
     """
 
     def __init__(
         self,
         settings: Settings,
-        metrics: Metrics | None = None,
+        events: EventFactory,
         *,
         reproducible: bool = True,
         ert_for: Callable[[str, str], float | None] | None = None,
-        input_id: str | None = None,
     ) -> None:
         self.settings = settings
         self.names: tuple[str, ...] = settings.categorical_features
-        self.metrics = metrics
+        self.events = events
+        self.metrics = events.metrics
         self.reproducible = reproducible
         self.ert_for = ert_for
-        self.input_id = input_id
 
     def new_streams(self) -> list[CategoryStream]:
         """Fresh streams for a new key."""
         size = self.settings.window_size
         return [CategoryStream(np.full(size, -1, dtype=np.int64)) for _ in self.names]
-
-    def close(self, streams: Sequence[CategoryStream]) -> None:
-        """Cancel the queued calibrations of a key's streams."""
-        for cs in streams:
-            if cs.detector is not None:
-                cs.detector.close()
 
     def build(self, reference: Sequence[str], ert: float | None = None) -> CategoricalDetector:
         """A detector on ``reference`` with the monitor's window and alarm rule (``ert``, if
@@ -171,10 +162,13 @@ class CategoricalStreams:
         if det is not None and start < len(cats):
             n_before = det.n_seen
             det.update_many(cats[start:])
+            stream = StreamId(key, name, CHI2, DISTRIBUTION)
             for t in det.transitions:
                 pos = start + t.index - n_before - 1
+                ev = evs[pos]
                 first = first_offset(cs.offsets, cs.seen, offsets, pos, t.n_window)
-                out.append(self._event(key, name, t, evs[pos], first, cs.n_base + t.index))
+                span = Span(ev.ts, ev.partition, first, ev.offset)
+                out.append(self.events.transition(stream, t, span, cs.n_base + t.index))
                 cs.opened = t if t.kind == DRIFT_STARTED else None
         push_ring(cs.offsets, cs.seen, offsets)
         cs.seen += len(cats)
@@ -184,42 +178,6 @@ class CategoricalStreams:
         if self.metrics is not None:
             self.metrics.observations.labels(name).inc(len(cats))
         return out
-
-    def _event(
-        self,
-        key: str,
-        name: str,
-        t: Transition,
-        ev: Telemetry,
-        first: int,
-        observations: int,
-    ) -> DriftEvent:
-        if self.metrics is not None:
-            self.metrics.drift_events.labels(t.kind, name).inc()
-        change = getattr(t, "largest_change", None)
-        return DriftEvent(
-            app_id=self.settings.app_id,
-            input_id=self.input_id,
-            type=t.kind,
-            key=key,
-            feature=name,
-            detector=CHI2,
-            event_time=ev.ts,
-            statistic=t.statistic,
-            p_value=t.p_value,
-            threshold=t.threshold,
-            reference_size=t.n_reference,
-            window_size=t.n_window,
-            statistic_location=math.nan,
-            statistic_sign=0,
-            topic=self.settings.telemetry_topic,
-            partition=ev.partition,
-            window_first_offset=first,
-            window_last_offset=ev.offset,
-            observations=observations,
-            kind=DISTRIBUTION,
-            largest_change=None if change is None else tuple(change),
-        )
 
     # ------------------------------------------------------------------ re-baselining
     def rebaseline(
@@ -253,9 +211,7 @@ class CategoricalStreams:
                 n_ref = int(det.reference_counts.sum())
                 threshold = cs.opened.threshold
                 out.append(
-                    self._refresh_event(
-                        ctx, DRIFT_RESOLVED, det.statistic, det.p_value, threshold, n_ref
-                    )
+                    self._refresh_event(ctx, None, det.statistic, det.p_value, threshold, n_ref)
                 )
             cs.n_base = ctx.observations
             cs.detector = self.build(window, det.ert)  # the stream keeps its ERT
@@ -263,49 +219,36 @@ class CategoricalStreams:
             cs.dirty = True
             det.close()
             out.append(
-                self._refresh_event(
-                    ctx, REFERENCE_REFRESHED, math.nan, math.nan, math.nan, len(window)
-                )
+                self._refresh_event(ctx, "window", math.nan, math.nan, math.nan, len(window))
             )
         return out
 
     def _refresh_event(
         self,
         ctx: _Context,
-        kind: str,
+        source: str | None,
         statistic: float,
         p_value: float,
         threshold: float,
         n_reference: int,
     ) -> DriftEvent:
-        """A ``reference_refreshed`` event, or the ``drift_resolved`` a refresh causes."""
-        if self.metrics is not None:
-            self.metrics.drift_events.labels(kind, ctx.name).inc()
-        refreshed = kind == REFERENCE_REFRESHED
-        return DriftEvent(
-            app_id=self.settings.app_id,
-            input_id=self.input_id,
-            type=kind,
-            key=ctx.key,
-            feature=ctx.name,
-            detector=CHI2,
-            event_time=ctx.stream.last_ts,
-            statistic=statistic,
-            p_value=p_value,
-            threshold=threshold,
-            reference_size=n_reference,
-            window_size=ctx.window,
-            statistic_location=math.nan,
-            statistic_sign=0,
-            topic=self.settings.telemetry_topic,
-            partition=ctx.stream.partition,
-            window_first_offset=ctx.first,
-            window_last_offset=ctx.last,
-            observations=ctx.observations,
-            kind=DISTRIBUTION,
-            reference_source="window" if refreshed else None,
-            reason=None if refreshed else REBASELINED,
-            command_id=ctx.command_id,
+        """A ``reference_refreshed`` event (``source`` None: the ``drift_resolved`` a refresh
+        causes)."""
+        cs = ctx.stream
+        r = Refresh(
+            source,
+            ctx.command_id,
+            statistic,
+            p_value,
+            math.nan,
+            0,
+            n_reference,
+            ctx.window,
+            threshold,
+        )
+        span = Span(cs.last_ts, cs.partition, ctx.first, ctx.last)
+        return self.events.refresh(
+            StreamId(ctx.key, ctx.name, CHI2, DISTRIBUTION), r, span, ctx.observations
         )
 
     # ------------------------------------------------------------------ metrics

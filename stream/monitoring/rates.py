@@ -34,10 +34,11 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from detectors import DriftDetector, IncrementalKS, WindowedKS
+from detectors import DriftDetector
 from detectors.budget import EventRate, shortest_ert, stream_ert
 from detectors.river_calibration import MAX_ERT
-from stream.settings import DEFAULT_ERT
+from stream.monitoring.streams import ks_view
+from stream.settings import DEFAULT_ERT, Settings
 
 __all__ = [
     "EVENTS",
@@ -48,6 +49,7 @@ __all__ = [
     "RateClock",
     "WorkerBudget",
     "recalibrate",
+    "worker_budget",
 ]
 
 #: Rate sources: a key's events (its features' streams) and its labelled events (accuracy).
@@ -200,8 +202,22 @@ def recalibrate(detector: DriftDetector, ert: float) -> bool:
     Returns False (and leaves it alone) for a detector without a reference (the river
     detectors keep the ERT of their first calibration).
     """
-    if not isinstance(detector, IncrementalKS | WindowedKS):
+    ks = ks_view(detector)
+    if ks is None:
         return False
-    detector.ert = ert
-    detector.set_reference(detector.reference)
+    ks.ert = ert
+    ks.set_reference(ks.reference)
     return True
+
+
+def worker_budget(settings: Settings) -> WorkerBudget | None:
+    """The budget of ``settings.worker_budget`` for its streams (None without one)."""
+    if settings.worker_budget is None:
+        return None
+    return WorkerBudget(
+        settings.worker_budget,
+        window_size=settings.window_size,
+        block=settings.reference_size,
+        resolve_after=settings.resolve_after,
+        max_sources=2 * settings.max_tracked_keys,
+    )

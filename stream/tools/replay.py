@@ -24,9 +24,10 @@ import orjson
 
 from stream.exceptions import DriftwatchError, InputFileError
 from stream.metrics import Metrics, calibrations_pending
-from stream.monitor import DriftMonitor, TransitionSnapshot
-from stream.processor import BatchProcessor, RawMessage
-from stream.references import reference_loader, reference_source
+from stream.monitoring.monitor import DriftMonitor
+from stream.monitoring.processor import BatchProcessor, RawMessage
+from stream.monitoring.references import reference_loader, reference_source
+from stream.monitoring.streams import TransitionSnapshot
 from stream.settings import load_settings
 from stream.telemetry.decoding import RecordDecoder
 from stream.telemetry.records import ACCURACY_FEATURE, PERFORMANCE, file_identity

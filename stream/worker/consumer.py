@@ -36,8 +36,8 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from stream.kafka_config import aiokafka_client_config
 from stream.metrics import Metrics
-from stream.monitor import DriftMonitor
-from stream.processor import BatchProcessor, DeadLetter, RawMessage
+from stream.monitoring.monitor import DriftMonitor
+from stream.monitoring.processor import BatchProcessor, DeadLetter, RawMessage
 from stream.settings import Settings
 from stream.telemetry.records import DriftEvent
 from stream.worker.checkpoints import (

@@ -25,7 +25,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream.processor import DEAD_LETTER_MAX_BYTES
+from stream.monitoring.processor import DEAD_LETTER_MAX_BYTES
 from tests.integration.conftest import KafkaBroker, TopicFactory
 from tests.integration.hostile import (
     FEATURES,

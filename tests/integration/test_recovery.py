@@ -26,7 +26,7 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from stream.monitor import DriftMonitor
+from stream.monitoring.monitor import DriftMonitor
 from stream.rebaseline import build_command
 from stream.settings import Settings
 from stream.simulation import DriftSpec, TelemetrySimulator

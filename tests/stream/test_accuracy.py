@@ -8,8 +8,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from stream.metrics import Metrics
-from stream.monitor import DriftMonitor
-from stream.processor import BatchProcessor, RawMessage
+from stream.monitoring.monitor import DriftMonitor
+from stream.monitoring.processor import BatchProcessor, RawMessage
 from stream.settings import Settings, load_settings
 from stream.simulation import DriftSpec
 from stream.telemetry.records import DriftEvent, Telemetry, TelemetryParser
@@ -134,10 +134,10 @@ def test_accuracy_improvement_does_not_alarm() -> None:
     events, monitor, registry = run(settings, simulated_messages(9000, agents=1, drift=drift))
     assert [e for e in events if e.kind == "performance"] == []
     acc = monitor.keys["agent-0"].accuracy
-    assert acc is not None and acc.stream.detector is not None
+    assert acc is not None and acc.detector is not None
     # the detector did see the change (a two-sided alarm), which was not reported
-    assert acc.stream.detector.in_drift and acc.stream.suppressed is not None
-    assert acc.stream.suppressed.statistic_sign == -1
+    assert acc.detector.in_drift and acc.suppressed is not None
+    assert acc.suppressed.statistic_sign == -1
     labels = {"key": "agent-0", "feature": "accuracy"}
     assert registry.get_sample_value("driftwatch_drift_active", labels) == 0.0
     assert registry.get_sample_value("driftwatch_rolling_accuracy", {"key": "agent-0"}) == 1.0
@@ -165,7 +165,7 @@ def test_a_drop_after_an_unreported_improvement_is_reported_where_it_crosses() -
     assert e.statistic >= e.threshold - 1e-12
     assert e.statistic == pytest.approx(e.reference_accuracy - e.rolling_accuracy, abs=1e-12)
     acc = monitor.keys["agent-0"].accuracy
-    assert acc is not None and acc.stream.active
+    assert acc is not None and acc.active
 
 
 def test_an_accuracy_episode_resolves_when_accuracy_recovers() -> None:
@@ -203,7 +203,7 @@ def test_unlabelled_events_do_not_count() -> None:
         labelled = [
             t for t in parsed(settings, stripped) if t.key == key and t.true_label is not None
         ]
-        assert state.accuracy.labelled == len(labelled)
+        assert state.accuracy.seen == len(labelled)
         ok = np.mean([t.predicted_label == t.true_label for t in labelled][-50:])
         got = registry.get_sample_value("driftwatch_rolling_accuracy", {"key": key})
         assert got == pytest.approx(ok, abs=1e-12)

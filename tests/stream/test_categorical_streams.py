@@ -12,7 +12,7 @@ from scipy import stats
 
 from detectors.categorical import CategoricalDetector, category_of
 from stream.metrics import Metrics
-from stream.monitor import DriftMonitor
+from stream.monitoring.monitor import DriftMonitor
 from stream.settings import Settings, load_settings
 from stream.telemetry.records import ControlParser, DriftEvent, Invalid, Telemetry
 

@@ -13,8 +13,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from stream.metrics import Metrics
-from stream.monitor import DriftMonitor
-from stream.processor import BatchProcessor
+from stream.monitoring.monitor import DriftMonitor
+from stream.monitoring.processor import BatchProcessor
 from stream.settings import Settings
 from stream.telemetry.records import Telemetry, TelemetryParser
 from stream.worker import consumer as consumer_module

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from river import metrics, utils
 
 from stream.metrics import Metrics
-from stream.monitor import DriftMonitor
+from stream.monitoring.monitor import DriftMonitor
 from stream.settings import load_settings
 from stream.simulation import DriftSpec
 from stream.telemetry.records import Telemetry, TelemetryParser

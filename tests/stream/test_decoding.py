@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry
 from stream.exceptions import ConfigError
 from stream.ingest.stage import explode
 from stream.metrics import Metrics
-from stream.monitor import DriftMonitor
-from stream.processor import BatchProcessor, RawMessage
+from stream.monitoring.monitor import DriftMonitor
+from stream.monitoring.processor import BatchProcessor, RawMessage
 from stream.settings import DEFAULT_SPAN_FILTER, load_settings
 from stream.telemetry.decoding import RecordDecoder
 from stream.telemetry.genai import GENAI_FILTER, SpanFilter, SpanMapping

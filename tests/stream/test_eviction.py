@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from stream.metrics import Metrics
-from stream.monitor import DriftMonitor
+from stream.monitoring.monitor import DriftMonitor
 from stream.settings import load_settings
 from stream.telemetry.records import Telemetry
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import orjson
 
 from stream.ingest.stage import IngestStats, explode
-from stream.processor import RawMessage
+from stream.monitoring.processor import RawMessage
 from stream.telemetry.genai import SpanMapping
 from stream.tools.genai import GenAISpanGenerator, encode
 

@@ -8,8 +8,8 @@ from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from stream.metrics import Metrics
-from stream.monitor import DriftMonitor
-from stream.processor import BatchProcessor
+from stream.monitoring.monitor import DriftMonitor
+from stream.monitoring.processor import BatchProcessor
 from stream.settings import load_settings
 from stream.telemetry.records import TelemetryParser
 from stream.worker.consumer import TelemetryConsumer

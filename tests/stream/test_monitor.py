@@ -8,8 +8,8 @@ from scipy import stats
 from detectors import IncrementalKS
 from stream.exceptions import ConfigError
 from stream.metrics import Metrics
-from stream.monitor import DriftMonitor
-from stream.processor import BatchProcessor, RawMessage
+from stream.monitoring.monitor import DriftMonitor
+from stream.monitoring.processor import BatchProcessor, RawMessage
 from stream.settings import Settings, load_settings
 from stream.simulation import DriftSpec
 from stream.telemetry.records import TelemetryParser

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from stream.monitor import DriftMonitor
+from stream.monitoring.monitor import DriftMonitor
 from stream.settings import Settings, load_settings
 from stream.telemetry.records import DriftEvent, Telemetry
 

@@ -9,8 +9,8 @@ from prometheus_client import CollectorRegistry
 
 from detectors import IncrementalKS
 from stream.metrics import Metrics
-from stream.monitor import DriftMonitor
-from stream.processor import BatchProcessor, RawMessage
+from stream.monitoring.monitor import DriftMonitor
+from stream.monitoring.processor import BatchProcessor, RawMessage
 from stream.settings import load_settings
 from stream.simulation import DriftSpec
 from stream.telemetry.records import TelemetryParser

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from detectors import IncrementalKS
 from detectors.budget import stream_ert
 from stream.metrics import Metrics
-from stream.monitor import DriftMonitor
+from stream.monitoring.monitor import DriftMonitor
 from stream.monitoring.rates import MAX_BUDGET_ERT, UNMEASURED_ERT, WorkerBudget
 from stream.settings import load_settings
 from stream.telemetry.records import Telemetry

@@ -14,10 +14,10 @@ from scipy import stats
 from detectors import IncrementalKS
 from stream import cli
 from stream.metrics import Metrics
-from stream.monitor import DriftMonitor
-from stream.processor import BatchProcessor, RawMessage
+from stream.monitoring.monitor import DriftMonitor
+from stream.monitoring.processor import BatchProcessor, RawMessage
+from stream.monitoring.references import reference_loader, reference_source
 from stream.rebaseline import ControlHandler, build_command
-from stream.references import reference_loader, reference_source
 from stream.settings import DEFAULT_FEATURES, Settings, load_settings
 from stream.simulation import DriftSpec
 from stream.telemetry.records import (
@@ -264,10 +264,10 @@ def test_rebaseline_of_an_unreported_accuracy_episode_starts_afresh() -> None:
     drift = DriftSpec("agent-0", "accuracy", "accuracy", -0.1, start_event=3000)
     h.feed(simulated_messages(7000, agents=1, drift=drift))
     acc = h.monitor.keys["agent-0"].accuracy
-    assert acc is not None and acc.stream.suppressed is not None
-    seen = acc.stream.n_base + acc.stream.detector.n_seen  # type: ignore[union-attr]
+    assert acc is not None and acc.suppressed is not None
+    seen = acc.n_base + acc.detector.n_seen  # type: ignore[union-attr]
     (refresh,) = h.monitor.rebaseline("agent-0", "accuracy", "window")
-    assert acc.stream.suppressed is None and not acc.stream.detector.in_drift  # type: ignore[union-attr]
+    assert acc.suppressed is None and not acc.detector.in_drift  # type: ignore[union-attr]
     assert refresh.observations == seen and refresh.reference_accuracy == 1.0
 
 

@@ -12,9 +12,9 @@ from scipy import stats
 
 from stream.exceptions import InputFileError
 from stream.metrics import Metrics
-from stream.monitor import DriftMonitor
-from stream.processor import BatchProcessor
-from stream.references import (
+from stream.monitoring.monitor import DriftMonitor
+from stream.monitoring.processor import BatchProcessor
+from stream.monitoring.references import (
     FileReferences,
     load_reference_file,
     load_references,

@@ -8,8 +8,9 @@ import pytest
 from scipy import stats
 
 from stream import cli
-from stream.monitor import DriftMonitor, TransitionSnapshot
-from stream.processor import BatchProcessor, RawMessage
+from stream.monitoring.monitor import DriftMonitor
+from stream.monitoring.processor import BatchProcessor, RawMessage
+from stream.monitoring.streams import TransitionSnapshot
 from stream.settings import load_settings
 from stream.simulation import DriftSpec, TelemetrySimulator
 from stream.telemetry.records import TelemetryParser

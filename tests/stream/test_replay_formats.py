@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from stream import cli
-from stream.processor import BatchOutcome, BatchProcessor, RawMessage
+from stream.monitoring.processor import BatchOutcome, BatchProcessor, RawMessage
 
 GENAI = ["--services", "billing-agent", "--models", "gpt-4o-mini,claude-sonnet-4"]
 

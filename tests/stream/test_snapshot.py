@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream.monitor import DriftMonitor
+from stream.monitoring.monitor import DriftMonitor
 from stream.settings import Settings, load_settings
 from stream.simulation import DriftSpec
 from stream.telemetry.records import DriftEvent, Telemetry, TelemetryParser

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stream.exceptions import InputFileError
-from stream.monitor import ReferenceSource
+from stream.monitoring.streams import ReferenceSource
 from stream.settings import Settings
 from stream.telemetry.records import join_key
 from stream.tools.sources import TabularFile, read_text_columns
@@ -41,7 +41,7 @@ class FileReferences:
     """References read from one file: per key where the file has keys, else shared.
 
     Calling it with ``(key, feature)`` gives that key's own reference if the file has one,
-    else the whole file's (a :data:`~stream.monitor.ReferenceSource`).
+    else the whole file's (a :data:`~stream.monitoring.streams.ReferenceSource`).
     """
 
     path: str

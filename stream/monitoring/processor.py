@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from stream.metrics import Metrics
-from stream.monitor import DriftMonitor
+from stream.monitoring.monitor import DriftMonitor
 from stream.telemetry.decoding import RecordDecoder
 from stream.telemetry.records import DriftEvent, Invalid, Telemetry, TelemetryParser
 

@@ -1,0 +1,131 @@
+"""Processing one key's events, with per-key rollback when processing raises."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from stream.metrics import Metrics
+from stream.monitoring.accuracy import AccuracyFeeder
+from stream.monitoring.categorical import CategoricalStreams
+from stream.monitoring.context import MonitorContext
+from stream.monitoring.detection import FeatureFeeder
+from stream.monitoring.keys import KeyState
+from stream.monitoring.rates import EVENTS
+from stream.monitoring.state import KeyCodec, key_to_data
+from stream.telemetry.records import DriftEvent, Telemetry
+
+__all__ = ["KeyProcessor"]
+
+log = logging.getLogger(__name__)
+
+#: A key's state saved before a batch: its data, ``changed`` and ``replay_until`` (None: absent).
+_Saved = tuple[dict[str, Any], bool, int] | None
+
+
+class KeyProcessor:
+    """Feeds one key's events to its features', categorical and accuracy streams.
+
+    Parameters
+    ----------
+    ctx : MonitorContext
+        The monitor's shared parts.
+    codec : KeyCodec
+        Reads a key's saved state back (for rollback).
+    parts : tuple
+        The feeders: ``(features, categorical, accuracy)``; ``accuracy`` None when accuracy
+        is not tracked.
+    new_key : callable
+        A new key's state.
+    """
+
+    def __init__(
+        self,
+        ctx: MonitorContext,
+        codec: KeyCodec,
+        parts: tuple[FeatureFeeder, CategoricalStreams, AccuracyFeeder | None],
+        new_key: Callable[[], KeyState],
+    ) -> None:
+        self.ctx = ctx
+        self.codec = codec
+        self.features, self.categorical, self.accuracy = parts
+        self.new_key = new_key
+        self.skipped = 0  # events not applied again: their key's state already holds them
+        self.failed: list[tuple[Telemetry, Exception]] = []
+
+    @property
+    def metrics(self) -> Metrics | None:
+        """The monitor's metrics, if any."""
+        return self.ctx.metrics
+
+    def process_or_roll_back(self, key: str, evs: list[Telemetry]) -> list[DriftEvent]:
+        """Process one key's events; if that raises, isolate the events that fail.
+
+        The key is rolled back to its state before the batch and its events are applied again
+        one by one, each from a copy of the state before it: an event that raises leaves the
+        key as it was and is recorded in :attr:`failed`. Other keys are not touched.
+        """
+        snapshots = self.ctx.snapshots
+        saved, mark = self._save(key), len(snapshots)
+        try:
+            return self.process(key, evs)
+        except Exception:
+            log.exception("processing %d event(s) of key %r failed; isolating", len(evs), key)
+        out: list[DriftEvent] = []
+        for ev in evs:
+            self._restore(key, saved)
+            del snapshots[mark:]
+            try:
+                got = self.process(key, [ev])
+            except Exception as exc:
+                self.failed.append((ev, exc))
+                continue
+            out.extend(got)
+            saved, mark = self._save(key), len(snapshots)
+        self._restore(key, saved)
+        del snapshots[mark:]
+        return out
+
+    def _save(self, key: str) -> _Saved:
+        state = self.ctx.store.keys.get(key)
+        if state is None:
+            return None
+        return key_to_data(state), state.changed, state.replay_until
+
+    def _restore(self, key: str, saved: _Saved) -> None:
+        """Put a key back as :meth:`_save` found it (absent if it was)."""
+        self.ctx.store.pop(key)
+        if saved is None:
+            return
+        data, changed, replay_until = saved
+        state = self.codec.key_from_data(data)
+        state.changed, state.replay_until = changed, replay_until
+        self.ctx.store.put(key, state)
+
+    def process(self, key: str, evs: list[Telemetry]) -> list[DriftEvent]:
+        """Feed one key's events (in order); return the drift events."""
+        state = self.ctx.store.get(key, self.new_key)
+        if state.replay_until >= 0:
+            # read again after a restore: the restored state already holds these events
+            fresh = [
+                e for e in evs if e.partition != state.partition or e.offset > state.replay_until
+            ]
+            self.skipped += len(evs) - len(fresh)
+            if self.metrics is not None:
+                self.metrics.events_skipped.inc(len(evs) - len(fresh))
+            if not fresh:
+                return []
+            evs = fresh
+            state.replay_until = -1
+        budget = self.ctx.budget
+        if budget is not None:
+            budget.observe(key, EVENTS, [e.ts for e in evs])
+        out = self.features.process(key, state, evs)
+        if state.categorical:
+            out.extend(self.categorical.process(key, state.categorical, evs))
+        if self.accuracy is not None:
+            out.extend(self.accuracy.process(key, state, evs))
+        if budget is not None:
+            self.features.recalibrate(key, state)
+        return out

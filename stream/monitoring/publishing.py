@@ -1,0 +1,45 @@
+"""Publishing a monitor's streams to its Prometheus metrics."""
+
+from __future__ import annotations
+
+import math
+
+from stream.metrics import Metrics
+from stream.monitoring.categorical import CategoricalStreams
+from stream.monitoring.keys import KeyStore
+from stream.monitoring.streams import FeatureStream
+from stream.settings import Settings
+from stream.telemetry.records import ACCURACY_FEATURE
+
+__all__ = ["publish_metrics"]
+
+
+def publish_metrics(
+    m: Metrics, settings: Settings, store: KeyStore, categorical: CategoricalStreams
+) -> None:
+    """Publish every changed stream's statistic, p-value, state and window fill."""
+    for key, state in store.keys.items():
+        for feature, fs in zip(settings.features, state.features, strict=True):
+            if fs.dirty:
+                fs.dirty = False
+                _publish_stream(m, key, feature, fs)
+        if state.categorical:
+            categorical.publish(m, key, state.categorical)
+        acc = state.accuracy
+        if acc is not None and acc.dirty:
+            acc.dirty = False
+            m.set_accuracy(key, acc.rolling_accuracy)
+            if acc.classes is not None:
+                m.set_classification(key, *acc.classes.scores())
+            _publish_stream(m, key, ACCURACY_FEATURE, acc)
+
+
+def _publish_stream(m: Metrics, key: str, feature: str, fs: FeatureStream) -> None:
+    det = fs.detector
+    if det is None:  # still learning its reference
+        m.set_stream(key, feature, math.nan, math.nan, False, 0.0)
+        return
+    size = getattr(det, "window_size", None)
+    fill = len(det.window) / size if size else 1.0  # type: ignore[attr-defined]
+    m.set_stream(key, feature, det.statistic, det.p_value, fs.active, fill)
+    m.set_score(key, feature, det.drift_score, getattr(det, "ert", None))
