@@ -34,7 +34,6 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from stream.kafka_config import aiokafka_client_config
 from stream.metrics import Metrics
 from stream.monitor import DriftMonitor
 from stream.processor import BatchProcessor, DeadLetter, RawMessage
@@ -50,6 +49,7 @@ from stream.worker.checkpoints import (
     marker_body,
     marker_record,
 )
+from stream.worker.kafka import aiokafka_client_config
 from stream.worker.lag import LAG_INTERVAL, LagTracker, refresh_every
 from stream.worker.rebalance import plan_assignment
 

@@ -16,7 +16,6 @@ from stream import cli
 from stream.metrics import Metrics
 from stream.monitor import DriftMonitor
 from stream.processor import BatchProcessor, RawMessage
-from stream.rebaseline import ControlHandler, build_command
 from stream.references import reference_loader, reference_source
 from stream.settings import DEFAULT_FEATURES, Settings, load_settings
 from stream.simulation import DriftSpec
@@ -29,7 +28,9 @@ from stream.telemetry.records import (
     Telemetry,
     TelemetryParser,
 )
+from stream.tools.rebaseline import build_command
 from stream.worker.checkpoints import CheckpointCodec
+from stream.worker.control import ControlHandler
 from tests.stream.helpers import simulated_messages
 
 LATENCY = "response_latency_ms"

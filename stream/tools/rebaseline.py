@@ -1,149 +1,33 @@
-"""Re-baselining on request: ``driftwatch rebaseline`` and the worker's control-command handler.
+"""``driftwatch rebaseline``: ask the workers to take a new reference.
 
-``driftwatch rebaseline`` produces one command to the control topic::
+The command produces one command to the control topic::
 
     {"action": "rebaseline", "key": "agent-1", "feature": null, "source": "window",
      "id": "5f0c...", "requested_at": "2026-05-21T08:00:00.000+00:00"}
 
 A worker only holds the keys of the telemetry partitions it is assigned, so the command is sent
-to every partition of the control topic; the ``id`` lets a worker that reads several of those
-partitions apply it once. Each worker applies it to the keys it tracks
-(:meth:`stream.monitor.DriftMonitor.rebaseline`) and records every refreshed stream as a
-``reference_refreshed`` event on the drift-events topic. Invalid commands are logged and sent to
-the dead-letter topic with the reason, like invalid telemetry.
+to every partition of the control topic; the workers apply it with
+:class:`stream.worker.control.ControlHandler`.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import time
 import uuid
-from collections import OrderedDict
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from stream.exceptions import DriftwatchError, UnknownKeyError
-from stream.kafka_config import add_kafka_options, client_settings, kafka_client_config
-from stream.metrics import Metrics
-from stream.monitor import DriftMonitor
-from stream.processor import DeadLetter, RawMessage
-from stream.telemetry.records import (
-    REBASELINE_SOURCES,
-    ControlParser,
-    DriftEvent,
-    Invalid,
-    control_signature,
-)
+from stream.exceptions import DriftwatchError
+from stream.telemetry.records import REBASELINE_SOURCES, control_signature
+from stream.worker.kafka import add_kafka_options, client_settings, kafka_client_config
 
-__all__ = ["ControlHandler", "ControlOutcome", "add_parser", "build_command", "run"]
-
-log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class ControlOutcome:
-    """What one control message produced."""
-
-    drift_events: list[DriftEvent] = field(default_factory=list)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-    duplicate: bool = False
-    #: The command reached the monitor: the keys it names now remember its id (even where a rate
-    #: limit refreshed nothing), so that state must be checkpointed before the offset is committed.
-    applied: bool = False
-
-
-class ControlHandler:
-    """Parses control messages and applies them to a :class:`DriftMonitor` (no I/O here).
-
-    Parameters
-    ----------
-    parser : ControlParser
-        Validates the commands.
-    monitor : DriftMonitor
-        The monitor to re-baseline.
-    metrics : Metrics, optional
-        Rejected commands are counted in ``driftwatch_invalid_events_total`` by reason.
-    remember : int
-        How many command ids are remembered to drop the copies of a command.
-    max_streams : int
-        Most streams one command refreshes (the others are counted in
-        ``driftwatch_rebaseline_skipped_total{reason="fan_out"}``).
-    """
-
-    def __init__(
-        self,
-        parser: ControlParser,
-        monitor: DriftMonitor,
-        metrics: Metrics | None = None,
-        *,
-        remember: int = 1024,
-        max_streams: int = 1000,
-    ) -> None:
-        self.parser = parser
-        self.monitor = monitor
-        self.metrics = metrics
-        self.remember = remember
-        self.max_streams = max_streams
-        self._seen: OrderedDict[str, None] = OrderedDict()
-
-    def handle(self, msg: RawMessage) -> ControlOutcome:
-        out = ControlOutcome()
-        cmd = self.parser.parse(msg.value, partition=msg.partition, offset=msg.offset)
-        if isinstance(cmd, Invalid):
-            log.warning(
-                "rejected control command at %d@%d: %s (%s)",
-                msg.partition,
-                msg.offset,
-                cmd.reason,
-                cmd.detail,
-            )
-            self._reject(out, msg, cmd.reason, cmd.detail)
-            return out
-        # a command without an id is told apart by its position
-        command_id = cmd.command_id or f"control-{msg.partition}-{msg.offset}"
-        if command_id in self._seen:
-            out.duplicate = True
-            return out
-        self._seen[command_id] = None
-        while len(self._seen) > self.remember:
-            self._seen.popitem(last=False)
-        try:
-            out.drift_events = self.monitor.rebaseline(
-                cmd.key,
-                cmd.feature,
-                cmd.source,
-                command_id=command_id,
-                max_streams=self.max_streams,
-            )
-        except UnknownKeyError as exc:
-            log.warning("rebaseline %s: %s", command_id, exc)
-            self._reject(out, msg, "unknown_key", str(exc))
-            return out
-        except (DriftwatchError, ValueError) as exc:
-            log.error("rebaseline %s failed: %s", msg.value, exc)
-            self._reject(out, msg, "rebaseline_failed", str(exc))
-            return out
-        out.applied = True
-        log.info(
-            "rebaseline key=%s feature=%s source=%s: %d stream(s) refreshed",
-            cmd.key or "*",
-            cmd.feature or "*",
-            cmd.source,
-            len(out.drift_events),
-        )
-        return out
-
-    def _reject(self, out: ControlOutcome, msg: RawMessage, reason: str, detail: str) -> None:
-        out.dead_letters.append(DeadLetter(msg, reason, detail))
-        if self.metrics is not None:
-            self.metrics.invalid_events.labels(reason).inc()
+__all__ = ["add_parser", "build_command", "run"]
 
 
 def build_command(
@@ -231,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except KafkaError as exc:
         raise DriftwatchError(
-            f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}"
+            f"cannot reach Kafka at {settings.kafka.bootstrap_servers}: {exc}"
         ) from None
     key = (args.key or "*").encode()
     partitions: list[int] = []
