@@ -5,10 +5,10 @@ Usage::
     nice -n 10 .venv/bin/python bench/classification.py [--events 100000] [--repeats 5]
 
 Parses ``--events`` simulated telemetry events (4 agents, every event labelled, 5 classes), then
-times :meth:`stream.monitor.DriftMonitor.process` over them in batches of 5,000, with the P/R/F1
-feed as shipped, against the anchor measured in the same run: the same monitor with the feed
-switched off (accuracy only, as before it existed). Reports the median events per second of
-``--repeats`` repeats, the ratio, and the per-event cost of the feed.
+times :meth:`stream.monitoring.monitor.DriftMonitor.process` over them in batches of 5,000,
+with the P/R/F1 feed as shipped, against the anchor measured in the same run: the same monitor
+with the feed switched off (accuracy only, as before it existed). Reports the median events per
+second of ``--repeats`` repeats, the ratio, and the per-event cost of the feed.
 """
 
 from __future__ import annotations

@@ -68,7 +68,8 @@ from tests.integration.hostile import (  # noqa: E402
 )
 
 PARTITIONS = 4
-#: what the worker keeps of a dead-lettered value (``stream.processor.DEAD_LETTER_MAX_BYTES``)
+#: what the worker keeps of a dead-lettered value
+#: (``stream.monitoring.processor.DEAD_LETTER_MAX_BYTES``)
 DEAD_LETTER_MAX_BYTES = 960_000
 VALID = 0
 REASONS = (

@@ -16,7 +16,7 @@ interval starts with ``--scrapers`` concurrent scrapes; Prometheus itself scrape
 Prints scrape latency p50/p95/max (connect to last byte), 503s, renderings, and the processing
 rate with scrapers over without (the ratio).
 
-Servers: ``new`` is :func:`stream.metrics_server.start_metrics_server` at default settings
+Servers: ``new`` is :func:`stream.metrics.server.start_metrics_server` at default settings
 (bounded pool, one rendering per ``metrics_cache_seconds``, 5 s), ``new-1s`` the same with
 ``metrics_cache_seconds=1``; ``old`` is the anchor, the previous endpoint (a thread per
 connection, rendering and gzip for every request), kept here only.
@@ -45,7 +45,7 @@ sys.path.insert(0, str(_HERE.parent))
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 
 from stream.metrics import Metrics  # noqa: E402
-from stream.metrics_server import start_metrics_server  # noqa: E402
+from stream.metrics.server import start_metrics_server  # noqa: E402
 from stream.settings import load_settings  # noqa: E402
 
 FEATURES = ("response_latency_ms", "token_count", "retry_count", "error_rate")
@@ -102,7 +102,7 @@ class OldServer:
 
 
 class NewServer:
-    """:func:`stream.metrics_server.start_metrics_server` at default settings."""
+    """:func:`stream.metrics.server.start_metrics_server` at default settings."""
 
     cache_seconds: float | None = None  # None: the default
 

@@ -14,10 +14,9 @@ import sys
 from collections.abc import Sequence
 from importlib import metadata
 
-from stream import rebaseline
 from stream.exceptions import DriftwatchError
 from stream.ingest import cli as ingest
-from stream.tools import compare, replay, simulate, tail
+from stream.tools import compare, rebaseline, replay, simulate, tail
 from stream.worker import command as worker
 
 EXIT_OK = 0

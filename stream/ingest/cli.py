@@ -18,7 +18,6 @@ from typing import Any, BinaryIO
 from stream.exceptions import DriftwatchError
 from stream.ingest.runner import IngestConfig, IngestRunner
 from stream.ingest.stage import IngestStats, explode
-from stream.kafka_config import add_kafka_options, client_settings, kafka_client_config
 from stream.monitoring.processor import RawMessage
 from stream.telemetry.genai import (
     GENAI_CATEGORICAL_FEATURES,
@@ -30,6 +29,7 @@ from stream.telemetry.genai import (
     parse_names,
 )
 from stream.telemetry.otlp import DEFAULT_MAX_BYTES
+from stream.worker.kafka import add_kafka_options, client_settings, kafka_client_config
 
 __all__ = ["add_parser", "config_from_args", "convert_file", "run"]
 

@@ -39,7 +39,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 class TransitionPlotter:
-    """Collects drift_started snapshots (a :data:`~stream.monitor.TransitionHook`) and plots them.
+    """Collects drift_started snapshots (a :data:`~stream.monitoring.streams.TransitionHook`) and
+    plots them.
 
     The hook only keeps the snapshots, so nothing can fail inside the monitor; :meth:`flush`
     writes the PNGs.

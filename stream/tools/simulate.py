@@ -14,11 +14,11 @@ from typing import Any
 import orjson
 
 from stream.exceptions import DriftwatchError
-from stream.kafka_config import add_kafka_options, client_settings, kafka_client_config
 from stream.settings import DEFAULT_FEATURES
 from stream.simulation import DRIFT_KINDS, DriftSpec, TelemetrySimulator
 from stream.tools import genai
 from stream.tools.progress import Progress
+from stream.worker.kafka import add_kafka_options, client_settings, kafka_client_config
 
 __all__ = ["add_parser", "drift_start_event", "run"]
 
@@ -210,7 +210,7 @@ def _sink(args: argparse.Namespace) -> tuple[Any, Any]:
         )
     except KafkaError as exc:
         raise DriftwatchError(
-            f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}"
+            f"cannot reach Kafka at {settings.kafka.bootstrap_servers}: {exc}"
         ) from None
 
     def send(key: bytes | None, value: bytes) -> None:

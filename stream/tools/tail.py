@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from stream.exceptions import DriftwatchError
-from stream.kafka_config import (
+from stream.worker.kafka import (
     DEFAULT_CONNECT_TIMEOUT,
     add_kafka_options,
     client_settings,
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except KafkaError as exc:
         raise DriftwatchError(
-            f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}"
+            f"cannot reach Kafka at {settings.kafka.bootstrap_servers}: {exc}"
         ) from None
     if args.timeout:
         # one deadline for connecting and waiting for the first event

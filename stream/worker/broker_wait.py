@@ -23,8 +23,8 @@ from typing import Any
 from aiokafka import errors as kafka_errors
 
 from stream.exceptions import DriftwatchError
-from stream.kafka_config import aiokafka_client_config
 from stream.settings import REDACTED, Settings
+from stream.worker.kafka import aiokafka_client_config
 
 __all__ = [
     "FIRST_DELAY",
@@ -119,7 +119,7 @@ async def probe_broker(settings: Settings, *, timeout: float = PROBE_TIMEOUT) ->
                     client_id=f"{settings.app_id}-probe",
                     request_timeout_ms=int(timeout * 1000),
                     ssl_context=config.get("ssl_context"),
-                    security_protocol=settings.security_protocol,
+                    security_protocol=settings.kafka.security_protocol,
                     sasl_mechanism=config.get("sasl_mechanism", "PLAIN"),
                     sasl_plain_username=config.get("sasl_plain_username"),
                     sasl_plain_password=config.get("sasl_plain_password"),
@@ -142,7 +142,7 @@ async def probe_broker(settings: Settings, *, timeout: float = PROBE_TIMEOUT) ->
         if metadata.brokers:
             return server
         reasons.append(f"{server}: no broker listed in the metadata yet")
-    raise BrokerUnreachableError(settings.bootstrap_servers, "; ".join(reasons))
+    raise BrokerUnreachableError(settings.kafka.bootstrap_servers, "; ".join(reasons))
 
 
 def backoff_delays(first: float = FIRST_DELAY, cap: float = MAX_DELAY) -> Any:

@@ -49,10 +49,10 @@ def run(args: argparse.Namespace) -> int:
         retries = 0
     from faust import Worker
 
-    from stream import agents
-    from stream.app import app, settings
+    from stream import app
 
-    agents.metrics.broker_start_retries.inc(retries)
-    worker = Worker(app, loglevel=(args.loglevel or settings.log_level).upper())
+    root = app.worker()
+    root.metrics.broker_start_retries.inc(retries)
+    worker = Worker(root.app, loglevel=(args.loglevel or root.settings.log_level).upper())
     worker.execute_from_commandline()  # returns when the worker stops (SIGINT/SIGTERM)
     return 0

@@ -14,7 +14,7 @@ from .dashboard_queries import dashboard_exprs, iter_panels, metric_names
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "dashboards" / "driftwatch.json"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
-#: The metrics the worker exports (stream/metrics.py).
+#: The metrics the worker exports (stream/metrics/).
 WORKER_METRICS = frozenset(
     {
         "driftwatch_events_consumed_total",

@@ -159,7 +159,7 @@ def test_settings_file_is_valid_for_the_worker(tmp_path: Path) -> None:
     config = tmp_path / "driftwatch.toml"
     config.write_text(text)
     settings = load_settings(config, environ={})
-    assert settings.security_protocol == "SASL_SSL"
+    assert settings.kafka.security_protocol == "SASL_SSL"
     assert settings.telemetry_group == f"{settings.app_id}.telemetry"
 
 

@@ -27,9 +27,9 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from stream.monitoring.monitor import DriftMonitor
-from stream.rebaseline import build_command
 from stream.settings import Settings
 from stream.simulation import DriftSpec, TelemetrySimulator
+from stream.tools.rebaseline import build_command
 from stream.worker.checkpoints import (
     CHECKPOINT_VERSION,
     CheckpointCodec,

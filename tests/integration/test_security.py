@@ -18,9 +18,9 @@ import orjson
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from stream.kafka_config import kafka_client_config
 from stream.settings import Settings
 from stream.simulation import DriftSpec, TelemetrySimulator
+from stream.worker.kafka import kafka_client_config
 from tests.integration.conftest import BOOTSTRAP_ENV, load_kafka_local
 from tests.integration.worker import DRIFTWATCH, REPO, free_port, run_worker, wait_for
 

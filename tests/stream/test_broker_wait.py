@@ -59,7 +59,7 @@ def test_retries_with_backoff_until_the_broker_answers(lines: list[str]) -> None
 
     async def probe(settings: Settings) -> str:
         if next(answers) == "down":
-            raise BrokerUnreachableError(settings.bootstrap_servers, "ConnectionRefusedError")
+            raise BrokerUnreachableError(settings.kafka.bootstrap_servers, "ConnectionRefusedError")
         return "b:9092"
 
     settings = Settings(bootstrap_servers="b:9092")

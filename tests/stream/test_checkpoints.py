@@ -17,7 +17,7 @@ from stream.monitoring.monitor import DriftMonitor
 from stream.monitoring.processor import BatchProcessor
 from stream.settings import Settings
 from stream.telemetry.records import Telemetry, TelemetryParser
-from stream.worker import consumer as consumer_module
+from stream.worker import checkpointer as checkpointer_module
 from stream.worker.checkpoints import (
     CHECKPOINT_VERSION,
     READABLE_VERSIONS,
@@ -285,21 +285,21 @@ def consumer_with_changed_keys() -> tuple[TelemetryConsumer, DriftMonitor, list[
     processor = BatchProcessor(TelemetryParser(SETTINGS), monitor, metrics, "agent-telemetry")
     consumer = TelemetryConsumer(SETTINGS, processor, metrics)
     consumer.positions = {0: 120, 1: 180}
-    consumer._checkpoint_partitions = 2
+    consumer.checkpointer.partitions = 2
     sent: list[list[bytes]] = []
 
     async def send_all(records: list[tuple], targets: list[int | None]) -> None:
         await asyncio.sleep(0)
         sent.append([record_key for _, record_key, _, _ in records])
 
-    consumer._send_all = send_all  # type: ignore[method-assign]
+    consumer.clients.send_all = send_all  # type: ignore[method-assign]
     return consumer, monitor, sent
 
 
 def test_a_sliced_round_writes_every_key_before_the_markers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(consumer_module, "LoopSlices", lambda: LoopSlices(0.0))  # yield per key
+    monkeypatch.setattr(checkpointer_module, "LoopSlices", lambda: LoopSlices(0.0))  # yield per key
     consumer, monitor, sent = consumer_with_changed_keys()
     ticks = 0
 
@@ -313,7 +313,7 @@ def test_a_sliced_round_writes_every_key_before_the_markers(
                 await asyncio.sleep(0)
 
         task = asyncio.create_task(ticker())
-        await consumer._write_checkpoint([0, 1])
+        await consumer.checkpointer.write(consumer.positions)
         task.cancel()
 
     asyncio.run(round_with_a_ticker())
@@ -327,11 +327,11 @@ def test_a_sliced_round_writes_every_key_before_the_markers(
 def test_a_round_cancelled_between_slices_writes_its_keys_next_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(consumer_module, "LoopSlices", lambda: LoopSlices(0.0))
+    monkeypatch.setattr(checkpointer_module, "LoopSlices", lambda: LoopSlices(0.0))
     consumer, monitor, sent = consumer_with_changed_keys()
 
     async def cancelled_round() -> None:
-        task = asyncio.create_task(consumer._write_checkpoint([0, 1]))
+        task = asyncio.create_task(consumer.checkpointer.write(consumer.positions))
         await asyncio.sleep(0)
         await asyncio.sleep(0)  # inside the encoding, between two keys
         task.cancel()

@@ -64,7 +64,7 @@ def _consumer(registry: CollectorRegistry, fake: _FakeKafka) -> TelemetryConsume
         TelemetryParser(settings), DriftMonitor(settings), metrics, settings.telemetry_topic
     )
     consumer = TelemetryConsumer(settings, processor, metrics)
-    consumer._consumer = fake  # type: ignore[assignment]
+    consumer.clients.consumer = fake  # type: ignore[assignment]
     return consumer
 
 

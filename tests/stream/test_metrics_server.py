@@ -26,9 +26,9 @@ from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream.exceptions import ConfigError
-from stream.exposition import MAX_FILTER_NAMES, ExpositionCache, FilterError
 from stream.metrics import Metrics
-from stream.metrics_server import (
+from stream.metrics.exposition import MAX_FILTER_NAMES, ExpositionCache, FilterError
+from stream.metrics.server import (
     REQUEST_TIMEOUT_S,
     SERVER_THREADS,
     MetricsServer,
@@ -424,7 +424,7 @@ def test_cache_and_connection_settings_are_validated() -> None:
             "DRIFTWATCH_METRICS_MAX_CONNECTIONS": "32",
         }
     )
-    assert settings.metrics_cache_seconds == 2.5 and settings.metrics_max_connections == 32
+    assert settings.metrics.cache_seconds == 2.5 and settings.metrics.max_connections == 32
     for name, value in (
         ("metrics_cache_seconds", -1.0),
         ("metrics_cache_seconds", float("nan")),

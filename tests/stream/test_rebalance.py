@@ -3,7 +3,7 @@ tests/integration/test_recovery.py)."""
 
 from __future__ import annotations
 
-from stream.worker.rebalance import plan_assignment
+from stream.worker.rebalance import hold_revoked, plan_assignment, resume_positions
 
 
 def test_a_first_assignment_restores_everything() -> None:
@@ -39,3 +39,33 @@ def test_every_assigned_partition_is_kept_or_restored_never_both() -> None:
     assert plan.keep | plan.restore == assigned and not plan.keep & plan.restore
     assert plan.drop == (held.keys() - assigned) | (plan.restore & held.keys())
     assert not plan.drop & plan.keep
+
+
+def test_revoked_partitions_are_held_at_their_positions() -> None:
+    held = hold_revoked({}, {0, 1, 2}, {0: 10, 1: 20})
+    assert held == {0: 10, 1: 20}  # 2 had no position: nothing to keep
+    # a second revocation before any assignment adds to what is held
+    assert hold_revoked(held, {3}, {3: 5}) == {0: 10, 1: 20, 3: 5}
+    assert hold_revoked(held, set(), {0: 99}) == held
+
+
+def test_kept_partitions_resume_where_they_were_and_restored_ones_at_their_marker() -> None:
+    plan = plan_assignment({0, 1, 2}, {0: 10, 1: 20}, {0: 10, 1: 25})
+    resume, unknown = resume_positions(plan, {0: 10, 1: 20}, {1: 22, 2: 7})
+    # 0 is kept (its position is current); 1 and 2 are restored at their markers
+    assert resume == {0: 10, 1: 22, 2: 7} and unknown == set()
+
+
+def test_partitions_without_a_marker_start_at_the_committed_offset() -> None:
+    plan = plan_assignment({0, 1}, {1: 20}, {1: 30})
+    resume, unknown = resume_positions(plan, {1: 20}, {})
+    # the stale position of 1 is not used: someone else advanced it
+    assert resume == {} and unknown == {0, 1}
+
+
+def test_positions_of_partitions_handed_over_are_forgotten() -> None:
+    plan = plan_assignment({1}, {0: 10, 1: 20}, {1: 20})
+    resume, unknown = resume_positions(plan, {0: 10, 1: 20}, {0: 10})
+    assert resume == {1: 20} and unknown == set()
+    resume, unknown = resume_positions(plan_assignment(set(), {0: 10}, {}), {0: 10}, {})
+    assert resume == {} and unknown == set()

@@ -17,7 +17,6 @@ from stream.metrics import Metrics
 from stream.monitoring.monitor import DriftMonitor
 from stream.monitoring.processor import BatchProcessor, RawMessage
 from stream.monitoring.references import reference_loader, reference_source
-from stream.rebaseline import ControlHandler, build_command
 from stream.settings import DEFAULT_FEATURES, Settings, load_settings
 from stream.simulation import DriftSpec
 from stream.telemetry.records import (
@@ -29,7 +28,9 @@ from stream.telemetry.records import (
     Telemetry,
     TelemetryParser,
 )
+from stream.tools.rebaseline import build_command
 from stream.worker.checkpoints import CheckpointCodec
+from stream.worker.control import ControlHandler
 from tests.stream.helpers import simulated_messages
 
 LATENCY = "response_latency_ms"

@@ -13,10 +13,9 @@ import pytest
 from faust.types.auth import AuthProtocol, SASLMechanism
 
 from stream import cli
-from stream.app import broker_credentials
 from stream.exceptions import ConfigError
-from stream.kafka_config import client_ssl_context, kafka_client_config
 from stream.settings import REDACTED, Settings, load_settings
+from stream.worker.kafka import broker_credentials, client_ssl_context, kafka_client_config
 from tests.stream.test_metrics_server import make_tls_files
 
 PASSWORD = "Kq7-kafka-S3cr3t-value"
@@ -49,8 +48,8 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_defaults_are_plaintext() -> None:
     s = load_settings(environ={})
-    assert s.security_protocol == "PLAINTEXT" and s.sasl_mechanism == "SCRAM-SHA-512"
-    assert s.ssl_check_hostname is True and s.sasl_secret() is None
+    assert s.kafka.security_protocol == "PLAINTEXT" and s.kafka.sasl_mechanism == "SCRAM-SHA-512"
+    assert s.kafka.ssl_check_hostname is True and s.kafka.sasl_secret() is None
     assert kafka_client_config(s) == {
         "bootstrap_servers": ["localhost:9092"],
         "security_protocol": "PLAINTEXT",
@@ -68,8 +67,8 @@ def test_sasl_ssl_from_the_environment_with_a_password_file(files: dict[str, str
         "DRIFTWATCH_SSL_CHECK_HOSTNAME": "false",
     }
     s = load_settings(environ=env)
-    assert s.sasl_secret() == PASSWORD  # the file's line break is not part of it
-    assert s.ssl_check_hostname is False
+    assert s.kafka.sasl_secret() == PASSWORD  # the file's line break is not part of it
+    assert s.kafka.ssl_check_hostname is False
     assert kafka_client_config(s) == {
         "bootstrap_servers": ["k1:9093", "k2:9093"],
         "security_protocol": "SASL_SSL",
@@ -154,13 +153,16 @@ def test_client_ssl_context_follows_the_settings(tmp_path: Path, files: dict[str
     ("raw", "value"), [("true", True), ("Yes", True), ("0", False), ("off", False)]
 )
 def test_booleans_from_the_environment(raw: str, value: bool) -> None:
-    assert load_settings(environ={"DRIFTWATCH_SSL_CHECK_HOSTNAME": raw}).ssl_check_hostname is value
+    assert (
+        load_settings(environ={"DRIFTWATCH_SSL_CHECK_HOSTNAME": raw}).kafka.ssl_check_hostname
+        is value
+    )
 
 
 def test_booleans_from_a_file(tmp_path: Path) -> None:
     cfg = tmp_path / "driftwatch.toml"
     cfg.write_text("[driftwatch]\nssl_check_hostname = false\n")
-    assert load_settings(cfg, environ={}).ssl_check_hostname is False
+    assert load_settings(cfg, environ={}).kafka.ssl_check_hostname is False
     cfg.write_text('[driftwatch]\nssl_check_hostname = "sometimes"\n')
     with pytest.raises(ConfigError, match="ssl_check_hostname"):
         load_settings(cfg, environ={})

@@ -10,7 +10,10 @@ __all__ = ["Topics"]
 
 
 class Topics:
-    """Telemetry and control commands in; drift events and dead letters out."""
+    """Control commands in; drift events and dead letters out.
+
+    Telemetry is read by :class:`~stream.worker.consumer.TelemetryConsumer`, not by the app.
+    """
 
     def __init__(self, app: faust.App, settings: Settings) -> None:
         raw = {
@@ -19,7 +22,6 @@ class Topics:
             "key_serializer": "raw",
             "value_serializer": "raw",
         }
-        self.telemetry = app.topic(settings.telemetry_topic, **raw)  # type: ignore[arg-type]
         self.drift = app.topic(settings.drift_topic, **raw)  # type: ignore[arg-type]
         self.dead_letter = app.topic(settings.dead_letter_topic, **raw)  # type: ignore[arg-type]
         # driftwatch's own topic: declared (created if missing) before the worker subscribes

@@ -2,9 +2,10 @@
 
 prometheus-client's own server takes a certificate but has no authentication, so the worker
 serves the registry itself. The handler checks the ``Authorization: Basic ...`` header
-(constant-time comparison) and answers from an :class:`~stream.exposition.ExpositionCache`: the
-registry is rendered with prometheus-client's encoders (text format or OpenMetrics, by the
-``Accept`` header; gzip when asked) at most once per ``metrics_cache_seconds``, whatever the
+(constant-time comparison) and answers from an
+:class:`~stream.metrics.exposition.ExpositionCache`: the registry is rendered with
+prometheus-client's encoders (text format or OpenMetrics, by the ``Accept`` header; gzip when
+asked) at most once per ``metrics_cache_seconds``, whatever the
 number of scrapers. Connections are bounded: one thread accepts them into a queue of
 ``metrics_max_connections`` served by a fixed pool of :data:`SERVER_THREADS` threads; a connection
 beyond the bound is answered ``503`` at once (over TLS it is closed: answering would cost a
@@ -31,7 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from stream.exceptions import ConfigError
-from stream.exposition import ExpositionCache, FilterError
+from stream.metrics.exposition import ExpositionCache, FilterError
 from stream.settings import Settings
 
 __all__ = ["MetricsServer", "server_ssl_context", "start_metrics_server"]
@@ -293,22 +294,22 @@ def start_metrics_server(
     connections wait or are being answered, later ones get a fast ``503``.
     """
     context = None
-    if settings.metrics_tls_certfile:
-        context = server_ssl_context(settings.metrics_tls_certfile, settings.metrics_tls_keyfile)
+    if settings.metrics.tls_certfile:
+        context = server_ssl_context(settings.metrics.tls_certfile, settings.metrics.tls_keyfile)
     credentials = None
-    password = settings.metrics_basic_auth_secret()
-    if settings.metrics_basic_auth_username and password is not None:
-        credentials = f"{settings.metrics_basic_auth_username}:{password}".encode()
-    cache = ExpositionCache(registry, max_age=settings.metrics_cache_seconds)
+    password = settings.metrics.basic_auth_secret()
+    if settings.metrics.basic_auth_username and password is not None:
+        credentials = f"{settings.metrics.basic_auth_username}:{password}".encode()
+    cache = ExpositionCache(registry, max_age=settings.metrics.cache_seconds)
     server = _Server(
-        (settings.metrics_host, settings.metrics_port),
+        (settings.metrics.host, settings.metrics.port),
         cache,
         credentials,
         context,
-        max_connections=settings.metrics_max_connections,
+        max_connections=settings.metrics.max_connections,
     )
     thread = threading.Thread(
         target=server.serve_forever, name=f"driftwatch-metrics-{server.server_port}", daemon=True
     )
     thread.start()
-    return MetricsServer(server, thread, settings.metrics_host)
+    return MetricsServer(server, thread, settings.metrics.host)

@@ -16,6 +16,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from stream.metrics.consumer import ConsumerMetrics
+
 __all__ = ["LATENCY_BUCKETS", "Metrics", "calibrations_pending"]
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -35,11 +37,12 @@ def calibrations_pending() -> int:
     return 0 if module is None else int(module.queued())
 
 
-class Metrics:
-    """Every metric the worker exports."""
+class Metrics(ConsumerMetrics):
+    """Every metric the worker exports: detection and streams here, the consumer's in
+    :class:`~stream.metrics.consumer.ConsumerMetrics`."""
 
     def __init__(self, registry: CollectorRegistry, *, max_keys: int = 500) -> None:
-        self.registry = registry
+        super().__init__(registry)
         self.max_keys = max_keys
         self._keys: set[str] = set()
         self._refused: set[str] = set()
@@ -132,21 +135,10 @@ class Metrics:
             )
             for name, what in (("precision", "precision"), ("recall", "recall"), ("f1", "F1"))
         )
-        self.broker_start_retries = Counter(
-            p + "broker_start_retries_total",
-            "Failed attempts to reach the broker before the worker started.",
-            registry=registry,
-        )
         self.processing_latency = Histogram(
             p + "processing_latency_seconds",
             "Time to process one batch of telemetry.",
             buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
-        self.consumer_lag = Gauge(
-            p + "consumer_lag",
-            "Log end offset minus the next offset to process (refreshed every 5 s).",
-            ["topic", "partition"],
             registry=registry,
         )
         self.tracked_streams = Gauge(
@@ -162,39 +154,11 @@ class Metrics:
             "Events read again after a restore whose key's restored state already held them.",
             registry=registry,
         )
-        self.checkpoints = Counter(
-            p + "checkpoints",
-            "Checkpoints written (one per partition and interval), by outcome.",
-            ["outcome"],
-            registry=registry,
-        )
-        self.checkpoint_bytes = Counter(
-            p + "checkpoint_bytes",
-            "Bytes of key snapshots written to the checkpoint topic.",
-            registry=registry,
-        )
-        self.checkpoint_seconds = Histogram(
-            p + "checkpoint_seconds",
-            "Time to write one checkpoint round (snapshots, acknowledgements, offset commit).",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
-            registry=registry,
-        )
-        self.checkpoint_records_rejected = Counter(
-            p + "checkpoint_records_rejected",
-            "Checkpoint records read back and not used (malformed, unsigned, fenced), by reason.",
-            ["reason"],
-            registry=registry,
-        )
         self.rebaseline_skipped = Counter(
             p + "rebaseline_skipped",
             "Streams a re-baseline command did not refresh, by reason (rate_limited: refreshed "
             "less than a window ago; fan_out: over the per-command bound; already_applied).",
             ["reason"],
-            registry=registry,
-        )
-        self.restored_keys = Counter(
-            p + "restored_keys",
-            "Keys restored from the checkpoint topic on partition assignment.",
             registry=registry,
         )
         self.series_dropped = Counter(
@@ -221,9 +185,6 @@ class Metrics:
             self.invalid_events.labels(reason)
         for reason in ("filtered", "missing_key", "no_features"):
             self.skipped.labels(reason)
-        # both outcomes exist from the start, so increase() sees the first failed round
-        for outcome in ("written", "failed"):
-            self.checkpoints.labels(outcome)
 
     def admits(self, key: str) -> bool:
         """Whether ``key`` gets per-key series (the first ``max_keys`` keys do)."""

@@ -1,5 +1,5 @@
 """Kafka connection settings for the clients: kafka-python keyword arguments (the command line
-tools) and the TLS context the worker's Faust/aiokafka clients use.
+tools), the TLS context and credentials the worker's Faust/aiokafka clients use.
 
 Both come from the same :class:`~stream.settings.Settings` fields (``security_protocol``,
 ``sasl_*``, ``ssl_*``), so every client connects the same way. Passwords are passed to the
@@ -15,6 +15,9 @@ import ssl
 from collections.abc import Iterable
 from typing import Any
 
+import faust
+from faust.types.auth import CredentialsT
+
 from stream.exceptions import ConfigError
 from stream.settings import REDACTED, Settings, load_settings
 
@@ -22,6 +25,7 @@ __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "SaslLogRedactor",
     "add_kafka_options",
+    "broker_credentials",
     "client_settings",
     "client_ssl_context",
     "kafka_client_config",
@@ -55,12 +59,12 @@ def kafka_client_config(
         if not connect_timeout > 0:
             raise ValueError(f"connect_timeout must be > 0 seconds, got {connect_timeout!r}")
         config["bootstrap_timeout_ms"] = max(1, int(connect_timeout * 1000))
-    if settings.uses_ssl:
+    if settings.kafka.uses_ssl:
         config.update(
-            ssl_cafile=settings.ssl_cafile,
-            ssl_certfile=settings.ssl_certfile,
-            ssl_keyfile=settings.ssl_keyfile,
-            ssl_check_hostname=settings.ssl_check_hostname,
+            ssl_cafile=settings.kafka.ssl_cafile,
+            ssl_certfile=settings.kafka.ssl_certfile,
+            ssl_keyfile=settings.kafka.ssl_keyfile,
+            ssl_check_hostname=settings.kafka.ssl_check_hostname,
         )
     return config
 
@@ -68,9 +72,9 @@ def kafka_client_config(
 def aiokafka_client_config(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for ``aiokafka`` clients: brokers, protocol, TLS context, SASL."""
     config = _common_client_config(settings)
-    if settings.uses_ssl:
+    if settings.kafka.uses_ssl:
         config["ssl_context"] = client_ssl_context(settings)
-    if settings.uses_sasl:
+    if settings.kafka.uses_sasl:
         redact_sasl_in_client_logs(settings)
     return config
 
@@ -79,15 +83,15 @@ def _common_client_config(settings: Settings) -> dict[str, Any]:
     """Brokers, protocol and SASL credentials: the same keywords in both client libraries."""
     config: dict[str, Any] = {
         "bootstrap_servers": [
-            b.strip() for b in settings.bootstrap_servers.split(",") if b.strip()
+            b.strip() for b in settings.kafka.bootstrap_servers.split(",") if b.strip()
         ],
-        "security_protocol": settings.security_protocol,
+        "security_protocol": settings.kafka.security_protocol,
     }
-    if settings.uses_sasl:
+    if settings.kafka.uses_sasl:
         config.update(
-            sasl_mechanism=settings.sasl_mechanism,
-            sasl_plain_username=settings.sasl_username,
-            sasl_plain_password=settings.sasl_secret(),
+            sasl_mechanism=settings.kafka.sasl_mechanism,
+            sasl_plain_username=settings.kafka.sasl_username,
+            sasl_plain_password=settings.kafka.sasl_secret(),
         )
     return config
 
@@ -99,21 +103,23 @@ def client_ssl_context(settings: Settings) -> ssl.SSLContext:
     ``ssl_check_hostname`` is false, and presents ``ssl_certfile``/``ssl_keyfile`` when set.
     """
     try:
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=settings.ssl_cafile)
+        context = ssl.create_default_context(
+            ssl.Purpose.SERVER_AUTH, cafile=settings.kafka.ssl_cafile
+        )
     except (OSError, ValueError) as exc:
         raise ConfigError(
-            "ssl_cafile", settings.ssl_cafile, f"cannot load the CA certificates: {exc}"
+            "ssl_cafile", settings.kafka.ssl_cafile, f"cannot load the CA certificates: {exc}"
         ) from None
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.check_hostname = settings.ssl_check_hostname
-    if settings.ssl_certfile:
+    context.check_hostname = settings.kafka.ssl_check_hostname
+    if settings.kafka.ssl_certfile:
         try:
             context.load_cert_chain(
-                settings.ssl_certfile, settings.ssl_keyfile, password=_no_key_password
+                settings.kafka.ssl_certfile, settings.kafka.ssl_keyfile, password=_no_key_password
             )
         except (OSError, ValueError) as exc:
-            name = "ssl_keyfile" if settings.ssl_keyfile else "ssl_certfile"
-            path = settings.ssl_keyfile or settings.ssl_certfile
+            name = "ssl_keyfile" if settings.kafka.ssl_keyfile else "ssl_certfile"
+            path = settings.kafka.ssl_keyfile or settings.kafka.ssl_certfile
             raise ConfigError(name, path, f"cannot load the certificate and key: {exc}") from None
     return context
 
@@ -175,9 +181,9 @@ class SaslLogRedactor(logging.Filter):
 
 def redact_sasl_in_client_logs(settings: Settings) -> SaslLogRedactor | None:
     """Keep SASL bytes and the password out of the Kafka clients' (debug) logs."""
-    if not settings.uses_sasl:
+    if not settings.kafka.uses_sasl:
         return None
-    secret = settings.sasl_secret()
+    secret = settings.kafka.sasl_secret()
     redactor: SaslLogRedactor | None = None
     for name in CLIENT_LOGGERS:
         logger = logging.getLogger(name)
@@ -189,3 +195,19 @@ def redact_sasl_in_client_logs(settings: Settings) -> SaslLogRedactor | None:
             logger.addFilter(redactor)
         redactor.add([secret] if secret else [])
     return redactor
+
+
+def broker_credentials(settings: Settings) -> CredentialsT | None:
+    """Faust's broker credentials for ``security_protocol`` (None for PLAINTEXT)."""
+    context = client_ssl_context(settings) if settings.kafka.uses_ssl else None
+    if settings.kafka.uses_sasl:
+        redact_sasl_in_client_logs(settings)
+        return faust.SASLCredentials(
+            username=settings.kafka.sasl_username,
+            password=settings.kafka.sasl_secret(),
+            ssl_context=context,
+            mechanism=settings.kafka.sasl_mechanism,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None

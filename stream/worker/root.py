@@ -1,0 +1,179 @@
+"""The worker's composition root: the Faust app and every component, built from settings.
+
+:class:`WorkerRoot` builds the app, its topics, the metrics, the monitor and processor, the
+control handler and the telemetry consumer, and registers on the app what runs with the worker:
+
+- the telemetry service, which starts and stops :class:`~stream.worker.consumer.TelemetryConsumer`
+  (the batch consumer that reads telemetry);
+- the ``control`` agent, which applies re-baseline commands from the control topic;
+- a task serving ``/metrics`` and a timer publishing the streams' metrics.
+
+The consumer and the control agent run on the worker's event loop and each handles a batch (or
+command) without awaiting in between, so they never interleave inside the monitor.
+
+Nothing is built at import: ``driftwatch worker`` and ``faust -A stream.app worker`` build one
+root on first use (:func:`stream.app.worker`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterable
+from functools import partial
+
+import faust
+import mode
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from stream.metrics import Metrics
+from stream.metrics.server import start_metrics_server
+from stream.monitoring.monitor import DriftMonitor
+from stream.monitoring.processor import BatchProcessor, DeadLetter, RawMessage
+from stream.monitoring.references import reference_loader, reference_source
+from stream.settings import Settings
+from stream.telemetry.decoding import RecordDecoder
+from stream.telemetry.records import ControlParser, DriftEvent
+from stream.worker.consumer import TelemetryConsumer
+from stream.worker.control import ControlHandler
+from stream.worker.kafka import broker_credentials
+from stream.worker.topics import Topics
+
+__all__ = ["WorkerRoot", "create_app"]
+
+log = logging.getLogger("driftwatch")
+
+
+def create_app(settings: Settings) -> faust.App:
+    """A Faust app for ``settings`` (raw bytes in and out; JSON is handled by driftwatch).
+
+    The app runs the control agent and the worker's services; telemetry is read by the batch
+    consumer, not by a Faust stream, so no stream buffer or commit tuning applies to it.
+    """
+    return faust.App(
+        settings.app_id,
+        broker=settings.kafka.kafka_url,
+        broker_credentials=broker_credentials(settings),
+        value_serializer="raw",
+        key_serializer="raw",
+        store="memory://",
+        web_enabled=False,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication_factor,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=settings.session_timeout / 4,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        datadir=settings.data_dir,
+        autodiscover=False,
+    )
+
+
+class WorkerRoot:
+    """Builds and wires the worker's components for ``settings``.
+
+    Parameters
+    ----------
+    settings : Settings
+        The worker's settings.
+    registry : CollectorRegistry
+        Where the metrics are registered (and served from).
+    """
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry = REGISTRY) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.app = create_app(settings)
+        self.topics = Topics(self.app, settings)
+        self.metrics = Metrics(registry, max_keys=settings.max_metric_keys)
+        self.monitor = DriftMonitor(
+            settings,
+            references=reference_source(settings),
+            metrics=self.metrics,
+            reload_references=reference_loader(settings),
+            # by default a stream starts testing when its calibration is ready rather than
+            # stalling the consumer; `replay` (and wait_for_calibration) wait instead, for
+            # reproducible results
+            reproducible=settings.wait_for_calibration,
+        )
+        self.processor = BatchProcessor(
+            RecordDecoder.from_settings(settings),
+            self.monitor,
+            self.metrics,
+            settings.telemetry_topic,
+        )
+        self.control_handler = ControlHandler(
+            ControlParser(settings),
+            self.monitor,
+            self.metrics,
+            max_streams=settings.control_max_streams,
+        )
+        self.telemetry = TelemetryConsumer(settings, self.processor, self.metrics)
+        self._register()
+
+    def _register(self) -> None:
+        """Register the worker's services, agent, task and timer on :attr:`app`."""
+        app = self.app
+        app.service(_telemetry_service(self.telemetry))
+        app.task(self.serve_metrics)
+        app.timer(interval=1.0)(self.publish_metrics)
+        app.agent(self.topics.control, name="control")(self.control)
+
+    async def serve_metrics(self) -> None:
+        """Serve /metrics in a thread (TLS and basic auth when configured)."""
+        server = start_metrics_server(self.settings, self.registry)
+        log.info("metrics on %s%s", server.url, " (basic auth)" if server.basic_auth else "")
+
+    async def publish_metrics(self) -> None:
+        """Publish streams the last batches changed (processing rate-limits its own publishing)."""
+        self.monitor.publish_metrics()
+
+    async def control(self, stream: faust.StreamT[bytes]) -> AsyncIterable[None]:
+        """Apply re-baseline commands; record refreshes as drift events, dead-letter bad ones."""
+        async for event in stream.events():
+            m = event.message
+            msg = RawMessage(m.key, m.value, m.partition, m.offset, m.timestamp or 0.0)
+            # between telemetry batches, once the assigned keys are restored: a command read
+            # again after a restart must find the keys it names
+            outcome = await self.telemetry.between_batches(
+                partial(self.control_handler.handle, msg)
+            )
+            await self._send(outcome.drift_events, outcome.dead_letters)
+            if outcome.applied:
+                # the keys' state now holds the command's id (and any refresh it made): it is
+                # checkpointed before the command's offset can be committed, so a crash either
+                # re-reads the command, which keys holding it skip, or finds its id in the
+                # state -- a rate-limited command included
+                await self.telemetry.checkpoint_now()
+            yield None
+
+    async def _send(self, events: list[DriftEvent], dead_letters: list[DeadLetter]) -> None:
+        for de in events:
+            await self.topics.drift.send(key=de.kafka_key, value=de.to_json())
+            log.info(
+                "%s key=%s feature=%s D=%.4f p=%.3g",
+                de.type,
+                de.key,
+                de.feature,
+                de.statistic,
+                de.p_value,
+            )
+        source = self.settings.control_topic
+        for dl in dead_letters:
+            await self.topics.dead_letter.send(
+                key=dl.message.key, value=dl.value, headers=dl.headers(source)
+            )
+
+
+def _telemetry_service(telemetry: TelemetryConsumer) -> type[mode.Service]:
+    """A service class the app starts and stops ``telemetry`` with."""
+
+    class TelemetryService(mode.Service):
+        """Runs the telemetry consumer for as long as the worker runs."""
+
+        async def on_start(self) -> None:
+            await telemetry.start()
+
+        async def on_stop(self) -> None:
+            await telemetry.stop()
+
+    return TelemetryService
