@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
 sys.path.insert(0, str(REPO))
 
-from stream.simulation import TelemetrySimulator  # noqa: E402
+from stream.tools.simulation import TelemetrySimulator  # noqa: E402
 
 
 def _kafka_local() -> Any:

@@ -1,7 +1,7 @@
 """Soak: one ``driftwatch worker`` under a steady telemetry rate; does its memory stay flat?
 
 A producer sends ``--rate`` events a second (2,000) from ``--agents`` agents (200), keyed by
-agent, with ``stream.simulation``'s per-agent profiles (lognormal latency, Poisson tokens,
+agent, with ``stream.tools.simulation``'s per-agent profiles (lognormal latency, Poisson tokens,
 zero-inflated retries, beta error rates, labels right 90 % of the time: 4 features plus the
 accuracy stream) to a fresh 6-partition topic, for ``--minutes`` (30). One ``driftwatch worker``
 process (default settings unless ``--setting``) consumes it. Every ``--every`` seconds (10) the
@@ -54,7 +54,7 @@ sys.path.insert(0, str(REPO))
 import orjson  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from stream.simulation import TelemetrySimulator  # noqa: E402
+from stream.tools.simulation import TelemetrySimulator  # noqa: E402
 
 MIB = 1024 * 1024
 LOG_DIR = REPO / "var" / "bench-logs"

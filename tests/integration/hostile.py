@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from stream.simulation import TelemetrySimulator
+from stream.tools.simulation import TelemetrySimulator
 
 MAX_BYTES = 65_536  # the worker's max_message_bytes (its default)
 FEATURES = ("response_latency_ms", "token_count", "retry_count", "error_rate")

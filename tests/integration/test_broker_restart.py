@@ -23,15 +23,15 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.producer.future import FutureRecordMetadata
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream.simulation import TelemetrySimulator
-from tests.integration.conftest import (
+from stream.tools.simulation import TelemetrySimulator
+from tests.support import kafka_local
+from tests.support.broker import (
     BOOTSTRAP_ENV,
     ExternalBroker,
     KafkaBroker,
     TopicFactory,
-    load_kafka_local,
 )
-from tests.integration.worker import RunningWorker, run_worker, wait_for
+from tests.support.worker import RunningWorker, run_worker, wait_for
 
 START_MS = 1_779_350_400_000
 RATE = 300  # messages per second
@@ -145,7 +145,6 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30) -
 
 def ensure_running(broker: KafkaBroker) -> None:
     """Leave the session broker answering, whatever happened in the test."""
-    kafka_local = load_kafka_local()
     try:
         kafka_local.wait_until_ready(broker.bootstrap, timeout=30.0, require_listed=False)
     except kafka_local.KafkaLocalError:

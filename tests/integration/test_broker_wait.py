@@ -14,16 +14,15 @@ from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from stream.simulation import TelemetrySimulator
-from tests.integration.conftest import load_kafka_local
-from tests.integration.worker import free_port, start_worker, stop_and_keep_log, wait_for
+from stream.tools.simulation import TelemetrySimulator
+from tests.support import kafka_local
+from tests.support.worker import free_port, start_worker, stop_and_keep_log, wait_for
 
 START_MS = 1_779_350_400_000
 COUNT = 3_000
 
 
 def test_worker_waits_for_a_broker_started_after_it(tmp_path: Path) -> None:
-    kafka_local = load_kafka_local()
     port, controller_port = free_port(), free_port()
     bootstrap = f"127.0.0.1:{port}"
     telemetry = "waited-telemetry"

@@ -26,7 +26,6 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream.processor import DEAD_LETTER_MAX_BYTES
-from tests.integration.conftest import KafkaBroker, TopicFactory
 from tests.integration.hostile import (
     FEATURES,
     LAST_SECOND_MS,
@@ -42,7 +41,8 @@ from tests.integration.hostile import (
     dump,
     encode,
 )
-from tests.integration.worker import RunningWorker, run_worker, wait_for
+from tests.support.broker import KafkaBroker, TopicFactory
+from tests.support.worker import RunningWorker, run_worker, wait_for
 
 SEED = 20_261_124
 TOTAL = 6_000

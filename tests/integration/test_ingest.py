@@ -15,8 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from stream.ingest.runner import IngestConfig, IngestRunner
 from stream.ingest.stage import EVENT_ID_HEADER
 from stream.tools.genai import GenAIDrift, GenAISpanGenerator, encode
-from tests.integration.conftest import KafkaBroker, TopicFactory
-from tests.integration.worker import DRIFTWATCH, RunningWorker, run_worker, wait_for
+from tests.support.broker import KafkaBroker, TopicFactory
+from tests.support.worker import DRIFTWATCH, RunningWorker, run_worker, wait_for
 
 RECORDS = 60
 SPANS_PER_RECORD = 50

@@ -29,7 +29,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from stream.monitor import DriftMonitor
 from stream.rebaseline import build_command
 from stream.settings import Settings
-from stream.simulation import DriftSpec, TelemetrySimulator
+from stream.tools.simulation import DriftSpec, TelemetrySimulator
 from stream.worker.checkpoints import (
     CHECKPOINT_VERSION,
     CheckpointCodec,
@@ -39,8 +39,8 @@ from stream.worker.checkpoints import (
     marker_body,
     marker_record,
 )
-from tests.integration.conftest import KafkaBroker, TopicFactory
-from tests.integration.worker import (
+from tests.support.broker import KafkaBroker, TopicFactory
+from tests.support.worker import (
     RunningWorker,
     start_worker,
     stop_and_keep_log,

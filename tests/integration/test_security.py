@@ -20,9 +20,10 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from stream.kafka_config import kafka_client_config
 from stream.settings import Settings
-from stream.simulation import DriftSpec, TelemetrySimulator
-from tests.integration.conftest import BOOTSTRAP_ENV, load_kafka_local
-from tests.integration.worker import DRIFTWATCH, REPO, free_port, run_worker, wait_for
+from stream.tools.simulation import DriftSpec, TelemetrySimulator
+from tests.support import kafka_local
+from tests.support.broker import BOOTSTRAP_ENV
+from tests.support.worker import DRIFTWATCH, REPO, free_port, run_worker, wait_for
 
 USER = "driftwatch"
 PASSWORD = "Dw-scram-4f7c1e9a-pass"
@@ -96,7 +97,6 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBr
     password_file.write_text(PASSWORD + "\n")
     password_file.chmod(0o600)
     prefix = f"listener.name.{LISTENER.lower()}"
-    kafka_local = load_kafka_local()
     state_dir = base / "kafka"
     broker = kafka_local.start(
         state_dir,

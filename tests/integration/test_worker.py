@@ -9,9 +9,9 @@ from pathlib import Path
 import orjson
 from kafka import KafkaConsumer, KafkaProducer
 
-from stream.simulation import DriftSpec, TelemetrySimulator
-from tests.integration.conftest import KafkaBroker, TopicFactory
-from tests.integration.worker import run_worker, wait_for
+from stream.tools.simulation import DriftSpec, TelemetrySimulator
+from tests.support.broker import KafkaBroker, TopicFactory
+from tests.support.worker import run_worker, wait_for
 
 START_MS = 1_779_350_400_000
 MALFORMED = [

@@ -17,9 +17,9 @@ from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream.tools.genai import GenAIDrift, GenAISpanGenerator, encode
-from tests.integration.conftest import KafkaBroker, TopicFactory
 from tests.integration.test_ingest import _read_all
-from tests.integration.worker import RunningWorker, run_worker, wait_for
+from tests.support.broker import KafkaBroker, TopicFactory
+from tests.support.worker import RunningWorker, run_worker, wait_for
 
 RECORDS = 240
 SPANS_PER_RECORD = 50

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from stream.processor import RawMessage
-from stream.simulation import DriftSpec, TelemetrySimulator
+from stream.tools.simulation import DriftSpec, TelemetrySimulator
 
 START_MS = 1_779_350_400_000
 

@@ -11,8 +11,8 @@ from stream.metrics import Metrics
 from stream.monitor import DriftMonitor
 from stream.processor import BatchProcessor, RawMessage
 from stream.settings import Settings, load_settings
-from stream.simulation import DriftSpec
 from stream.telemetry.records import DriftEvent, Telemetry, TelemetryParser
+from stream.tools.simulation import DriftSpec
 from tests.stream.helpers import START_MS, simulated_messages
 
 STRICT = {"alpha": 1e-7, "window_size": 300, "reference_size": 600}

@@ -13,8 +13,8 @@ from river import metrics, utils
 from stream.metrics import Metrics
 from stream.monitor import DriftMonitor
 from stream.settings import load_settings
-from stream.simulation import DriftSpec
 from stream.telemetry.records import Telemetry, TelemetryParser
+from stream.tools.simulation import DriftSpec
 from stream.worker.checkpoints import CheckpointCodec
 from tests.stream.helpers import simulated_messages
 

@@ -15,8 +15,8 @@ import orjson
 import pytest
 
 from stream import cli
-from stream.simulation import DriftSpec, TelemetrySimulator
 from stream.tools.progress import Progress
+from stream.tools.simulation import DriftSpec, TelemetrySimulator
 
 START_MS = 1_764_547_200_000
 

@@ -11,8 +11,8 @@ from stream.metrics import Metrics
 from stream.monitor import DriftMonitor
 from stream.processor import BatchProcessor, RawMessage
 from stream.settings import Settings, load_settings
-from stream.simulation import DriftSpec
 from stream.telemetry.records import TelemetryParser
+from stream.tools.simulation import DriftSpec
 from tests.stream.helpers import simulated_messages
 
 # a per-update level strict enough that 4 agents x 4 features stay quiet on null data

@@ -12,8 +12,8 @@ from stream.metrics import Metrics
 from stream.monitor import DriftMonitor
 from stream.processor import BatchProcessor, RawMessage
 from stream.settings import load_settings
-from stream.simulation import DriftSpec
 from stream.telemetry.records import TelemetryParser
+from stream.tools.simulation import DriftSpec
 from tests.stream.helpers import simulated_messages
 
 

@@ -19,7 +19,6 @@ from stream.processor import BatchProcessor, RawMessage
 from stream.rebaseline import ControlHandler, build_command
 from stream.references import reference_loader, reference_source
 from stream.settings import DEFAULT_FEATURES, Settings, load_settings
-from stream.simulation import DriftSpec
 from stream.telemetry.records import (
     CONTROL_INVALID_REASONS,
     ControlCommand,
@@ -29,6 +28,7 @@ from stream.telemetry.records import (
     Telemetry,
     TelemetryParser,
 )
+from stream.tools.simulation import DriftSpec
 from stream.worker.checkpoints import CheckpointCodec
 from tests.stream.helpers import simulated_messages
 

@@ -11,8 +11,8 @@ from stream import cli
 from stream.monitor import DriftMonitor, TransitionSnapshot
 from stream.processor import BatchProcessor, RawMessage
 from stream.settings import load_settings
-from stream.simulation import DriftSpec, TelemetrySimulator
 from stream.telemetry.records import TelemetryParser
+from stream.tools.simulation import DriftSpec, TelemetrySimulator
 from tests.stream.helpers import START_MS, simulated_messages
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -7,8 +7,8 @@ import pytest
 
 from stream.monitor import DriftMonitor
 from stream.settings import Settings, load_settings
-from stream.simulation import DriftSpec
 from stream.telemetry.records import DriftEvent, Telemetry, TelemetryParser
+from stream.tools.simulation import DriftSpec
 from stream.worker.checkpoints import CheckpointCodec
 from tests.stream.helpers import simulated_messages
 
