@@ -55,8 +55,8 @@ from stream.monitor import DriftMonitor  # noqa: E402
 from stream.processor import BatchProcessor, RawMessage  # noqa: E402
 from stream.settings import Settings, load_settings  # noqa: E402
 from stream.telemetry.records import TelemetryParser  # noqa: E402
+from tests.support.pipeline import START_MS  # noqa: E402
 
-START_MS = 1_779_350_400_000
 LABELS = ("refund", "billing", "shipping", "account", "other")
 MIB = 1024 * 1024
 

@@ -31,9 +31,9 @@ from tests.support.broker import (
     KafkaBroker,
     TopicFactory,
 )
+from tests.support.pipeline import START_MS
 from tests.support.worker import RunningWorker, run_worker, wait_for
 
-START_MS = 1_779_350_400_000
 RATE = 300  # messages per second
 BAD_EVERY = 50  # one malformed message in 50
 BEFORE = 1_500  # consumed before the restart

@@ -15,22 +15,21 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from itertools import chain
 from pathlib import Path
 from typing import Any
-
-import orjson
-from kafka import KafkaProducer
 
 from stream.tools.simulation import DriftSpec, TelemetrySimulator
 from tests.deploy import load_yaml, require_tool
 from tests.deploy.dashboard_queries import dashboard_exprs
+from tests.support import pipeline
 from tests.support.broker import KafkaBroker, TopicFactory
+from tests.support.pipeline import START_MS, telemetry_records
 from tests.support.services import Prometheus, run_prometheus
 from tests.support.worker import REPO, run_worker
 
 DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "driftwatch.json"
 RULES_GLOB = REPO / "deploy" / "prometheus" / "rules" / "*.yml"
-START_MS = 1_779_350_400_000
 AGENTS = 4
 PHASE_ONE = 6_000  # enough for every agent to fill its reference and first window
 PHASE_TWO = 8_000  # the drift of agent-2 starts at event 8000, i.e. in this phase
@@ -69,17 +68,11 @@ def config(metrics_port: int) -> dict[str, Any]:
 
 def produce(bootstrap: str, topic: str, sim: TelemetrySimulator, count: int, first: int) -> int:
     """``count`` simulated events plus one malformed message per reason; messages sent."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    try:
-        events = sim.events(count, start_ms=START_MS + first * 10, step_ms=10)
-        for ev in events:
-            producer.send(topic, key=ev["agent_id"].encode(), value=orjson.dumps(ev))
-        for raw in MALFORMED.values():
-            producer.send(topic, key=b"agent-3", value=raw)
-        producer.flush()
-    finally:
-        producer.close()
-    return count + len(MALFORMED)
+    events = sim.events(count, start_ms=START_MS + first * 10, step_ms=10)
+    malformed = ((b"agent-3", raw) for raw in MALFORMED.values())
+    return pipeline.produce(
+        topic, chain(telemetry_records(events), malformed), bootstrap_servers=bootstrap
+    )
 
 
 def selector(metric: str, labels: dict[str, str], op: str = "=") -> str:

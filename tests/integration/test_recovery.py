@@ -40,6 +40,7 @@ from stream.worker.checkpoints import (
     marker_record,
 )
 from tests.support.broker import KafkaBroker, TopicFactory
+from tests.support.pipeline import START_MS
 from tests.support.worker import (
     RunningWorker,
     start_worker,
@@ -49,7 +50,6 @@ from tests.support.worker import (
 
 pytestmark = pytest.mark.integration
 
-START_MS = 1_779_350_400_000
 AGENTS = 6
 PARTITIONS = 3
 EVENTS = 30_000

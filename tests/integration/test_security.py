@@ -16,20 +16,20 @@ from pathlib import Path
 
 import orjson
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer
 
 from stream.kafka_config import kafka_client_config
 from stream.settings import Settings
 from stream.tools.simulation import DriftSpec, TelemetrySimulator
 from tests.support import kafka_local
 from tests.support.broker import BOOTSTRAP_ENV
+from tests.support.pipeline import START_MS, produce, telemetry_records
 from tests.support.worker import DRIFTWATCH, REPO, free_port, run_worker, wait_for
 
 USER = "driftwatch"
 PASSWORD = "Dw-scram-4f7c1e9a-pass"
 WRONG_PASSWORD = "Dw-wrong-0b3d5e8c-pass"
 LISTENER = "SASL_SSL"
-START_MS = 1_779_350_400_000
 
 
 def make_ca_and_broker_cert(directory: Path) -> tuple[Path, Path, Path]:
@@ -164,13 +164,8 @@ def test_worker_over_sasl_ssl(secure_broker: SecureBroker, tmp_path: Path) -> No
 
     drift = DriftSpec("agent-2", "response_latency_ms", "shift", 0.6, start_event=8000)
     sim = TelemetrySimulator(4, seed=5, drift=drift)
-    producer = KafkaProducer(**kafka_client_config(client), acks="all", linger_ms=5)
-    sent = 0
-    for ev in sim.events(14_000, start_ms=START_MS, step_ms=10):
-        producer.send(telemetry, key=ev["agent_id"].encode(), value=orjson.dumps(ev))
-        sent += 1
-    producer.flush()
-    producer.close()
+    events = sim.events(14_000, start_ms=START_MS, step_ms=10)
+    sent = produce(telemetry, telemetry_records(events), **kafka_client_config(client))
 
     settings = {
         **secure_broker.worker_settings(),

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer
 
 from stream.tools.simulation import DriftSpec, TelemetrySimulator
 from tests.support.broker import KafkaBroker, TopicFactory
+from tests.support.pipeline import START_MS, Record, produce, telemetry_records
 from tests.support.worker import run_worker, wait_for
 
-START_MS = 1_779_350_400_000
 MALFORMED = [
     (b"{this is not json", "invalid_json"),
     (b"[1, 2, 3]", "not_an_object"),
@@ -59,20 +60,18 @@ def test_drift_events_dead_letters_and_metrics(
     dlq = topic_factory("dlq", partitions=1)
     drift = DriftSpec("agent-2", "response_latency_ms", "shift", 0.6, start_event=8000)
     sim = TelemetrySimulator(4, seed=5, drift=drift)
-    producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap, acks="all", linger_ms=5)
-    sent = 0
-    for i, ev in enumerate(sim.events(14_000, start_ms=START_MS, step_ms=10)):
-        producer.send(telemetry, key=ev["agent_id"].encode(), value=orjson.dumps(ev))
-        sent += 1
-        if i % 2500 == 1000:
-            raw, _ = MALFORMED[(i // 2500) % len(MALFORMED)]
-            producer.send(telemetry, key=b"agent-1", value=raw)
-            sent += 1
-    for raw, _ in MALFORMED:
-        producer.send(telemetry, key=b"agent-3", value=raw)
-        sent += 1
-    producer.flush()
-    producer.close()
+
+    def records() -> Iterator[Record]:
+        events = telemetry_records(sim.events(14_000, start_ms=START_MS, step_ms=10))
+        for i, record in enumerate(events):
+            yield record
+            if i % 2500 == 1000:
+                raw, _ = MALFORMED[(i // 2500) % len(MALFORMED)]
+                yield b"agent-1", raw
+        for raw, _ in MALFORMED:
+            yield b"agent-3", raw
+
+    sent = produce(telemetry, records(), bootstrap_servers=kafka_broker.bootstrap)
     bad = [
         reason
         for i in range(14_000)

@@ -13,7 +13,7 @@ from stream.processor import BatchProcessor, RawMessage
 from stream.settings import Settings, load_settings
 from stream.telemetry.records import DriftEvent, Telemetry, TelemetryParser
 from stream.tools.simulation import DriftSpec
-from tests.stream.helpers import START_MS, simulated_messages
+from tests.support.pipeline import START_MS, simulated_messages
 
 STRICT = {"alpha": 1e-7, "window_size": 300, "reference_size": 600}
 

@@ -16,7 +16,7 @@ from stream.settings import load_settings
 from stream.telemetry.records import Telemetry, TelemetryParser
 from stream.tools.simulation import DriftSpec
 from stream.worker.checkpoints import CheckpointCodec
-from tests.stream.helpers import simulated_messages
+from tests.support.pipeline import simulated_messages
 
 WINDOW = 300
 SETTINGS = load_settings(environ={}, alpha=1e-7, window_size=WINDOW, reference_size=600)

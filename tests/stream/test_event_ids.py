@@ -11,7 +11,7 @@ import pytest
 from stream import cli
 from stream.telemetry.records import file_identity
 from stream.tools.simulation import DriftSpec, TelemetrySimulator
-from tests.stream.helpers import START_MS
+from tests.support.pipeline import START_MS
 
 STRICT = ["--alpha", "1e-7", "--window-size", "300", "--reference-size", "600", "--quiet"]
 

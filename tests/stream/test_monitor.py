@@ -13,7 +13,7 @@ from stream.processor import BatchProcessor, RawMessage
 from stream.settings import Settings, load_settings
 from stream.telemetry.records import TelemetryParser
 from stream.tools.simulation import DriftSpec
-from tests.stream.helpers import simulated_messages
+from tests.support.pipeline import simulated_messages
 
 # a per-update level strict enough that 4 agents x 4 features stay quiet on null data
 STRICT = {"alpha": 1e-7, "window_size": 300, "reference_size": 600}

@@ -14,7 +14,7 @@ from stream.processor import BatchProcessor, RawMessage
 from stream.settings import load_settings
 from stream.telemetry.records import TelemetryParser
 from stream.tools.simulation import DriftSpec
-from tests.stream.helpers import simulated_messages
+from tests.support.pipeline import simulated_messages
 
 
 def make() -> tuple[BatchProcessor, CollectorRegistry]:

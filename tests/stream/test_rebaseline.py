@@ -30,7 +30,7 @@ from stream.telemetry.records import (
 )
 from stream.tools.simulation import DriftSpec
 from stream.worker.checkpoints import CheckpointCodec
-from tests.stream.helpers import simulated_messages
+from tests.support.pipeline import simulated_messages
 
 LATENCY = "response_latency_ms"
 

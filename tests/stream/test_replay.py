@@ -13,7 +13,7 @@ from stream.processor import BatchProcessor, RawMessage
 from stream.settings import load_settings
 from stream.telemetry.records import TelemetryParser
 from stream.tools.simulation import DriftSpec, TelemetrySimulator
-from tests.stream.helpers import START_MS, simulated_messages
+from tests.support.pipeline import START_MS, simulated_messages
 
 PNG = b"\x89PNG\r\n\x1a\n"
 STRICT = ["--alpha", "1e-7", "--window-size", "300", "--reference-size", "600"]

@@ -17,7 +17,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from types import FrameType
 
@@ -270,3 +270,21 @@ def run_worker(
         stop_and_keep_log(worker.proc, worker.log, name, log_dir)
         if scratch:
             shutil.rmtree(directory, ignore_errors=True)
+
+
+def bench_worker(
+    bootstrap: str, name: str, settings: Mapping[str, str]
+) -> AbstractContextManager[RunningWorker]:
+    """:func:`run_worker` as the benchmarks run it: the project's defaults but ``settings``
+    (log level ``info`` unless given), a scratch directory, the log kept as
+    ``var/bench-logs/<name>.log``."""
+    return run_worker(
+        bootstrap,
+        None,
+        log_name=f"{name}.log",
+        log_dir=BENCH_LOG_DIR,
+        ready_timeout=90.0,
+        defaults={"log_level": "info"},
+        worker_args=(),
+        **settings,
+    )
