@@ -16,14 +16,14 @@ from pathlib import Path
 
 import orjson
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer
+from kafka import KafkaAdminClient
 
 from stream.kafka_config import kafka_client_config
 from stream.settings import Settings
 from stream.tools.simulation import DriftSpec, TelemetrySimulator
 from tests.support import kafka_local
 from tests.support.broker import BOOTSTRAP_ENV
-from tests.support.pipeline import START_MS, produce, telemetry_records
+from tests.support.pipeline import START_MS, consume, produce, telemetry_records
 from tests.support.worker import DRIFTWATCH, REPO, free_port, run_worker, wait_for
 
 USER = "driftwatch"
@@ -135,25 +135,6 @@ def create_topics(settings: Settings, *names: str, partitions: int = 2) -> None:
         admin.close()
 
 
-def read_topic(settings: Settings, topic: str, expected: int, timeout: float) -> list:
-    consumer = KafkaConsumer(
-        topic,
-        **kafka_client_config(settings),
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=int(timeout * 1000),
-    )
-    records = []
-    try:
-        for record in consumer:
-            records.append(record)
-            if len(records) >= expected:
-                break
-    finally:
-        consumer.close()
-    return records
-
-
 def test_worker_over_sasl_ssl(secure_broker: SecureBroker, tmp_path: Path) -> None:
     client = secure_broker.client_settings()
     suffix = uuid.uuid4().hex[:8]
@@ -193,7 +174,7 @@ def test_worker_over_sasl_ssl(secure_broker: SecureBroker, tmp_path: Path) -> No
             "the drift event",
             worker,
         )
-        records = read_topic(client, drift_topic, 1, timeout=30)
+        records = consume(drift_topic, 1, 30, **kafka_client_config(client))
     assert records, "no drift event on the drift topic"
     event = orjson.loads(records[0].value)
     assert (event["type"], event["key"], event["feature"]) == (

@@ -8,11 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
-from kafka import KafkaConsumer
 
 from stream.tools.simulation import DriftSpec, TelemetrySimulator
 from tests.support.broker import KafkaBroker, TopicFactory
-from tests.support.pipeline import START_MS, Record, produce, telemetry_records
+from tests.support.pipeline import START_MS, Record, consume, produce, telemetry_records
 from tests.support.worker import run_worker, wait_for
 
 MALFORMED = [
@@ -31,25 +30,6 @@ MALFORMED = [
     ),
     (b"\xff\xfe not utf-8", "invalid_json"),
 ]
-
-
-def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list:
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=int(timeout * 1000),
-    )
-    records = []
-    try:
-        for record in consumer:
-            records.append(record)
-            if len(records) >= expected:
-                break
-    finally:
-        consumer.close()
-    return records
 
 
 def test_drift_events_dead_letters_and_metrics(
@@ -105,7 +85,7 @@ def test_drift_events_dead_letters_and_metrics(
             "the drift event",
             worker,
         )
-        records = consume_all(kafka_broker.bootstrap, drift_topic, 10_000, timeout=5)
+        records = consume(drift_topic, 10_000, 5, bootstrap_servers=kafka_broker.bootstrap)
         events = [orjson.loads(r.value) for r in records]
         started = [(e["key"], e["feature"]) for e in events if e["type"] == "drift_started"]
         assert started == [("agent-2", "response_latency_ms")]
@@ -130,7 +110,7 @@ def test_drift_events_dead_letters_and_metrics(
         )
         assert event["p_value"] < 1e-7 and event["window_size"] == 300
 
-        dead = consume_all(kafka_broker.bootstrap, dlq, len(bad))
+        dead = consume(dlq, len(bad), bootstrap_servers=kafka_broker.bootstrap)
         assert sorted(r.value for r in dead) == sorted(
             [MALFORMED[(i // 2500) % 5][0] for i in range(14_000) if i % 2500 == 1000]
             + [raw for raw, _ in MALFORMED]

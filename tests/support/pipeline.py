@@ -1,8 +1,10 @@
-"""Simulated telemetry for the pipeline: as the processor's raw messages, or sent to Kafka."""
+"""Simulated telemetry for the pipeline (as the processor's raw messages, or sent to Kafka), and
+reading topics back."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -58,3 +60,85 @@ def produce(topic: str, records: Iterable[Record], **config: Any) -> int:
     finally:
         producer.close()
     return sent
+
+
+def consume(topic: str, expected: int, timeout: float = 30.0, **config: Any) -> list[Any]:
+    """The records of ``topic`` from the beginning, until ``expected`` of them or ``timeout``
+    seconds without one; ``config`` goes to ``KafkaConsumer`` (``bootstrap_servers`` at least)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        topic,
+        **config,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=int(timeout * 1000),
+    )
+    records: list[Any] = []
+    try:
+        for record in consumer:
+            records.append(record)
+            if len(records) >= expected:
+                break
+    finally:
+        consumer.close()
+    return records
+
+
+def read_partitions(
+    bootstrap: str, topic: str, partitions: int, want: int, timeout: float = 120.0
+) -> list[Any]:
+    """The records of partitions ``0 .. partitions-1`` of ``topic`` from the beginning, polled
+    until there are ``want`` of them or ``timeout`` seconds have passed."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+    got: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(got) < want and time.monotonic() < deadline:
+            for recs in consumer.poll(timeout_ms=500).values():
+                got.extend(recs)
+    finally:
+        consumer.close()
+    return got
+
+
+def read_topic(
+    bootstrap: str,
+    topic: str,
+    expected: int,
+    timeout: float = 30.0,
+    give_up: Callable[[], bool] = lambda: False,
+) -> list[Any]:
+    """Every record of ``topic`` once its end offsets add up to ``expected``, on timeout, or
+    as soon as ``give_up()``."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=2000,
+    )
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        deadline = time.monotonic() + timeout
+        while sum(consumer.end_offsets(partitions).values()) < expected:
+            if time.monotonic() >= deadline or give_up():
+                break
+            time.sleep(0.2)
+        consumer.assign(partitions)
+        consumer.seek_to_beginning()
+        records: list[Any] = []
+        end = sum(consumer.end_offsets(partitions).values())
+        while len(records) < end:
+            batch = consumer.poll(timeout_ms=2000)
+            if not batch:
+                break
+            for part in batch.values():
+                records.extend(part)
+        return records
+    finally:
+        consumer.close()

@@ -114,6 +114,14 @@ class RunningWorker:
             for s in family.samples
         }
 
+    def summed(self, name: str, labels: dict[str, str] | None = None) -> float:
+        """The sum of every sample called ``name`` whose labels include ``labels``."""
+        return sum(
+            value
+            for (n, labs), value in self.metrics().items()
+            if n == name and all(dict(labs).get(k) == v for k, v in (labels or {}).items())
+        )
+
     def rss_mib(self) -> float:
         return status_kib(self.pid, "VmRSS") / 1024
 
