@@ -56,6 +56,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
 sys.path.insert(0, str(REPO))
 
+from stream.processor import DEAD_LETTER_MAX_BYTES  # noqa: E402
 from tests.integration.hostile import (  # noqa: E402
     FEATURES,
     MAX_BYTES,
@@ -68,8 +69,6 @@ from tests.support.broker import broker_or, create_topic  # noqa: E402
 from tests.support.worker import bench_worker, by_label, terminate_on_sigterm  # noqa: E402
 
 PARTITIONS = 4
-#: what the worker keeps of a dead-lettered value (``stream.processor.DEAD_LETTER_MAX_BYTES``)
-DEAD_LETTER_MAX_BYTES = 960_000
 VALID = 0
 REASONS = (
     "oversized",
