@@ -29,7 +29,7 @@ from detectors.classification import ClassificationScores  # noqa: E402
 from stream.monitoring.monitor import DriftMonitor  # noqa: E402
 from stream.settings import load_settings  # noqa: E402
 from stream.telemetry.records import Telemetry, TelemetryParser  # noqa: E402
-from tests.stream.helpers import simulated_messages  # noqa: E402
+from tests.support.pipeline import simulated_messages  # noqa: E402
 
 BATCH = 5_000
 

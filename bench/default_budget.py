@@ -36,10 +36,10 @@ from stream.metrics import Metrics  # noqa: E402
 from stream.monitoring.monitor import DriftMonitor  # noqa: E402
 from stream.monitoring.processor import BatchProcessor, RawMessage  # noqa: E402
 from stream.settings import load_settings  # noqa: E402
-from stream.simulation import DriftSpec, TelemetrySimulator  # noqa: E402
 from stream.telemetry.records import TelemetryParser  # noqa: E402
+from stream.tools.simulation import DriftSpec, TelemetrySimulator  # noqa: E402
+from tests.support.pipeline import START_MS  # noqa: E402
 
-START_MS = 1_779_350_400_000
 DAY_MS = 86_400_000
 DRIFTED = ("agent-1", "response_latency_ms")
 

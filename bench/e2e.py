@@ -11,63 +11,44 @@ Usage::
 
     .venv/bin/python bench/e2e.py [--messages 1000000] [--agents 100] [--bootstrap HOST:PORT]
 
-Without ``--bootstrap`` a broker is started with scripts/kafka_local.py and stopped at the end.
+Without ``--bootstrap`` a broker is started with tests/support/kafka_local.py and stopped at
+the end; the worker's log is kept in ``var/bench-logs/``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
-import os
-import signal
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import orjson
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
 sys.path.insert(0, str(REPO))
 
-from stream.simulation import TelemetrySimulator  # noqa: E402
-
-
-def _kafka_local() -> Any:
-    spec = importlib.util.spec_from_file_location("kafka_local", REPO / "scripts/kafka_local.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["kafka_local"] = module
-    spec.loader.exec_module(module)
-    return module
+from stream.tools.simulation import TelemetrySimulator  # noqa: E402
+from tests.support import pipeline  # noqa: E402
+from tests.support.broker import broker_or, create_topic  # noqa: E402
+from tests.support.pipeline import START_MS, telemetry_records  # noqa: E402
+from tests.support.worker import bench_worker  # noqa: E402
 
 
 def produce(bootstrap: str, topic: str, messages: int, agents: int) -> float:
-    from kafka import KafkaProducer
-    from kafka.admin import KafkaAdminClient, NewTopic
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    admin.create_topics([NewTopic(topic, num_partitions=6, replication_factor=1)])
-    admin.close()
+    create_topic(bootstrap, topic, 6)
     sim = TelemetrySimulator(agents, seed=1)
-    producer = KafkaProducer(
+    started = time.perf_counter()
+    pipeline.produce(
+        topic,
+        telemetry_records(sim.events(messages, start_ms=START_MS, step_ms=1.0)),
         bootstrap_servers=bootstrap,
         acks=1,
         linger_ms=50,
         batch_size=512 * 1024,
         compression_type=None,
     )
-    started = time.perf_counter()
-    for ev in sim.events(messages, start_ms=1_779_350_400_000, step_ms=1.0):
-        producer.send(topic, key=ev["agent_id"].encode(), value=orjson.dumps(ev))
-    producer.flush()
-    producer.close()
     return time.perf_counter() - started
 
 
@@ -98,69 +79,36 @@ async def raw_consume(bootstrap: str, topic: str, messages: int) -> float:
     return time.perf_counter() - started
 
 
-def _scrape(port: int) -> float:
-    url = f"http://127.0.0.1:{port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        for line in resp.read().decode().splitlines():
-            if line.startswith("driftwatch_events_consumed_total{"):
-                return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 def worker_consume(
-    bootstrap: str, topic: str, messages: int, env_extra: dict[str, str]
+    bootstrap: str, topic: str, messages: int, extra: dict[str, str]
 ) -> tuple[float, float, list[tuple[float, float]]]:
     """(seconds from first to last message, seconds for the second half, progress samples)."""
-    port = 19464 + os.getpid() % 1000
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTWATCH_")}
-        env.update(
-            {
-                "DRIFTWATCH_BOOTSTRAP_SERVERS": bootstrap,
-                "DRIFTWATCH_TELEMETRY_TOPIC": topic,
-                "DRIFTWATCH_DRIFT_TOPIC": f"{topic}-drift",
-                "DRIFTWATCH_DEAD_LETTER_TOPIC": f"{topic}-dlq",
-                "DRIFTWATCH_CONTROL_TOPIC": f"{topic}-control",
-                "DRIFTWATCH_APP_ID": f"bench-{topic}",
-                "DRIFTWATCH_METRICS_PORT": str(port),
-                "DRIFTWATCH_METRICS_HOST": "127.0.0.1",
-                "DRIFTWATCH_DATA_DIR": tmp,
-                "DRIFTWATCH_LOG_LEVEL": "warning",
-                **env_extra,
-            }
-        )
-        log = Path(tmp) / "worker.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [str(Path(sys.executable).with_name("driftwatch")), "worker"],
-                env=env,
-                cwd=tmp,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        samples: list[tuple[float, float]] = []
-        try:
-            deadline = time.monotonic() + 1800
-            while time.monotonic() < deadline:
-                if proc.poll() is not None:
-                    raise RuntimeError("worker exited:\n" + log.read_text()[-3000:])
-                try:
-                    done = _scrape(port)
-                except OSError:
-                    done = 0.0
-                samples.append((time.perf_counter(), done))
-                if done >= messages:
-                    break
-                time.sleep(0.25)
-            else:
-                raise RuntimeError("worker did not finish in 30 min")
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
+    settings = {
+        "telemetry_topic": topic,
+        "drift_topic": f"{topic}-drift",
+        "dead_letter_topic": f"{topic}-dlq",
+        "control_topic": f"{topic}-control",
+        "app_id": f"bench-{topic}",
+        "log_level": "warning",
+        **extra,
+    }
+    samples: list[tuple[float, float]] = []
+    consumed = {"topic": topic}
+    with bench_worker(bootstrap, topic, settings) as worker:
+        deadline = time.monotonic() + 1800
+        while time.monotonic() < deadline:
+            if not worker.alive():
+                raise RuntimeError("worker exited:\n" + worker.log_tail(3000))
             try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+                done = worker.sample("driftwatch_events_consumed_total", consumed) or 0.0
+            except OSError:
+                done = 0.0
+            samples.append((time.perf_counter(), done))
+            if done >= messages:
+                break
+            time.sleep(0.25)
+        else:
+            raise RuntimeError("worker did not finish in 30 min")
     first = next(t for t, d in samples if d > 0)
     half = next(t for t, d in samples if d >= messages / 2)
     last = samples[-1][0]
@@ -180,26 +128,12 @@ def main(argv: list[str] | None = None) -> int:
         help="extra worker setting, e.g. --setting window_size=200",
     )
     args = p.parse_args(argv)
-    extra = {}
-    for item in args.setting:
-        name, _, value = item.partition("=")
-        extra[f"DRIFTWATCH_{name.upper()}"] = value
-    broker = None
-    bootstrap = args.bootstrap
-    tmp = tempfile.mkdtemp(prefix="driftwatch-e2e-")
-    if bootstrap is None:
-        kafka_local = _kafka_local()
-        kafka_local.fetch()
-        broker = kafka_local.start(Path(tmp) / "kafka")
-        bootstrap = broker.bootstrap
+    extra = dict(item.partition("=")[::2] for item in args.setting)
     topic = f"bench-telemetry-{time.time_ns()}"
-    try:
+    with broker_or(args.bootstrap) as bootstrap:
         produce_s = produce(bootstrap, topic, args.messages, args.agents)
         raw_s = asyncio.run(raw_consume(bootstrap, topic, args.messages))
         worker_s, second_half_s, samples = worker_consume(bootstrap, topic, args.messages, extra)
-    finally:
-        if broker is not None:
-            broker.stop()
     n = args.messages
     raw_rate = n / raw_s
     worker_rate = n / worker_s

@@ -36,7 +36,7 @@ Usage::
 
     .venv/bin/python bench/fuzz.py [--messages 1000000] [--bootstrap HOST:PORT] [--seed N]
 
-Without ``--bootstrap`` a broker is started with scripts/kafka_local.py. The broker and the
+Without ``--bootstrap`` a broker is started with tests/support/kafka_local.py. The broker and the
 worker are stopped on exit, on Ctrl-C and on SIGTERM; the worker's log is kept in
 ``var/bench-logs/``.
 """
@@ -44,7 +44,6 @@ worker are stopped on exit, on Ctrl-C and on SIGTERM; the worker's log is kept i
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 import zlib
@@ -52,12 +51,12 @@ from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
 sys.path.insert(0, str(REPO))
 
+from stream.monitoring.processor import DEAD_LETTER_MAX_BYTES  # noqa: E402
 from tests.integration.hostile import (  # noqa: E402
     FEATURES,
     MAX_BYTES,
@@ -66,11 +65,10 @@ from tests.integration.hostile import (  # noqa: E402
     TOPIC_MAX_BYTES,
     Generator,
 )
+from tests.support.broker import broker_or, create_topic  # noqa: E402
+from tests.support.worker import bench_worker, by_label, terminate_on_sigterm  # noqa: E402
 
 PARTITIONS = 4
-#: what the worker keeps of a dead-lettered value
-#: (``stream.monitoring.processor.DEAD_LETTER_MAX_BYTES``)
-DEAD_LETTER_MAX_BYTES = 960_000
 VALID = 0
 REASONS = (
     "oversized",
@@ -87,16 +85,6 @@ CODE = {reason: i + 1 for i, reason in enumerate(REASONS)}
 SKIPPED = 200
 SKIP_REASONS = ("missing_key", "no_features")
 UNSENT = 255
-
-
-def load_soak() -> ModuleType:
-    """bench/soak.py's process helpers (broker, worker, /metrics, signals)."""
-    spec = importlib.util.spec_from_file_location("driftwatch_bench_soak", REPO / "bench/soak.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def fingerprint(key: bytes | None, value: bytes | None) -> int:
@@ -282,8 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         help="worker setting, e.g. --setting batch_size=1000",
     )
     args = p.parse_args(argv)
-    soak = load_soak()
-    soak.terminate_on_sigterm()
+    terminate_on_sigterm()
     extra = dict(item.partition("=")[::2] for item in args.setting)
     n = args.messages
     mix = scaled_mix(n, args.max_oversized, args.max_boundary)
@@ -300,11 +287,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     started_at = time.gmtime()
     failures: list[str] = []
-    with soak.broker_or(args.bootstrap) as bootstrap:
+    with broker_or(args.bootstrap) as bootstrap:
         big = {"max.message.bytes": str(TOPIC_MAX_BYTES)}
-        soak.create_topic(bootstrap, topic, PARTITIONS, **big)
-        soak.create_topic(bootstrap, dlq, 2, **big)
-        soak.create_topic(bootstrap, settings["drift_topic"], 2)
+        create_topic(bootstrap, topic, PARTITIONS, big)
+        create_topic(bootstrap, dlq, 2, big)
+        create_topic(bootstrap, settings["drift_topic"], 2)
         print(f"producing {n:,} messages to {topic}", file=sys.stderr, flush=True)
         ledger, oracle, valid, labelled, produce_s = produce(
             bootstrap, topic, n, mix, args.one_mb, args.seed
@@ -316,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         invalid = sum(reasons.values())
         print(f"produced in {produce_s:.0f}s; starting the worker", file=sys.stderr, flush=True)
 
-        with soak.running_worker(bootstrap, settings, topic) as worker:
+        with bench_worker(bootstrap, topic, settings) as worker:
             pid = worker.pid
             t_start = time.monotonic()
             t_first = None
@@ -327,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                     failures.append(f"worker died (exit {worker.proc.returncode})")
                     break
                 m = worker.metrics()
-                consumed_now = soak.by_label(m, "driftwatch_events_consumed_total", "topic").get(
+                consumed_now = by_label(m, "driftwatch_events_consumed_total", "topic").get(
                     topic, 0.0
                 )
                 t = time.monotonic()
@@ -363,8 +350,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     # ------------------------------------------------------------------ report
-    counted = soak.by_label(metrics, "driftwatch_invalid_events_total", "reason")
-    observed = soak.by_label(metrics, "driftwatch_observations_total", "feature")
+    counted = by_label(metrics, "driftwatch_invalid_events_total", "reason")
+    observed = by_label(metrics, "driftwatch_observations_total", "feature")
     processed = {f: observed.get(f, 0.0) for f in FEATURES}
     accuracy = observed.get("accuracy", 0.0)
     wall = t_done - (t_first if t_first is not None else t_start)
@@ -402,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{'dead-lettered':28s} {invalid:10,} {metric_invalid:10,} {dead:10,} "
         f"{abs(metric_invalid - invalid) + abs(dead - invalid):9,}"
     )
-    absent = soak.by_label(metrics, "driftwatch_missing_features_total", "feature")
+    absent = by_label(metrics, "driftwatch_missing_features_total", "feature")
     for feature in FEATURES:
         want = valid - oracle.missing[feature]
         mm = abs(int(processed[feature]) - want)
@@ -413,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         want, got = oracle.missing[feature], int(absent.get(feature, 0))
         mismatch_total += abs(got - want)
         print(f"{'missing: ' + feature:28s} {want:10,} {got:10,} {'':>10s} {abs(got - want):9,}")
-    skipped_m = soak.by_label(metrics, "driftwatch_skipped_total", "reason")
+    skipped_m = by_label(metrics, "driftwatch_skipped_total", "reason")
     for reason in SKIP_REASONS:
         want, got = oracle.skipped[reason], int(skipped_m.get(reason, 0))
         mismatch_total += abs(got - want)

@@ -26,7 +26,7 @@ Modes::
   new agent ids (``--new-per-second``, 100), printing RSS every ``--every`` seconds (10), and the
   RSS slope over the second half, so flatness can be judged.
 
-Values follow ``stream.simulation``'s per-agent profiles (lognormal latency rounded to 0.1 ms,
+Values follow ``stream.tools.simulation``'s per-agent profiles (lognormal latency rounded to 0.1 ms,
 Poisson token counts, zero-inflated retries, beta error rates rounded to 4 places, labels right
 90 % of the time); ``--unrounded`` drops the rounding of latency and error rate (no ties: the
 largest references). Window 200 and reference 1,000 are the worker's defaults.
@@ -55,8 +55,8 @@ from stream.monitoring.monitor import DriftMonitor  # noqa: E402
 from stream.monitoring.processor import BatchProcessor, RawMessage  # noqa: E402
 from stream.settings import Settings, load_settings  # noqa: E402
 from stream.telemetry.records import TelemetryParser  # noqa: E402
+from tests.support.pipeline import START_MS  # noqa: E402
 
-START_MS = 1_779_350_400_000
 LABELS = ("refund", "billing", "shipping", "account", "other")
 MIB = 1024 * 1024
 

@@ -5,7 +5,7 @@ Usage::
     nice -n 10 .venv/bin/python bench/protection.py [--agents 10000] [--reference 1000]
         [--window 200] [--ert 1e5] [--anchor 10] [--check-refs 60] [--check-obs 200000]
 
-Each agent has its own profile (the ranges of ``stream.simulation.TelemetrySimulator``):
+Each agent has its own profile (the ranges of ``stream.tools.simulation.TelemetrySimulator``):
 lognormal latency rounded to 0.1 ms, Poisson token counts, zero-inflated retry counts and
 beta error rates rounded to 4 decimals -- 1 continuous and 3 tied features. For every stream
 the reference is drawn, its atoms counted and its threshold calibrated exactly as

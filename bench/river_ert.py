@@ -20,7 +20,6 @@ against the target 100k / E, the ratio, the per-seed ratio range, the calibrated
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -40,6 +39,7 @@ import numpy as np  # noqa: E402
 import river  # noqa: E402
 from river import drift  # noqa: E402
 
+from bench import detection  # noqa: E402
 from detectors.base import DRIFT_STARTED  # noqa: E402
 from detectors.river_adapters import (  # noqa: E402
     ADWINDetector,
@@ -47,12 +47,6 @@ from detectors.river_adapters import (  # noqa: E402
     PageHinkleyDetector,
     RiverDetector,
 )
-
-_spec = importlib.util.spec_from_file_location("bench_detection", _HERE / "detection.py")
-assert _spec is not None and _spec.loader is not None
-detection = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = detection  # its dataclasses look their module up
-_spec.loader.exec_module(detection)
 
 SEED = 20_261_125
 REF_N = 1_000

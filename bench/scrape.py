@@ -46,9 +46,7 @@ from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 
 from stream.metrics import Metrics  # noqa: E402
 from stream.metrics.server import start_metrics_server  # noqa: E402
-from stream.settings import load_settings  # noqa: E402
-
-FEATURES = ("response_latency_ms", "token_count", "retry_count", "error_rate")
+from stream.settings import DEFAULT_FEATURES, load_settings  # noqa: E402
 
 
 def build_registry(keys: int) -> CollectorRegistry:
@@ -57,11 +55,11 @@ def build_registry(keys: int) -> CollectorRegistry:
     metrics = Metrics(registry, max_keys=keys)
     for i in range(keys):
         key = f"agent-{i:05d}"
-        for j, feature in enumerate(FEATURES):
+        for j, feature in enumerate(DEFAULT_FEATURES):
             metrics.set_stream(key, feature, 0.01 * ((i + j) % 97), 0.5, i % 50 == 0, 1.0)
         metrics.set_accuracy(key, 0.9)
         metrics.events_consumed.labels("agent-telemetry").inc(1000)
-    for feature in FEATURES:
+    for feature in DEFAULT_FEATURES:
         metrics.observations.labels(feature).inc(10**6)
     metrics.processing_latency.observe(0.02)
     return registry

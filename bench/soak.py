@@ -1,7 +1,7 @@
 """Soak: one ``driftwatch worker`` under a steady telemetry rate; does its memory stay flat?
 
 A producer sends ``--rate`` events a second (2,000) from ``--agents`` agents (200), keyed by
-agent, with ``stream.simulation``'s per-agent profiles (lognormal latency, Poisson tokens,
+agent, with ``stream.tools.simulation``'s per-agent profiles (lognormal latency, Poisson tokens,
 zero-inflated retries, beta error rates, labels right 90 % of the time: 4 features plus the
 accuracy stream) to a fresh 6-partition topic, for ``--minutes`` (30). One ``driftwatch worker``
 process (default settings unless ``--setting``) consumes it. Every ``--every`` seconds (10) the
@@ -21,7 +21,7 @@ Usage::
     .venv/bin/python bench/soak.py [--minutes 30] [--rate 2000] [--agents 200] \\
         [--bootstrap HOST:PORT] [--plot FILE.png] [--setting name=value ...]
 
-Without ``--bootstrap`` a broker is started with scripts/kafka_local.py. The broker and the
+Without ``--bootstrap`` a broker is started with tests/support/kafka_local.py. The broker and the
 worker are stopped on exit, on Ctrl-C and on SIGTERM; the worker's log is kept in
 ``var/bench-logs/``.
 """
@@ -29,208 +29,30 @@ worker are stopped on exit, on Ctrl-C and on SIGTERM; the worker's log is kept i
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType, ModuleType
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
 sys.path.insert(0, str(REPO))
 
 import orjson  # noqa: E402
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from stream.simulation import TelemetrySimulator  # noqa: E402
+from stream.tools.simulation import TelemetrySimulator  # noqa: E402
+from tests.support.broker import broker_or, create_topic  # noqa: E402
+from tests.support.worker import (  # noqa: E402
+    RunningWorker,
+    bench_worker,
+    by_label,
+    terminate_on_sigterm,
+    total,
+)
 
 MIB = 1024 * 1024
-LOG_DIR = REPO / "var" / "bench-logs"
-
-
-# ---------------------------------------------------------------------------- processes
-
-
-def kafka_local() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("kafka_local", REPO / "scripts/kafka_local.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["kafka_local"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def terminate_on_sigterm() -> None:
-    """SIGTERM unwinds like Ctrl-C, so ``finally`` blocks stop the worker and the broker."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, handler)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def status_kib(pid: int, field: str) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/{pid}/status")
-
-
-class Worker:
-    """A ``driftwatch worker`` subprocess, configured only through DRIFTWATCH_* variables."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
-        self.proc = proc
-        self.port = port
-        self.log = log
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def rss_mib(self) -> float:
-        return status_kib(self.pid, "VmRSS") / 1024
-
-    def peak_mib(self) -> float:
-        return status_kib(self.pid, "VmHWM") / 1024
-
-    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        """Every sample on /metrics: (name, sorted labels) -> value."""
-        url = f"http://127.0.0.1:{self.port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            text = resp.read().decode()
-        return {
-            (s.name, tuple(sorted(s.labels.items()))): float(s.value)
-            for family in text_string_to_metric_families(text)
-            for s in family.samples
-        }
-
-    def crashes(self) -> int:
-        """Lines of the log telling that an agent or service crashed or was restarted."""
-        text = self.log.read_text(errors="replace")
-        return sum(
-            1
-            for line in text.splitlines()
-            if "Crashed" in line or "Restarting" in line or "Traceback (most recent" in line
-        )
-
-
-def total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str) -> float:
-    return sum(v for (n, _), v in samples.items() if n == name)
-
-
-def by_label(
-    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, label: str
-) -> dict[str, float]:
-    return {dict(lab)[label]: v for (n, lab), v in samples.items() if n == name}
-
-
-@contextmanager
-def running_worker(
-    bootstrap: str, settings: dict[str, str], name: str, *, log_level: str = "info"
-) -> Iterator[Worker]:
-    """Start ``driftwatch worker``; wait for /metrics; on exit SIGTERM it (SIGKILL after 30 s)
-    and keep its log as ``var/bench-logs/<name>.log``."""
-    tmp = Path(tempfile.mkdtemp(prefix="driftwatch-bench-worker-"))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTWATCH_")}
-    env.update(
-        {
-            "DRIFTWATCH_BOOTSTRAP_SERVERS": bootstrap,
-            "DRIFTWATCH_METRICS_PORT": str(port),
-            "DRIFTWATCH_METRICS_HOST": "127.0.0.1",
-            "DRIFTWATCH_DATA_DIR": str(tmp / "data"),
-            "DRIFTWATCH_LOG_LEVEL": log_level,
-        }
-    )
-    env.update({f"DRIFTWATCH_{k.upper()}": v for k, v in settings.items()})
-    log = tmp / "worker.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("driftwatch")), "worker"],
-            cwd=tmp,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    worker = Worker(proc, port, log)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if not worker.alive():
-                raise RuntimeError("worker exited at start:\n" + log.read_text()[-3000:])
-            try:
-                if total(worker.metrics(), "driftwatch_build_info") == 1.0:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("worker /metrics not up in 90 s:\n" + log.read_text()[-3000:])
-            time.sleep(0.2)
-        yield worker
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(log, LOG_DIR / f"{name}.log")
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-@contextmanager
-def broker_or(bootstrap: str | None) -> Iterator[str]:
-    """``bootstrap`` as given, or a local broker started for the run and stopped after it."""
-    if bootstrap is not None:
-        yield bootstrap
-        return
-    kl = kafka_local()
-    kl.fetch()
-    state = Path(tempfile.mkdtemp(prefix="driftwatch-bench-kafka-"))
-    broker = kl.start(state)
-    try:
-        yield broker.bootstrap
-    finally:
-        broker.stop()
-        shutil.rmtree(state, ignore_errors=True)
-
-
-def create_topic(bootstrap: str, topic: str, partitions: int, **configs: str) -> None:
-    from kafka.admin import KafkaAdminClient, NewTopic
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.create_topics(
-            [NewTopic(topic, partitions, 1, topic_configs=dict(configs))], validate_only=False
-        )
-    finally:
-        admin.close()
 
 
 # ---------------------------------------------------------------------------- the producer
@@ -303,7 +125,7 @@ class Sample:
         return self.produced - self.consumed
 
 
-def take_sample(worker: Worker, producer: SteadyProducer, topic: str) -> Sample:
+def take_sample(worker: RunningWorker, producer: SteadyProducer, topic: str) -> Sample:
     m = worker.metrics()
     buckets: dict[float, float] = {}
     for (name, labels), v in m.items():
@@ -438,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     with broker_or(args.bootstrap) as bootstrap:
         for name in (topic, settings["drift_topic"], settings["dead_letter_topic"]):
             create_topic(bootstrap, name, 6)  # as an operator would, before the worker
-        with running_worker(bootstrap, settings, topic) as worker:
+        with bench_worker(bootstrap, topic, settings) as worker:
             pid = worker.pid
             producer = SteadyProducer(bootstrap, topic, args.rate, args.agents, seconds)
             producer.start()

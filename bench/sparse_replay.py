@@ -36,6 +36,7 @@ sys.path.insert(0, str(_HERE.parent))
 
 from detectors.budget import stream_ert  # noqa: E402
 from stream.settings import load_settings  # noqa: E402
+from tests.support.pipeline import START_MS  # noqa: E402
 
 FEATURES = ("usage.output_tokens", "latency_ms")
 CATEGORICAL = ("response.finish_reason",)
@@ -54,11 +55,10 @@ def write(
     """Write the file (one event every ``step_ms``); return how many events have each feature."""
     rng = np.random.default_rng(seed)
     present: Counter[str] = Counter()
-    start_ms = 1_779_350_400_000
     with path.open("w") as out:
         for i in range(agents * events):
             agent = f"agent-{i % agents}"
-            ts = start_ms + round(step_ms * i)
+            ts = START_MS + round(step_ms * i)
             doc: dict[str, object] = {"ts": ts, "agent": {"id": agent}}
             shift = drift and agent == "agent-0" and i >= agents * events // 2
             if rng.random() < 0.7:

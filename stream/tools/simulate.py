@@ -15,9 +15,9 @@ import orjson
 
 from stream.exceptions import DriftwatchError
 from stream.settings import DEFAULT_FEATURES
-from stream.simulation import DRIFT_KINDS, DriftSpec, TelemetrySimulator
 from stream.tools import genai
 from stream.tools.progress import Progress
+from stream.tools.simulation import DRIFT_KINDS, DriftSpec, TelemetrySimulator
 from stream.worker.kafka import add_kafka_options, client_settings, kafka_client_config
 
 __all__ = ["add_parser", "drift_start_event", "run"]

@@ -11,16 +11,14 @@ checked with promtool and against the rules file promtool tests.
 from __future__ import annotations
 
 import copy
-import importlib.util
-import sys
 import tomllib
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import kubernetes_validate  # a test dependency (pyproject.toml), with the schemas offline
 import pytest
 
+from scripts.render_prometheusrule import render
 from stream.settings import load_settings
 
 from . import REPO_ROOT, describe, load_yaml, require_tool, run_tool
@@ -60,15 +58,6 @@ def one(kind: str) -> dict[str, Any]:
 def settings_file() -> dict[str, Any]:
     data: dict[str, Any] = tomllib.loads(one("ConfigMap")["data"]["driftwatch.toml"])
     return dict(data["driftwatch"])
-
-
-def render_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("render_prometheusrule", RENDER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_kustomization_lists_every_manifest() -> None:
@@ -209,7 +198,7 @@ def test_scaled_object_scales_on_lag_up_to_the_partition_count() -> None:
 def test_prometheus_rule_is_generated_from_the_rules_file() -> None:
     rule = one("PrometheusRule")
     assert rule["spec"]["groups"] == load_yaml(RULES)["groups"]
-    expected = render_module().render(RULES.read_text(encoding="utf-8"))
+    expected = render(RULES.read_text(encoding="utf-8"))
     actual = (KUBE_DIR / "prometheusrule.yaml").read_text(encoding="utf-8")
     assert actual == expected, f"stale: run python3 {RENDER.relative_to(REPO_ROOT)}"
 
@@ -227,7 +216,6 @@ def test_prometheus_rule_passes_promtool(tmp_path: Path) -> None:
 
 
 def test_render_refuses_a_rules_file_it_cannot_embed() -> None:
-    render = render_module().render
     with pytest.raises(ValueError, match="top-level keys after"):
         render("groups:\n  - name: a\n    rules: []\nextra: 1\n")
     with pytest.raises(ValueError, match="one top-level 'groups:'"):

@@ -1,7 +1,7 @@
 """Fixtures for integration tests against a real single-node Kafka broker.
 
-By default the session starts its own broker with ``scripts/kafka_local.py`` (Java 17 and
-Maven needed) in a temporary directory and stops it at the end. Set
+By default the session starts its own broker with :mod:`tests.support.kafka_local` (Java 17
+and Maven needed) in a temporary directory and stops it at the end. Set
 ``DRIFTWATCH_KAFKA_BOOTSTRAP=host:port`` to use an already running broker instead; tests
 that call ``kafka_broker.restart()`` are then skipped.
 
@@ -11,82 +11,30 @@ When any integration test fails, the broker log is copied to ``var/test-logs/``.
 from __future__ import annotations
 
 import atexit
-import importlib.util
 import os
 import re
 import shutil
-import sys
 import time
 import uuid
 from collections.abc import Generator, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import Protocol
 
 import pytest
-from kafka import KafkaAdminClient
-from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-KAFKA_LOCAL_PATH = REPO_ROOT / "scripts" / "kafka_local.py"
-TEST_LOG_DIR = REPO_ROOT / "var" / "test-logs"
-BOOTSTRAP_ENV = "DRIFTWATCH_KAFKA_BOOTSTRAP"
+from tests.support import kafka_local
+from tests.support.broker import (
+    BOOTSTRAP_ENV,
+    ExternalBroker,
+    KafkaBroker,
+    TopicFactory,
+    create_topic,
+)
+from tests.support.worker import TEST_LOG_DIR
+
 INTEGRATION_DIR = Path(__file__).resolve().parent
-TOPIC_CREATE_TIMEOUT_S = 60.0
 
 _FAILED = pytest.StashKey[bool]()
 _SAVED_LOG = pytest.StashKey[Path]()
-
-
-class KafkaBroker(Protocol):
-    """What the ``kafka_broker`` fixture yields."""
-
-    @property
-    def bootstrap(self) -> str: ...
-
-    @property
-    def log_path(self) -> Path | None: ...
-
-    def restart(self) -> None: ...
-
-
-class TopicFactory(Protocol):
-    """What the ``topic_factory`` fixture yields."""
-
-    def __call__(
-        self,
-        prefix: str = "",
-        partitions: int = 4,
-        *,
-        configs: Mapping[str, str] | None = None,
-    ) -> str: ...
-
-
-@dataclass(frozen=True)
-class ExternalBroker:
-    """A broker the test session did not start (``DRIFTWATCH_KAFKA_BOOTSTRAP``)."""
-
-    bootstrap: str
-    log_path: Path | None = None
-
-    def restart(self) -> None:
-        pytest.skip(f"restart() needs a broker started by the test session; {BOOTSTRAP_ENV} is set")
-
-
-def load_kafka_local() -> ModuleType:
-    """Import ``scripts/kafka_local.py`` (``scripts`` is not a package)."""
-    name = "driftwatch_kafka_local"
-    module = sys.modules.get(name)
-    if module is not None:
-        return module
-    spec = importlib.util.spec_from_file_location(name, KAFKA_LOCAL_PATH)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {KAFKA_LOCAL_PATH}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -125,7 +73,6 @@ def kafka_broker(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[KafkaBroker]:
     """A running broker for the whole session: ``.bootstrap``, ``.restart()``, ``.log_path``."""
-    kafka_local = load_kafka_local()
     external = os.environ.get(BOOTSTRAP_ENV, "").strip()
     if external:
         first = external.split(",")[0].strip()
@@ -166,30 +113,6 @@ def topic_factory(kafka_broker: KafkaBroker, request: pytest.FixtureRequest) -> 
         configs: Mapping[str, str] | None = None,
     ) -> str:
         name = f"{prefix or default_prefix or 'topic'}-{uuid.uuid4().hex[:12]}"
-        spec = {
-            name: {
-                "num_partitions": partitions,
-                "replication_factor": 1,
-                "configs": dict(configs or {}),
-            }
-        }
-        deadline = time.monotonic() + TOPIC_CREATE_TIMEOUT_S
-        while True:
-            try:
-                admin = KafkaAdminClient(
-                    bootstrap_servers=kafka_broker.bootstrap, client_id="driftwatch-tests-admin"
-                )
-                try:
-                    admin.create_topics(spec, wait_for_metadata=True)
-                finally:
-                    admin.close()
-            except TopicAlreadyExistsError:
-                return name
-            except KafkaError as exc:
-                if not exc.retriable or time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.2)
-            else:
-                return name
+        return create_topic(kafka_broker.bootstrap, name, partitions, configs)
 
     return create

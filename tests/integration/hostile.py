@@ -34,11 +34,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from stream.simulation import TelemetrySimulator
+from stream.tools.simulation import TelemetrySimulator
+from tests.support.pipeline import START_MS
 
 MAX_BYTES = 65_536  # the worker's max_message_bytes (its default)
 FEATURES = ("response_latency_ms", "token_count", "retry_count", "error_rate")
-START_MS = 1_779_350_400_000
 #: Big enough for the ~1 MB payloads; the worker's own producer sends at most 1,000,000 bytes.
 TOPIC_MAX_BYTES = 2 * 1024 * 1024
 ONE_MB_PAYLOAD = 990_000

@@ -19,15 +19,10 @@ Without the binaries on PATH the tests are skipped, or fail when ``CI=true``.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
 import subprocess
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -36,17 +31,13 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer
 
-from stream.simulation import DriftSpec, TelemetrySimulator
+from stream.tools.simulation import DriftSpec, TelemetrySimulator
 from tests.deploy import load_yaml, missing, require_tool
-from tests.integration.conftest import KafkaBroker, TopicFactory
-from tests.integration.test_prometheus import Prometheus, poll, produce
-from tests.integration.worker import (
-    REPO,
-    free_port,
-    run_worker,
-    stop_and_keep_log,
-    wait_for,
-)
+from tests.integration.test_prometheus import produce
+from tests.support import services
+from tests.support.broker import KafkaBroker, TopicFactory
+from tests.support.services import Alertmanager, Prometheus
+from tests.support.worker import REPO, free_port, run_worker
 
 ALERTMANAGER_CONFIG = REPO / "deploy" / "alertmanager" / "alertmanager.yml"
 RULES = REPO / "deploy" / "prometheus" / "rules" / "driftwatch-alerts.yml"
@@ -114,13 +105,12 @@ def webhook_server() -> Iterator[tuple[Webhooks, int]]:
 
 # ----------------------------------------------------------------------------- Alertmanager
 def alertmanager_binary() -> str:
-    """Debian installs it as ``prometheus-alertmanager``, upstream as ``alertmanager``."""
-    for name in ("prometheus-alertmanager", "alertmanager"):
-        path = shutil.which(name)
-        if path is not None:
-            return path
-    missing("prometheus-alertmanager (or alertmanager) not found on PATH")
-    raise AssertionError("unreachable")
+    """The Alertmanager binary on PATH (skip, or fail when ``CI=true``, without one)."""
+    path = services.alertmanager_binary()
+    if path is None:
+        missing("prometheus-alertmanager (or alertmanager) not found on PATH")
+    assert path is not None
+    return path
 
 
 def alertmanager_config(webhook_port: int) -> dict[str, Any]:
@@ -134,60 +124,8 @@ def alertmanager_config(webhook_port: int) -> dict[str, Any]:
     return config
 
 
-class Alertmanager:
-    """A running Alertmanager and a small client for its v2 API."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
-        self.proc = proc
-        self.port = port
-        self.log = log
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log_tail(self, chars: int = 4000) -> str:
-        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
-
-    def ready(self) -> bool:
-        with urllib.request.urlopen(f"{self.url}/-/ready", timeout=5) as resp:
-            return resp.status == 200
-
-    def post_alerts(self, alerts: list[dict[str, Any]]) -> None:
-        request = urllib.request.Request(
-            f"{self.url}/api/v2/alerts",
-            data=json.dumps(alerts).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            assert resp.status == 200
-
-    def alerts(self, **labels: str) -> list[dict[str, Any]]:
-        """Alerts Alertmanager holds whose labels include ``labels`` (with their status)."""
-        with urllib.request.urlopen(f"{self.url}/api/v2/alerts", timeout=10) as resp:
-            held: list[dict[str, Any]] = json.loads(resp.read())
-        return [a for a in held if all(a["labels"].get(k) == v for k, v in labels.items())]
-
-    def wait(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
-        def check() -> bool:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"alertmanager exited with code {self.proc.returncode}")
-            return condition()
-
-        try:
-            wait_for(check, timeout, what)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n--- alertmanager log:\n{self.log_tail()}") from None
-
-
-@contextmanager
-def run_alertmanager(tmp_path: Path, webhook_port: int) -> Iterator[Alertmanager]:
-    binary = alertmanager_binary()
-    directory = tmp_path / "alertmanager"
-    directory.mkdir()
-    config_file = directory / "alertmanager.yml"
-    config_file.write_text(json.dumps(alertmanager_config(webhook_port), indent=2))
+def amtool_check(config_file: Path) -> None:
+    """``amtool check-config`` accepts the configuration."""
     check = subprocess.run(
         [require_tool("amtool"), "check-config", str(config_file)],
         capture_output=True,
@@ -196,28 +134,16 @@ def run_alertmanager(tmp_path: Path, webhook_port: int) -> Iterator[Alertmanager
         check=False,
     )
     assert check.returncode == 0, check.stdout + check.stderr
-    port = free_port()
-    log = directory / "alertmanager.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config_file}",
-                f"--storage.path={directory / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--cluster.listen-address=",
-            ],
-            cwd=directory,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    alertmanager = Alertmanager(proc, port, log)
-    try:
-        alertmanager.wait(alertmanager.ready, 30, "Alertmanager to become ready")
-        yield alertmanager
-    finally:
-        stop_and_keep_log(proc, log, f"alertmanager-{tmp_path.name}.log")
+
+
+def run_alertmanager(tmp_path: Path, webhook_port: int) -> AbstractContextManager[Alertmanager]:
+    return services.run_alertmanager(
+        alertmanager_binary(),
+        tmp_path / "alertmanager",
+        alertmanager_config(webhook_port),
+        f"alertmanager-{tmp_path.name}.log",
+        check=amtool_check,
+    )
 
 
 # ----------------------------------------------------------------------------- Prometheus
@@ -255,60 +181,32 @@ def prometheus_config(rules: Path, alertmanager_port: int, targets: list[str]) -
     }
 
 
-class ReloadablePrometheus(Prometheus):
-    """A :class:`Prometheus` whose scrape targets can be changed (rewrite config, SIGHUP)."""
+class Targets:
+    """Prometheus' scrape targets, changed by rewriting its configuration (SIGHUP)."""
 
-    def __init__(
-        self,
-        proc: subprocess.Popen[bytes],
-        port: int,
-        log: Path,
-        config_file: Path,
-        rules: Path,
-        alertmanager_port: int,
-    ) -> None:
-        super().__init__(proc, port, log)
-        self.config_file = config_file
+    def __init__(self, prometheus: Prometheus, rules: Path, alertmanager_port: int) -> None:
+        self.prometheus = prometheus
         self.rules = rules
         self.alertmanager_port = alertmanager_port
 
-    def set_targets(self, targets: list[str]) -> None:
-        config = prometheus_config(self.rules, self.alertmanager_port, targets)
-        self.config_file.write_text(json.dumps(config, indent=2))
-        os.kill(self.proc.pid, signal.SIGHUP)
+    def set(self, targets: list[str]) -> None:
+        self.prometheus.reload(prometheus_config(self.rules, self.alertmanager_port, targets))
 
 
 @contextmanager
 def run_prometheus(
     tmp_path: Path, alertmanager_port: int, targets: list[str]
-) -> Iterator[ReloadablePrometheus]:
-    binary = require_tool("prometheus")
+) -> Iterator[tuple[Prometheus, Targets]]:
     directory = tmp_path / "prometheus"
     directory.mkdir()
     rules = fast_rules(directory)
-    config_file = directory / "prometheus.yml"
-    config_file.write_text(json.dumps(prometheus_config(rules, alertmanager_port, targets)))
-    port = free_port()
-    log = directory / "prometheus.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config_file}",
-                f"--storage.tsdb.path={directory / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            cwd=directory,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    prometheus = ReloadablePrometheus(proc, port, log, config_file, rules, alertmanager_port)
-    try:
-        poll(prometheus, None, prometheus.ready, 30, "Prometheus to become ready")
-        yield prometheus
-    finally:
-        stop_and_keep_log(proc, log, f"prometheus-{tmp_path.name}.log")
+    with services.run_prometheus(
+        require_tool("prometheus"),
+        directory,
+        prometheus_config(rules, alertmanager_port, targets),
+        f"prometheus-{tmp_path.name}.log",
+    ) as prometheus:
+        yield prometheus, Targets(prometheus, rules, alertmanager_port)
 
 
 # ----------------------------------------------------------------------------- tests
@@ -428,12 +326,15 @@ def test_drift_on_the_broker_is_delivered_by_alertmanager(
         webhook_server() as (webhooks, webhook_port),
         run_alertmanager(tmp_path, webhook_port) as am,
         run_worker(bootstrap, tmp_path, **settings) as worker,
-        run_prometheus(tmp_path, am.port, [f"127.0.0.1:{worker.metrics_port}"]) as prometheus,
+        run_prometheus(tmp_path, am.port, [f"127.0.0.1:{worker.metrics_port}"]) as (
+            prometheus,
+            targets,
+        ),
     ):
 
         def wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
             try:
-                poll(prometheus, worker, condition, timeout, what)
+                prometheus.wait(condition, timeout, what, worker)
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\n--- alertmanager log:\n{am.log_tail()}") from None
 
@@ -478,7 +379,7 @@ def test_drift_on_the_broker_is_delivered_by_alertmanager(
 
         # A second worker target that is down: WorkerDown pages and inhibits the drift alert.
         dead = f"127.0.0.1:{free_port()}"
-        prometheus.set_targets([f"127.0.0.1:{worker.metrics_port}", dead])
+        targets.set([f"127.0.0.1:{worker.metrics_port}", dead])
         wait(
             lambda: bool(webhooks.alerts("/page", alertname="DriftwatchWorkerDown", instance=dead)),
             60,

@@ -19,21 +19,20 @@ from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 from kafka.producer.future import FutureRecordMetadata
-from prometheus_client.parser import text_string_to_metric_families
 
-from stream.simulation import TelemetrySimulator
-from tests.integration.conftest import (
+from stream.tools.simulation import TelemetrySimulator
+from tests.support import kafka_local
+from tests.support.broker import (
     BOOTSTRAP_ENV,
     ExternalBroker,
     KafkaBroker,
     TopicFactory,
-    load_kafka_local,
 )
-from tests.integration.worker import RunningWorker, run_worker, wait_for
+from tests.support.pipeline import START_MS, read_topic
+from tests.support.worker import RunningWorker, run_worker, wait_for
 
-START_MS = 1_779_350_400_000
 RATE = 300  # messages per second
 BAD_EVERY = 50  # one malformed message in 50
 BEFORE = 1_500  # consumed before the restart
@@ -105,47 +104,8 @@ def consumed(worker: RunningWorker, topic: str) -> float:
     return worker.sample("driftwatch_events_consumed_total", {"topic": topic}) or 0.0
 
 
-def total(worker: RunningWorker, name: str, labels: dict[str, str] | None = None) -> float:
-    """The sum of every sample called ``name`` (with these labels)."""
-    return sum(
-        s.value
-        for family in text_string_to_metric_families(worker.scrape())
-        for s in family.samples
-        if s.name == name and all(s.labels.get(k) == v for k, v in (labels or {}).items())
-    )
-
-
-def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30) -> list[Any]:
-    """Every record of ``topic`` once its end offsets reach ``expected`` (or on timeout)."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=2000
-    )
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        deadline = time.monotonic() + timeout
-        while (
-            sum(consumer.end_offsets(partitions).values()) < expected
-            and time.monotonic() < deadline
-        ):
-            time.sleep(0.2)
-        end = sum(consumer.end_offsets(partitions).values())
-        consumer.assign(partitions)
-        consumer.seek_to_beginning()
-        records: list[Any] = []
-        while len(records) < end:
-            batch = consumer.poll(timeout_ms=2000)
-            if not batch:
-                break
-            for part in batch.values():
-                records.extend(part)
-        return records
-    finally:
-        consumer.close()
-
-
 def ensure_running(broker: KafkaBroker) -> None:
     """Leave the session broker answering, whatever happened in the test."""
-    kafka_local = load_kafka_local()
     try:
         kafka_local.wait_until_ready(broker.bootstrap, timeout=30.0, require_listed=False)
     except kafka_local.KafkaLocalError:
@@ -209,17 +169,17 @@ def test_worker_resumes_after_a_broker_restart_and_loses_nothing(
             valid = produced - len(bad)
             log = read_topic(kafka_broker.bootstrap, telemetry, produced)
             dead = read_topic(kafka_broker.bootstrap, dlq, len(bad))
-            drift_total = total(worker, "driftwatch_drift_events_total")
+            drift_total = worker.summed("driftwatch_drift_events_total")
             drift = read_topic(kafka_broker.bootstrap, drift_topic, int(drift_total))
 
             # nothing lost, nothing twice: the log, the counters and the topics agree
             assert len(log) == produced  # idempotent producer: no duplicate in the log
             assert consumed(worker, telemetry) == produced
             for feature in FEATURES:
-                observed = total(worker, "driftwatch_observations_total", {"feature": feature})
+                observed = worker.summed("driftwatch_observations_total", {"feature": feature})
                 assert observed == valid, feature
-            invalid = total(worker, "driftwatch_invalid_events_total", {"reason": "invalid_json"})
-            assert invalid == len(bad) == total(worker, "driftwatch_invalid_events_total")
+            invalid = worker.summed("driftwatch_invalid_events_total", {"reason": "invalid_json"})
+            assert invalid == len(bad) == worker.summed("driftwatch_invalid_events_total")
             sources = {}
             for record in dead:
                 _, partition, offset = dict(record.headers)["driftwatch-source"].decode().split("/")

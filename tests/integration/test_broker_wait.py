@@ -9,21 +9,18 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import orjson
-from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from stream.simulation import TelemetrySimulator
-from tests.integration.conftest import load_kafka_local
-from tests.integration.worker import free_port, start_worker, stop_and_keep_log, wait_for
+from stream.tools.simulation import TelemetrySimulator
+from tests.support import kafka_local
+from tests.support.pipeline import START_MS, produce, telemetry_records
+from tests.support.worker import free_port, start_worker, stop_and_keep_log, wait_for
 
-START_MS = 1_779_350_400_000
 COUNT = 3_000
 
 
 def test_worker_waits_for_a_broker_started_after_it(tmp_path: Path) -> None:
-    kafka_local = load_kafka_local()
     port, controller_port = free_port(), free_port()
     bootstrap = f"127.0.0.1:{port}"
     telemetry = "waited-telemetry"
@@ -54,12 +51,9 @@ def test_worker_waits_for_a_broker_started_after_it(tmp_path: Path) -> None:
             pass  # the worker declared it first
         finally:
             admin.close()
-        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
         sim = TelemetrySimulator(4, seed=2)
-        for ev in sim.events(COUNT, start_ms=START_MS, step_ms=10):
-            producer.send(telemetry, key=ev["agent_id"].encode(), value=orjson.dumps(ev))
-        producer.flush()
-        producer.close()
+        events = sim.events(COUNT, start_ms=START_MS, step_ms=10)
+        produce(telemetry, telemetry_records(events), bootstrap_servers=bootstrap)
         consumed = {"topic": telemetry}
         wait_for(
             lambda: worker.sample("driftwatch_events_consumed_total", consumed) == COUNT,

@@ -16,17 +16,14 @@ import hashlib
 import json
 import os
 import signal
-import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream.monitoring.processor import DEAD_LETTER_MAX_BYTES
-from tests.integration.conftest import KafkaBroker, TopicFactory
 from tests.integration.hostile import (
     FEATURES,
     LAST_SECOND_MS,
@@ -42,7 +39,9 @@ from tests.integration.hostile import (
     dump,
     encode,
 )
-from tests.integration.worker import RunningWorker, run_worker, wait_for
+from tests.support.broker import KafkaBroker, TopicFactory
+from tests.support.pipeline import read_topic
+from tests.support.worker import RunningWorker, run_worker, wait_for
 
 SEED = 20_261_124
 TOTAL = 6_000
@@ -84,43 +83,6 @@ def test_the_oracle_on_hand_picked_cases() -> None:
 
 
 # ---------------------------------------------------------------------------- the test
-
-
-def read_topic(
-    bootstrap: str,
-    topic: str,
-    expected: int,
-    timeout: float,
-    give_up: Callable[[], bool] = lambda: False,
-) -> list[Any]:
-    """Every record of ``topic`` once its end offsets add up to ``expected``, on timeout, or
-    as soon as ``give_up()``."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=2000,
-    )
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        deadline = time.monotonic() + timeout
-        while sum(consumer.end_offsets(partitions).values()) < expected:
-            if time.monotonic() >= deadline or give_up():
-                break
-            time.sleep(0.2)
-        consumer.assign(partitions)
-        consumer.seek_to_beginning()
-        records = []
-        end = sum(consumer.end_offsets(partitions).values())
-        while len(records) < end:
-            batch = consumer.poll(timeout_ms=2000)
-            if not batch:
-                break
-            for part in batch.values():
-                records.extend(part)
-        return records
-    finally:
-        consumer.close()
 
 
 def sample(worker: RunningWorker, name: str, labels: dict[str, str] | None = None) -> float:

@@ -9,14 +9,15 @@ from collections import defaultdict
 from pathlib import Path
 
 import orjson
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream.ingest.runner import IngestConfig, IngestRunner
 from stream.ingest.stage import EVENT_ID_HEADER
 from stream.tools.genai import GenAIDrift, GenAISpanGenerator, encode
-from tests.integration.conftest import KafkaBroker, TopicFactory
-from tests.integration.worker import DRIFTWATCH, RunningWorker, run_worker, wait_for
+from tests.support.broker import KafkaBroker, TopicFactory
+from tests.support.pipeline import read_partitions
+from tests.support.worker import DRIFTWATCH, RunningWorker, run_worker, wait_for
 
 RECORDS = 60
 SPANS_PER_RECORD = 50
@@ -40,22 +41,6 @@ def _expected(gen: GenAISpanGenerator) -> tuple[list[bytes], dict[str, str], int
                     tools += 1
         values.append(encode(req, "otlp_proto"))
     return values, chat, tools
-
-
-def _read_all(
-    bootstrap: str, topic: str, partitions: int, want: int, timeout: float = DEADLINE_S
-) -> list:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
-    got: list = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(got) < want and time.monotonic() < deadline:
-            for recs in consumer.poll(timeout_ms=500).values():
-                got.extend(recs)
-    finally:
-        consumer.close()
-    return got
 
 
 def test_two_ingest_instances_repartition_every_stream_onto_one_partition(
@@ -96,8 +81,8 @@ def test_two_ingest_instances_repartition_every_stream_onto_one_partition(
         producer.flush()
         producer.close()
 
-        got = _read_all(bootstrap, telemetry, 4, len(chat))
-        dead_letters = _read_all(bootstrap, dead, 1, 1)
+        got = read_partitions(bootstrap, telemetry, 4, len(chat))
+        dead_letters = read_partitions(bootstrap, dead, 1, 1)
         deadline = time.monotonic() + DEADLINE_S  # the last commits follow the last produce
         while sum(r.stats.records for r in runners) < RECORDS + 1 and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -194,8 +179,9 @@ def test_nil_keyed_spans_through_ingest_reach_two_workers_whole_and_drift_is_fou
             assert observed("gen_ai.usage.output_tokens") == chat
             assert observed(FINISH) == chat
             assert all(observed_by(w) > 0 for w in workers)  # both workers hold streams
-            assert _read_all(bootstrap, drift_topic, 2, 2)  # the first drift events
-            records = _read_all(bootstrap, drift_topic, 2, 10**6, timeout=5.0)  # and any other
+            assert read_partitions(bootstrap, drift_topic, 2, 2)  # the first drift events
+            # and any other
+            records = read_partitions(bootstrap, drift_topic, 2, 10**6, timeout=5.0)
             events = [orjson.loads(r.value) for r in records]
             started = {(e["key"], e["feature"]) for e in events if e["type"] == "drift_started"}
             # latency follows output tokens in the generator, so both features of the stream move
@@ -325,4 +311,4 @@ def test_the_ingest_command_runs_and_reports_its_counts(
     events = int(summary.split("-> ")[1].split(" events")[0])
     filtered = int(summary.split("filtered ")[1].split(";")[0].split(",")[0])
     assert events + filtered == 120 and events > 0
-    assert len(_read_all(bootstrap, telemetry, 2, events, timeout=30)) == events
+    assert len(read_partitions(bootstrap, telemetry, 2, events, timeout=30)) == events

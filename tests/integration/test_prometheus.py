@@ -14,34 +14,22 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
-import orjson
-from kafka import KafkaProducer
-
-from stream.simulation import DriftSpec, TelemetrySimulator
+from stream.tools.simulation import DriftSpec, TelemetrySimulator
 from tests.deploy import load_yaml, require_tool
 from tests.deploy.dashboard_queries import dashboard_exprs
-from tests.integration.conftest import KafkaBroker, TopicFactory
-from tests.integration.worker import (
-    REPO,
-    RunningWorker,
-    free_port,
-    run_worker,
-    stop_and_keep_log,
-    wait_for,
-)
+from tests.support import pipeline
+from tests.support.broker import KafkaBroker, TopicFactory
+from tests.support.pipeline import START_MS, telemetry_records
+from tests.support.services import Prometheus, run_prometheus
+from tests.support.worker import REPO, run_worker
 
 DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "driftwatch.json"
 RULES_GLOB = REPO / "deploy" / "prometheus" / "rules" / "*.yml"
-START_MS = 1_779_350_400_000
 AGENTS = 4
 PHASE_ONE = 6_000  # enough for every agent to fill its reference and first window
 PHASE_TWO = 8_000  # the drift of agent-2 starts at event 8000, i.e. in this phase
@@ -63,47 +51,6 @@ MALFORMED = {
 MIN_SAMPLES = 3
 
 
-class Prometheus:
-    """A running ``prometheus`` process and a small client for its HTTP API."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
-        self.proc = proc
-        self.port = port
-        self.log = log
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log_tail(self, chars: int = 4000) -> str:
-        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
-
-    def api(self, path: str, **params: str) -> dict[str, Any]:
-        """GET ``/api/v1/<path>``; the decoded JSON body, error responses included."""
-        query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        try:
-            with urllib.request.urlopen(f"{self.url}/api/v1/{path}{query}", timeout=10) as resp:
-                body = resp.read()
-        except urllib.error.HTTPError as exc:  # 400/422/503 carry a JSON error body
-            body = exc.read()
-        result: dict[str, Any] = json.loads(body)
-        return result
-
-    def query(self, expr: str) -> dict[str, Any]:
-        return self.api("query", query=expr)
-
-    def vector(self, expr: str) -> list[dict[str, Any]]:
-        """The samples of an instant query (empty on error or no data)."""
-        answer = self.query(expr)
-        if answer.get("status") != "success":
-            return []
-        return list(answer["data"]["result"])
-
-    def ready(self) -> bool:
-        with urllib.request.urlopen(f"{self.url}/-/ready", timeout=5) as resp:
-            return resp.status == 200
-
-
 def config(metrics_port: int) -> dict[str, Any]:
     """A Prometheus configuration (JSON is valid YAML) scraping the worker every second."""
     return {
@@ -119,69 +66,13 @@ def config(metrics_port: int) -> dict[str, Any]:
     }
 
 
-@contextmanager
-def run_prometheus(binary: str, tmp_path: Path, metrics_port: int) -> Iterator[Prometheus]:
-    """Start Prometheus scraping ``metrics_port``; terminate it on exit."""
-    directory = tmp_path / "prometheus"
-    directory.mkdir()
-    config_file = directory / "prometheus.yml"
-    config_file.write_text(json.dumps(config(metrics_port), indent=2), encoding="utf-8")
-    port = free_port()
-    log = directory / "prometheus.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config_file}",
-                f"--storage.tsdb.path={directory / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            cwd=directory,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    prometheus = Prometheus(proc, port, log)
-    try:
-        poll(prometheus, None, prometheus.ready, 30, "Prometheus to become ready")
-        yield prometheus
-    finally:
-        stop_and_keep_log(proc, log, f"prometheus-{tmp_path.name}.log")
-
-
-def poll(
-    prometheus: Prometheus,
-    worker: RunningWorker | None,
-    condition: Callable[[], bool],
-    timeout: float,
-    what: str,
-) -> None:
-    """:func:`wait_for`, with the Prometheus log tail added to the failure message."""
-
-    def check() -> bool:
-        if prometheus.proc.poll() is not None:
-            raise AssertionError(f"prometheus exited with code {prometheus.proc.returncode}")
-        return condition()
-
-    try:
-        wait_for(check, timeout, what, worker)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n--- prometheus log:\n{prometheus.log_tail()}") from None
-
-
 def produce(bootstrap: str, topic: str, sim: TelemetrySimulator, count: int, first: int) -> int:
     """``count`` simulated events plus one malformed message per reason; messages sent."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    try:
-        events = sim.events(count, start_ms=START_MS + first * 10, step_ms=10)
-        for ev in events:
-            producer.send(topic, key=ev["agent_id"].encode(), value=orjson.dumps(ev))
-        for raw in MALFORMED.values():
-            producer.send(topic, key=b"agent-3", value=raw)
-        producer.flush()
-    finally:
-        producer.close()
-    return count + len(MALFORMED)
+    events = sim.events(count, start_ms=START_MS + first * 10, step_ms=10)
+    malformed = ((b"agent-3", raw) for raw in MALFORMED.values())
+    return pipeline.produce(
+        topic, chain(telemetry_records(events), malformed), bootstrap_servers=bootstrap
+    )
 
 
 def selector(metric: str, labels: dict[str, str], op: str = "=") -> str:
@@ -262,11 +153,16 @@ def test_dashboard_queries_and_alert_rules_on_real_prometheus(
 
     with (
         run_worker(bootstrap, tmp_path, **settings) as worker,
-        run_prometheus(binary, tmp_path, worker.metrics_port) as prometheus,
+        run_prometheus(
+            binary,
+            tmp_path / "prometheus",
+            config(worker.metrics_port),
+            f"prometheus-{tmp_path.name}.log",
+        ) as prometheus,
     ):
 
         def wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
-            poll(prometheus, worker, condition, timeout, what)
+            prometheus.wait(condition, timeout, what, worker)
 
         def consumed_in_prometheus(expected: int) -> bool:
             return scalar(prometheus, "sum(driftwatch_events_consumed_total)") == expected

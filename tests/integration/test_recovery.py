@@ -28,8 +28,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from stream.monitoring.monitor import DriftMonitor
 from stream.settings import Settings
-from stream.simulation import DriftSpec, TelemetrySimulator
 from stream.tools.rebaseline import build_command
+from stream.tools.simulation import DriftSpec, TelemetrySimulator
 from stream.worker.checkpoints import (
     CHECKPOINT_VERSION,
     CheckpointCodec,
@@ -39,8 +39,9 @@ from stream.worker.checkpoints import (
     marker_body,
     marker_record,
 )
-from tests.integration.conftest import KafkaBroker, TopicFactory
-from tests.integration.worker import (
+from tests.support.broker import KafkaBroker, TopicFactory
+from tests.support.pipeline import START_MS
+from tests.support.worker import (
     RunningWorker,
     start_worker,
     stop_and_keep_log,
@@ -49,7 +50,6 @@ from tests.integration.worker import (
 
 pytestmark = pytest.mark.integration
 
-START_MS = 1_779_350_400_000
 AGENTS = 6
 PARTITIONS = 3
 EVENTS = 30_000

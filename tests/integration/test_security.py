@@ -16,19 +16,20 @@ from pathlib import Path
 
 import orjson
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient
 
 from stream.settings import Settings
-from stream.simulation import DriftSpec, TelemetrySimulator
+from stream.tools.simulation import DriftSpec, TelemetrySimulator
 from stream.worker.kafka import kafka_client_config
-from tests.integration.conftest import BOOTSTRAP_ENV, load_kafka_local
-from tests.integration.worker import DRIFTWATCH, REPO, free_port, run_worker, wait_for
+from tests.support import kafka_local
+from tests.support.broker import BOOTSTRAP_ENV
+from tests.support.pipeline import START_MS, consume, produce, telemetry_records
+from tests.support.worker import DRIFTWATCH, REPO, free_port, run_worker, wait_for
 
 USER = "driftwatch"
 PASSWORD = "Dw-scram-4f7c1e9a-pass"
 WRONG_PASSWORD = "Dw-wrong-0b3d5e8c-pass"
 LISTENER = "SASL_SSL"
-START_MS = 1_779_350_400_000
 
 
 def make_ca_and_broker_cert(directory: Path) -> tuple[Path, Path, Path]:
@@ -96,7 +97,6 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBr
     password_file.write_text(PASSWORD + "\n")
     password_file.chmod(0o600)
     prefix = f"listener.name.{LISTENER.lower()}"
-    kafka_local = load_kafka_local()
     state_dir = base / "kafka"
     broker = kafka_local.start(
         state_dir,
@@ -135,25 +135,6 @@ def create_topics(settings: Settings, *names: str, partitions: int = 2) -> None:
         admin.close()
 
 
-def read_topic(settings: Settings, topic: str, expected: int, timeout: float) -> list:
-    consumer = KafkaConsumer(
-        topic,
-        **kafka_client_config(settings),
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=int(timeout * 1000),
-    )
-    records = []
-    try:
-        for record in consumer:
-            records.append(record)
-            if len(records) >= expected:
-                break
-    finally:
-        consumer.close()
-    return records
-
-
 def test_worker_over_sasl_ssl(secure_broker: SecureBroker, tmp_path: Path) -> None:
     client = secure_broker.client_settings()
     suffix = uuid.uuid4().hex[:8]
@@ -164,13 +145,8 @@ def test_worker_over_sasl_ssl(secure_broker: SecureBroker, tmp_path: Path) -> No
 
     drift = DriftSpec("agent-2", "response_latency_ms", "shift", 0.6, start_event=8000)
     sim = TelemetrySimulator(4, seed=5, drift=drift)
-    producer = KafkaProducer(**kafka_client_config(client), acks="all", linger_ms=5)
-    sent = 0
-    for ev in sim.events(14_000, start_ms=START_MS, step_ms=10):
-        producer.send(telemetry, key=ev["agent_id"].encode(), value=orjson.dumps(ev))
-        sent += 1
-    producer.flush()
-    producer.close()
+    events = sim.events(14_000, start_ms=START_MS, step_ms=10)
+    sent = produce(telemetry, telemetry_records(events), **kafka_client_config(client))
 
     settings = {
         **secure_broker.worker_settings(),
@@ -198,7 +174,7 @@ def test_worker_over_sasl_ssl(secure_broker: SecureBroker, tmp_path: Path) -> No
             "the drift event",
             worker,
         )
-        records = read_topic(client, drift_topic, 1, timeout=30)
+        records = consume(drift_topic, 1, 30, **kafka_client_config(client))
     assert records, "no drift event on the drift topic"
     event = orjson.loads(records[0].value)
     assert (event["type"], event["key"], event["feature"]) == (

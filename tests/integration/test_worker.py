@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
-from kafka import KafkaConsumer, KafkaProducer
 
-from stream.simulation import DriftSpec, TelemetrySimulator
-from tests.integration.conftest import KafkaBroker, TopicFactory
-from tests.integration.worker import run_worker, wait_for
+from stream.tools.simulation import DriftSpec, TelemetrySimulator
+from tests.support.broker import KafkaBroker, TopicFactory
+from tests.support.pipeline import START_MS, Record, consume, produce, telemetry_records
+from tests.support.worker import run_worker, wait_for
 
-START_MS = 1_779_350_400_000
 MALFORMED = [
     (b"{this is not json", "invalid_json"),
     (b"[1, 2, 3]", "not_an_object"),
@@ -32,25 +32,6 @@ MALFORMED = [
 ]
 
 
-def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list:
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=int(timeout * 1000),
-    )
-    records = []
-    try:
-        for record in consumer:
-            records.append(record)
-            if len(records) >= expected:
-                break
-    finally:
-        consumer.close()
-    return records
-
-
 def test_drift_events_dead_letters_and_metrics(
     kafka_broker: KafkaBroker, topic_factory: TopicFactory, tmp_path: Path
 ) -> None:
@@ -59,20 +40,18 @@ def test_drift_events_dead_letters_and_metrics(
     dlq = topic_factory("dlq", partitions=1)
     drift = DriftSpec("agent-2", "response_latency_ms", "shift", 0.6, start_event=8000)
     sim = TelemetrySimulator(4, seed=5, drift=drift)
-    producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap, acks="all", linger_ms=5)
-    sent = 0
-    for i, ev in enumerate(sim.events(14_000, start_ms=START_MS, step_ms=10)):
-        producer.send(telemetry, key=ev["agent_id"].encode(), value=orjson.dumps(ev))
-        sent += 1
-        if i % 2500 == 1000:
-            raw, _ = MALFORMED[(i // 2500) % len(MALFORMED)]
-            producer.send(telemetry, key=b"agent-1", value=raw)
-            sent += 1
-    for raw, _ in MALFORMED:
-        producer.send(telemetry, key=b"agent-3", value=raw)
-        sent += 1
-    producer.flush()
-    producer.close()
+
+    def records() -> Iterator[Record]:
+        events = telemetry_records(sim.events(14_000, start_ms=START_MS, step_ms=10))
+        for i, record in enumerate(events):
+            yield record
+            if i % 2500 == 1000:
+                raw, _ = MALFORMED[(i // 2500) % len(MALFORMED)]
+                yield b"agent-1", raw
+        for raw, _ in MALFORMED:
+            yield b"agent-3", raw
+
+    sent = produce(telemetry, records(), bootstrap_servers=kafka_broker.bootstrap)
     bad = [
         reason
         for i in range(14_000)
@@ -106,7 +85,7 @@ def test_drift_events_dead_letters_and_metrics(
             "the drift event",
             worker,
         )
-        records = consume_all(kafka_broker.bootstrap, drift_topic, 10_000, timeout=5)
+        records = consume(drift_topic, 10_000, 5, bootstrap_servers=kafka_broker.bootstrap)
         events = [orjson.loads(r.value) for r in records]
         started = [(e["key"], e["feature"]) for e in events if e["type"] == "drift_started"]
         assert started == [("agent-2", "response_latency_ms")]
@@ -131,7 +110,7 @@ def test_drift_events_dead_letters_and_metrics(
         )
         assert event["p_value"] < 1e-7 and event["window_size"] == 300
 
-        dead = consume_all(kafka_broker.bootstrap, dlq, len(bad))
+        dead = consume(dlq, len(bad), bootstrap_servers=kafka_broker.bootstrap)
         assert sorted(r.value for r in dead) == sorted(
             [MALFORMED[(i // 2500) % 5][0] for i in range(14_000) if i % 2500 == 1000]
             + [raw for raw, _ in MALFORMED]

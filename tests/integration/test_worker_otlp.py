@@ -14,12 +14,11 @@ from pathlib import Path
 
 import orjson
 from kafka import KafkaProducer
-from prometheus_client.parser import text_string_to_metric_families
 
 from stream.tools.genai import GenAIDrift, GenAISpanGenerator, encode
-from tests.integration.conftest import KafkaBroker, TopicFactory
-from tests.integration.test_ingest import _read_all
-from tests.integration.worker import RunningWorker, run_worker, wait_for
+from tests.support.broker import KafkaBroker, TopicFactory
+from tests.support.pipeline import read_partitions
+from tests.support.worker import run_worker, wait_for
 
 RECORDS = 240
 SPANS_PER_RECORD = 50
@@ -48,15 +47,6 @@ def _produce(bootstrap: str, topic: str, gen: GenAISpanGenerator) -> tuple[Count
     producer.flush()
     producer.close()
     return chat, tools
-
-
-def _total(worker: RunningWorker, name: str, labels: dict[str, str] | None = None) -> float:
-    return sum(
-        s.value
-        for family in text_string_to_metric_families(worker.scrape())
-        for s in family.samples
-        if s.name == name and all(s.labels.get(k) == v for k, v in (labels or {}).items())
-    )
 
 
 def test_worker_reads_otlp_proto_spans_finds_both_drifts_and_counts_every_chat_span(
@@ -89,16 +79,16 @@ def test_worker_reads_otlp_proto_spans_finds_both_drifts_and_counts_every_chat_s
         chat, tools = _produce(bootstrap, telemetry, gen)
         n_chat = sum(chat.values())
         wait_for(
-            lambda: _total(worker, "driftwatch_observations_total", {"feature": FINISH}) == n_chat,
+            lambda: worker.summed("driftwatch_observations_total", {"feature": FINISH}) == n_chat,
             90,
             f"{n_chat} chat spans observed",
             worker,
         )
-        assert _total(worker, "driftwatch_observations_total", {"feature": TOKENS}) == n_chat
-        assert _total(worker, "driftwatch_skipped_total", {"reason": "filtered"}) == tools
-        assert _total(worker, "driftwatch_missing_features_total") == 0
-        assert _total(worker, "driftwatch_invalid_events_total") == 1  # the bad record only
-        letters = _read_all(bootstrap, dead, 1, 1)
+        assert worker.summed("driftwatch_observations_total", {"feature": TOKENS}) == n_chat
+        assert worker.summed("driftwatch_skipped_total", {"reason": "filtered"}) == tools
+        assert worker.summed("driftwatch_missing_features_total") == 0
+        assert worker.summed("driftwatch_invalid_events_total") == 1  # the bad record only
+        letters = read_partitions(bootstrap, dead, 1, 1)
         assert [dict(m.headers)["driftwatch-reason"] for m in letters] == [b"invalid_protobuf"]
 
         # a re-baseline of both features: every stream reports its observation count
@@ -109,10 +99,10 @@ def test_worker_reads_otlp_proto_spans_finds_both_drifts_and_counts_every_chat_s
         producer.flush()
         producer.close()
         refreshes = 2 * len(chat)
-        records = _read_all(bootstrap, drift_topic, 1, 10**6, timeout=20.0)
+        records = read_partitions(bootstrap, drift_topic, 1, 10**6, timeout=20.0)
         events = [orjson.loads(r.value) for r in records]
         while sum(e["type"] == "reference_refreshed" for e in events) < refreshes:
-            more = _read_all(bootstrap, drift_topic, 1, 10**6, timeout=5.0)
+            more = read_partitions(bootstrap, drift_topic, 1, 10**6, timeout=5.0)
             assert len(more) > len(records), f"{len(events)} events, refreshes missing"
             records = more
             events = [orjson.loads(r.value) for r in records]

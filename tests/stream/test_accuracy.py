@@ -11,9 +11,9 @@ from stream.metrics import Metrics
 from stream.monitoring.monitor import DriftMonitor
 from stream.monitoring.processor import BatchProcessor, RawMessage
 from stream.settings import Settings, load_settings
-from stream.simulation import DriftSpec
 from stream.telemetry.records import DriftEvent, Telemetry, TelemetryParser
-from tests.stream.helpers import START_MS, simulated_messages
+from stream.tools.simulation import DriftSpec
+from tests.support.pipeline import START_MS, simulated_messages
 
 STRICT = {"alpha": 1e-7, "window_size": 300, "reference_size": 600}
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from itertools import islice
@@ -24,6 +21,8 @@ from stream.worker.broker_wait import (
     probe_broker,
     wait_for_broker,
 )
+from tests.support.listener import GARBAGE, listener
+from tests.support.worker import free_port
 
 SECRET = "s3cret-pass-word"
 
@@ -92,59 +91,20 @@ def test_max_attempts_gives_up() -> None:
     assert slept == [1.0, 2.0]
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def _listener(reply: bytes | None) -> Iterator[str]:
-    """Accepts connections and says nothing (``reply`` None) or sends ``reply``."""
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.2)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            held.append(conn)
-            if reply is not None:
-                with contextlib.suppress(OSError):
-                    conn.sendall(reply)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        server.close()
-        for conn in held:
-            conn.close()
-
-
 def test_probe_of_a_closed_port_or_a_silent_listener_is_unreachable() -> None:
     import asyncio
 
-    closed = f"127.0.0.1:{_closed_port()}"
+    closed = f"127.0.0.1:{free_port()}"
     with pytest.raises(BrokerUnreachableError, match=closed):
         asyncio.run(probe_broker(Settings(bootstrap_servers=closed), timeout=2.0))
-    with _listener(None) as silent, pytest.raises(BrokerUnreachableError, match=silent):
+    with listener(None) as silent, pytest.raises(BrokerUnreachableError, match=silent):
         asyncio.run(probe_broker(Settings(bootstrap_servers=silent), timeout=0.5))
 
 
 def test_a_failed_tls_handshake_is_a_refusal_without_the_password() -> None:
     import asyncio
 
-    with _listener(b"HTTP/1.1 400 Bad Request\r\n\r\n" * 8) as garbage:
+    with listener(GARBAGE) as garbage:
         settings = Settings(
             bootstrap_servers=garbage,
             security_protocol="SASL_SSL",
@@ -158,7 +118,7 @@ def test_a_failed_tls_handshake_is_a_refusal_without_the_password() -> None:
 
 def test_the_worker_waits_for_the_broker_instead_of_exiting() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTWATCH_")}
-    env["DRIFTWATCH_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{_closed_port()}"
+    env["DRIFTWATCH_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{free_port()}"
     proc = subprocess.Popen(
         [sys.executable, "-m", "stream.cli", "worker"],
         env=env,

@@ -13,10 +13,10 @@ from river import metrics, utils
 from stream.metrics import Metrics
 from stream.monitoring.monitor import DriftMonitor
 from stream.settings import load_settings
-from stream.simulation import DriftSpec
 from stream.telemetry.records import Telemetry, TelemetryParser
+from stream.tools.simulation import DriftSpec
 from stream.worker.checkpoints import CheckpointCodec
-from tests.stream.helpers import simulated_messages
+from tests.support.pipeline import simulated_messages
 
 WINDOW = 300
 SETTINGS = load_settings(environ={}, alpha=1e-7, window_size=WINDOW, reference_size=600)

@@ -3,10 +3,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +12,9 @@ import orjson
 import pytest
 
 from stream import cli
-from stream.simulation import DriftSpec, TelemetrySimulator
 from stream.tools.progress import Progress
+from stream.tools.simulation import DriftSpec, TelemetrySimulator
+from tests.support.listener import GARBAGE, listener
 
 START_MS = 1_764_547_200_000
 
@@ -115,34 +113,8 @@ def test_replay_help_lists_exit_code_2(capsys: pytest.CaptureFixture[str]) -> No
 @pytest.fixture(params=["silent", "garbage"])
 def not_kafka(request: pytest.FixtureRequest) -> Iterator[str]:
     """A TCP listener on 127.0.0.1 that accepts and then says nothing (or sends garbage)."""
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.2)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            held.append(conn)
-            if request.param == "garbage":
-                with contextlib.suppress(OSError):
-                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n" * 8)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        server.close()
-        for conn in held:
-            conn.close()
+    with listener(GARBAGE if request.param == "garbage" else None) as address:
+        yield address
 
 
 def _timed(argv: list[str]) -> tuple[int, float]:

@@ -24,7 +24,7 @@ import pytest
 
 from detectors.budget import DEFAULT_FALSE_ALARMS_PER_DAY
 from stream import cli
-from tests.stream.helpers import START_MS
+from tests.support.pipeline import START_MS
 
 EVENTS = 60_000
 DAY_S = 86_400

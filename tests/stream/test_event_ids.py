@@ -9,9 +9,9 @@ import orjson
 import pytest
 
 from stream import cli
-from stream.simulation import DriftSpec, TelemetrySimulator
 from stream.telemetry.records import file_identity
-from tests.stream.helpers import START_MS
+from stream.tools.simulation import DriftSpec, TelemetrySimulator
+from tests.support.pipeline import START_MS
 
 STRICT = ["--alpha", "1e-7", "--window-size", "300", "--reference-size", "600", "--quiet"]
 

@@ -11,9 +11,9 @@ from stream.metrics import Metrics
 from stream.monitoring.monitor import DriftMonitor
 from stream.monitoring.processor import BatchProcessor, RawMessage
 from stream.settings import Settings, load_settings
-from stream.simulation import DriftSpec
 from stream.telemetry.records import TelemetryParser
-from tests.stream.helpers import simulated_messages
+from stream.tools.simulation import DriftSpec
+from tests.support.pipeline import simulated_messages
 
 # a per-update level strict enough that 4 agents x 4 features stay quiet on null data
 STRICT = {"alpha": 1e-7, "window_size": 300, "reference_size": 600}

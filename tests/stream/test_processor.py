@@ -12,9 +12,9 @@ from stream.metrics import Metrics
 from stream.monitoring.monitor import DriftMonitor
 from stream.monitoring.processor import BatchProcessor, RawMessage
 from stream.settings import load_settings
-from stream.simulation import DriftSpec
 from stream.telemetry.records import TelemetryParser
-from tests.stream.helpers import simulated_messages
+from stream.tools.simulation import DriftSpec
+from tests.support.pipeline import simulated_messages
 
 
 def make() -> tuple[BatchProcessor, CollectorRegistry]:

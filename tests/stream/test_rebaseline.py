@@ -18,7 +18,6 @@ from stream.monitoring.monitor import DriftMonitor
 from stream.monitoring.processor import BatchProcessor, RawMessage
 from stream.monitoring.references import reference_loader, reference_source
 from stream.settings import DEFAULT_FEATURES, Settings, load_settings
-from stream.simulation import DriftSpec
 from stream.telemetry.records import (
     CONTROL_INVALID_REASONS,
     ControlCommand,
@@ -29,9 +28,10 @@ from stream.telemetry.records import (
     TelemetryParser,
 )
 from stream.tools.rebaseline import build_command
+from stream.tools.simulation import DriftSpec
 from stream.worker.checkpoints import CheckpointCodec
 from stream.worker.control import ControlHandler
-from tests.stream.helpers import simulated_messages
+from tests.support.pipeline import simulated_messages
 
 LATENCY = "response_latency_ms"
 

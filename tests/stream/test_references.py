@@ -24,7 +24,7 @@ from stream.monitoring.references import (
 from stream.settings import DEFAULT_FEATURES, Settings, load_settings
 from stream.telemetry.records import Telemetry, TelemetryParser
 from stream.tools.sources import read_text_columns
-from tests.stream.helpers import simulated_messages
+from tests.support.pipeline import simulated_messages
 
 WINDOW = 200
 

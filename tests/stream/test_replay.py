@@ -12,9 +12,9 @@ from stream.monitoring.monitor import DriftMonitor
 from stream.monitoring.processor import BatchProcessor, RawMessage
 from stream.monitoring.streams import TransitionSnapshot
 from stream.settings import load_settings
-from stream.simulation import DriftSpec, TelemetrySimulator
 from stream.telemetry.records import TelemetryParser
-from tests.stream.helpers import START_MS, simulated_messages
+from stream.tools.simulation import DriftSpec, TelemetrySimulator
+from tests.support.pipeline import START_MS, simulated_messages
 
 PNG = b"\x89PNG\r\n\x1a\n"
 STRICT = ["--alpha", "1e-7", "--window-size", "300", "--reference-size", "600"]

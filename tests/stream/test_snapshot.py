@@ -7,10 +7,10 @@ import pytest
 
 from stream.monitoring.monitor import DriftMonitor
 from stream.settings import Settings, load_settings
-from stream.simulation import DriftSpec
 from stream.telemetry.records import DriftEvent, Telemetry, TelemetryParser
+from stream.tools.simulation import DriftSpec
 from stream.worker.checkpoints import CheckpointCodec
-from tests.stream.helpers import simulated_messages
+from tests.support.pipeline import simulated_messages
 
 CODEC = CheckpointCodec()
 

@@ -1,0 +1,1 @@
+"""Command-line tools of the repository: run as ``python3 scripts/NAME.py``, imported by tests."""
