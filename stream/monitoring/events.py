@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from detectors import DRIFT_RESOLVED, Transition
 from detectors.classification import ClassificationScores
@@ -91,34 +92,16 @@ class EventFactory:
         performance: Performance | None = None,
     ) -> DriftEvent:
         """The event of transition ``t`` (a categorical one carries its largest change)."""
-        if self.metrics is not None:
-            self.metrics.drift_events.labels(t.kind, stream.feature).inc()
         change = getattr(t, "largest_change", None)
         p = Performance() if performance is None else performance
         scores = p.classification
-        return DriftEvent(
-            type=t.kind,
-            key=stream.key,
-            feature=stream.feature,
-            detector=stream.detector,
-            event_time=span.event_time,
-            statistic=t.statistic,
-            p_value=t.p_value,
-            threshold=t.threshold,
-            reference_size=t.n_reference,
-            window_size=t.n_window,
-            statistic_location=t.statistic_location,
-            statistic_sign=t.statistic_sign,
-            topic=self.settings.telemetry_topic,
-            app_id=self.settings.app_id,
-            input_id=self.input_id,
-            partition=span.partition,
-            window_first_offset=span.first_offset,
-            window_last_offset=span.last_offset,
-            observations=observations,
-            kind=stream.kind,
-            rolling_accuracy=p.rolling_accuracy,
-            reference_accuracy=p.reference_accuracy,
+        return self._event(
+            t.kind,
+            stream,
+            t,
+            span,
+            observations,
+            p,
             macro_precision=None if scores is None else scores.precision,
             macro_recall=None if scores is None else scores.recall,
             macro_f1=None if scores is None else scores.f1,
@@ -135,23 +118,44 @@ class EventFactory:
     ) -> DriftEvent:
         """The event of a re-baseline (see :class:`Refresh`)."""
         refreshed = r.source is not None
-        event_type = REFERENCE_REFRESHED if refreshed else DRIFT_RESOLVED
+        return self._event(
+            REFERENCE_REFRESHED if refreshed else DRIFT_RESOLVED,
+            stream,
+            r,
+            span,
+            observations,
+            Performance() if performance is None else performance,
+            reference_source=r.source,
+            reason=None if refreshed else REBASELINED,
+            command_id=r.command_id,
+        )
+
+    def _event(
+        self,
+        event_type: str,
+        stream: StreamId,
+        figures: Transition | Refresh,
+        span: Span,
+        observations: int,
+        p: Performance,
+        **specific: Any,
+    ) -> DriftEvent:
+        """The fields every event has (counted in ``metrics``), and ``specific`` ones."""
         if self.metrics is not None:
             self.metrics.drift_events.labels(event_type, stream.feature).inc()
-        p = Performance() if performance is None else performance
         return DriftEvent(
             type=event_type,
             key=stream.key,
             feature=stream.feature,
             detector=stream.detector,
             event_time=span.event_time,
-            statistic=r.statistic,
-            p_value=r.p_value,
-            threshold=r.threshold,
-            reference_size=r.n_reference,
-            window_size=r.n_window,
-            statistic_location=r.statistic_location,
-            statistic_sign=r.statistic_sign,
+            statistic=figures.statistic,
+            p_value=figures.p_value,
+            threshold=figures.threshold,
+            reference_size=figures.n_reference,
+            window_size=figures.n_window,
+            statistic_location=figures.statistic_location,
+            statistic_sign=figures.statistic_sign,
             topic=self.settings.telemetry_topic,
             app_id=self.settings.app_id,
             input_id=self.input_id,
@@ -162,7 +166,5 @@ class EventFactory:
             kind=stream.kind,
             rolling_accuracy=p.rolling_accuracy,
             reference_accuracy=p.reference_accuracy,
-            reference_source=r.source,
-            reason=None if refreshed else REBASELINED,
-            command_id=r.command_id,
+            **specific,
         )

@@ -485,6 +485,13 @@ class DriftEvent:
         last one)."""
         return f"{self.key}|{self.feature}".encode()
 
+    def log_line(self) -> str:
+        """The event as the worker logs it: type, key, feature, statistic and p-value."""
+        return (
+            f"{self.type} key={self.key} feature={self.feature} "
+            f"D={self.statistic:.4f} p={self.p_value:.3g}"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ControlCommand:

@@ -181,14 +181,7 @@ class TelemetryConsumer:
             for dl in dead_letters
         ]
         for de in events:
-            log.info(
-                "%s key=%s feature=%s D=%.4f p=%.3g",
-                de.type,
-                de.key,
-                de.feature,
-                de.statistic,
-                de.p_value,
-            )
+            log.info("%s", de.log_line())
         await self.clients.send_all(pending)
 
     async def refresh_lag(self) -> None:

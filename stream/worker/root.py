@@ -149,14 +149,7 @@ class WorkerRoot:
     async def _send(self, events: list[DriftEvent], dead_letters: list[DeadLetter]) -> None:
         for de in events:
             await self.topics.drift.send(key=de.kafka_key, value=de.to_json())
-            log.info(
-                "%s key=%s feature=%s D=%.4f p=%.3g",
-                de.type,
-                de.key,
-                de.feature,
-                de.statistic,
-                de.p_value,
-            )
+            log.info("%s", de.log_line())
         source = self.settings.control_topic
         for dl in dead_letters:
             await self.topics.dead_letter.send(
