@@ -11,9 +11,10 @@ from __future__ import annotations
 import difflib
 import os
 import tomllib
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 from stream.exceptions import ConfigError
 from stream.settings.checks import ENV_PREFIX, REDACTED, shown
@@ -33,42 +34,66 @@ OTHER_VARIABLES = frozenset(
 )
 
 
-def _convert(name: str, raw: Any, annotation: str) -> Any:
-    """Turn an environment string or a TOML value into the field's type."""
+def _convert(name: str, raw: Any, tp: Any) -> Any:
+    """Turn an environment string or a TOML value into a value of the setting's type ``tp``."""
+    args = get_args(tp)
+    if get_origin(tp) in (Union, UnionType) and type(None) in args:
+        if raw in ("", None):
+            return None
+        (inner,) = (a for a in args if a is not type(None))
+        return _convert(name, raw, inner)
     try:
-        if annotation.startswith("tuple"):
-            items = raw.split(",") if isinstance(raw, str) else list(raw)
-            return tuple(i.strip() for i in items if str(i).strip())
-        if annotation.startswith("Mapping"):
-            if isinstance(raw, Mapping):
-                return dict(raw)
-            pairs = [p.split("=", 1) for p in raw.split(",") if p.strip()]
-            return {k.strip(): v.strip() for k, v in pairs}
-        if annotation in ("int", "int | None"):
-            if raw in ("", None) and "None" in annotation:
-                return None
-            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
-                raise ValueError(raw)
-            return int(raw)
-        if annotation in ("float", "float | None"):
-            if raw in ("", None) and "None" in annotation:
-                return None
-            return float(raw)
-        if annotation == "bool":
-            if isinstance(raw, bool):
-                return raw
-            text = str(raw).strip().lower()
-            if text in _TRUE:
-                return True
-            if text in _FALSE:
-                return False
-            raise ValueError(raw)
-        if annotation == "str | None":
-            return raw or None
-        return str(raw)
+        return _READERS.get(get_origin(tp) or tp, _text)(raw)
     except (TypeError, ValueError):
-        raise ConfigError(name, shown(name, raw), f"cannot be read as {annotation}") from None
+        raise ConfigError(name, shown(name, raw), f"cannot be read as {_describe(tp)}") from None
 
+
+def _describe(tp: Any) -> str:
+    origin = get_origin(tp) or tp
+    return "text" if origin is Literal else getattr(origin, "__name__", str(tp))
+
+
+def _tuple(raw: Any) -> tuple[str, ...]:
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    return tuple(str(i).strip() for i in items if str(i).strip())
+
+
+def _mapping(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, Mapping):
+        return dict(raw)
+    pairs = [p.split("=", 1) for p in raw.split(",") if p.strip()]
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def _int(raw: Any) -> int:
+    if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+        raise ValueError(raw)
+    return int(raw)
+
+
+def _bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(raw)
+
+
+def _text(raw: Any) -> str:
+    return str(raw)
+
+
+#: How a value of each setting type is read (by the type's origin); anything else is text.
+_READERS: dict[Any, Callable[[Any], Any]] = {
+    tuple: _tuple,
+    Mapping: _mapping,
+    int: _int,
+    float: float,
+    bool: _bool,
+}
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
@@ -136,10 +161,10 @@ def load_settings(
                 raise ConfigError(key, REDACTED, f"unknown setting in {p}{_closest(key, known)}")
             values[key] = _convert(key, raw, known[key])
     _check_environment(env, known)
-    for name, annotation in known.items():
+    for name, tp in known.items():
         raw = env.get(ENV_PREFIX + name.upper())
         if raw is not None:
-            values[name] = _convert(ENV_PREFIX + name.upper(), raw, annotation)
+            values[name] = _convert(ENV_PREFIX + name.upper(), raw, tp)
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return Settings(**values)

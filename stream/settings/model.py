@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, get_type_hints
 
 from detectors.budget import DEFAULT_FALSE_ALARMS_PER_DAY
 from detectors.registry import DetectorName
@@ -206,13 +206,20 @@ class Settings:
         return None if path is None else read_secret_file("control_signing_key_file", path).encode()
 
 
-def setting_types() -> dict[str, str]:
-    """Every setting's flat name and its type annotation (as the environment reads them)."""
-    types: dict[str, str] = {}
+def setting_types() -> dict[str, Any]:
+    """Every setting's flat name and its type (resolved, as the environment reads them)."""
+    types: dict[str, Any] = {}
     for f in fields(Settings):
         section = SECTIONS.get(f.name)
         if section is None:
-            types[f.name] = str(f.type)
+            types[f.name] = _HINTS[Settings][f.name]
         else:
-            types.update({section.PREFIX + g.name: str(g.type) for g in fields(section)})
+            hints = _HINTS[section]
+            types.update({section.PREFIX + g.name: hints[g.name] for g in fields(section)})
     return types
+
+
+#: The resolved annotations of :class:`Settings` and its sections.
+_HINTS: dict[type, dict[str, Any]] = {
+    cls: get_type_hints(cls) for cls in (Settings, KafkaConnection, MetricsServing)
+}

@@ -129,3 +129,43 @@ def test_the_worker_exits_2_with_the_message() -> None:
     assert done.returncode == 2, done.stderr
     assert "did you mean DRIFTWATCH_WINDOW_SIZE?" in done.stderr
     assert SECRET not in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "expected"),
+    [
+        ("window_size", "250", 250),
+        ("resolve_after", "", None),
+        ("ert", "5000.5", 5000.5),
+        ("checkpoints", "off", False),
+        ("features", "a, b,,c", ("a", "b", "c")),
+        (
+            "feature_detectors",
+            "token_count=adwin, retry_count=kswin",
+            {"token_count": "adwin", "retry_count": "kswin"},
+        ),
+        ("sasl_username", "", None),
+        ("metrics_port", "9000", 9000),
+    ],
+)
+def test_each_value_is_read_by_its_settings_type(
+    monkeypatch: pytest.MonkeyPatch, name: str, raw: str, expected: object
+) -> None:
+    monkeypatch.setenv(f"DRIFTWATCH_{name.upper()}", raw)
+    assert load_settings().flat()[name] == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "kind"),
+    [
+        ("window_size", "2.5", "int"),
+        ("batch_timeout", "soon", "float"),
+        ("checkpoints", "y", "bool"),
+    ],
+)
+def test_a_value_its_type_cannot_read_is_an_error_naming_the_type(
+    monkeypatch: pytest.MonkeyPatch, name: str, raw: str, kind: str
+) -> None:
+    monkeypatch.setenv(f"DRIFTWATCH_{name.upper()}", raw)
+    with pytest.raises(ConfigError, match=f"cannot be read as {kind}"):
+        load_settings()
