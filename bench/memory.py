@@ -319,10 +319,9 @@ def report(pipe: Pipeline, base: float, started: float) -> None:
     )
     # keys refused per-key series are remembered (to count each once), evicted or not
     print(f"keys remembered as refused per-key series: {len(pipe.metrics._refused):,}")
-    from detectors import ks
+    from detectors import background
 
-    if ks._EXECUTOR is not None:  # calibrations submitted and not started yet
-        print(f"calibrations queued: {ks._EXECUTOR._work_queue.qsize():,}")
+    print(f"calibrations queued: {background.queued():,}")  # submitted, not started yet
 
 
 def main(argv: list[str] | None = None) -> int:

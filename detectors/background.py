@@ -17,30 +17,58 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Literal
 
-__all__ = ["BackgroundCalibrated", "executor", "queued"]
+__all__ = ["THREADS", "BackgroundCalibrated", "queued", "submit"]
 
+#: Threads of each pool: compiled calibrations release the GIL, river's (pure Python) do not.
+THREADS = {"compiled": 2, "python": 1}
 _POOLS: dict[str, ThreadPoolExecutor] = {}
 _LOCK = threading.Lock()
-_THREADS = {"compiled": 2, "python": 1}
+#: Submitted work that has not started yet (cancelled work leaves it too).
+_WAITING: set[Future[Any]] = set()
 
 
-def executor(kind: Literal["compiled", "python"] = "compiled") -> ThreadPoolExecutor:
-    """The shared pool for calibrations of this kind (created on first use)."""
+def _executor(kind: Literal["compiled", "python"]) -> ThreadPoolExecutor:
+    """The shared pool for calibrations of this kind (created on first use; under _LOCK)."""
+    pool = _POOLS.get(kind)
+    if pool is None:
+        pool = _POOLS[kind] = ThreadPoolExecutor(
+            max_workers=THREADS[kind], thread_name_prefix=f"driftwatch-calibration-{kind}"
+        )
+    return pool
+
+
+def submit(
+    fn: Callable[..., Any],
+    *args: Any,
+    kind: Literal["compiled", "python"] = "compiled",
+    **kwargs: Any,
+) -> Future[Any]:
+    """Run ``fn(*args, **kwargs)`` on the shared pool of ``kind``; counted by :func:`queued`
+    until it starts (or is cancelled)."""
+    box: list[Future[Any]] = []
+
+    def run() -> Any:
+        with _LOCK:  # held by submit until the future is known
+            _WAITING.discard(box[0])
+        return fn(*args, **kwargs)
+
     with _LOCK:
-        pool = _POOLS.get(kind)
-        if pool is None:
-            pool = _POOLS[kind] = ThreadPoolExecutor(
-                max_workers=_THREADS[kind], thread_name_prefix=f"driftwatch-calibration-{kind}"
-            )
-        return pool
+        future = _executor(kind).submit(run)
+        box.append(future)
+        _WAITING.add(future)
+    future.add_done_callback(_forget)
+    return future
+
+
+def _forget(future: Future[Any]) -> None:
+    with _LOCK:
+        _WAITING.discard(future)
 
 
 def queued() -> int:
     """Calibrations submitted to the pools and not yet started (a backlog gauge reads it)."""
     with _LOCK:
-        pools = list(_POOLS.values())
-    # ThreadPoolExecutor keeps its not-yet-started work in this queue; nowhere else to ask
-    return sum(pool._work_queue.qsize() for pool in pools)
+        return len(_WAITING)
 
 
 class BackgroundCalibrated:
@@ -66,7 +94,7 @@ class BackgroundCalibrated:
     ) -> None:
         """Submit ``fn(*args, **kwargs)``; its result becomes the calibration."""
         self._calibration = None
-        self._pending = executor(kind).submit(fn, *args, **kwargs)
+        self._pending = submit(fn, *args, kind=kind, **kwargs)
 
     def _install(self, calibration: Any) -> None:
         """Called once with a finished calibration, before anyone reads it."""

@@ -32,7 +32,8 @@ from detectors.categorical import CategoricalDetector, CategoricalTransition, Ca
 from detectors.ks import IncrementalKS
 from detectors.kstest import KSResult
 from detectors.river_adapters import ADWINDetector, KSWINDetector, PageHinkleyDetector
-from detectors.river_calibration import RiverCalibration
+from detectors.river_calibration import RiverCalibration, check_river_ert
+from detectors.validation import validate_alarm_args
 from detectors.windowed import WindowedKS
 from detectors.windows import Window
 
@@ -51,6 +52,7 @@ __all__ = [
     "from_data",
     "kind_of",
     "to_data",
+    "validate_options",
 ]
 
 DetectorName = Literal["incremental_ks", "windowed_ks", "adwin", "kswin", "page_hinkley"]
@@ -95,6 +97,11 @@ class DetectorKind:
     ) -> DriftDetector:
         """A new detector of this kind on ``reference`` (see :func:`build_detector`)."""
         return build_detector(self.name, reference, options)
+
+    def validate(self, options: DetectorOptions) -> None:
+        """Raise ``ValueError`` unless this kind can be built with ``options`` (see
+        :func:`validate_options`)."""
+        validate_options(self.name, options)
 
 
 #: Every detector kind, by name (in the order of :data:`DetectorName`).
@@ -377,44 +384,81 @@ def build_detector(
     Raises
     ------
     ValueError
-        For an unknown kind, or a KS kind without a reference.
+        For an unknown kind, a KS kind without a reference, or options it refuses.
     """
     kind = KINDS.get(name)
     if kind is None:
         raise ValueError(f"detector must be one of {tuple(KINDS)}, got {name!r}")
-    o = options
+    if kind.needs_reference and reference is None:
+        raise ValueError(f"{name} needs a reference sample")
+    kwargs = _arguments(kind, options)
     if kind.needs_reference:
-        if reference is None:
-            raise ValueError(f"{name} needs a reference sample")
-        if kind.cls is IncrementalKS:
-            return IncrementalKS(
-                reference,
-                o.window_size,
-                duration=o.duration,
-                alpha=o.alpha if o.ert is None else None,
-                ert=o.ert,
-                resolve_ratio=o.resolve_ratio,
-                resolve_after=o.resolve_after,
-                wait_for_calibration=o.wait_for_calibration,
-            )
-        return WindowedKS(
-            reference,
-            o.window_size,
-            duration=o.duration,
-            stride=o.stride or max(1, o.window_size // 10),
-            alpha=None if o.ert is not None else o.alpha or o.windowed_alpha,
-            ert=o.ert,
-            resolve_ratio=o.resolve_ratio,
-            resolve_after=o.resolve_after or 1,
-        )
+        return kind.cls(reference, **kwargs)  # type: ignore[call-arg]
     # with an ert the river detectors calibrate on the stream's reference like the KS ones;
     # with alpha they run at river's defaults (and need no reference)
-    calibrated: dict[str, Any] = (
-        {}
-        if o.ert is None
-        else {"ert": o.ert, "reference": reference, "wait_for_calibration": o.wait_for_calibration}
-    )
-    resolve = o.resolve_after or o.window_size
+    if options.ert is not None:
+        kwargs["reference"] = reference
+    return kind.cls(**kwargs)
+
+
+def validate_options(name: str, options: DetectorOptions) -> None:
+    """Raise ``ValueError`` unless a detector of kind ``name`` can be built with ``options``.
+
+    Checks what the detector's constructor would check, without a reference or a calibration:
+    the window and alarm-rule arguments of the KS kinds, and for the river kinds whether their
+    ``ert`` is one their calibration covers.
+    """
+    kind = KINDS.get(name)
+    if kind is None:
+        raise ValueError(f"detector must be one of {tuple(KINDS)}, got {name!r}")
+    kwargs = _arguments(kind, options)
+    if kind.needs_reference:
+        validate_alarm_args(
+            kwargs["window_size"],
+            kwargs["duration"],
+            None,
+            kwargs["alpha"],
+            kwargs["ert"],
+            kwargs["resolve_ratio"],
+            kwargs["resolve_after"],
+            kwargs.get("stride", 1),
+        )
+    elif options.ert is not None:
+        resolve = kwargs["resolve_after"] + 1
+        # the adapters' shortest false episode: KSWIN's window is 100, PageHinkley's warm-up 30
+        shortest = max(resolve, 100) if kind.cls is KSWINDetector else max(resolve, 30)
+        check_river_ert(options.ert, _RIVER_PARAMETER[name], shortest)
+
+
+#: The river detectors' sensitivity parameter that an ``ert`` calibrates.
+_RIVER_PARAMETER = {"adwin": "delta", "kswin": "alpha", "page_hinkley": "threshold"}
+
+
+def _arguments(kind: DetectorKind, o: DetectorOptions) -> dict[str, Any]:
+    """The constructor's keyword arguments of ``kind`` for ``o`` (the reference apart)."""
+    if kind.cls is IncrementalKS:
+        return {
+            "window_size": o.window_size,
+            "duration": o.duration,
+            "alpha": o.alpha if o.ert is None else None,
+            "ert": o.ert,
+            "resolve_ratio": o.resolve_ratio,
+            "resolve_after": o.resolve_after,
+            "wait_for_calibration": o.wait_for_calibration,
+        }
+    if kind.cls is WindowedKS:
+        return {
+            "window_size": o.window_size,
+            "duration": o.duration,
+            "stride": o.stride or max(1, o.window_size // 10),
+            "alpha": None if o.ert is not None else o.alpha or o.windowed_alpha,
+            "ert": o.ert,
+            "resolve_ratio": o.resolve_ratio,
+            "resolve_after": o.resolve_after or 1,
+        }
+    kwargs: dict[str, Any] = {"resolve_after": o.resolve_after or o.window_size}
+    if o.ert is not None:
+        kwargs.update(ert=o.ert, wait_for_calibration=o.wait_for_calibration)
     if kind.cls is KSWINDetector:
-        calibrated["seed"] = 0
-    return kind.cls(resolve_after=resolve, **calibrated)  # type: ignore[call-arg]
+        kwargs["seed"] = 0
+    return kwargs

@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors import DriftDetector
-from detectors.registry import KINDS, DetectorOptions
+from detectors.registry import KINDS
 from stream.metrics import Metrics
 from stream.monitoring.events import EventFactory
 from stream.monitoring.keys import KeyStore
@@ -17,29 +17,10 @@ from stream.monitoring.rates import WorkerBudget
 from stream.monitoring.streams import TransitionSnapshot
 from stream.settings import DetectorName, Settings
 
-__all__ = ["ACCURACY_DETECTOR", "MonitorContext", "detector_options"]
+__all__ = ["ACCURACY_DETECTOR", "MonitorContext"]
 
 #: The detector of the accuracy streams (always an exact incremental KS on a count window).
 ACCURACY_DETECTOR: DetectorName = "incremental_ks"
-
-
-def detector_options(
-    settings: Settings, *, wait_for_calibration: bool = True, ert: float | None = None
-) -> DetectorOptions:
-    """The detector options of ``settings`` (``ert`` in place of ``settings.effective_ert``).
-
-    ``wait_for_calibration=False`` lets an ``incremental_ks`` stream start testing only once its
-    background calibration is ready, instead of waiting for it at its first test.
-    """
-    return DetectorOptions(
-        window_size=settings.window_size,
-        duration=settings.window_duration,
-        alpha=settings.alpha,
-        ert=settings.effective_ert if ert is None else ert,
-        resolve_ratio=settings.resolve_ratio,
-        resolve_after=settings.resolve_after,
-        wait_for_calibration=wait_for_calibration,
-    )
 
 
 @dataclass(slots=True)
@@ -82,7 +63,7 @@ class MonitorContext:
     ) -> DriftDetector:
         """A detector of kind ``name``; an accuracy stream's window counts labelled events
         (whatever the features' window duration)."""
-        options = detector_options(self.settings, wait_for_calibration=self.reproducible, ert=ert)
+        options = self.settings.detector_options(wait_for_calibration=self.reproducible, ert=ert)
         if accuracy:
             options = dataclasses.replace(options, duration=None)
         return KINDS[name].build(reference, options)

@@ -7,7 +7,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Literal, get_type_hints
 
 from detectors.budget import DEFAULT_FALSE_ALARMS_PER_DAY
-from detectors.registry import DetectorName
+from detectors.registry import DetectorName, DetectorOptions
 from stream.settings.checks import read_secret_file
 from stream.settings.kafka import KafkaConnection
 from stream.settings.metrics import MetricsServing
@@ -177,6 +177,24 @@ class Settings:
         if self.span_filter is not None:
             return "" if self.span_filter.strip() in ("", "*") else self.span_filter
         return "" if self.telemetry_format == "json" else DEFAULT_SPAN_FILTER
+
+    def detector_options(
+        self, *, wait_for_calibration: bool = True, ert: float | None = None
+    ) -> DetectorOptions:
+        """The detector options of these settings (``ert`` in place of :attr:`effective_ert`).
+
+        ``wait_for_calibration=False`` lets an ``incremental_ks`` stream start testing only once
+        its background calibration is ready, instead of waiting for it at its first test.
+        """
+        return DetectorOptions(
+            window_size=self.window_size,
+            duration=self.window_duration,
+            alpha=self.alpha,
+            ert=self.effective_ert if ert is None else ert,
+            resolve_ratio=self.resolve_ratio,
+            resolve_after=self.resolve_after,
+            wait_for_calibration=wait_for_calibration,
+        )
 
     def detector_for(self, feature: str) -> DetectorName:
         """The detector configured for ``feature``."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from detectors.river_calibration import check_river_ert
+from detectors.registry import KINDS, validate_options
 from stream.exceptions import ConfigError
 from stream.settings.checks import check, check_file, read_secret_file
 from stream.settings.values import DETECTORS, OTLP_BYTES_RANGE, TELEMETRY_FORMATS
@@ -150,7 +150,7 @@ def validate(s: Settings) -> None:
         "one of debug, info, warning, error",
     )
     _validate_telemetry(s)
-    _validate_river_ert(s)
+    _validate_detectors(s)
     _validate_signing(s)
 
 
@@ -195,28 +195,19 @@ def _validate_telemetry(s: Settings) -> None:
     )
 
 
-#: The river detectors' sensitivity parameter that an ``ert`` calibrates.
-_RIVER_PARAMETER = {"adwin": "delta", "kswin": "alpha", "page_hinkley": "threshold"}
-
-
-def _validate_river_ert(s: Settings) -> None:
-    """River detectors calibrate ``ert`` only within limits: refuse a setting they would."""
-    ert = s.effective_ert
-    if ert is None:
-        return
-    resolve = (s.resolve_after or s.window_size) + 1
+def _validate_detectors(s: Settings) -> None:
+    """Each feature's detector kind must accept the options (the registry's check, without a
+    reference): the KS kinds' window and alarm rule, the ERTs river's calibration covers."""
+    options = s.detector_options()
     for feature in s.features:
         name = s.detector_for(feature)
-        parameter = _RIVER_PARAMETER.get(name)
-        if parameter is None:
-            continue
-        # the adapters' shortest false episode: KSWIN's window is 100, PageHinkley's warm-up 30
-        shortest = max(resolve, 100) if name == "kswin" else max(resolve, 30)
         try:
-            check_river_ert(ert, parameter, shortest)
+            validate_options(name, options)
         except ValueError as exc:
+            river = not KINDS[name].needs_reference
             raise ConfigError(
-                "ert",
-                ert,
-                f"{name} on feature {feature!r}: {exc} (or set alpha for river's defaults)",
+                "ert" if options.ert is not None else "detector",
+                options.ert if options.ert is not None else name,
+                f"{name} on feature {feature!r}: {exc}"
+                + (" (or set alpha for river's defaults)" if river else ""),
             ) from None

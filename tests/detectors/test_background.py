@@ -7,13 +7,13 @@ import threading
 import numpy as np
 
 from detectors import IncrementalKS, PageHinkleyDetector, WindowedKS
-from detectors.background import executor
+from detectors.background import submit
 
 
 def test_windowed_ks_no_longer_calibrates_in_its_constructor() -> None:
     rng = np.random.default_rng(5)
     gate = threading.Event()
-    blockers = [executor("compiled").submit(gate.wait) for _ in range(2)]
+    blockers = [submit(gate.wait) for _ in range(2)]
     try:
         det = WindowedKS(rng.normal(size=400), 40, stride=4, ert=2_000, wait_for_calibration=False)
         inc = IncrementalKS(rng.normal(size=400), 40, ert=2_000, wait_for_calibration=False)
@@ -45,7 +45,7 @@ def test_waiting_detectors_agree_with_a_synchronous_calibration() -> None:
 
 def test_river_adapters_use_the_python_pool() -> None:
     gate = threading.Event()
-    blocker = executor("python").submit(gate.wait)
+    blocker = submit(gate.wait, kind="python")
     try:
         det = PageHinkleyDetector(
             ert=5_000, reference=np.random.default_rng(7).normal(size=500), resolve_after=50

@@ -136,7 +136,7 @@ def test_taking_the_state_does_not_wait_for_a_background_calibration() -> None:
 
     rng = np.random.default_rng(2)
     gate = threading.Event()
-    blockers = [background.executor().submit(gate.wait) for _ in range(2)]  # occupy both threads
+    blockers = [background.submit(gate.wait) for _ in range(2)]  # occupy both threads
     try:
         det = IncrementalKS(
             tokens(rng, REFERENCE), WINDOW, ert=ERT, wait_for_calibration=False, **EPISODES

@@ -11,10 +11,13 @@ from detectors import ADWINDetector, IncrementalKS, KSWINDetector, PageHinkleyDe
 from detectors.registry import (
     KINDS,
     DetectorName,
+    DetectorOptions,
     StateError,
+    build_detector,
     detector_from_state,
     detector_state,
     kind_of,
+    validate_options,
 )
 
 
@@ -101,3 +104,58 @@ def test_a_river_state_is_checked_against_a_fresh_detector() -> None:
     doc["state"]["_detector"]["attrs"]["_helper"]["v"] = b"\x00\x01garbage"
     with pytest.raises(StateError):
         detector_from_state(doc)
+
+
+def _refused(call: Any) -> str | None:
+    try:
+        det = call()
+    except ValueError as exc:
+        return str(exc)
+    if hasattr(det, "close"):
+        det.close()
+    return None
+
+
+@pytest.mark.parametrize("name", ["incremental_ks", "windowed_ks"])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"ert": 20_000.0},
+        {"ert": 500.0},  # too short for a window of 200
+        {"alpha": 0.01},
+        {"alpha": 1.5},
+        {"resolve_ratio": 0.0},
+        {"resolve_after": 0},
+        {"window_size": 0},
+        {"duration": 60.0, "alpha": 0.01},
+        {"duration": 60.0, "ert": 20_000.0},  # an ert needs a count window
+        {"duration": -1.0, "alpha": 0.01},
+    ],
+)
+def test_validation_refuses_exactly_what_the_constructor_refuses(
+    name: DetectorName, changes: dict[str, Any]
+) -> None:
+    """The oracle is the detector's own constructor, given the options the registry builds with."""
+    base = {"window_size": 200, "resolve_ratio": 0.6, "wait_for_calibration": False}
+    options = DetectorOptions(**{**base, **changes})
+    built = _refused(lambda: build_detector(name, reference(), options))
+    validated = _refused(lambda: KINDS[name].validate(options))
+    assert validated == built
+
+
+@pytest.mark.parametrize(
+    ("name", "ert", "refused"),
+    [
+        ("adwin", 20_000.0, False),
+        ("adwin", 50.0, True),  # shorter than a false episode
+        ("page_hinkley", 1e12, True),  # beyond the longest calibrated ERT
+        ("kswin", 20_000.0, False),
+        ("kswin", float("nan"), True),
+    ],
+)
+def test_river_kinds_refuse_an_ert_their_calibration_cannot_reach(
+    name: DetectorName, ert: float, refused: bool
+) -> None:
+    options = DetectorOptions(window_size=200, resolve_ratio=0.6, ert=ert)
+    assert (_refused(lambda: validate_options(name, options)) is not None) is refused

@@ -43,10 +43,9 @@ def test_keys_over_cap_gauge_is_zero_below_the_cap() -> None:
 def test_calibrations_pending_counts_the_queued_calibrations() -> None:
     registry = CollectorRegistry()
     Metrics(registry)
-    pool = background.executor()
-    workers = pool._max_workers
+    workers = background.THREADS["compiled"]
     release = threading.Event()
-    futures = [pool.submit(release.wait, 30) for _ in range(workers + 3)]
+    futures = [background.submit(release.wait, 30) for _ in range(workers + 3)]
     try:
         deadline = time.monotonic() + 10
         while sample(registry, "driftwatch_calibrations_pending") != 3.0:
