@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 from stream.metrics import Metrics
-from stream.monitoring.categorical import CategoricalStreams
+from stream.monitoring.categorical import CategoricalStreams, CategoryStream
 from stream.monitoring.keys import KeyStore
 from stream.monitoring.streams import FeatureStream
 from stream.settings import Settings
@@ -17,8 +18,18 @@ __all__ = ["publish_metrics"]
 def publish_metrics(
     m: Metrics, settings: Settings, store: KeyStore, categorical: CategoricalStreams
 ) -> None:
-    """Publish every changed stream's statistic, p-value, state and window fill."""
+    """Publish every changed stream's statistic, p-value, state and window fill.
+
+    A key refused per-key series (over ``max_metric_keys``) is skipped before anything is
+    computed: its exact p-values, the costliest part, are never evaluated for nothing.
+    """
     for key, state in store.keys.items():
+        if not m.admits(key):
+            _clean(state.features)
+            _clean(state.categorical)
+            if state.accuracy is not None:
+                state.accuracy.dirty = False
+            continue
         for feature, fs in zip(settings.features, state.features, strict=True):
             if fs.dirty:
                 fs.dirty = False
@@ -32,6 +43,11 @@ def publish_metrics(
             if acc.classes is not None:
                 m.set_classification(key, *acc.classes.scores())
             _publish_stream(m, key, ACCURACY_FEATURE, acc)
+
+
+def _clean(streams: Iterable[FeatureStream | CategoryStream]) -> None:
+    for s in streams:
+        s.dirty = False
 
 
 def _publish_stream(m: Metrics, key: str, feature: str, fs: FeatureStream) -> None:

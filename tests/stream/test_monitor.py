@@ -131,6 +131,37 @@ def test_river_ert_limits_are_checked_with_the_settings() -> None:
     assert settings.effective_ert == 20_000
 
 
+def test_keys_over_the_metric_cap_never_compute_p_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    # alpha so strict that no stream alarms: an event would compute its p-value
+    settings = load_settings(
+        environ={}, alpha=1e-12, window_size=50, reference_size=50, max_metric_keys=1
+    )
+    computed: list[int] = []
+    p_value = IncrementalKS.p_value
+
+    def counted(self: IncrementalKS) -> float:
+        computed.append(id(self))
+        return p_value.fget(self)  # type: ignore[attr-defined,no-any-return]
+
+    monkeypatch.setattr(IncrementalKS, "p_value", property(counted))
+    _events, proc, registry = run(settings, simulated_messages(2_000, agents=3, seed=2))
+    proc.monitor.publish_metrics()
+    keys = {
+        sample.labels["key"]
+        for family in registry.collect()
+        if family.name == "driftwatch_ks_statistic"
+        for sample in family.samples
+    }
+    assert len(keys) == 1  # one key admitted
+    (key,) = keys
+    state = proc.monitor.keys[key]
+    published = {id(fs.detector) for fs in state.features}
+    if state.accuracy is not None:
+        published.add(id(state.accuracy.detector))
+    assert len(proc.monitor.keys) == 3
+    assert computed and set(computed) <= published
+
+
 def test_key_cap_evicts_least_recently_seen() -> None:
     settings = load_settings(environ={}, max_tracked_keys=3, max_metric_keys=2)
     registry = CollectorRegistry()
