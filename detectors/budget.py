@@ -25,7 +25,7 @@ __all__ = ["DEFAULT_FALSE_ALARMS_PER_DAY", "EventRate", "shortest_ert", "stream_
 SECONDS_PER_DAY = 86_400.0
 
 #: Default whole-worker budget: false drift episodes a day across all its streams.
-DEFAULT_FALSE_ALARMS_PER_DAY = 2.0
+DEFAULT_FALSE_ALARMS_PER_DAY = 0.5
 
 
 def shortest_ert(window_size: int, resolve_after: int | None = None, stride: int = 1) -> float:

@@ -2,7 +2,7 @@
 
 When none of ``alpha``, ``ert`` or the fleet budget is set, the worker as a whole may raise
 ``false_alarms_per_day`` false alarms a day (default
-:data:`~detectors.budget.DEFAULT_FALSE_ALARMS_PER_DAY`, 2). Each stream gets an equal share:
+:data:`~detectors.budget.DEFAULT_FALSE_ALARMS_PER_DAY`, 0.5). Each stream gets an equal share:
 
 ``ert = events_per_second * 86,400 * streams / false_alarms_per_day``
 

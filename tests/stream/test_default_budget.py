@@ -4,13 +4,15 @@ The file comes from the project's simulator (3 agents, 60,000 events whose times
 24 hours, one agent's latency shifted by +30 % from event 40,000 on) and goes through
 ``driftwatch replay`` in-process, with no setting given: the worker budget of
 ``DEFAULT_FALSE_ALARMS_PER_DAY`` false alarms a day, each stream's ERT derived from its rate
-measured over its warm-up from the event timestamps (150,000 here: 15 streams at 0.23 events/s).
+measured over its warm-up from the event timestamps (about 600,000 here: 15 streams at 0.23
+events/s).
 
-The budget is an average: a day-long file at 2 false alarms a day raises a Poisson-like count
-of false starts with mean about 1.9 (the streams test for about 95 % of the day). Measured with
-bench/default_budget.py on the same kind of file: seeds 1, 2, 3 gave 3, 1 and 3 false starts;
-this file (seed 7) gives 1. "At most one other start" therefore holds for this seed, not for
-every day; the test fails if the budget, the rate measurement or the calibration drift.
+The budget is an average: a day-long file at 0.5 false alarms a day raises a Poisson-like count
+of false starts with mean about 0.48 (the streams test for about 95 % of the day), so at most
+one on about nine days in ten. Measured with bench/default_budget.py on the same kind of file:
+seeds 1-6 gave 0, 0, 2, 0, 0, 0 false starts (3, 1, 3, 3, 2, 3 at a budget of 2). "At most one
+other start" is a property of most days, not of every day; the test fails if the budget, the
+rate measurement or the calibration drift.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def _simulate(path: Path, seed: int) -> None:
     assert cli.main(args) == 0
 
 
-# about 45-60 CPU seconds, nearly all calibration (15 streams at ERT 150,000): room for a
+# about 30-60 CPU seconds, nearly all calibration (15 streams at ERT about 600,000): room for a
 # shared CI machine
 @pytest.mark.timeout(900)
 def test_a_day_at_defaults_finds_the_drift_and_raises_at_most_one_other_start(
@@ -76,6 +78,6 @@ def test_a_day_at_defaults_finds_the_drift_and_raises_at_most_one_other_start(
     # the drift is found, after it begins: the alarming window ends on a drifted event
     assert found, starts
     assert found[0]["source"]["window_last_offset"] > DRIFT_AT
-    # every other start is a false alarm; the budget allows about two in a day
-    assert DEFAULT_FALSE_ALARMS_PER_DAY == 2
+    # every other start is a false alarm; the budget allows one every two days
+    assert DEFAULT_FALSE_ALARMS_PER_DAY == 0.5
     assert len(others) <= 1, others

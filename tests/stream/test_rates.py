@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from detectors import IncrementalKS
-from detectors.budget import stream_ert
+from detectors.budget import DEFAULT_FALSE_ALARMS_PER_DAY, stream_ert
 from stream.metrics import Metrics
 from stream.monitoring.monitor import DriftMonitor
 from stream.monitoring.rates import MAX_BUDGET_ERT, UNMEASURED_ERT, WorkerBudget
@@ -66,22 +66,23 @@ def test_the_ert_is_the_streams_share_of_the_budget() -> None:
 
 def test_each_stream_gets_its_share_from_its_warm_up_rate() -> None:
     settings = load_settings(environ={}, **SMALL)
-    assert settings.worker_budget == 2.0
+    assert settings.worker_budget == DEFAULT_FALSE_ALARMS_PER_DAY == 0.5
     monitor = DriftMonitor(settings, track_accuracy=False, reproducible=False)
     slow_events, fast_events = events("slow", 50, 0.5), events("fast", 50, 2.0, seed=1)
     monitor.process([slow_events[0], fast_events[0]])  # both keys known from here on
     monitor.process(slow_events[1:] + fast_events[1:])
     slow, fast = (monitor.keys[k].features[0].detector for k in ("slow", "fast"))
     assert isinstance(slow, IncrementalKS) and isinstance(fast, IncrementalKS)
-    # 2 streams known: ert = rate x 86,400 x 2 / 2
-    assert slow.ert == pytest.approx(0.5 * 86_400, rel=0.05)
-    assert fast.ert == pytest.approx(2.0 * 86_400, rel=0.05)
+    # 2 streams known: ert = rate x 86,400 x 2 / 0.5
+    assert slow.ert == pytest.approx(0.5 * 86_400 * 2 / 0.5, rel=0.05)
+    assert fast.ert == pytest.approx(2.0 * 86_400 * 2 / 0.5, rel=0.05)
     for state in monitor.keys.values():
         state.features[0].detector.close()  # type: ignore[union-attr]
 
 
 def test_a_stream_calibrated_among_few_is_recalibrated_when_the_fleet_arrives() -> None:
-    settings = load_settings(environ={}, **SMALL)
+    # a budget of 2 a day: the shares below (43,000 and its multiples) are exact at two digits
+    settings = load_settings(environ={}, false_alarms_per_day=2.0, **SMALL)
     monitor = DriftMonitor(settings, track_accuracy=False, reproducible=False)
     first = events("k0", 60, 1.0)
     monitor.process(first[:55])

@@ -58,7 +58,7 @@ def test_invalid_settings_name_the_setting(env: dict[str, str], setting: str) ->
 def test_ert_from_defaults_alpha_or_the_fleet_budget() -> None:
     # the default: the worker's daily budget, each stream's ert derived from its measured rate
     default = load_settings(environ={})
-    assert default.effective_ert is None and default.worker_budget == 2.0
+    assert default.effective_ert is None and default.worker_budget == 0.5
     budget = load_settings(environ={"DRIFTWATCH_FALSE_ALARMS_PER_DAY": "0.5"})
     assert budget.effective_ert is None and budget.worker_budget == 0.5
     alpha = load_settings(environ={"DRIFTWATCH_ALPHA": "0.001"})
