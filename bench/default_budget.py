@@ -31,7 +31,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
-import orjson  # noqa: E402
+import msgspec  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
 from detectors.budget import DEFAULT_FALSE_ALARMS_PER_DAY  # noqa: E402
@@ -53,7 +53,7 @@ def run(seed: int, events: int, **settings_overrides: Any) -> dict[str, Any]:
     sim = TelemetrySimulator(3, seed=seed, drift=drift)
     docs = list(sim.events(events, start_ms=START_MS, step_ms=DAY_MS / events))
     agents = [d["agent_id"] for d in docs]
-    msgs = [RawMessage(None, orjson.dumps(d), 0, i + 1) for i, d in enumerate(docs)]
+    msgs = [RawMessage(None, msgspec.json.encode(d), 0, i + 1) for i, d in enumerate(docs)]
     settings = load_settings(environ={}, **settings_overrides)
     metrics = Metrics(CollectorRegistry())
     monitor = DriftMonitor(settings, metrics=metrics)

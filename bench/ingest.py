@@ -7,7 +7,7 @@ Usage::
 Generates ``--records`` export requests of ``--spans`` GenAI spans each (30 % tool spans), then
 times, per format, :func:`stream.ingest.stage.explode` (decode, map, and serialise every event to
 JSON) and the anchor measured in the same run: the bare decoder alone
-(``ExportTraceServiceRequest.ParseFromString`` for ``otlp_proto``, ``orjson.loads`` for
+(``ExportTraceServiceRequest.ParseFromString`` for ``otlp_proto``, ``msgspec.json.decode`` for
 ``otlp_json``). Reports the median spans per second of ``--repeats`` repeats and the ratio.
 """
 
@@ -24,7 +24,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
-import orjson  # noqa: E402
+import msgspec  # noqa: E402
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: E402
     ExportTraceServiceRequest,
 )
@@ -74,7 +74,7 @@ def main() -> None:
 
             def anchor(values: list[bytes] = values) -> None:
                 for v in values:
-                    orjson.loads(v)
+                    msgspec.json.decode(v)
 
         stage_s = statistics.median(timed(stage) for _ in range(args.repeats))
         anchor_s = statistics.median(timed(anchor) for _ in range(args.repeats))

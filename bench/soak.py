@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
 sys.path.insert(0, str(REPO))
 
-import orjson  # noqa: E402
+import msgspec  # noqa: E402
 
 from stream.tools.simulation import TelemetrySimulator  # noqa: E402
 from tests.support.broker import broker_or, create_topic  # noqa: E402
@@ -93,7 +93,7 @@ class SteadyProducer(threading.Thread):
                 while self.sent < due:
                     ev = self.sim.event(ts)
                     self.producer.send(
-                        self.topic, key=ev["agent_id"].encode(), value=orjson.dumps(ev)
+                        self.topic, key=ev["agent_id"].encode(), value=msgspec.json.encode(ev)
                     )
                     self.sent += 1
                 self.stop_event.wait(max(0.0, self.TICK - (time.monotonic() - now)))

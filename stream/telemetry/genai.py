@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import orjson
+import msgspec
 
 from stream.settings import DEFAULT_SPAN_FILTER
 from stream.telemetry.otlp import AttributeValue, SpanObservation
@@ -95,7 +95,7 @@ class FlatEvent:
     doc: dict[str, Any]
 
     def to_json(self) -> bytes:
-        return orjson.dumps(self.doc)
+        return msgspec.json.encode(self.doc)
 
 
 @dataclass(frozen=True, slots=True)

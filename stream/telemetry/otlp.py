@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, get_args
 
-import orjson
+import msgspec
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
@@ -198,8 +198,8 @@ def _proto_value(value: AnyValue, depth: int) -> AttributeValue:
 # ---------------------------------------------------------------------- OTLP/JSON
 def _from_json(raw: bytes) -> Iterator[SpanObservation]:
     try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        doc = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
         raise OtlpError("invalid_json", str(exc)) from None
     for rs in _list(_object(doc, "request"), "resourceSpans"):
         rs = _object(rs, "resourceSpans[]")

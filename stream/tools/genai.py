@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, get_args
 
+import msgspec
 import numpy as np
-import orjson
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
@@ -256,7 +256,7 @@ def to_otlp_json(request: ExportTraceServiceRequest) -> bytes:
             for rs in request.resource_spans
         ]
     }
-    return orjson.dumps(doc)
+    return msgspec.json.encode(doc)
 
 
 def encode(request: ExportTraceServiceRequest, fmt: str) -> bytes:

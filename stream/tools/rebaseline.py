@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
+import msgspec
 
 from stream.exceptions import DriftwatchError
 from stream.telemetry.records import REBASELINE_SOURCES, control_signature
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise DriftwatchError(f"--signing-key-file: cannot read: {exc.strerror}") from None
     command = build_command(args.key, args.feature, args.source, signing_key=signing_key)
-    value = orjson.dumps(command)
+    value = msgspec.json.encode(command)
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 

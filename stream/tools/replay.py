@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
+import msgspec
 
 from stream.exceptions import DriftwatchError, InputFileError
 from stream.metrics import Metrics, calibrations_pending
@@ -261,7 +261,7 @@ def _flush(
                     else "processing (detectors calibrating)"
                 )
     for de in outcome.drift_events:
-        out.write(orjson.dumps(de.to_dict()) + b"\n")
+        out.write(msgspec.json.encode(de.to_dict()) + b"\n")
     tally.valid += outcome.processed
     tally.drift_events += len(outcome.drift_events)
     tally.rejected.update(dl.reason for dl in outcome.dead_letters)

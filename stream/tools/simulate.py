@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
+import msgspec
 
 from stream.exceptions import DriftwatchError
 from stream.settings import DEFAULT_FEATURES
@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         while args.count is None or i < args.count:
             ev = sim.event(int(start_ms + i * step_ms))
-            send(ev["agent_id"].encode(), orjson.dumps(ev))
+            send(ev["agent_id"].encode(), msgspec.json.encode(ev))
             i += 1
             if args.invalid_every and i % args.invalid_every == 0:
                 send(b"agent-0", INVALID_SAMPLES[(i // args.invalid_every) % len(INVALID_SAMPLES)])

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any
 
-import orjson
+import msgspec
 
 from stream.exceptions import DriftwatchError
 from stream.worker.kafka import (
@@ -83,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         for record in consumer:
             try:
-                event = orjson.loads(record.value)
-            except orjson.JSONDecodeError:
+                event = msgspec.json.decode(record.value)
+            except msgspec.DecodeError:
                 continue
             line = record.value.decode() if args.json else describe(event)
             print(line, flush=True)

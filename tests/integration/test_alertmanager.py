@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import orjson
+import msgspec
 from kafka import KafkaConsumer
 
 from stream.tools.simulation import DriftSpec, TelemetrySimulator
@@ -295,7 +295,7 @@ def drift_started(bootstrap: str, topic: str, key: str, feature: str) -> dict[st
     )
     try:
         for message in consumer:
-            event: dict[str, Any] = orjson.loads(message.value)
+            event: dict[str, Any] = msgspec.json.decode(message.value)
             if (event["type"], event["key"], event["feature"]) == ("drift_started", key, feature):
                 return event
     finally:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
+import msgspec
 import pytest
 from kafka import KafkaProducer
 from kafka.producer.future import FutureRecordMetadata
@@ -76,7 +76,7 @@ class SteadyProducer:
                     time.sleep(delay)
                 ev = sim.event(START_MS + 10 * i)
                 bad = i % BAD_EVERY == BAD_EVERY - 1
-                value = b"{not json %d" % i if bad else orjson.dumps(ev)
+                value = b"{not json %d" % i if bad else msgspec.json.encode(ev)
                 future = self._producer.send(self.topic, key=ev["agent_id"].encode(), value=value)
                 self.sent.append((value, bad, future))
                 i += 1
@@ -186,7 +186,7 @@ def test_worker_resumes_after_a_broker_restart_and_loses_nothing(
                 sources[(int(partition), int(offset))] = record.value
             assert len(dead) == len(bad) and sources == bad
             assert len(drift) == drift_total
-            assert all(orjson.loads(r.value)["source"]["topic"] == telemetry for r in drift)
+            assert all(msgspec.json.decode(r.value)["source"]["topic"] == telemetry for r in drift)
             assert worker.proc.poll() is None, "the worker died"
             assert "Crashed" not in worker.log.read_text(errors="replace")
 

@@ -8,7 +8,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import orjson
+import msgspec
 from kafka import KafkaAdminClient, KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -93,14 +93,14 @@ def test_two_ingest_instances_repartition_every_stream_onto_one_partition(
         for r in runners:
             r.close()
 
-    ids = [orjson.loads(m.value)["event_id"] for m in got]
+    ids = [msgspec.json.decode(m.value)["event_id"] for m in got]
     assert len(ids) == len(set(ids)) == len(chat)  # every chat span, once
     assert {m.headers[0][1].decode() for m in got} == set(ids)
     assert all(m.headers[0][0] == EVENT_ID_HEADER for m in got)
     partitions_of = defaultdict(set)
     for m in got:
         key = m.key.decode()
-        doc = orjson.loads(m.value)
+        doc = msgspec.json.decode(m.value)
         assert (
             chat[doc["event_id"]] == key == f"{doc['service.name']}/{doc['gen_ai.request.model']}"
         )
@@ -182,7 +182,7 @@ def test_nil_keyed_spans_through_ingest_reach_two_workers_whole_and_drift_is_fou
             assert read_partitions(bootstrap, drift_topic, 2, 2)  # the first drift events
             # and any other
             records = read_partitions(bootstrap, drift_topic, 2, 10**6, timeout=5.0)
-            events = [orjson.loads(r.value) for r in records]
+            events = [msgspec.json.decode(r.value) for r in records]
             started = {(e["key"], e["feature"]) for e in events if e["type"] == "drift_started"}
             # latency follows output tokens in the generator, so both features of the stream move
             assert ("billing-agent/gpt-4o-mini", "gen_ai.usage.output_tokens") in started

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
+import msgspec
 import pytest
 from kafka import KafkaAdminClient
 
@@ -176,7 +176,7 @@ def test_worker_over_sasl_ssl(secure_broker: SecureBroker, tmp_path: Path) -> No
         )
         records = consume(drift_topic, 1, 30, **kafka_client_config(client))
     assert records, "no drift event on the drift topic"
-    event = orjson.loads(records[0].value)
+    event = msgspec.json.decode(records[0].value)
     assert (event["type"], event["key"], event["feature"]) == (
         "drift_started",
         "agent-2",

@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import orjson
+import msgspec
 
 from stream.tools.simulation import DriftSpec, TelemetrySimulator
 from tests.support.broker import KafkaBroker, TopicFactory
@@ -86,7 +86,7 @@ def test_drift_events_dead_letters_and_metrics(
             worker,
         )
         records = consume(drift_topic, 10_000, 5, bootstrap_servers=kafka_broker.bootstrap)
-        events = [orjson.loads(r.value) for r in records]
+        events = [msgspec.json.decode(r.value) for r in records]
         started = [(e["key"], e["feature"]) for e in events if e["type"] == "drift_started"]
         assert started == [("agent-2", "response_latency_ms")]
         assert all(e["type"] == "drift_started" for e in events)  # the drift persists

@@ -12,7 +12,7 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-import orjson
+import msgspec
 from kafka import KafkaProducer
 
 from stream.tools.genai import GenAIDrift, GenAISpanGenerator, encode
@@ -106,17 +106,17 @@ def test_worker_reads_otlp_proto_spans_finds_both_drifts_and_counts_every_chat_s
         producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
         for feature in (TOKENS, FINISH):
             command = {"action": "rebaseline", "feature": feature, "id": uuid.uuid4().hex}
-            producer.send(control, value=orjson.dumps(command))
+            producer.send(control, value=msgspec.json.encode(command))
         producer.flush()
         producer.close()
         refreshes = 2 * len(chat)
         records = read_partitions(bootstrap, drift_topic, 1, 10**6, timeout=20.0)
-        events = [orjson.loads(r.value) for r in records]
+        events = [msgspec.json.decode(r.value) for r in records]
         while sum(e["type"] == "reference_refreshed" for e in events) < refreshes:
             more = read_partitions(bootstrap, drift_topic, 1, 10**6, timeout=5.0)
             assert len(more) > len(records), f"{len(events)} events, refreshes missing"
             records = more
-            events = [orjson.loads(r.value) for r in records]
+            events = [msgspec.json.decode(r.value) for r in records]
 
     started = [e for e in events if e["type"] == "drift_started"]
     assert {(e["key"], e["feature"]) for e in started} == {

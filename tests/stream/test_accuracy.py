@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import msgspec
 import numpy as np
-import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -53,7 +53,7 @@ def labelled_messages(correct: Sequence[bool], *, key: str = "agent-0") -> list[
             "predicted_label": "refund" if ok else "billing",
             "true_label": "refund",
         }
-        out.append(RawMessage(key.encode(), orjson.dumps(doc), 0, i))
+        out.append(RawMessage(key.encode(), msgspec.json.encode(doc), 0, i))
     return out
 
 
@@ -193,10 +193,10 @@ def test_unlabelled_events_do_not_count() -> None:
     messages = simulated_messages(400, agents=2, seed=1)
     stripped = []
     for m in messages:
-        doc = orjson.loads(m.value)  # type: ignore[arg-type]
+        doc = msgspec.json.decode(m.value)  # type: ignore[arg-type]
         if m.offset % 2:
             del doc["true_label"]
-        stripped.append(RawMessage(m.key, orjson.dumps(doc), m.partition, m.offset))
+        stripped.append(RawMessage(m.key, msgspec.json.encode(doc), m.partition, m.offset))
     _, monitor, registry = run(settings, stripped)
     for key, state in monitor.keys.items():
         assert state.accuracy is not None

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import orjson
+import msgspec
 import pytest
 
 from stream import cli
@@ -39,7 +39,7 @@ def test_output_file_is_written_unpaced(tmp_path: Path) -> None:
     lines = out.read_bytes().splitlines()
     assert len(lines) == 20_000
     # timestamps still follow --rate (200/s: 5 ms apart)
-    ts = [orjson.loads(line)["ts"] for line in lines[:3]]
+    ts = [msgspec.json.decode(line)["ts"] for line in lines[:3]]
     assert ts[1] - ts[0] == 5 and ts[2] - ts[1] == 5
 
 
@@ -58,7 +58,7 @@ def test_drift_is_placed_by_event_index(tmp_path: Path, placement: list[str]) ->
     args += ["3", "--seed", "4", "--start-ms", str(START_MS), "--drift-agent", "agent-1"]
     args += ["--drift-magnitude", "0.5", "--quiet", *placement]
     assert cli.main(args) == 0
-    got = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    got = [msgspec.json.decode(line) for line in out.read_bytes().splitlines()]
     # 20 s at 50 events/s is event 1000, the same as --drift-at-event 1000 ...
     assert got == _expected(2000, 1000)
     # ... and not one drifted event later: the first agent-1 event from 1000 on is drifted
@@ -249,6 +249,6 @@ def test_compare_reports_progress_on_stderr(
     code = cli.main(["compare", str(ref), str(prod), "--format", "json"])
     captured = capsys.readouterr()
     assert code in (0, 1)
-    orjson.loads(captured.out)  # stdout holds the report only
+    msgspec.json.decode(captured.out)  # stdout holds the report only
     assert f"compare: reading {ref}" in captured.err
     assert "compare: 0/4 features (0%" in captured.err and "; testing " in captured.err

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import numpy as np
-import orjson
 import pytest
 from scipy import stats
 
@@ -62,10 +62,10 @@ def test_compare_reports_categorical_columns_next_to_numeric(
             }
             for _ in range(1500)
         ]
-        path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+        path.write_bytes(b"".join(msgspec.json.encode(r) + b"\n" for r in rows))
     argv = ["compare", str(ref), str(prod), "--categorical-features", "model,tool,nope"]
     assert cli.main([*argv, "--format", "json", "--quiet"]) == 1
-    report = orjson.loads(capsys.readouterr().out)
+    report = msgspec.json.decode(capsys.readouterr().out)
     by_name = {r["feature"]: r for r in report["categorical"]}
     assert by_name["model"]["drifted"] and not by_name["tool"]["drifted"]
     assert "missing column" in by_name["nope"]["error"]

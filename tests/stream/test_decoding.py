@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-import orjson
+import msgspec
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -66,7 +66,7 @@ def test_otlp_records_become_one_event_per_chat_span_as_ingest_maps_them(fmt: st
     assert len(flat) == chat
     for ev, want in zip(got, flat, strict=True):
         assert isinstance(ev, Telemetry)
-        doc = orjson.loads(want.to_json())
+        doc = msgspec.json.decode(want.to_json())
         assert ev.key == want.key
         assert ev.values == (float(doc[TOKENS]), doc["duration_ms"])
         assert ev.categories == (doc[FINISH],)
@@ -99,7 +99,7 @@ def test_json_is_sparse_nested_and_counts_what_it_skips_or_misses() -> None:
         {"usage": {"output_tokens": 7}},  # no key: skipped
         {"agent_id": "a", "latency_ms": "slow"},  # wrong type: still invalid
     ]
-    out = [decoder.decode(orjson.dumps(d)) for d in lines]
+    out = [decoder.decode(msgspec.json.encode(d)) for d in lines]
     first, second = out[0], out[1]
     assert isinstance(first, list) and first[0].values[0] == 7.0 and math.isnan(first[0].values[1])
     assert first[0].categories == ("m1",)
@@ -116,7 +116,7 @@ def test_a_json_span_filter_skips_the_events_it_does_not_keep() -> None:
     settings = load_settings(environ={}, features=("x",), span_filter="op=chat,completion")
     decoder = RecordDecoder.from_settings(settings)
     kept = [
-        decoder.decode(orjson.dumps({"agent_id": "a", "x": 1, "op": op}))
+        decoder.decode(msgspec.json.encode({"agent_id": "a", "x": 1, "op": op}))
         for op in ("chat", "tool", "completion")
     ]
     assert [len(k) for k in kept if isinstance(k, list)] == [1, 0, 1]

@@ -21,7 +21,7 @@ import os
 import time
 from pathlib import Path
 
-import orjson
+import msgspec
 import pytest
 
 from detectors.budget import DEFAULT_FALSE_ALARMS_PER_DAY
@@ -61,7 +61,7 @@ def test_a_day_at_defaults_finds_the_drift_and_raises_at_most_one_other_start(
     _simulate(source, seed=7)
     lines = source.read_bytes().splitlines()
     assert len(lines) == EVENTS
-    first, last = orjson.loads(lines[0])["ts"], orjson.loads(lines[-1])["ts"]
+    first, last = msgspec.json.decode(lines[0])["ts"], msgspec.json.decode(lines[-1])["ts"]
     assert (last - first) / 1000 == pytest.approx(DAY_S, rel=1e-3)
     capsys.readouterr()
 
@@ -69,7 +69,7 @@ def test_a_day_at_defaults_finds_the_drift_and_raises_at_most_one_other_start(
     code = cli.main(["replay", str(source), "--quiet"])
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     out = capsys.readouterr().out
-    events = [orjson.loads(line) for line in out.splitlines()]
+    events = [msgspec.json.decode(line) for line in out.splitlines()]
     starts = [e for e in events if e["type"] == "drift_started"]
     found = [e for e in starts if (e["key"], e["feature"]) == DRIFTED]
     others = [e for e in starts if (e["key"], e["feature"]) != DRIFTED]

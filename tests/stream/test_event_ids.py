@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import orjson
+import msgspec
 import pytest
 
 from stream import cli
@@ -31,7 +31,7 @@ def drifting(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sim.drift = DriftSpec("agent-1", "response_latency_ms", "shift", 0.5, start_event=3000)
     path = tmp_path_factory.mktemp("ids") / "telemetry.jsonl"
     docs = sim.events(6000, start_ms=START_MS, step_ms=10)
-    path.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in docs))
+    path.write_bytes(b"".join(msgspec.json.encode(d) + b"\n" for d in docs))
     return path
 
 
@@ -40,7 +40,7 @@ def _replay(
 ) -> list[dict[str, object]]:
     monkeypatch.setenv("DRIFTWATCH_APP_ID", app_id)
     assert cli.main(["replay", str(path), *STRICT]) == 1
-    return [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+    return [msgspec.json.decode(line) for line in capsys.readouterr().out.splitlines()]
 
 
 def test_file_identity_is_the_sha256_of_the_bytes(tmp_path: Path) -> None:

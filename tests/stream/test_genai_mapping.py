@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import math
 
-import orjson
+import msgspec
 import pytest
 
 from stream.telemetry.genai import SpanFilter, SpanMapping
@@ -37,7 +37,7 @@ def test_genai_defaults_map_a_chat_span_to_a_flat_event() -> None:
     (event,) = mapped.events
     assert event.key == "support-bot/gpt-x"
     assert event.event_id == "ab" * 16 + "0000000000000001"
-    assert orjson.loads(event.to_json()) == {
+    assert msgspec.json.decode(event.to_json()) == {
         "event_id": event.event_id,
         "ts": 1_764_547_201_500.0,
         "service.name": "support-bot",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import orjson
+import msgspec
 import pytest
 
 from stream.cli import main
@@ -69,7 +69,7 @@ def test_replay_finds_an_injected_token_drift_on_its_stream_only(tmp_path: Path,
     err = capsys.readouterr().err
     assert "8000 spans -> " in err and "skipped: filtered" in err
     assert main(["replay", str(events), "--quiet"]) == 1
-    out = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+    out = [msgspec.json.decode(line) for line in capsys.readouterr().out.splitlines()]
     started = [(e["key"], e["feature"]) for e in out if e["type"] == "drift_started"]
     assert started == [("billing-agent/gpt-4o-mini", "gen_ai.usage.output_tokens")]
 
@@ -79,7 +79,7 @@ def test_replay_of_a_null_stream_does_not_flood(tmp_path: Path, capsys) -> None:
     events = spans_to_events(tmp_path)
     capsys.readouterr()
     main(["replay", str(events), "--quiet"])
-    out = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+    out = [msgspec.json.decode(line) for line in capsys.readouterr().out.splitlines()]
     # 2 streams x 2 features x ~1,600 tested observations at the default ERT of 10,000: about
     # 0.6 false episodes are expected (this seed has one)
     assert sum(e["type"] == "drift_started" for e in out) <= 1
@@ -125,7 +125,8 @@ def test_categorical_detector_finds_a_finish_reason_shift_in_ingested_events(
         "4000",
     ]
     events = [
-        orjson.loads(line) for line in spans_to_events(tmp_path, *drift).read_bytes().splitlines()
+        msgspec.json.decode(line)
+        for line in spans_to_events(tmp_path, *drift).read_bytes().splitlines()
     ]
     by_stream: dict[str, list[object]] = {}
     for e in events:

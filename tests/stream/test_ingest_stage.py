@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-import orjson
+import msgspec
 
 from stream.ingest.stage import IngestStats, explode
 from stream.monitoring.processor import RawMessage
@@ -34,7 +34,7 @@ def test_explode_keys_every_chat_span_by_stream_and_skips_tool_spans() -> None:
         (5, "invalid_protobuf"),
         (6, "invalid_otlp"),
     ]
-    doc = orjson.loads(batch.events[0].to_json())
+    doc = msgspec.json.decode(batch.events[0].to_json())
     assert doc["event_id"] == batch.events[0].event_id
     stats = IngestStats()
     stats.add(len(msgs), batch)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import orjson
+import msgspec
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
@@ -97,7 +97,7 @@ def json_span(i: int) -> dict[str, Any]:
 
 
 def json_request(spans: list[dict[str, Any]], service: str = "support-bot") -> bytes:
-    return orjson.dumps(
+    return msgspec.json.encode(
         {
             "resourceSpans": [
                 {
@@ -188,7 +188,7 @@ def _mutate(path: str, value: Any) -> bytes:
     elif path == "attribute":
         span["attributes"] = [{"key": "k", "value": value}]
     elif path == "spans":
-        return orjson.dumps({"resourceSpans": [{"scopeSpans": [{"spans": value}]}]})
+        return msgspec.json.encode({"resourceSpans": [{"scopeSpans": [{"spans": value}]}]})
     return json_request([span])
 
 
@@ -249,6 +249,8 @@ def test_json_nulls_are_default_values() -> None:
     span = json_span(1)
     span["status"] = None
     span["attributes"] = None
-    raw = orjson.dumps({"resourceSpans": [{"resource": None, "scopeSpans": [{"spans": [span]}]}]})
+    raw = msgspec.json.encode(
+        {"resourceSpans": [{"resource": None, "scopeSpans": [{"spans": [span]}]}]}
+    )
     (obs,) = decode_spans(raw, "otlp_json")
     assert obs.fields["status.code"] == "unset" and "service.name" not in obs.fields

@@ -3,8 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
+import msgspec
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -78,7 +78,7 @@ class Harness:
 
 
 def command(**fields: Any) -> RawMessage:
-    return RawMessage(b"k", orjson.dumps({"action": "rebaseline", **fields}), 0, 7)
+    return RawMessage(b"k", msgspec.json.encode({"action": "rebaseline", **fields}), 0, 7)
 
 
 def test_rebaseline_from_the_window_takes_the_drifted_window_as_reference() -> None:
@@ -277,13 +277,13 @@ def test_rebaseline_of_an_unreported_accuracy_episode_starts_afresh() -> None:
     [
         (b"{nope", "invalid_json"),
         (b"[1]", "not_an_object"),
-        (orjson.dumps({"action": "reset"}), "unknown_action"),
-        (orjson.dumps({"action": "rebaseline", "fature": LATENCY}), "bad_field"),
-        (orjson.dumps({"action": "rebaseline", "key": 3}), "bad_field"),
-        (orjson.dumps({"action": "rebaseline", "key": ""}), "bad_field"),
-        (orjson.dumps({"action": "rebaseline", "feature": "colour"}), "unknown_feature"),
-        (orjson.dumps({"action": "rebaseline", "source": "disk"}), "bad_source"),
-        (orjson.dumps({"action": "rebaseline", "source": "file"}), "no_reference_file"),
+        (msgspec.json.encode({"action": "reset"}), "unknown_action"),
+        (msgspec.json.encode({"action": "rebaseline", "fature": LATENCY}), "bad_field"),
+        (msgspec.json.encode({"action": "rebaseline", "key": 3}), "bad_field"),
+        (msgspec.json.encode({"action": "rebaseline", "key": ""}), "bad_field"),
+        (msgspec.json.encode({"action": "rebaseline", "feature": "colour"}), "unknown_feature"),
+        (msgspec.json.encode({"action": "rebaseline", "source": "disk"}), "bad_source"),
+        (msgspec.json.encode({"action": "rebaseline", "source": "file"}), "no_reference_file"),
         (b"x" * 70_000, "oversized"),
     ],
 )
@@ -297,16 +297,16 @@ def test_bad_commands_are_rejected_with_a_reason(raw: bytes, reason: str) -> Non
 def test_accuracy_has_no_file_reference(tmp_path: Path) -> None:
     parser = ControlParser(load_settings(environ={}, reference_file=str(tmp_path / "r.parquet")))
     r = parser.parse(
-        orjson.dumps({"action": "rebaseline", "feature": "accuracy", "source": "file"})
+        msgspec.json.encode({"action": "rebaseline", "feature": "accuracy", "source": "file"})
     )
     assert isinstance(r, Invalid) and r.reason == "bad_source"
 
 
 def test_good_commands_parse() -> None:
     parser = ControlParser(load_settings(environ={}))
-    r = parser.parse(orjson.dumps({"action": "rebaseline"}), offset=4)
+    r = parser.parse(msgspec.json.encode({"action": "rebaseline"}), offset=4)
     assert r == ControlCommand("rebaseline", None, None, "window", 0, 4)
-    raw = orjson.dumps(build_command("agent-1", "accuracy", "window", command_id="abc"))
+    raw = msgspec.json.encode(build_command("agent-1", "accuracy", "window", command_id="abc"))
     r = parser.parse(raw)
     assert isinstance(r, ControlCommand)
     assert (r.key, r.feature, r.source, r.command_id) == ("agent-1", "accuracy", "window", "abc")
@@ -330,14 +330,14 @@ def test_the_handler_dead_letters_bad_commands_and_applies_copies_once(tmp_path:
     labels = {"reason": "unknown_feature"}
     assert h.registry.get_sample_value("driftwatch_invalid_events_total", labels) == 1.0
 
-    raw = orjson.dumps(build_command("agent-0", LATENCY, "window", command_id="c1"))
+    raw = msgspec.json.encode(build_command("agent-0", LATENCY, "window", command_id="c1"))
     first = h.control.handle(RawMessage(b"agent-0", raw, 0, 1))
     copy = h.control.handle(RawMessage(b"agent-0", raw, 3, 1))
     assert len(first.drift_events) == 1 and copy.drift_events == [] and copy.duplicate
     assert first.applied and not copy.applied and not out.applied
     # a second command inside the same window refreshes nothing (rate limit), yet the key
     # remembers it: the worker must checkpoint it like one that refreshed
-    raw2 = orjson.dumps(build_command("agent-0", LATENCY, "window", command_id="c2"))
+    raw2 = msgspec.json.encode(build_command("agent-0", LATENCY, "window", command_id="c2"))
     limited = h.control.handle(RawMessage(b"agent-0", raw2, 0, 2))
     assert limited.drift_events == [] and limited.applied
     assert h.monitor.keys["agent-0"].applied[-2:] == ["c1", "c2"]
@@ -349,7 +349,7 @@ def test_the_handler_dead_letters_bad_commands_and_applies_copies_once(tmp_path:
     ]
     path.unlink()
     out = h.control.handle(
-        RawMessage(b"k", orjson.dumps({"action": "rebaseline", "source": "file"}), 0, 8)
+        RawMessage(b"k", msgspec.json.encode({"action": "rebaseline", "source": "file"}), 0, 8)
     )
     assert [d.reason for d in out.dead_letters] == ["rebaseline_failed"]
     assert "file not found" in out.dead_letters[0].detail
@@ -422,13 +422,13 @@ def test_cli_sends_the_command_to_every_partition(
     ]
     values = {v for _t, _k, v, _p in producer.sent}
     assert len(values) == 1  # one command (one id) on every partition
-    doc = orjson.loads(values.pop())
+    doc = msgspec.json.decode(values.pop())
     assert doc["action"] == "rebaseline" and doc["key"] == "agent-1" and doc["feature"] is None
     assert doc["source"] == "file" and doc["id"]
-    assert orjson.loads(capsys.readouterr().out) == doc
+    assert msgspec.json.decode(capsys.readouterr().out) == doc
     # and the worker accepts it
     parser = ControlParser(load_settings(environ={}, reference_file="ref.parquet"))
-    assert isinstance(parser.parse(orjson.dumps(doc)), ControlCommand)
+    assert isinstance(parser.parse(msgspec.json.encode(doc)), ControlCommand)
 
 
 def test_cli_rejects_an_empty_key(capsys: pytest.CaptureFixture[str]) -> None:
@@ -444,7 +444,7 @@ def test_a_control_flood_during_a_shift_cannot_silence_it() -> None:
     events: list[DriftEvent] = []
     for i in range(0, len(messages), 50):  # one command every 50 events (0.2 s at 250/s)
         events += h.feed(messages[i : i + 50], batch=50)
-        raw = orjson.dumps(build_command("agent-1", LATENCY, "window"))
+        raw = msgspec.json.encode(build_command("agent-1", LATENCY, "window"))
         events += h.control.handle(RawMessage(b"agent-1", raw, 0, i)).drift_events
     stream = [e for e in events if (e.key, e.feature) == ("agent-1", LATENCY)]
     started = [e for e in stream if e.type == "drift_started"]
@@ -524,9 +524,9 @@ def test_signed_commands(tmp_path: Path) -> None:
             "bad_signature",
         ),
     ):
-        out = h.control.handle(RawMessage(b"k", orjson.dumps(doc), 0, 1))
+        out = h.control.handle(RawMessage(b"k", msgspec.json.encode(doc), 0, 1))
         assert [d.reason for d in out.dead_letters] == [reason] and out.drift_events == []
-    out = h.control.handle(RawMessage(b"k", orjson.dumps(signed), 0, 2))
+    out = h.control.handle(RawMessage(b"k", msgspec.json.encode(signed), 0, 2))
     assert (
         out.dead_letters == [] and [e.type for e in out.drift_events][-1] == "reference_refreshed"
     )

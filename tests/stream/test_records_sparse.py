@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import math
 
-import orjson
+import msgspec
 
 from stream.settings import load_settings
 from stream.telemetry.records import Invalid, Skipped, Telemetry, TelemetryParser, lookup
@@ -16,7 +16,9 @@ def parser(*, sparse: bool = True) -> TelemetryParser:
 
 
 def parse(doc: object, *, sparse: bool = True) -> Telemetry | Invalid:
-    return parser(sparse=sparse).parse(orjson.dumps(doc), partition=2, offset=9, timestamp=5.0)
+    return parser(sparse=sparse).parse(
+        msgspec.json.encode(doc), partition=2, offset=9, timestamp=5.0
+    )
 
 
 def test_dotted_paths_reach_into_nested_objects() -> None:

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import numpy as np
-import orjson
 import pytest
 from scipy import stats
 
@@ -42,12 +42,12 @@ def test_replay_plots_every_drift_start(tmp_path: Path, capsys: pytest.CaptureFi
     sim.drift = DriftSpec("agent-3", "accuracy", "accuracy", 0.3, start_event=12000)
     docs += list(sim.events(8000, start_ms=START_MS + 120_000, step_ms=10))
     source = tmp_path / "telemetry.jsonl"
-    source.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in docs))
+    source.write_bytes(b"".join(msgspec.json.encode(d) + b"\n" for d in docs))
     plots = tmp_path / "plots" / "nested"
     code = cli.main(["replay", str(source), *STRICT, "--plot-dir", str(plots)])
     out = capsys.readouterr()
     assert code == 1
-    events = [orjson.loads(line) for line in out.out.splitlines()]
+    events = [msgspec.json.decode(line) for line in out.out.splitlines()]
     started = [(e["key"], e["feature"]) for e in events if e["type"] == "drift_started"]
     assert ("agent-1", "response_latency_ms") in started and ("agent-3", "accuracy") in started
     names = sorted(p.name for p in plots.iterdir())

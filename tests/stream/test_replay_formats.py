@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import orjson
+import msgspec
 import pytest
 
 from stream import cli
@@ -78,7 +78,7 @@ def test_replay_of_otlp_json_finds_the_injected_drift(
     capsys.readouterr()
     assert cli.main(["replay", str(path), "--format", "otlp_json"]) == 1
     captured = capsys.readouterr()
-    out = [orjson.loads(line) for line in captured.out.splitlines()]
+    out = [msgspec.json.decode(line) for line in captured.out.splitlines()]
     started = [(e["key"], e["feature"]) for e in out if e["type"] == "drift_started"]
     assert started == [("billing-agent/gpt-4o-mini", "gen_ai.usage.output_tokens")]
     # the generator's tool spans are filtered out by the GenAI span filter, and counted

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-import orjson
+import msgspec
 
 from stream.monitoring.processor import RawMessage
 from stream.tools.simulation import DriftSpec, TelemetrySimulator
@@ -31,7 +31,7 @@ def simulated_messages(
     """``count`` simulated events as raw messages of partition 0, offsets from 0."""
     sim = TelemetrySimulator(agents, seed=seed, drift=drift)
     return [
-        RawMessage(ev["agent_id"].encode(), orjson.dumps(ev), 0, i)
+        RawMessage(ev["agent_id"].encode(), msgspec.json.encode(ev), 0, i)
         for i, ev in enumerate(sim.events(count, start_ms=START_MS, step_ms=step_ms))
     ]
 
@@ -39,7 +39,7 @@ def simulated_messages(
 def telemetry_records(events: Iterable[dict[str, Any]]) -> Iterator[Record]:
     """Events as Kafka records: keyed by agent, the value their JSON."""
     for ev in events:
-        yield ev["agent_id"].encode(), orjson.dumps(ev)
+        yield ev["agent_id"].encode(), msgspec.json.encode(ev)
 
 
 def produce(topic: str, records: Iterable[Record], **config: Any) -> int:
