@@ -1,0 +1,73 @@
+"""Messages per second through ``TelemetryParser.parse`` (the worker's per-record validation).
+
+Usage::
+
+    .venv/bin/python bench/parse.py [--messages 100000] [--repeats 7]
+
+The project's simulated telemetry (100 agents, 4 features and the labels, the flat JSON the
+simulator and most producers write), sparse rules as the worker runs them; the median of
+``--repeats`` passes over the same messages, and the load average. Also times the bare JSON
+decode of the same bytes by the standard library's ``json`` (an anchor that does not change
+with the project's code). Run from the root of any checkout: one command times two commits
+side by side (see BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(Path.cwd()))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--messages", type=int, default=100_000)
+    p.add_argument("--repeats", type=int, default=7)
+    a = p.parse_args()
+
+    from stream.settings import load_settings
+    from stream.telemetry.records import Telemetry, TelemetryParser
+    from stream.tools.simulation import TelemetrySimulator
+
+    sim = TelemetrySimulator(100, seed=1)
+    events = sim.events(a.messages, start_ms=1_779_350_400_000, step_ms=10)
+    raw = [json.dumps(e, separators=(",", ":")).encode() for e in events]
+    parser = TelemetryParser(load_settings(environ={}), sparse=True)
+
+    def parse() -> int:
+        ok = 0
+        for i, m in enumerate(raw):
+            ok += isinstance(parser.parse(m, partition=0, offset=i), Telemetry)
+        return ok
+
+    def decode() -> int:
+        for m in raw:
+            json.loads(m)
+        return len(raw)
+
+    print(f"load average before: {os.getloadavg()}")
+    rates: dict[str, list[float]] = {"parse": [], "json.loads": []}
+    valid = 0
+    for _ in range(a.repeats):
+        for name, fn in (("parse", parse), ("json.loads", decode)):
+            t = time.perf_counter()
+            n = fn()
+            rates[name].append(len(raw) / (time.perf_counter() - t))
+            valid = n if name == "parse" else valid
+    parse_rate, anchor = statistics.median(rates["parse"]), statistics.median(rates["json.loads"])
+    print(f"{len(raw):,} messages, {valid:,} valid, median of {a.repeats}")
+    print(f"parse       {parse_rate:>12,.0f} msgs/s  x json.loads {parse_rate / anchor:.2f}")
+    print(f"json.loads  {anchor:>12,.0f} msgs/s")
+    print(f"load average after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
