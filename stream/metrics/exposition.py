@@ -8,6 +8,10 @@ variant (text format or OpenMetrics, optionally a ``name[]`` filter) at most onc
 ``generate_latest`` gives, and gzip-compresses a rendering at most once. Renderings are
 serialised by one lock: concurrent scrapers of a stale variant wait for the one rendering
 rather than starting their own.
+
+:class:`Renderings` holds that policy (variants, age, bound, gzip) for both sides of the
+endpoint: :class:`ExpositionCache` renders the registry in the worker, and the serving
+process's :class:`~stream.metrics.serving.WorkerRenderings` fetches renderings from it.
 """
 
 from __future__ import annotations

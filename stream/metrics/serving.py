@@ -7,7 +7,9 @@ accepting, reading, answering and closing scrape connections (and TLS, and gzip)
 worker's interpreter nothing. The worker asks for its configuration first; then every variant
 (format and ``name[]`` filter) is fetched from the worker over the channel
 (:mod:`stream.metrics.channel`) at most once per ``cache_seconds`` (:class:`WorkerRenderings`)
-and answered to every scraper meanwhile, gzip-compressed here at most once per rendering.
+and answered to every scraper meanwhile, gzip-compressed here at most once per rendering; an
+expired rendering is still answered while the next is fetched, so scrapers do not wait for the
+worker's rendering (only the first scrape of a variant, or one after twice the interval, does).
 
 The HTTP side checks the ``Authorization: Basic ...`` header (constant-time comparison).
 Connections are bounded: one thread accepts them into a queue of ``max_connections`` served by a
@@ -43,7 +45,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from stream.exceptions import ConfigError
 from stream.metrics.channel import Channel, ChannelError
-from stream.metrics.exposition import Exposition, FilterError, Renderings
+from stream.metrics.exposition import Exposition, FilterError, Renderings, choose_variant
 
 __all__ = [
     "REQUEST_TIMEOUT_S",
@@ -111,7 +113,9 @@ class WorkerRenderings(Renderings):
     """Renderings fetched from the worker over ``channel``, each reused for ``max_age`` seconds.
 
     A rendering is as old as the worker says it is, so it expires when the worker's own copy
-    does. The answers are handed in by the thread reading the channel (:meth:`deliver`).
+    does; an expired one is answered while the next is fetched (up to twice ``max_age`` old,
+    then scrapers wait for the worker, and get ``503`` after ``timeout``). The answers are handed
+    in by the thread reading the channel (:meth:`deliver`).
 
     Parameters
     ----------
@@ -129,6 +133,41 @@ class WorkerRenderings(Renderings):
         self._timeout = timeout
         self._answers: queue.Queue[tuple[dict[str, Any], bytes]] = queue.Queue()
         self._request_id = 0
+        self._refresh_lock = threading.Lock()
+        self._refreshing: set[tuple[str, tuple[str, ...]]] = set()
+
+    def get(
+        self, accept: str, names: list[str] | None = None, *, gzipped: bool = False
+    ) -> Exposition:
+        """The latest rendering of a variant; one past ``max_age`` is still answered (up to
+        twice that age) while the next is fetched, so scrapers do not wait for the worker."""
+        _, content_type, wanted = choose_variant(accept, names)
+        entry = self._variants.get((content_type, wanted))
+        if entry is None or self.max_age == 0:
+            return super().get(accept, names, gzipped=gzipped)
+        age = self._clock() - entry.rendered_at
+        if age >= self.max_age:
+            if not 0 <= age < 2 * self.max_age:
+                return super().get(accept, names, gzipped=gzipped)
+            with self._refresh_lock:
+                start = (content_type, wanted) not in self._refreshing
+                self._refreshing.add((content_type, wanted))
+            if start:
+                threading.Thread(
+                    target=self._refresh, args=(accept, content_type, wanted), daemon=True
+                ).start()
+        if gzipped:
+            entry.gzipped()
+        return entry
+
+    def _refresh(self, accept: str, content_type: str, wanted: tuple[str, ...]) -> None:
+        try:
+            super().get(accept, list(wanted), gzipped=True)
+        except Exception as exc:  # answered by the next scrape that waits
+            log.warning("/metrics: %s", exc)
+        finally:
+            with self._refresh_lock:
+                self._refreshing.discard((content_type, wanted))
 
     def deliver(self, header: dict[str, Any], body: bytes) -> None:
         """Hand in the worker's answer to a rendering request."""

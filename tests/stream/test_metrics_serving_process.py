@@ -99,6 +99,27 @@ def test_scrapes_get_the_last_rendering(registry: CollectorRegistry) -> None:
         server.close()
 
 
+def test_an_expired_rendering_is_answered_while_the_next_is_made(
+    registry: CollectorRegistry,
+) -> None:
+    counter = Counter("other_events", "Other events.", registry=registry)
+    server = start(registry, metrics_cache_seconds=2)
+    try:
+        first = get(server.url)[2]
+        assert first == generate_latest(registry)
+        counter.inc()
+        time.sleep(2.2)  # expired, not yet twice the interval old
+        assert get(server.url)[2] == first  # answered at once, the next one is being made
+        assert wait_until(lambda: get(server.url)[2] == generate_latest(registry), 10)
+        assert server.cache.renderings == 2
+        counter.inc()
+        time.sleep(4.5)  # twice the interval: the scrape waits for a fresh rendering
+        assert get(server.url)[2] == generate_latest(registry)
+        assert server.cache.renderings == 3
+    finally:
+        server.close()
+
+
 def test_a_port_in_use_is_a_config_error(registry: CollectorRegistry) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
