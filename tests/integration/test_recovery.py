@@ -78,10 +78,15 @@ class Workload:
     rate: int = RATE
     step_ms: int = 10
     drift: DriftSpec = DRIFT
+    hold_at: int | None = None  # the event before which production waits for its gate
 
 
 def _produce(
-    bootstrap: str, topic: str, done: threading.Event, load: Workload = Workload()
+    bootstrap: str,
+    topic: str,
+    done: threading.Event,
+    load: Workload = Workload(),
+    gate: threading.Event | None = None,
 ) -> Counter[str]:
     """Produce the telemetry at ``load.rate`` events/s; return how many events each agent got."""
     sim = TelemetrySimulator(load.agents, seed=11, drift=load.drift)
@@ -90,6 +95,10 @@ def _produce(
     started = time.monotonic()
     try:
         for i, ev in enumerate(sim.events(load.events, start_ms=START_MS, step_ms=load.step_ms)):
+            if i == load.hold_at and gate is not None:
+                producer.flush()
+                assert gate.wait(timeout=300), "production was never let through its gate"
+                started = time.monotonic() - i / load.rate
             producer.send(topic, key=ev["agent_id"].encode(), value=orjson.dumps(ev))
             per_agent[ev["agent_id"]] += 1
             if i % 100 == 99:
@@ -106,11 +115,12 @@ def _produce(
 class _Production:
     def __init__(self, bootstrap: str, topic: str, load: Workload = Workload()) -> None:
         self.done = threading.Event()
+        self.gate = threading.Event()  # lets production past ``load.hold_at``
         self.started = time.monotonic()
         self.result: Counter[str] = Counter()
 
         def run() -> None:
-            self.result = _produce(bootstrap, topic, self.done, load)
+            self.result = _produce(bootstrap, topic, self.done, load, self.gate)
 
         self.thread = threading.Thread(target=run, daemon=True)
         self.thread.start()
@@ -344,16 +354,40 @@ def test_sigkill_at_five_random_points_loses_and_repeats_nothing(
 #: calibrations are the defaults.
 OPERATIONS = {"topic_partitions": PARTITIONS, "session_timeout": 6, "checkpoint_interval": 1.0}
 #: Three agents whose events are a second apart by their timestamps: the default budget gives
-#: each stream an ERT of about 10^6. The drift starts once every stream of every run has
-#: calibrated (a stream does not test while its calibration runs, and a kill restarts the
-#: calibrations that were running).
+#: each stream an ERT of about 10^6. By default a stream does not test while its calibration
+#: runs (and a kill restarts the calibrations that were running), so which events a stream
+#: tests depends on timing: the drift is produced once both the killed deployment's last
+#: worker and the uninterrupted one have caught up and finished calibrating.
 DEFAULT_LOAD = Workload(
     agents=3,
     events=40_000,
     rate=500,
     step_ms=1000,
     drift=DriftSpec("agent-2", "response_latency_ms", "shift", 0.6, start_event=30_000),
+    hold_at=30_000,
 )
+
+
+def _calibrated(worker: RunningWorker, app_id: str, bootstrap: str, telemetry: str) -> bool:
+    """Caught up, no calibration queued, and idle (a calibration running takes a core)."""
+    if not _caught_up(bootstrap, f"{app_id}.telemetry", telemetry):
+        return False
+    if worker.sample("driftwatch_calibrations_pending") != 0.0:
+        return False
+    return _cpu_seconds(worker.pid, 2.0) < 0.2
+
+
+def _cpu_seconds(pid: int, over: float) -> float:
+    """CPU seconds process ``pid`` used in the next ``over`` seconds."""
+
+    def used() -> float:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    before = used()
+    time.sleep(over)
+    return used() - before
 
 
 def test_sigkill_at_five_random_points_at_default_settings_loses_and_repeats_nothing(
@@ -378,6 +412,15 @@ def test_sigkill_at_five_random_points_at_default_settings_loses_and_repeats_not
         restored = _kill_five_times(bootstrap, tmp_path, settings, defaults={})
         final = start_worker(bootstrap, tmp_path / "final", defaults={}, **settings)
         try:
+            telemetry = topics["telemetry_topic"]
+            for worker, name in ((final, app_id), (reference, ref_id)):
+                wait_for(
+                    lambda w=worker, n=name: _calibrated(w, n, bootstrap, telemetry),
+                    300,
+                    f"worker {worker.log.parent.name} to calibrate",
+                    worker,
+                )
+            production.gate.set()
             per_agent = production.join(timeout=180)
             _wait_caught_up(bootstrap, app_id, topics["telemetry_topic"], final)
             _wait_caught_up(bootstrap, ref_id, topics["telemetry_topic"], reference)
