@@ -18,6 +18,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from stream.metrics import Metrics
@@ -34,6 +35,7 @@ from stream.worker.checkpoints import (
     marker_record,
 )
 from stream.worker.clients import CHECKPOINT_MAX_BYTES, KafkaClients, Out
+from stream.worker.rounds import CHUNK_BYTES, Chunk, ChunkSender, RoundStats
 
 __all__ = ["Checkpointer"]
 
@@ -41,6 +43,16 @@ log = logging.getLogger("driftwatch")
 
 #: Seconds a batch of checkpoint records (keys, markers or claims) may take to be acknowledged.
 SEND_TIMEOUT = 60.0
+
+
+@dataclass(slots=True)
+class _Encoded:
+    """An encoded round: its keys, the chunks being sent, its markers, what it holds."""
+
+    taken: list[tuple[int, str]]
+    sender: ChunkSender
+    markers: Chunk
+    stats: RoundStats
 
 
 class Checkpointer:
@@ -71,6 +83,7 @@ class Checkpointer:
         self.partitions = 0
         self.last_round = time.monotonic()
         self._claims: dict[int, int] = {}  # partition -> claim number of this worker's writes
+        self._inflight: asyncio.Future[None] | None = None  # a round finishing in the background
 
     def due(self) -> bool:
         """Whether ``checkpoint_interval`` has passed since the last round."""
@@ -90,48 +103,90 @@ class Checkpointer:
         commit: Callable[[Mapping[int, int]], Awaitable[None]],
         *,
         final: bool = False,
+        background: bool = False,
     ) -> None:
         """Write the changed keys and markers of ``positions``' partitions, then ``commit``.
 
+        With ``background``, return once the keys are encoded (the part that needs the
+        monitor still): the chunks still in flight, the markers and the commit finish in a
+        task while processing goes on. The next round, a claim and a restore wait for it.
         A failed round is counted and logged: the previous checkpoint stays valid, only the
         replay after a crash grows.
         """
+        await self.settle()
         self.last_round = time.monotonic()
         if not positions:
             return
-        parts = sorted(positions)
         started = time.perf_counter()
         try:
-            if self.settings.checkpoints:
-                await self.write(positions)
-            await commit(positions)
+            encoded = await self._encode_round(positions) if self.settings.checkpoints else None
         except Exception as exc:
-            self.metrics.checkpoints.labels("failed").inc()
-            log.warning("checkpoint of partitions %s failed: %r", parts, exc)
+            self._failed(positions, exc)
             return
-        self.metrics.checkpoints.labels("written").inc(len(parts))
-        self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
-        if final:
-            log.info("checkpoint of partitions %s at %s", parts, [positions[p] for p in parts])
+        finish = self._finish(encoded, positions, commit, started, final)
+        if background:
+            self._inflight = asyncio.ensure_future(finish)
+        else:
+            await finish
 
-    async def write(self, positions: Mapping[int, int]) -> None:
+    async def settle(self) -> None:
+        """Wait for the round finishing in the background, if any."""
+        task = self._inflight
+        if task is None:
+            return
+        try:
+            await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._inflight = None
+
+    async def write(self, positions: Mapping[int, int]) -> RoundStats:
         """Write the changed and evicted keys of ``positions``' partitions, then their markers.
 
         Keys whose records were not all acknowledged are marked changed again (the next round
         writes them), whatever interrupted the round.
         """
+        return await self._complete(await self._encode_round(positions))
+
+    async def _finish(
+        self,
+        encoded: _Encoded | None,
+        positions: Mapping[int, int],
+        commit: Callable[[Mapping[int, int]], Awaitable[None]],
+        started: float,
+        final: bool,
+    ) -> None:
+        parts = sorted(positions)
+        try:
+            stats = RoundStats(len(parts)) if encoded is None else await self._complete(encoded)
+            await commit(positions)
+        except Exception as exc:
+            self._failed(positions, exc)
+            return
+        self.metrics.checkpoints.labels("written").inc(len(parts))
+        elapsed = time.perf_counter() - started
+        self.metrics.checkpoint_seconds.observe(elapsed)
+        log.info("%s", stats.line(elapsed))
+        if final:
+            log.info("checkpoint of partitions %s at %s", parts, [positions[p] for p in parts])
+
+    def _failed(self, positions: Mapping[int, int], exc: Exception) -> None:
+        self.metrics.checkpoints.labels("failed").inc()
+        log.warning("checkpoint of partitions %s failed: %r", sorted(positions), exc)
+
+    async def _encode_round(self, positions: Mapping[int, int]) -> _Encoded:
+        """Encode the round's records, in slices; full chunks start being sent meanwhile."""
         topic = self.settings.checkpoint_topic_name
         parts = sorted(positions)
-        records: list[Out] = []
-        targets: list[int | None] = []
+        stats = RoundStats(len(parts))
+        slices = LoopSlices()  # heartbeats and timers run between slices of a long round
+        sender = ChunkSender(self._send)
+        chunk = Chunk()
         for key, partition in self.monitor.take_evicted():
             if partition in positions and key not in self.monitor.keys:
-                records.append((topic, key_record(partition, key), None, None))
-                targets.append(self._target(partition))
-        changed = 0
-        size = 0
+                chunk.add((topic, key_record(partition, key), None, None), self._target(partition))
+                stats.tombstones += 1
         taken = [(p, key) for p in parts for key in self.monitor.take_changed(p)]
-        slices = LoopSlices()  # heartbeats and timers run between slices of a long round
         try:
             for p, key in taken:
                 await slices.pause()
@@ -145,32 +200,51 @@ class Checkpointer:
                         CHECKPOINT_MAX_BYTES,
                     )
                     continue
-                changed += 1
-                size += len(blob)
-                records.append((topic, record_key, blob, None))
-                targets.append(self._target(p))
-            await asyncio.wait_for(self.clients.send_all(records, targets), SEND_TIMEOUT)
-            markers: list[Out] = [
-                (
-                    topic,
-                    marker_record(p),
-                    self._encode(
-                        marker_record(p), p, marker_body(positions[p], self.writer, changed)
-                    ),
-                    None,
+                stats.keys += 1
+                stats.bytes += len(blob)
+                chunk.add((topic, record_key, blob, None), self._target(p))
+                if chunk.size >= CHUNK_BYTES:
+                    await slices.wait(sender.add(chunk))
+                    chunk = Chunk()
+            await slices.wait(sender.add(chunk))
+            markers = Chunk()
+            for p in parts:  # encoded now: the claims may change once the monitor moves on
+                body = marker_body(positions[p], self.writer, stats.keys)
+                markers.add(
+                    (topic, marker_record(p), self._encode(marker_record(p), p, body), None),
+                    self._target(p),
                 )
-                for p in parts
-            ]
-            await asyncio.wait_for(
-                self.clients.send_all(markers, [self._target(p) for p in parts]), SEND_TIMEOUT
-            )
         except BaseException:
-            for _, key in taken:  # write them again next round
-                state = self.monitor.keys.get(key)
-                if state is not None:
-                    state.changed = True
+            await sender.cancel()
+            self._changed_again(taken)
             raise
-        self.metrics.checkpoint_bytes.inc(size)
+        stats.held = slices.longest
+        return _Encoded(taken, sender, markers, stats)
+
+    async def _complete(self, encoded: _Encoded) -> RoundStats:
+        """Wait for the round's chunks, then send its markers."""
+        try:
+            await encoded.sender.drain()
+            await self._send(encoded.markers)
+        except BaseException:
+            await encoded.sender.cancel()
+            self._changed_again(encoded.taken)
+            raise
+        self.metrics.checkpoint_bytes.inc(encoded.stats.bytes)
+        return encoded.stats
+
+    def _changed_again(self, taken: list[tuple[int, str]]) -> None:
+        """Mark ``taken`` keys changed: the next round writes them again."""
+        for _, key in taken:
+            state = self.monitor.keys.get(key)
+            if state is not None:
+                state.changed = True
+
+    async def _send(self, chunk: Chunk) -> None:
+        if chunk.records:
+            await asyncio.wait_for(
+                self.clients.send_all(chunk.records, chunk.targets), SEND_TIMEOUT
+            )
 
     # ------------------------------------------------------------------ assignment
     async def claim(self, partitions: Collection[int]) -> None:
@@ -179,6 +253,7 @@ class Checkpointer:
         If the claims cannot be written, this worker keeps writing under the previous ones:
         readers would refuse records of a claim nobody wrote.
         """
+        await self.settle()
         topic = self.settings.checkpoint_topic_name
         ordered = sorted(partitions)
         previous = {p: self._claims.get(p, 0) for p in ordered}
@@ -209,6 +284,7 @@ class Checkpointer:
         Return the marker offset of each partition of ``restore`` that has one (where reading
         resumes); the others have no checkpoint.
         """
+        await self.settle()
         started = time.perf_counter()
         loaded = await self._load(partitions)
         keys = 0

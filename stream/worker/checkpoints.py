@@ -46,9 +46,9 @@ import hmac
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 import numpy as np
@@ -71,6 +71,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 KEY_RECORD = "k"
 MARKER_RECORD = "m"
@@ -112,6 +114,9 @@ class LoopSlices:
     round holds the consumer's lock, which processing and control commands take too), so the
     ordering is unchanged: the round's key records, then its markers, then the offset commit.
 
+    :attr:`longest` is the longest stretch the job kept the loop (between two yields, or
+    between a yield and an :meth:`wait`), the figure a heartbeat has to wait at worst.
+
     Parameters
     ----------
     slice_s : float
@@ -130,6 +135,8 @@ class LoopSlices:
     ...     return slices.yields
     >>> asyncio.run(job())  # every third clock reading starts a new slice
     5
+    >>> slices.longest  # seconds from a slice's start to its yield
+    2.0
     """
 
     def __init__(
@@ -137,15 +144,31 @@ class LoopSlices:
     ) -> None:
         self.slice_s = slice_s
         self._clock = clock
-        self._until = clock() + slice_s
+        self._since = clock()
+        self._until = self._since + slice_s
         self.yields = 0
+        self.longest = 0.0
 
     async def pause(self) -> None:
         """Yield to the event loop if this slice's time is up (else return at once)."""
-        if self._clock() >= self._until:
+        now = self._clock()
+        if now >= self._until:
+            self.longest = max(self.longest, now - self._since)
             await asyncio.sleep(0)
             self.yields += 1
-            self._until = self._clock() + self.slice_s
+            self._restart()
+
+    async def wait(self, awaitable: Awaitable[_T]) -> _T:
+        """Await ``awaitable`` (which lets the loop run): the current slice ends there."""
+        self.longest = max(self.longest, self._clock() - self._since)
+        try:
+            return await awaitable
+        finally:
+            self._restart()
+
+    def _restart(self) -> None:
+        self._since = self._clock()
+        self._until = self._since + self.slice_s
 
 
 class RecordRejected(ValueError):

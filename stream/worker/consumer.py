@@ -132,7 +132,8 @@ class TelemetryConsumer:
                 if batch:
                     await self._handle(batch)
                 if self.checkpointer.due():
-                    await self._round(self.assigned)
+                    # the sending and the commit go on while the next batches are processed
+                    await self._round(self.assigned, background=True)
 
     # ------------------------------------------------------------------ processing
     async def _handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
@@ -207,10 +208,14 @@ class TelemetryConsumer:
         async with self._lock:
             return apply()
 
-    async def _round(self, partitions: Iterable[int], *, final: bool = False) -> None:
+    async def _round(
+        self, partitions: Iterable[int], *, final: bool = False, background: bool = False
+    ) -> None:
         """A checkpoint round of those of ``partitions`` this worker has a position for."""
         positions = {p: self.positions[p] for p in sorted(partitions) if p in self.positions}
-        await self.checkpointer.round(positions, self.clients.commit, final=final)
+        await self.checkpointer.round(
+            positions, self.clients.commit, final=final, background=background
+        )
 
     # ------------------------------------------------------------------ rebalancing
     async def on_revoked(self, partitions: set[int]) -> None:

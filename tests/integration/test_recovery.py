@@ -18,6 +18,7 @@ import threading
 import time
 import zlib
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,18 +69,40 @@ DETECTION = {
 }
 
 
-def _produce(bootstrap: str, topic: str, done: threading.Event) -> Counter[str]:
-    """Produce the telemetry at RATE events/s; return how many events each agent got."""
-    sim = TelemetrySimulator(AGENTS, seed=11, drift=DRIFT)
+@dataclass(frozen=True)
+class Workload:
+    """What a run produces: agents, events (at ``rate`` a second), their time step, a drift."""
+
+    agents: int = AGENTS
+    events: int = EVENTS
+    rate: int = RATE
+    step_ms: int = 10
+    drift: DriftSpec = DRIFT
+    hold_at: int | None = None  # the event before which production waits for its gate
+
+
+def _produce(
+    bootstrap: str,
+    topic: str,
+    done: threading.Event,
+    load: Workload = Workload(),
+    gate: threading.Event | None = None,
+) -> Counter[str]:
+    """Produce the telemetry at ``load.rate`` events/s; return how many events each agent got."""
+    sim = TelemetrySimulator(load.agents, seed=11, drift=load.drift)
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     per_agent: Counter[str] = Counter()
     started = time.monotonic()
     try:
-        for i, ev in enumerate(sim.events(EVENTS, start_ms=START_MS, step_ms=10)):
+        for i, ev in enumerate(sim.events(load.events, start_ms=START_MS, step_ms=load.step_ms)):
+            if i == load.hold_at and gate is not None:
+                producer.flush()
+                assert gate.wait(timeout=300), "production was never let through its gate"
+                started = time.monotonic() - i / load.rate
             producer.send(topic, key=ev["agent_id"].encode(), value=orjson.dumps(ev))
             per_agent[ev["agent_id"]] += 1
             if i % 100 == 99:
-                ahead = (i + 1) / RATE - (time.monotonic() - started)
+                ahead = (i + 1) / load.rate - (time.monotonic() - started)
                 if ahead > 0:
                     time.sleep(ahead)
         producer.flush()
@@ -90,19 +113,20 @@ def _produce(bootstrap: str, topic: str, done: threading.Event) -> Counter[str]:
 
 
 class _Production:
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, load: Workload = Workload()) -> None:
         self.done = threading.Event()
+        self.gate = threading.Event()  # lets production past ``load.hold_at``
         self.started = time.monotonic()
         self.result: Counter[str] = Counter()
 
         def run() -> None:
-            self.result = _produce(bootstrap, topic, self.done)
+            self.result = _produce(bootstrap, topic, self.done, load, self.gate)
 
         self.thread = threading.Thread(target=run, daemon=True)
         self.thread.start()
 
-    def join(self) -> Counter[str]:
-        self.thread.join(timeout=120)
+    def join(self, timeout: float = 120) -> Counter[str]:
+        self.thread.join(timeout=timeout)
         assert self.done.is_set(), "production did not finish"
         return self.result
 
@@ -149,9 +173,11 @@ def _drift_events(bootstrap: str, topic: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _final_state(bootstrap: str, app_id: str) -> dict[str, Any]:
+def _final_state(
+    bootstrap: str, app_id: str, window_size: int = 50, reference_size: int = 300
+) -> dict[str, Any]:
     """Every key's state from the app's checkpoint topic, as comparable plain values."""
-    settings = Settings(window_size=50, reference_size=300, app_id=app_id)
+    settings = Settings(window_size=window_size, reference_size=reference_size, app_id=app_id)
     records = _records(bootstrap, settings.checkpoint_topic_name)
     monitor = DriftMonitor(settings)
     folded = fold_records(records, range(PARTITIONS), CheckpointCodec())
@@ -209,12 +235,23 @@ def _assert_equivalent(
     events = _drift_events(bootstrap, topics["drift_topic"])
     state = _final_state(bootstrap, app_id)
     ref_events, ref_state = _uninterrupted(bootstrap, tmp_path, topic_factory, telemetry)
+    _assert_same((events, state), (ref_events, ref_state), per_agent, DRIFT)
+
+
+def _assert_same(
+    run: tuple[dict[str, dict[str, Any]], dict[str, Any]],
+    reference: tuple[dict[str, dict[str, Any]], dict[str, Any]],
+    per_agent: Counter[str],
+    drift: DriftSpec,
+) -> None:
+    """The run's drift events and final state are the uninterrupted reference's."""
+    (events, state), (ref_events, ref_state) = run, reference
     # the oracle of counts: every key holds exactly the events produced for it
     assert {k: v[0] for k, v in state.items()} == dict(per_agent)
     assert {k: v[0] for k, v in ref_state.items()} == dict(per_agent)
     assert state == ref_state
     started = {(e["key"], e["feature"]) for e in events.values() if e["type"] == "drift_started"}
-    assert (DRIFT.agent_id, DRIFT.feature) in started
+    assert (drift.agent_id, drift.feature) in started
     # the reference is another deployment (its own app_id): the same events, disjoint ids
     assert not events.keys() & ref_events.keys()
     assert _deployment_free(events) == _deployment_free(ref_events)
@@ -273,15 +310,14 @@ def _consuming(worker: RunningWorker) -> bool:
     return (worker.sample("driftwatch_events_consumed_total") or 0.0) > 0
 
 
-def test_sigkill_at_five_random_points_loses_and_repeats_nothing(
-    kafka_broker: KafkaBroker, topic_factory: TopicFactory, tmp_path: Path
-) -> None:
-    bootstrap = kafka_broker.bootstrap
-    topics, app_id, settings, production = _start_run(bootstrap, topic_factory, "kill")
+def _kill_five_times(
+    bootstrap: str, tmp_path: Path, settings: dict[str, object], **start: Any
+) -> int:
+    """Start a worker and SIGKILL it at a random point, five times; the keys they restored."""
     rng = random.Random(20261124)
     restored = 0
     for i in range(5):
-        worker = start_worker(bootstrap, tmp_path / f"run-{i}", **settings)
+        worker = start_worker(bootstrap, tmp_path / f"run-{i}", **start, **settings)
         try:
             wait_for(lambda w=worker: _consuming(w), 90, "the worker to consume", worker)
             time.sleep(rng.uniform(0.2, 3.0))
@@ -292,6 +328,15 @@ def test_sigkill_at_five_random_points_loses_and_repeats_nothing(
             worker.proc.wait()
             stop_and_keep_log(worker.proc, worker.log, f"worker-{tmp_path.name}-{i}.log")
         restored += _restored_keys(worker)
+    return restored
+
+
+def test_sigkill_at_five_random_points_loses_and_repeats_nothing(
+    kafka_broker: KafkaBroker, topic_factory: TopicFactory, tmp_path: Path
+) -> None:
+    bootstrap = kafka_broker.bootstrap
+    topics, app_id, settings, production = _start_run(bootstrap, topic_factory, "kill")
+    restored = _kill_five_times(bootstrap, tmp_path, settings)
     per_agent = production.join()
     final = start_worker(bootstrap, tmp_path / "final", **settings)
     try:
@@ -301,6 +346,107 @@ def test_sigkill_at_five_random_points_loses_and_repeats_nothing(
     restored += _restored_keys(final)
     assert restored > 0, "no restart restored any key from a checkpoint"
     _assert_equivalent(bootstrap, tmp_path, topic_factory, topics, app_id, per_agent)
+
+
+#: What the default-settings run sets: topics aside, only connection and operations settings
+#: (the partitions of the topics it creates, how soon a killed member leaves the group, how
+#: often it checkpoints). Window, reference, the budget-derived ERT and not waiting for
+#: calibrations are the defaults.
+OPERATIONS = {"topic_partitions": PARTITIONS, "session_timeout": 6, "checkpoint_interval": 1.0}
+#: Three agents whose events are a second apart by their timestamps: the default budget gives
+#: each stream an ERT of about 10^6. By default a stream does not test while its calibration
+#: runs (and a kill restarts the calibrations that were running), so which events a stream
+#: tests depends on timing: the drift is produced once both the killed deployment's last
+#: worker and the uninterrupted one have caught up and finished calibrating.
+DEFAULT_LOAD = Workload(
+    agents=3,
+    events=40_000,
+    rate=500,
+    step_ms=1000,
+    drift=DriftSpec("agent-2", "response_latency_ms", "shift", 0.6, start_event=30_000),
+    hold_at=30_000,
+)
+
+
+def _calibrated(worker: RunningWorker, app_id: str, bootstrap: str, telemetry: str) -> bool:
+    """Caught up, no calibration queued, and idle (a calibration running takes a core)."""
+    if not _caught_up(bootstrap, f"{app_id}.telemetry", telemetry):
+        return False
+    if worker.sample("driftwatch_calibrations_pending") != 0.0:
+        return False
+    return _cpu_seconds(worker.pid, 2.0) < 0.2
+
+
+def _cpu_seconds(pid: int, over: float) -> float:
+    """CPU seconds process ``pid`` used in the next ``over`` seconds."""
+
+    def used() -> float:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    before = used()
+    time.sleep(over)
+    return used() - before
+
+
+@pytest.mark.xfail(
+    reason="at the default budget a killed deployment's drift event can carry another threshold "
+    "(its stream's ERT share differs from the uninterrupted worker's), though windows, counts "
+    "and episodes are equal",
+    strict=False,
+)
+def test_sigkill_at_five_random_points_at_default_settings_loses_and_repeats_nothing(
+    kafka_broker: KafkaBroker, topic_factory: TopicFactory, tmp_path: Path
+) -> None:
+    bootstrap = kafka_broker.bootstrap
+    topics = _topics(topic_factory)
+    ref_topics = {
+        "telemetry_topic": topics["telemetry_topic"],
+        "drift_topic": topic_factory("drift-ref", partitions=1),
+        "dead_letter_topic": topic_factory("dlq-ref", partitions=1),
+        "control_topic": topic_factory("control-ref", partitions=1),
+    }
+    app_id, ref_id = f"kill-{os.urandom(4).hex()}", f"ref-{os.urandom(4).hex()}"
+    settings = {**OPERATIONS, **topics, "app_id": app_id}
+    production = _Production(bootstrap, topics["telemetry_topic"], DEFAULT_LOAD)
+    # the uninterrupted worker reads the telemetry as it is produced, as the killed ones do
+    reference = start_worker(
+        bootstrap, tmp_path / "reference", defaults={}, **OPERATIONS, **ref_topics, app_id=ref_id
+    )
+    try:
+        restored = _kill_five_times(bootstrap, tmp_path, settings, defaults={})
+        final = start_worker(bootstrap, tmp_path / "final", defaults={}, **settings)
+        try:
+            telemetry = topics["telemetry_topic"]
+            for worker, name in ((final, app_id), (reference, ref_id)):
+                wait_for(
+                    lambda w=worker, n=name: _calibrated(w, n, bootstrap, telemetry),
+                    300,
+                    f"worker {worker.log.parent.name} to calibrate",
+                    worker,
+                )
+            production.gate.set()
+            per_agent = production.join(timeout=180)
+            _wait_caught_up(bootstrap, app_id, topics["telemetry_topic"], final)
+            _wait_caught_up(bootstrap, ref_id, topics["telemetry_topic"], reference)
+        finally:
+            stop_and_keep_log(final.proc, final.log, f"worker-{tmp_path.name}-final.log")
+        restored += _restored_keys(final)
+    finally:
+        stop_and_keep_log(reference.proc, reference.log, f"worker-{tmp_path.name}-reference.log")
+    assert restored > 0, "no restart restored any key from a checkpoint"
+    defaults = Settings()
+    sizes = {"window_size": defaults.window_size, "reference_size": defaults.reference_size}
+    _assert_same(
+        (_drift_events(bootstrap, topics["drift_topic"]), _final_state(bootstrap, app_id, **sizes)),
+        (
+            _drift_events(bootstrap, ref_topics["drift_topic"]),
+            _final_state(bootstrap, ref_id, **sizes),
+        ),
+        per_agent,
+        DEFAULT_LOAD.drift,
+    )
 
 
 def test_a_second_worker_joining_and_leaving_changes_nothing(

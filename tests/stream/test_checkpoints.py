@@ -31,6 +31,7 @@ from stream.worker.checkpoints import (
     marker_record,
 )
 from stream.worker.consumer import TelemetryConsumer
+from stream.worker.rounds import IN_FLIGHT_CHUNKS
 
 DATA = Path(__file__).parent / "data"
 SETTINGS = Settings(window_size=30, reference_size=60, alpha=0.001, max_tracked_keys=3)
@@ -342,3 +343,62 @@ def test_a_round_cancelled_between_slices_writes_its_keys_next_time(
     assert sent == []  # nothing was sent, no marker
     assert monitor.take_changed(0) == ["a"]
     assert sorted(monitor.take_changed(1)) == ["b", "c"]
+
+
+def test_a_background_round_lets_processing_go_on_and_the_next_round_waits_for_it() -> None:
+    consumer, monitor, sent = consumer_with_changed_keys()
+    release = asyncio.Event()
+    commits: list[dict[int, int]] = []
+
+    async def commit(positions: dict[int, int]) -> None:
+        commits.append(dict(positions))
+
+    async def slow_send_all(records: list[tuple], targets: list[int | None]) -> None:
+        await release.wait()
+        sent.append([record_key for _, record_key, _, _ in records])
+
+    consumer.clients.send_all = slow_send_all  # type: ignore[method-assign]
+    checkpointer = consumer.checkpointer
+
+    async def scenario() -> None:
+        await checkpointer.round(consumer.positions, commit, background=True)
+        # returned with the keys encoded and taken; nothing acknowledged or committed yet
+        assert sent == [] and commits == []
+        assert monitor.take_changed(0) == [] and monitor.take_changed(1) == []
+        second = asyncio.create_task(checkpointer.round({0: 130}, commit))
+        await asyncio.sleep(0.01)
+        assert not second.done()  # waits for the first round to finish
+        release.set()
+        await second
+
+    asyncio.run(scenario())
+    keys, markers, second_markers = sent
+    assert sorted(keys) == sorted(key_record(p, k) for k, p in (("a", 0), ("b", 1), ("c", 1)))
+    assert markers == [marker_record(0), marker_record(1)]
+    assert second_markers == [marker_record(0)]  # no key changed in between
+    assert commits == [{0: 120, 1: 180}, {0: 130}]
+
+
+def test_a_large_round_goes_out_in_bounded_chunks_before_its_markers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(checkpointer_module, "CHUNK_BYTES", 1)  # one key per chunk
+    consumer, _, sent = consumer_with_changed_keys()
+    in_flight = 0
+    most = 0
+
+    async def send_all(records: list[tuple], targets: list[int | None]) -> None:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        sent.append([record_key for _, record_key, _, _ in records])
+
+    consumer.clients.send_all = send_all  # type: ignore[method-assign]
+    stats = asyncio.run(consumer.checkpointer.write(consumer.positions))
+    assert stats.keys == 3 and stats.bytes > 0
+    *chunks, markers = sent
+    assert [len(c) for c in chunks] == [1, 1, 1]
+    assert markers == [marker_record(0), marker_record(1)]
+    assert most == IN_FLIGHT_CHUNKS
