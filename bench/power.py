@@ -234,7 +234,7 @@ def contenders() -> dict[str, tuple[str, float]]:
         "ADWIN": ("delta", 1.0),
         "PageHinkley": ("threshold", -4.0),
         CVM: ("ert", -1.0),
-        **{f"KSWIN k={k}/30": ("alpha", 0.0) for k in KSWIN_RUNGS},
+        **{f"KSWIN k={k}/30": ("alpha", 1.0) for k in KSWIN_RUNGS},
     }
 
 
