@@ -32,8 +32,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import numpy as np
-import orjson
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
@@ -60,17 +60,17 @@ def workload(steady: int, agents: int, flood_keys: int, repeats: int) -> Iterato
     ts = START_MS
     for _ in range(steady):
         ts += 1
-        yield orjson.dumps(sim.event(ts))
+        yield msgspec.json.encode(sim.event(ts))
     for start in range(0, flood_keys, BLOCK):
         ids = np.repeat(np.arange(start, min(start + BLOCK, flood_keys)), repeats)
         rng.shuffle(ids)
         for i in ids:
             ts += 1
-            yield orjson.dumps(sim.event(ts))
+            yield msgspec.json.encode(sim.event(ts))
             ts += 1
             ev = sim.event(ts)
             ev["agent_id"] = f"flood-{i}"
-            yield orjson.dumps(ev)
+            yield msgspec.json.encode(ev)
 
 
 def produce(bootstrap: str, topic: str, args: argparse.Namespace) -> tuple[int, float]:
@@ -79,7 +79,7 @@ def produce(bootstrap: str, topic: str, args: argparse.Namespace) -> tuple[int, 
 
     def records() -> Iterator[tuple[bytes, bytes]]:
         for value in workload(args.steady, args.agents, args.flood_keys, args.repeats):
-            yield orjson.loads(value)["agent_id"].encode(), value
+            yield msgspec.json.decode(value)["agent_id"].encode(), value
 
     sent = pipeline.produce(
         topic,

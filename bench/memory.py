@@ -46,8 +46,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
 sys.path.insert(0, str(REPO))
 
+import msgspec  # noqa: E402
 import numpy as np  # noqa: E402
-import orjson  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
 from stream.metrics import Metrics  # noqa: E402
@@ -112,7 +112,7 @@ class Telemetry:
                 "predicted_label": LABELS[predicted[i]],
                 "true_label": LABELS[truth[i]],
             }
-            out.append(RawMessage(agent.encode(), orjson.dumps(doc), 0, self.offset))
+            out.append(RawMessage(agent.encode(), msgspec.json.encode(doc), 0, self.offset))
             self.offset += 1
             self.ts += 1
         return out

@@ -92,7 +92,7 @@ def main() -> None:
 
     monitor_mod = _first("stream.monitoring.monitor", "stream.monitor")
     sim_mod = _first("stream.tools.simulation", "stream.simulation")
-    import orjson
+    import msgspec
 
     from stream.settings import load_settings
     from stream.telemetry.records import TelemetryParser
@@ -117,7 +117,7 @@ def main() -> None:
     def parse(d: dict[str, Any], i: int) -> Any:
         if parse_doc is not None:
             return parse_doc(d, partition=0, offset=i)
-        return parser.parse(orjson.dumps(d), partition=0, offset=i)
+        return parser.parse(msgspec.json.encode(d), partition=0, offset=i)
 
     def batches() -> Iterator[list[Any]]:
         i = 0

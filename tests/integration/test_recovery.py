@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
-import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
@@ -99,7 +99,7 @@ def _produce(
                 producer.flush()
                 assert gate.wait(timeout=300), "production was never let through its gate"
                 started = time.monotonic() - i / load.rate
-            producer.send(topic, key=ev["agent_id"].encode(), value=orjson.dumps(ev))
+            producer.send(topic, key=ev["agent_id"].encode(), value=msgspec.json.encode(ev))
             per_agent[ev["agent_id"]] += 1
             if i % 100 == 99:
                 ahead = (i + 1) / load.rate - (time.monotonic() - started)
@@ -167,7 +167,7 @@ def _drift_events(bootstrap: str, topic: str) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for _key, value in _records(bootstrap, topic):
         assert value is not None
-        doc = orjson.loads(value)
+        doc = msgspec.json.decode(value)
         previous = out.setdefault(doc["event_id"], doc)
         assert previous == doc, f"two different events share event_id {doc['event_id']}"
     return out
@@ -260,9 +260,8 @@ def _assert_same(
 def _deployment_free(events: dict[str, dict[str, Any]]) -> list[bytes]:
     """The events without what names their deployment (``app_id`` and the id it enters)."""
     return sorted(
-        orjson.dumps(
-            {k: v for k, v in e.items() if k not in ("event_id", "app_id")},
-            option=orjson.OPT_SORT_KEYS,
+        msgspec.json.encode(
+            {k: v for k, v in e.items() if k not in ("event_id", "app_id")}, order="sorted"
         )
         for e in events.values()
     )
@@ -458,7 +457,9 @@ class _ControlFlood:
             try:
                 while not self.stop.wait(0.2):
                     command = build_command(key, feature, "window")
-                    producer.send(topic, key=key.encode(), value=orjson.dumps(command)).get(30)
+                    producer.send(topic, key=key.encode(), value=msgspec.json.encode(command)).get(
+                        30
+                    )
                     self.ids.append(command["id"])
             finally:
                 producer.close()

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import numpy as np
-import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -32,7 +32,7 @@ def test_bad_messages_are_dead_lettered_with_their_bytes_and_counted() -> None:
     bad = [
         RawMessage(b"k", b"{oops", 0, 100),
         RawMessage(None, b"[]", 1, 101),
-        RawMessage(b"k", orjson.dumps({"agent_id": "a", "token_count": 1}), 0, 102),
+        RawMessage(b"k", msgspec.json.encode({"agent_id": "a", "token_count": 1}), 0, 102),
     ]
     out = proc.handle(good[:10] + bad + good[10:])
     assert out.processed == 20
@@ -87,11 +87,11 @@ def test_a_fault_in_one_key_rolls_it_back_and_applies_nothing_twice(
     messages = simulated_messages(
         3000, agents=4, drift=DriftSpec("agent-1", "token_count", "shift", 1.0, start_event=1500)
     )
-    doc = orjson.loads(messages[2100].value or b"")
+    doc = msgspec.json.decode(messages[2100].value or b"")
     doc["token_count"] = poison_value
     poisoned = [
         *messages[:2100],
-        RawMessage(messages[2100].key, orjson.dumps(doc), 0, 2100),
+        RawMessage(messages[2100].key, msgspec.json.encode(doc), 0, 2100),
         *messages[2101:],
     ]
     clean = [*messages[:2100], *messages[2101:]]
