@@ -276,7 +276,7 @@ class IncrementalKS(StoredKS):
         m = self._window._size
         high, low = self._thresholds_for(m)  # may install a calibration
         if reason == NEED_THRESHOLDS:
-            self._table[m] = high, low
+            self._set_table(m, (high, low))
         elif reason == STARTED:
             self._record(DRIFT_STARTED, high / (self._n * m))
         else:
