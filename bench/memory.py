@@ -267,7 +267,7 @@ def deep_bytes(obj: object, path: str, seen: set[int], out: dict[str, int], dept
     Arrays count their data where they own it (a view counts its header, and its base under the
     path that reaches it first); attributes below ``depth`` levels are summed into their parent.
     """
-    if id(obj) in seen or isinstance(obj, type) or callable(obj) and not hasattr(obj, "__dict__"):
+    if id(obj) in seen or isinstance(obj, type) or (callable(obj) and not hasattr(obj, "__dict__")):
         return
     seen.add(id(obj))
     out[path] += sys.getsizeof(obj)
