@@ -20,7 +20,7 @@ reads through views (:func:`layout` says where each part lies):
     lower gap, whether the window is timed and the number of slots ``2K + 1`` -- then the alarm
     and resolve gaps per tested window size (``(capacity - min_window + 1, 2)``, row
     ``m - min_window`` for a window of ``m``; -1 where not yet computed).
-``int32s``
+``narrow`` (int16, or int32 when a count, a slot or ``n`` exceeds 32,767: :func:`narrow_dtype`)
     The window's counts per slot, then the ring's slots, then the reference's cumulative counts
     ``cum`` (``K + 1`` entries, ``cum[0] = 0``, ``cum[i + 1]`` the reference values up to the
     ``i``-th distinct one): the reference count up to the end of slot ``s`` is
@@ -56,8 +56,10 @@ __all__ = [
     "N_INTS",
     "RESOLVED",
     "STARTED",
+    "Narrow",
     "exact_gap",
     "layout",
+    "narrow_dtype",
     "run",
     "run_streams",
     "slots_of",
@@ -76,6 +78,16 @@ N_FLOATS = 3
 #: Why :func:`run` or :func:`step` stopped.
 DONE, STARTED, RESOLVED, NEED_THRESHOLDS = 0, 1, 2, 3
 
+#: The narrow buffer's type (the kernels are compiled for each of its two dtypes).
+Narrow = npt.NDArray[np.int16 | np.int32]
+
+
+def narrow_dtype(n_slots: int, cap: int, n: int) -> type[np.int16] | type[np.int32]:
+    """The dtype of the narrow buffer for ``n_slots`` slots, a ring of ``cap`` and a reference of
+    ``n``: int16 when all three fit (every entry is a count, a slot or a cumulative count up to
+    one of them), else int32."""
+    return np.int16 if max(n_slots, cap, n) <= np.iinfo(np.int16).max else np.int32
+
 
 def _layout(
     n_slots: int, cap: int, timed: bool, min_window: int
@@ -84,11 +96,11 @@ def _layout(
     table = N_INTS
     ints = table + 2 * (cap - min_window + 1)
     cum = n_slots + cap
-    int32s = cum + (n_slots + 1) // 2
+    narrow = cum + (n_slots + 1) // 2
     values = N_FLOATS + (n_slots - 1) // 2
     times = values + cap
     floats = times + cap if timed else times
-    return table, ints, cum, int32s, values, times, floats
+    return table, ints, cum, narrow, values, times, floats
 
 
 _layout_compiled = njit(cache=True)(_layout)
@@ -99,10 +111,10 @@ def layout(
 ) -> tuple[int, int, int, int, int, int, int]:
     """Where the parts of a detector's buffers lie, for ``n_slots = 2K + 1`` slots.
 
-    Returns ``(table, n_ints, cum, n_int32s, values, times, n_floats)``: in ``ints`` the
-    threshold table spans ``[table, n_ints)``; in ``int32s`` the counts span ``[0, n_slots)``,
+    Returns ``(table, n_ints, cum, n_narrow, values, times, n_floats)``: in ``ints`` the
+    threshold table spans ``[table, n_ints)``; in ``narrow`` the counts span ``[0, n_slots)``,
     the ring's slots ``[n_slots, cum)`` and the reference's cumulative counts
-    ``[cum, n_int32s)``; in ``floats`` the reference values span ``[N_FLOATS, values)``, the
+    ``[cum, n_narrow)``; in ``floats`` the reference values span ``[N_FLOATS, values)``, the
     ring's values ``[values, times)`` and its times ``[times, n_floats)``.
     """
     return _layout(n_slots, cap, timed, min_window)
@@ -135,9 +147,7 @@ def slots_of(
 
 
 @njit(cache=True)
-def exact_gap(
-    cum: npt.NDArray[np.int32], counts: npt.NDArray[np.int32], n: int, m: int
-) -> int:  # pragma: no cover - compiled
+def exact_gap(cum: Narrow, counts: Narrow, n: int, m: int) -> int:  # pragma: no cover - compiled
     """Exact ``max_s |m R(s) - n C(s)|`` over the slots, in one pass (``R(s) = cum[(s+1)//2]``:
     a gap slot ``2 i`` ends where the point ``2 i - 1`` before it does)."""
     c = 0
@@ -156,7 +166,7 @@ def exact_gap(
 def _apply(
     ints: npt.NDArray[np.int64],
     floats: npt.NDArray[np.float64],
-    int32s: npt.NDArray[np.int32],
+    narrow: Narrow,
     xs: npt.NDArray[np.float64],
     ts: npt.NDArray[np.float64],
 ) -> tuple[int, int]:  # pragma: no cover - compiled
@@ -170,13 +180,13 @@ def _apply(
     mixed = ints[MIXED]
     timed = ints[TIMED] != 0
     n_slots = ints[N_SLOTS]
-    table_at, n_ints, cum_at, n_int32s, values_at, times_at, n_floats = _layout_compiled(
+    table_at, n_ints, cum_at, n_narrow, values_at, times_at, n_floats = _layout_compiled(
         n_slots, cap, timed, min_window
     )
     table = ints[table_at:n_ints]
-    counts = int32s[:n_slots]
-    ring_tags = int32s[n_slots:cum_at]
-    cum = int32s[cum_at:n_int32s]
+    counts = narrow[:n_slots]
+    ring_tags = narrow[n_slots:cum_at]
+    cum = narrow[cum_at:n_narrow]
     ref = floats[N_FLOATS:values_at]
     ring_values = floats[values_at:times_at]
     ring_times = floats[times_at:n_floats]
@@ -274,7 +284,7 @@ def _apply(
 @njit(cache=True)
 def step(
     ints: npt.NDArray[np.int64],
-    int32s: npt.NDArray[np.int32],
+    narrow: Narrow,
     floats: npt.NDArray[np.float64],
     x: float,
     t: float,
@@ -289,13 +299,13 @@ def step(
     ts = np.empty(1 if ints[TIMED] != 0 else 0, dtype=np.float64)
     if ts.shape[0]:
         ts[0] = t
-    return _apply(ints, floats, int32s, xs, ts)[1]
+    return _apply(ints, floats, narrow, xs, ts)[1]
 
 
 @njit(cache=True)
 def run(
     ints: npt.NDArray[np.int64],
-    int32s: npt.NDArray[np.int32],
+    narrow: Narrow,
     floats: npt.NDArray[np.float64],
     xs: npt.NDArray[np.float64],
     ts: npt.NDArray[np.float64],
@@ -306,16 +316,16 @@ def run(
     except for :data:`NEED_THRESHOLDS`, where it is pending and ``ints[RESUME]`` is set: the
     caller passes it again, first of the rest) and why it stopped.
     """
-    return _apply(ints, floats, int32s, xs, ts)
+    return _apply(ints, floats, narrow, xs, ts)
 
 
 @njit(cache=True)
 def run_streams(
     ints: npt.NDArray[np.int64],
-    int32s: npt.NDArray[np.int32],
+    narrow: Narrow,
     floats: npt.NDArray[np.float64],
     ints_off: npt.NDArray[np.int64],
-    int32s_off: npt.NDArray[np.int64],
+    narrow_off: npt.NDArray[np.int64],
     floats_off: npt.NDArray[np.int64],
     xs: npt.NDArray[np.float64],
     batch_off: npt.NDArray[np.int64],
@@ -324,7 +334,7 @@ def run_streams(
 ) -> int:  # pragma: no cover - compiled
     """:func:`run` for many count-window detectors in one call, over their concatenated buffers.
 
-    Stream ``j`` owns ``ints[ints_off[j]:ints_off[j + 1]]`` (and likewise ``int32s`` and
+    Stream ``j`` owns ``ints[ints_off[j]:ints_off[j + 1]]`` (and likewise ``narrow`` and
     ``floats``) and its observations ``xs[batch_off[j] + done[j]:batch_off[j + 1]]`` (grouped
     by stream, in order). ``done[j]`` is advanced by what was applied and ``reasons[j]`` set to
     why stream ``j`` stopped; the streams whose reason is not :data:`DONE` need the caller (to
@@ -341,7 +351,7 @@ def run_streams(
             continue
         applied, reason = run(
             ints[ints_off[j] : ints_off[j + 1]],
-            int32s[int32s_off[j] : int32s_off[j + 1]],
+            narrow[narrow_off[j] : narrow_off[j + 1]],
             floats[floats_off[j] : floats_off[j + 1]],
             xs[lo:hi],
             no_times,

@@ -1,15 +1,17 @@
 """The state of an :class:`~detectors.IncrementalKS`, kept in the compiled kernel's buffers.
 
 The kernel (:mod:`detectors.ks_kernel`) owns the detector's state as three packed arrays:
-``_ints`` (a header of scalars, the thresholds table per tested window size), ``_int32s`` (the
-window's count per slot, the window's slot tags, the reference's cumulative counts) and
-``_floats`` (a header, the distinct reference values, the window's values and times). The
-reference is held once: its per-value counts and per-slot ends are derived from the cumulative
-counts when read. :class:`PackedKS` lays
-them out for a reference (:meth:`~PackedKS._build`), binds the detector's arrays and its
-:class:`~detectors.ks_window.PackedWindow` to them (:meth:`~PackedKS._attach`, also to a
-:class:`~detectors.ks_bank.KSBank`'s buffers), reads and writes the header's scalars through
-attributes, and evaluates the exact gap and the full test from them.
+``_ints`` (a header of scalars, the thresholds table per tested window size), ``_narrow``
+(int16 up to 32,767 slots, window and reference values, else int32: the window's count per
+slot, the window's slot tags, the reference's cumulative counts) and ``_floats`` (a header,
+the distinct reference values, the window's values and times). The reference is held once: its
+per-value counts and per-slot ends are derived from the cumulative counts when read. The state
+(:mod:`detectors.ks_state`) stores the counts and tags as int32 whatever the buffer's dtype.
+:class:`PackedKS` lays them out for a reference (:meth:`~PackedKS._build`), binds the
+detector's arrays and its :class:`~detectors.ks_window.PackedWindow` to them
+(:meth:`~PackedKS._attach`, also to a :class:`~detectors.ks_bank.KSBank`'s buffers), reads and
+writes the header's scalars through attributes, and evaluates the exact gap and the full test
+from them.
 """
 
 from __future__ import annotations
@@ -42,8 +44,10 @@ from detectors.ks_kernel import (
     START,
     TESTABLE,
     TIMED,
+    Narrow,
     exact_gap,
     layout,
+    narrow_dtype,
     slots_of,
 )
 from detectors.ks_window import PackedWindow
@@ -67,12 +71,12 @@ class PackedKS(KSAlarm, KSDetector):
 
     _calibration_value: KSCalibration | None
     _ints: npt.NDArray[np.int64]
-    _int32s: npt.NDArray[np.int32]
+    _narrow: Narrow
     _floats: npt.NDArray[np.float64]
     _table: npt.NDArray[np.int64]
-    _cum: npt.NDArray[np.int32]
+    _cum: Narrow
     _ref_values: npt.NDArray[np.float64]
-    _counts: npt.NDArray[np.int32]
+    _counts: Narrow
     _thresholds: dict[int, tuple[int, int]]
     _window: PackedWindow
     _result: KSResult | None
@@ -128,13 +132,13 @@ class PackedKS(KSAlarm, KSDetector):
         over, thresholds unknown, the reference (its distinct values and the cumulative counts
         ``cum``, ``K + 1`` entries from 0), and the window (oldest first)."""
         n_slots, cap, timed = 2 * ref.shape[0] + 1, self.window_size, window_times is not None
-        _table, n_ints, cum_at, n_int32s, values_at, _times, n_floats = layout(
+        _table, n_ints, cum_at, n_narrow, values_at, _times, n_floats = layout(
             n_slots, cap, timed, self._min_window
         )
         ints = np.full(n_ints, -1, dtype=np.int64)
         ints[:N_INTS] = self._ints[:N_INTS]
-        int32s = np.zeros(n_int32s, dtype=np.int32)
-        int32s[cum_at:] = cum
+        narrow = np.zeros(n_narrow, dtype=narrow_dtype(n_slots, cap, self._n))
+        narrow[cum_at:] = cum
         floats = np.zeros(n_floats, dtype=np.float64)
         floats[:N_FLOATS] = self._floats[:N_FLOATS]
         floats[N_FLOATS:values_at] = ref
@@ -142,7 +146,7 @@ class PackedKS(KSAlarm, KSDetector):
         ints[START], ints[SIZE], ints[CAP], ints[N_SLOTS], ints[TIMED] = 0, m, cap, n_slots, timed
         ints[N_REF], ints[MIN_WINDOW] = self._n, self._min_window
         ints[RESOLVE_AFTER], ints[SEED] = self._resolve_after, self.seed
-        self._attach(ints, int32s, floats)
+        self._attach(ints, narrow, floats)
         win = self._window
         tags = self._slots_of(window_values) if window_tags is None else window_tags
         win._values[:m] = window_values
@@ -154,25 +158,25 @@ class PackedKS(KSAlarm, KSDetector):
     def _attach(
         self,
         ints: npt.NDArray[np.int64],
-        int32s: npt.NDArray[np.int32],
+        narrow: Narrow,
         floats: npt.NDArray[np.float64],
     ) -> None:
         """Make the detector's arrays views of packed buffers (its own, or a bank's)."""
         n_slots, cap, timed = ints.item(N_SLOTS), ints.item(CAP), ints.item(TIMED) != 0
         min_window = ints.item(MIN_WINDOW)
-        table_at, n_ints, cum_at, n_int32s, values_at, times_at, n_floats = layout(
+        table_at, n_ints, cum_at, n_narrow, values_at, times_at, n_floats = layout(
             n_slots, cap, timed, min_window
         )
-        self._ints, self._int32s, self._floats = ints, int32s, floats
+        self._ints, self._narrow, self._floats = ints, narrow, floats
         self._table = ints[table_at:n_ints].reshape(cap - min_window + 1, 2)
-        self._cum = int32s[cum_at:n_int32s]
-        self._counts = int32s[:n_slots]
+        self._cum = narrow[cum_at:n_narrow]
+        self._counts = narrow[:n_slots]
         self._ref_values = floats[N_FLOATS:values_at]
         self._window.bind(
             ints,
             floats,
             floats[values_at:times_at],
-            int32s[n_slots:cum_at],
+            narrow[n_slots:cum_at],
             floats[times_at:n_floats] if timed else None,
         )
 
@@ -310,7 +314,7 @@ class PackedKS(KSAlarm, KSDetector):
 def window_result(
     ref_values: npt.NDArray[np.float64],
     ref_end: npt.NDArray[np.int64],
-    counts: npt.NDArray[np.int32],
+    counts: Narrow,
     window: PackedWindow,
     n: int,
     gap: int,

@@ -60,6 +60,7 @@ class StoredKS(PackedKS):
             _ops=int(ints.item(OPS)),
             _ref_end=self._ref_end,
             _ref_counts=self._ref_counts,
+            _counts=self._counts.astype(np.int32),  # stored as int32 whatever the buffer's dtype
         )
         if self.ert is None:
             del values["_thresholds"]  # recomputed on demand (cached per process)
@@ -192,7 +193,7 @@ _STATE_FIELDS = (
 _NOT_STATE = frozenset(
     {
         "_ints",
-        "_int32s",
+        "_narrow",
         "_floats",
         "_table",
         "_ref_values",
