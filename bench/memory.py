@@ -38,6 +38,7 @@ import argparse
 import platform
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -253,6 +254,79 @@ def run_saturate(args: argparse.Namespace, settings: Settings) -> None:
     )
     print(f"keys with every detector warmed up: {warm:,} of {len(pipe.monitor.keys):,}")
     report(pipe, base, started)
+    if args.breakdown:
+        breakdown(pipe, args.breakdown)
+
+
+_ATOMS = (int, float, bool, str, bytes, type(None))
+
+
+def deep_bytes(obj: object, path: str, seen: set[int], out: dict[str, int], depth: int) -> None:
+    """Add ``obj``'s bytes (and those of what it holds, each object once) to ``out[path]``.
+
+    Arrays count their data where they own it (a view counts its header, and its base under the
+    path that reaches it first); attributes below ``depth`` levels are summed into their parent.
+    """
+    if id(obj) in seen or isinstance(obj, type) or (callable(obj) and not hasattr(obj, "__dict__")):
+        return
+    seen.add(id(obj))
+    out[path] += sys.getsizeof(obj)
+    if isinstance(obj, np.ndarray):
+        if obj.base is not None:
+            deep_bytes(obj.base, path, seen, out, depth)
+        return
+    if isinstance(obj, _ATOMS):
+        return
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            deep_bytes(k, path, seen, out, depth)
+            deep_bytes(v, path, seen, out, depth)
+        return
+    if isinstance(obj, list | tuple | set | frozenset):
+        for v in obj:
+            deep_bytes(v, path, seen, out, depth)
+        return
+    attrs: dict[str, object] = {}
+    if hasattr(obj, "__dict__"):
+        out[path] += sys.getsizeof(obj.__dict__)
+        seen.add(id(obj.__dict__))
+        attrs.update(vars(obj))
+    for klass in type(obj).__mro__:
+        for name in getattr(klass, "__slots__", ()):
+            if hasattr(obj, name) and name not in ("__dict__", "__weakref__"):
+                attrs[name] = getattr(obj, name)
+    for name, value in attrs.items():
+        sub = f"{path}.{name}" if depth > 0 else path
+        deep_bytes(value, sub, seen, out, depth - 1)
+
+
+def breakdown(pipe: Pipeline, sample: int) -> None:
+    """Bytes per part of the last ``sample`` tracked keys, averaged per key."""
+    m = pipe.monitor
+    keys = [st for st in list(m.keys.values())[-sample:]]
+    seen: set[int] = set()
+    # what every key shares (settings, calibration caches, ...) is not a key's own
+    for shared in (pipe.settings, pipe.metrics, m.settings):
+        deep_bytes(shared, "shared", seen, defaultdict(int), 0)
+    out: dict[str, int] = defaultdict(int)
+    names = [*pipe.settings.features, "accuracy"]
+    for st in keys:
+        streams = list(st.features) + ([st.accuracy] if st.accuracy is not None else [])
+        for name, fs in zip(names, streams, strict=False):
+            for attr in fs.__slots__:
+                value = getattr(fs, attr)
+                if attr == "detector":
+                    deep_bytes(value, f"{name}.detector", seen, out, 1)
+                else:
+                    deep_bytes(value, f"{name}.{attr}", seen, out, 0)
+        deep_bytes(st, "key (other)", seen, out, 0)
+    total = sum(out.values())
+    n = len(keys)
+    print(f"\nbreakdown of the last {n:,} keys (sys.getsizeof, each object once), per key:")
+    for path, b in sorted(out.items(), key=lambda kv: -kv[1]):
+        if b / n >= 50:
+            print(f"  {path:<40} {b / n:>9,.0f} B")
+    print(f"  {'total':<40} {total / n:>9,.0f} B")
 
 
 def run_soak(args: argparse.Namespace, settings: Settings) -> None:
@@ -346,6 +420,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--new-per-second", type=float, default=100.0, help="new agents/s (soak)")
     p.add_argument("--every", type=float, default=10.0, help="seconds between samples (soak)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--breakdown",
+        type=int,
+        default=0,
+        metavar="KEYS",
+        help="saturate: print the bytes per part of the last KEYS keys",
+    )
     args = p.parse_args(argv)
     overrides: dict[str, object] = {
         "max_tracked_keys": args.max_keys,
@@ -380,10 +461,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         run_churn(args, settings)
     # do not wait at exit for the background calibrations still queued
-    from detectors import ks
+    from detectors import background
 
-    if ks._EXECUTOR is not None:
-        ks._EXECUTOR.shutdown(wait=False, cancel_futures=True)
+    for pool in background._POOLS.values():
+        pool.shutdown(wait=False, cancel_futures=True)
     return 0
 
 

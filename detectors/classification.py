@@ -60,8 +60,10 @@ class RollingClassification:
         if not isinstance(window, int) or isinstance(window, bool) or window < 1:
             raise ValueError(f"window must be an integer >= 1, got {window!r}")
         self.window = window
-        self._true = np.full(window, -1, dtype=np.int64)  # ring of label codes
-        self._pred = np.full(window, -1, dtype=np.int64)
+        # rings of label codes (< 2 * window + 1 of them), in the narrowest dtype that holds them
+        code = np.int16 if 2 * window < np.iinfo(np.int16).max else np.int32
+        self._true: npt.NDArray[np.signedinteger[Any]] = np.full(window, -1, dtype=code)
+        self._pred: npt.NDArray[np.signedinteger[Any]] = np.full(window, -1, dtype=code)
         self._seen = 0  # pairs seen (the global index of the next one)
         self._labels: list[str] = []
         self._codes: dict[str, int] = {}
@@ -166,8 +168,8 @@ class RollingClassification:
             "window": self.window,
             "seen": self._seen,
             "labels": list(self._labels),
-            "true": self._true.copy(),
-            "pred": self._pred.copy(),
+            "true": self._true.astype(np.int64),
+            "pred": self._pred.astype(np.int64),
         }
 
     @classmethod
@@ -188,7 +190,7 @@ class RollingClassification:
             and len(set(labels)) == len(labels)
         ):
             raise ValueError(f"labels must be at most {2 * window} distinct strings")
-        rings: list[npt.NDArray[np.int64]] = []
+        rings: list[npt.NDArray[Any]] = []
         for name in ("true", "pred"):
             ring = data[name]
             if not (
@@ -198,7 +200,7 @@ class RollingClassification:
                 and bool(np.all((ring >= -1) & (ring < len(labels))))
             ):
                 raise ValueError(f"{name} must be {window} int64 codes in [-1, {len(labels)})")
-            rings.append(ring.copy())
+            rings.append(ring.astype(out._true.dtype))
         filled = min(seen, window)
         expected = np.zeros(window, dtype=np.bool_)
         expected[(seen - np.arange(1, filled + 1)) % window] = True

@@ -231,10 +231,10 @@ class IncrementalKS(StoredKS):
         self._result = None
         if self._pending is not None:
             self._sync_testable()
-        reason = step(self._ints, self._int32s, self._floats, x, float(t))
+        reason = step(self._ints, self._narrow, self._floats, x, float(t))
         while reason == NEED_THRESHOLDS:  # the event is applied; its decision resumes
             self._after_stop(reason)
-            reason = step(self._ints, self._int32s, self._floats, x, float(t))
+            reason = step(self._ints, self._narrow, self._floats, x, float(t))
         if reason != DONE:
             self._after_stop(reason)
             self._drift_detected = reason == STARTED
@@ -258,7 +258,7 @@ class IncrementalKS(StoredKS):
         while k < b:
             applied, reason = run(
                 self._ints,
-                self._int32s,
+                self._narrow,
                 self._floats,
                 values[k:],
                 times[k:] if times.shape[0] else times,
@@ -276,7 +276,7 @@ class IncrementalKS(StoredKS):
         m = self._window._size
         high, low = self._thresholds_for(m)  # may install a calibration
         if reason == NEED_THRESHOLDS:
-            self._table[m] = high, low
+            self._set_table(m, (high, low))
         elif reason == STARTED:
             self._record(DRIFT_STARTED, high / (self._n * m))
         else:

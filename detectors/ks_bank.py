@@ -84,16 +84,16 @@ class KSBank:
         """Copy every detector's buffers into shared ones and make the detectors views of them."""
         dets = self.detectors
         self._ints_off = _offsets([d._ints.shape[0] for d in dets])
-        self._int32s_off = _offsets([d._int32s.shape[0] for d in dets])
+        self._narrow_off = _offsets([d._narrow.shape[0] for d in dets])
         self._floats_off = _offsets([d._floats.shape[0] for d in dets])
         self._ints = np.concatenate([d._ints for d in dets]) if dets else np.empty(0, np.int64)
-        self._int32s = np.concatenate([d._int32s for d in dets]) if dets else np.empty(0, np.int32)
+        self._narrow = np.concatenate([d._narrow for d in dets]) if dets else np.empty(0, np.int32)
         self._floats = np.concatenate([d._floats for d in dets]) if dets else np.empty(0)
-        i, j32, f = self._ints_off, self._int32s_off, self._floats_off
+        i, j32, f = self._ints_off, self._narrow_off, self._floats_off
         for j, det in enumerate(dets):
             det._attach(
                 self._ints[i[j] : i[j + 1]],
-                self._int32s[j32[j] : j32[j + 1]],
+                self._narrow[j32[j] : j32[j + 1]],
                 self._floats[f[j] : f[j + 1]],
             )
         self._bound = [d._ints for d in dets]  # a detector with other buffers needs re-packing
@@ -145,10 +145,10 @@ class KSBank:
         stopped: set[int] = set()
         while run_streams(
             self._ints,
-            self._int32s,
+            self._narrow,
             self._floats,
             self._ints_off,
-            self._int32s_off,
+            self._narrow_off,
             self._floats_off,
             values,
             batch_off,

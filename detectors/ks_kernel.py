@@ -18,10 +18,13 @@ reads through views (:func:`layout` says where each part lies):
     pending), and the parameters: ring capacity, reference size ``n``, smallest tested window,
     ``resolve_after``, whether the detector tests, the boundary seed, the randomised boundary's
     lower gap, whether the window is timed and the number of slots ``2K + 1`` -- then the alarm
-    and resolve gaps per window size (``(capacity + 1, 2)``, -1 where not yet computed), then
-    the reference's cumulative counts per slot.
-``int32s``
-    The window's counts per slot, then the ring's slots.
+    and resolve gaps per tested window size (``(capacity - min_window + 1, 2)``, row
+    ``m - min_window`` for a window of ``m``; -1 where not yet computed).
+``narrow`` (int16, or int32 when a count, a slot or ``n`` exceeds 32,767: :func:`narrow_dtype`)
+    The window's counts per slot, then the ring's slots, then the reference's cumulative counts
+    ``cum`` (``K + 1`` entries, ``cum[0] = 0``, ``cum[i + 1]`` the reference values up to the
+    ``i``-th distinct one): the reference count up to the end of slot ``s`` is
+    ``cum[(s + 1) // 2]``.
 ``floats`` (float64)
     A header of :data:`N_FLOATS` -- the boundary's probability ``mix``, the time window's clock
     and its duration -- then the distinct reference values, the ring's values and, for a timed
@@ -53,8 +56,10 @@ __all__ = [
     "N_INTS",
     "RESOLVED",
     "STARTED",
+    "Narrow",
     "exact_gap",
     "layout",
+    "narrow_dtype",
     "run",
     "run_streams",
     "slots_of",
@@ -73,32 +78,46 @@ N_FLOATS = 3
 #: Why :func:`run` or :func:`step` stopped.
 DONE, STARTED, RESOLVED, NEED_THRESHOLDS = 0, 1, 2, 3
 
+#: The narrow buffer's type (the kernels are compiled for each of its two dtypes).
+Narrow = npt.NDArray[np.int16 | np.int32]
 
-def _layout(n_slots: int, cap: int, timed: bool) -> tuple[int, int, int, int, int, int, int]:
+
+def narrow_dtype(n_slots: int, cap: int, n: int) -> type[np.int16] | type[np.int32]:
+    """The dtype of the narrow buffer for ``n_slots`` slots, a ring of ``cap`` and a reference of
+    ``n``: int16 when all three fit (every entry is a count, a slot or a cumulative count up to
+    one of them), else int32."""
+    return np.int16 if max(n_slots, cap, n) <= np.iinfo(np.int16).max else np.int32
+
+
+def _layout(
+    n_slots: int, cap: int, timed: bool, min_window: int
+) -> tuple[int, int, int, int, int, int, int]:
     # the one definition of the buffers' layout, for Python (as is) and the kernels (compiled)
     table = N_INTS
-    ref_end = table + 2 * (cap + 1)
-    ints = ref_end + n_slots
-    int32s = n_slots + cap
+    ints = table + 2 * (cap - min_window + 1)
+    cum = n_slots + cap
+    narrow = cum + (n_slots + 1) // 2
     values = N_FLOATS + (n_slots - 1) // 2
     times = values + cap
     floats = times + cap if timed else times
-    return table, ref_end, ints, int32s, values, times, floats
+    return table, ints, cum, narrow, values, times, floats
 
 
 _layout_compiled = njit(cache=True)(_layout)
 
 
-def layout(n_slots: int, cap: int, timed: bool) -> tuple[int, int, int, int, int, int, int]:
+def layout(
+    n_slots: int, cap: int, timed: bool, min_window: int
+) -> tuple[int, int, int, int, int, int, int]:
     """Where the parts of a detector's buffers lie, for ``n_slots = 2K + 1`` slots.
 
-    Returns ``(table, ref_end, n_ints, n_int32s, values, times, n_floats)``: in ``ints`` the
-    threshold table spans ``[table, ref_end)`` and the reference ends ``[ref_end, n_ints)``; in
-    ``int32s`` the counts span ``[0, n_slots)`` and the ring's slots ``[n_slots, n_int32s)``; in
-    ``floats`` the reference values span ``[N_FLOATS, values)``, the ring's values
-    ``[values, times)`` and its times ``[times, n_floats)``.
+    Returns ``(table, n_ints, cum, n_narrow, values, times, n_floats)``: in ``ints`` the
+    threshold table spans ``[table, n_ints)``; in ``narrow`` the counts span ``[0, n_slots)``,
+    the ring's slots ``[n_slots, cum)`` and the reference's cumulative counts
+    ``[cum, n_narrow)``; in ``floats`` the reference values span ``[N_FLOATS, values)``, the
+    ring's values ``[values, times)`` and its times ``[times, n_floats)``.
     """
-    return _layout(n_slots, cap, timed)
+    return _layout(n_slots, cap, timed, min_window)
 
 
 @njit(cache=True)
@@ -128,15 +147,14 @@ def slots_of(
 
 
 @njit(cache=True)
-def exact_gap(
-    ref_end: npt.NDArray[np.int64], counts: npt.NDArray[np.int32], n: int, m: int
-) -> int:  # pragma: no cover - compiled
-    """Exact ``max_s |m R(s) - n C(s)|`` over the slots, in one pass."""
+def exact_gap(cum: Narrow, counts: Narrow, n: int, m: int) -> int:  # pragma: no cover - compiled
+    """Exact ``max_s |m R(s) - n C(s)|`` over the slots, in one pass (``R(s) = cum[(s+1)//2]``:
+    a gap slot ``2 i`` ends where the point ``2 i - 1`` before it does)."""
     c = 0
     best = 0
     for s in range(counts.shape[0]):
         c += counts[s]
-        g = m * ref_end[s] - n * c
+        g = m * np.int64(cum[(s + 1) >> 1]) - n * c
         if g < 0:
             g = -g
         if g > best:
@@ -148,7 +166,7 @@ def exact_gap(
 def _apply(
     ints: npt.NDArray[np.int64],
     floats: npt.NDArray[np.float64],
-    int32s: npt.NDArray[np.int32],
+    narrow: Narrow,
     xs: npt.NDArray[np.float64],
     ts: npt.NDArray[np.float64],
 ) -> tuple[int, int]:  # pragma: no cover - compiled
@@ -162,13 +180,13 @@ def _apply(
     mixed = ints[MIXED]
     timed = ints[TIMED] != 0
     n_slots = ints[N_SLOTS]
-    table_at, ref_end_at, n_ints, n_int32s, values_at, times_at, n_floats = _layout_compiled(
-        n_slots, cap, timed
+    table_at, n_ints, cum_at, n_narrow, values_at, times_at, n_floats = _layout_compiled(
+        n_slots, cap, timed, min_window
     )
-    table = ints[table_at:ref_end_at]
-    ref_end = ints[ref_end_at:n_ints]
-    counts = int32s[:n_slots]
-    ring_tags = int32s[n_slots:n_int32s]
+    table = ints[table_at:n_ints]
+    counts = narrow[:n_slots]
+    ring_tags = narrow[n_slots:cum_at]
+    cum = narrow[cum_at:n_narrow]
     ref = floats[N_FLOATS:values_at]
     ring_values = floats[values_at:times_at]
     ring_times = floats[times_at:n_floats]
@@ -223,8 +241,9 @@ def _apply(
         if m < min_window or not testable:
             G = -1
             continue
-        high = table[2 * m]
-        low = table[2 * m + 1]
+        row = 2 * (m - min_window)
+        high = table[row]
+        low = table[row + 1]
         if high < 0:
             i -= 1
             resume = True
@@ -234,7 +253,7 @@ def _apply(
         if not in_drift:
             floor = mixed if mix > 0.0 else high
             if G < 0 or G + slack >= floor:
-                G = exact_gap(ref_end, counts, n, m)
+                G = exact_gap(cum, counts, n, m)
                 ops = 0
                 if fires(G, high, mixed, mix, n_seen, seed):
                     in_drift = True
@@ -247,7 +266,7 @@ def _apply(
         elif G >= 0 and G - slack >= low:
             below = below - 1 if below > 0 else 0
         else:
-            G = exact_gap(ref_end, counts, n, m)
+            G = exact_gap(cum, counts, n, m)
             ops = 0
             below = tally(below, G, low)
         if below >= resolve_after:
@@ -265,7 +284,7 @@ def _apply(
 @njit(cache=True)
 def step(
     ints: npt.NDArray[np.int64],
-    int32s: npt.NDArray[np.int32],
+    narrow: Narrow,
     floats: npt.NDArray[np.float64],
     x: float,
     t: float,
@@ -280,13 +299,13 @@ def step(
     ts = np.empty(1 if ints[TIMED] != 0 else 0, dtype=np.float64)
     if ts.shape[0]:
         ts[0] = t
-    return _apply(ints, floats, int32s, xs, ts)[1]
+    return _apply(ints, floats, narrow, xs, ts)[1]
 
 
 @njit(cache=True)
 def run(
     ints: npt.NDArray[np.int64],
-    int32s: npt.NDArray[np.int32],
+    narrow: Narrow,
     floats: npt.NDArray[np.float64],
     xs: npt.NDArray[np.float64],
     ts: npt.NDArray[np.float64],
@@ -297,16 +316,16 @@ def run(
     except for :data:`NEED_THRESHOLDS`, where it is pending and ``ints[RESUME]`` is set: the
     caller passes it again, first of the rest) and why it stopped.
     """
-    return _apply(ints, floats, int32s, xs, ts)
+    return _apply(ints, floats, narrow, xs, ts)
 
 
 @njit(cache=True)
 def run_streams(
     ints: npt.NDArray[np.int64],
-    int32s: npt.NDArray[np.int32],
+    narrow: Narrow,
     floats: npt.NDArray[np.float64],
     ints_off: npt.NDArray[np.int64],
-    int32s_off: npt.NDArray[np.int64],
+    narrow_off: npt.NDArray[np.int64],
     floats_off: npt.NDArray[np.int64],
     xs: npt.NDArray[np.float64],
     batch_off: npt.NDArray[np.int64],
@@ -315,7 +334,7 @@ def run_streams(
 ) -> int:  # pragma: no cover - compiled
     """:func:`run` for many count-window detectors in one call, over their concatenated buffers.
 
-    Stream ``j`` owns ``ints[ints_off[j]:ints_off[j + 1]]`` (and likewise ``int32s`` and
+    Stream ``j`` owns ``ints[ints_off[j]:ints_off[j + 1]]`` (and likewise ``narrow`` and
     ``floats``) and its observations ``xs[batch_off[j] + done[j]:batch_off[j + 1]]`` (grouped
     by stream, in order). ``done[j]`` is advanced by what was applied and ``reasons[j]`` set to
     why stream ``j`` stopped; the streams whose reason is not :data:`DONE` need the caller (to
@@ -332,7 +351,7 @@ def run_streams(
             continue
         applied, reason = run(
             ints[ints_off[j] : ints_off[j + 1]],
-            int32s[int32s_off[j] : int32s_off[j + 1]],
+            narrow[narrow_off[j] : narrow_off[j + 1]],
             floats[floats_off[j] : floats_off[j + 1]],
             xs[lo:hi],
             no_times,

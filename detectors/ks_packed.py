@@ -1,13 +1,17 @@
 """The state of an :class:`~detectors.IncrementalKS`, kept in the compiled kernel's buffers.
 
 The kernel (:mod:`detectors.ks_kernel`) owns the detector's state as three packed arrays:
-``_ints`` (a header of scalars, the thresholds table per window size, the reference's cumulative
-counts), ``_int32s`` (the window's count per slot, the window's slot tags) and ``_floats`` (a
-header, the distinct reference values, the window's values and times). :class:`PackedKS` lays
-them out for a reference (:meth:`~PackedKS._build`), binds the detector's arrays and its
-:class:`~detectors.ks_window.PackedWindow` to them (:meth:`~PackedKS._attach`, also to a
-:class:`~detectors.ks_bank.KSBank`'s buffers), reads and writes the header's scalars through
-attributes, and evaluates the exact gap and the full test from them.
+``_ints`` (a header of scalars, the thresholds table per tested window size), ``_narrow``
+(int16 up to 32,767 slots, window and reference values, else int32: the window's count per
+slot, the window's slot tags, the reference's cumulative counts) and ``_floats`` (a header,
+the distinct reference values, the window's values and times). The reference is held once: its
+per-value counts and per-slot ends are derived from the cumulative counts when read. The state
+(:mod:`detectors.ks_state`) stores the counts and tags as int32 whatever the buffer's dtype.
+:class:`PackedKS` lays them out for a reference (:meth:`~PackedKS._build`), binds the
+detector's arrays and its :class:`~detectors.ks_window.PackedWindow` to them
+(:meth:`~PackedKS._attach`, also to a :class:`~detectors.ks_bank.KSBank`'s buffers), reads and
+writes the header's scalars through attributes, and evaluates the exact gap and the full test
+from them.
 """
 
 from __future__ import annotations
@@ -40,8 +44,10 @@ from detectors.ks_kernel import (
     START,
     TESTABLE,
     TIMED,
+    Narrow,
     exact_gap,
     layout,
+    narrow_dtype,
     slots_of,
 )
 from detectors.ks_window import PackedWindow
@@ -65,13 +71,12 @@ class PackedKS(KSAlarm, KSDetector):
 
     _calibration_value: KSCalibration | None
     _ints: npt.NDArray[np.int64]
-    _int32s: npt.NDArray[np.int32]
+    _narrow: Narrow
     _floats: npt.NDArray[np.float64]
     _table: npt.NDArray[np.int64]
-    _ref_end: npt.NDArray[np.int64]
+    _cum: Narrow
     _ref_values: npt.NDArray[np.float64]
-    _counts: npt.NDArray[np.int32]
-    _ref_counts: npt.NDArray[np.int64]
+    _counts: Narrow
     _thresholds: dict[int, tuple[int, int]]
     _window: PackedWindow
     _result: KSResult | None
@@ -118,21 +123,22 @@ class PackedKS(KSAlarm, KSDetector):
     def _build(
         self,
         ref: npt.NDArray[np.float64],
-        ref_end: npt.NDArray[np.int64],
+        cum: npt.NDArray[np.int64],
         window_values: npt.NDArray[np.float64],
         window_times: npt.NDArray[np.float64] | None,
         window_tags: npt.NDArray[np.int32] | None = None,
     ) -> None:
         """Allocate the buffers for the current reference and fill them: the header carried
-        over, thresholds unknown, the reference (its distinct values and cumulative counts),
-        and the window (oldest first)."""
+        over, thresholds unknown, the reference (its distinct values and the cumulative counts
+        ``cum``, ``K + 1`` entries from 0), and the window (oldest first)."""
         n_slots, cap, timed = 2 * ref.shape[0] + 1, self.window_size, window_times is not None
-        _table, ref_end_at, n_ints, n_int32s, values_at, _times, n_floats = layout(
-            n_slots, cap, timed
+        _table, n_ints, cum_at, n_narrow, values_at, _times, n_floats = layout(
+            n_slots, cap, timed, self._min_window
         )
         ints = np.full(n_ints, -1, dtype=np.int64)
         ints[:N_INTS] = self._ints[:N_INTS]
-        ints[ref_end_at:] = ref_end
+        narrow = np.zeros(n_narrow, dtype=narrow_dtype(n_slots, cap, self._n))
+        narrow[cum_at:] = cum
         floats = np.zeros(n_floats, dtype=np.float64)
         floats[:N_FLOATS] = self._floats[:N_FLOATS]
         floats[N_FLOATS:values_at] = ref
@@ -140,7 +146,7 @@ class PackedKS(KSAlarm, KSDetector):
         ints[START], ints[SIZE], ints[CAP], ints[N_SLOTS], ints[TIMED] = 0, m, cap, n_slots, timed
         ints[N_REF], ints[MIN_WINDOW] = self._n, self._min_window
         ints[RESOLVE_AFTER], ints[SEED] = self._resolve_after, self.seed
-        self._attach(ints, np.zeros(n_int32s, dtype=np.int32), floats)
+        self._attach(ints, narrow, floats)
         win = self._window
         tags = self._slots_of(window_values) if window_tags is None else window_tags
         win._values[:m] = window_values
@@ -152,44 +158,42 @@ class PackedKS(KSAlarm, KSDetector):
     def _attach(
         self,
         ints: npt.NDArray[np.int64],
-        int32s: npt.NDArray[np.int32],
+        narrow: Narrow,
         floats: npt.NDArray[np.float64],
     ) -> None:
         """Make the detector's arrays views of packed buffers (its own, or a bank's)."""
         n_slots, cap, timed = ints.item(N_SLOTS), ints.item(CAP), ints.item(TIMED) != 0
-        table_at, ref_end_at, n_ints, n_int32s, values_at, times_at, n_floats = layout(
-            n_slots, cap, timed
+        min_window = ints.item(MIN_WINDOW)
+        table_at, n_ints, cum_at, n_narrow, values_at, times_at, n_floats = layout(
+            n_slots, cap, timed, min_window
         )
-        self._ints, self._int32s, self._floats = ints, int32s, floats
-        self._table = ints[table_at:ref_end_at].reshape(cap + 1, 2)
-        self._ref_end = ints[ref_end_at:n_ints]
-        self._counts = int32s[:n_slots]
+        self._ints, self._narrow, self._floats = ints, narrow, floats
+        self._table = ints[table_at:n_ints].reshape(cap - min_window + 1, 2)
+        self._cum = narrow[cum_at:n_narrow]
+        self._counts = narrow[:n_slots]
         self._ref_values = floats[N_FLOATS:values_at]
         self._window.bind(
             ints,
             floats,
             floats[values_at:times_at],
-            int32s[n_slots:n_int32s],
+            narrow[n_slots:cum_at],
             floats[times_at:n_floats] if timed else None,
         )
 
     # ------------------------------------------------------------------ reference
     def _set_reference(self, ref: npt.NDArray[np.float64]) -> None:
         """Install a reference sample, keeping the window (re-slotted against it)."""
+        if ref.shape[0] > np.iinfo(np.int32).max:
+            raise ValueError(f"a reference holds at most 2**31 - 1 values, got {ref.shape[0]:,}")
         values, counts = np.unique(ref, return_counts=True)
-        cum = np.cumsum(counts, dtype=np.int64)
-        k = values.shape[0]
-        ref_end = np.empty(2 * k + 1, dtype=np.int64)
-        ref_end[0] = 0
-        ref_end[1::2] = cum
-        ref_end[2::2] = cum
+        cum = np.zeros(values.shape[0] + 1, dtype=np.int64)
+        np.cumsum(counts, out=cum[1:])
         win = self._window
         window_values = win.values()
         window_times = None if win._times is None else win.times()
         self._n = int(ref.shape[0])
         self._thresholds = {}
-        self._ref_counts = counts
-        self._build(values, ref_end, window_values, window_times)
+        self._build(values, cum, window_values, window_times)
         self.close()
         if self.ert is not None:
             self._calibrate(self._ref_counts, self._resolve_after)
@@ -199,8 +203,12 @@ class PackedKS(KSAlarm, KSDetector):
     def _install(self, calibration: KSCalibration) -> None:
         thresholds = (calibration.gap_high, calibration.gap_low)
         self._thresholds[self.window_size] = thresholds
-        self._table[self.window_size] = thresholds
+        self._set_table(self.window_size, thresholds)
         self._sync_testable()
+
+    def _set_table(self, m: int, thresholds: tuple[int, int]) -> None:
+        """Give the kernel the alarm and resolve gaps of a window of ``m`` (a tested size)."""
+        self._table[m - self._min_window] = thresholds
 
     def _reset_evidence(self) -> None:
         self._ints[GAP] = -1  # exact max_s |m R - n C| at the last evaluation; -1: unknown
@@ -221,10 +229,23 @@ class PackedKS(KSAlarm, KSDetector):
         return array("d", self._ref_values.tobytes())
 
     @property
+    def _ref_counts(self) -> npt.NDArray[np.int64]:
+        """How often each distinct reference value occurs (a new array)."""
+        return np.diff(self._cum).astype(np.int64)
+
+    @property
+    def _ref_end(self) -> npt.NDArray[np.int64]:
+        """The reference values up to the end of each slot (``2K + 1``; a new array)."""
+        cum = self._cum.astype(np.int64)
+        out = np.empty(2 * cum.shape[0] - 1, dtype=np.int64)
+        out[0::2] = cum
+        out[1::2] = cum[1:]
+        return out
+
+    @property
     def reference(self) -> npt.NDArray[np.float64]:
         """The reference sample, sorted."""
-        reps = np.diff(self._ref_end[1::2], prepend=0)
-        return np.repeat(self._ref_values, reps)
+        return np.repeat(self._ref_values, self._ref_counts)
 
     @property
     def window(self) -> npt.NDArray[np.float64]:
@@ -251,7 +272,7 @@ class PackedKS(KSAlarm, KSDetector):
     # ------------------------------------------------------------------ evaluation
     def _gap(self) -> int:
         """Exact ``max_s |m R(s) - n C(s)|`` over the slots."""
-        return int(exact_gap(self._ref_end, self._counts, self._n, self._ints.item(SIZE)))
+        return int(exact_gap(self._cum, self._counts, self._n, self._ints.item(SIZE)))
 
     @property
     def gap(self) -> int:
@@ -293,7 +314,7 @@ class PackedKS(KSAlarm, KSDetector):
 def window_result(
     ref_values: npt.NDArray[np.float64],
     ref_end: npt.NDArray[np.int64],
-    counts: npt.NDArray[np.int32],
+    counts: Narrow,
     window: PackedWindow,
     n: int,
     gap: int,

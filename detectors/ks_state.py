@@ -58,6 +58,9 @@ class StoredKS(PackedKS):
             _ref=self._ref,
             _G=int(ints.item(GAP)),
             _ops=int(ints.item(OPS)),
+            _ref_end=self._ref_end,
+            _ref_counts=self._ref_counts,
+            _counts=self._counts.astype(np.int32),  # stored as int32 whatever the buffer's dtype
         )
         if self.ert is None:
             del values["_thresholds"]  # recomputed on demand (cached per process)
@@ -90,21 +93,22 @@ class StoredKS(PackedKS):
         restore_attributes(det, state, _KS_STATE_TYPES)
         k = len(packed._ref)
         values = np.frombuffer(packed._ref, dtype=np.float64)
-        check_array(det._ref_counts, np.int64, k, "reference counts")
-        check_array(det._ref_end, np.int64, 2 * k + 1, "reference ends")
+        ref_counts = check_array(packed._ref_counts, np.int64, k, "reference counts")
+        ref_end = check_array(packed._ref_end, np.int64, 2 * k + 1, "reference ends")
         check_array(det._counts, np.int32, 2 * k + 1, "window counts")
         win = det._window
         tags = win.tags()
-        cum = np.cumsum(det._ref_counts)
+        cum = np.cumsum(ref_counts)
         if (
             k == 0
             or not np.all(np.isfinite(values))
             or np.any(np.diff(values) <= 0)
-            or np.any(det._ref_counts <= 0)
+            or np.any(ref_counts <= 0)
             or det._n != int(cum[-1])
-            or det._ref_end[0] != 0
-            or np.any(det._ref_end[1::2] != cum)
-            or np.any(det._ref_end[2::2] != cum)
+            or det._n > np.iinfo(np.int32).max
+            or ref_end[0] != 0
+            or np.any(ref_end[1::2] != cum)
+            or np.any(ref_end[2::2] != cum)
         ):
             raise StateError("IncrementalKS reference arrays are inconsistent")
         if (
@@ -128,14 +132,14 @@ class StoredKS(PackedKS):
         det._floats = header_floats(win.now, win.duration)
         det._window = PackedWindow(win.capacity, win.duration, det._ints, det._floats)
         times = None if win._times is None else win.times()
-        det._build(values, det._ref_end, win.values(), times, tags)
+        det._build(values, ref_end[0::2], win.values(), times, tags)
         det.n_seen = packed.n_seen
         det._in_drift = packed._in_drift
         det._ints[BELOW], det._ints[GAP], det._ints[OPS] = packed._below, packed._G, packed._ops
         det._calibration = cal
         for m, (high, low) in det._thresholds.items():
-            if 0 < m <= det.window_size:
-                det._table[m] = high, low
+            if det._min_window <= m <= det.window_size:
+                det._set_table(m, (high, low))
         det._result = None
         if recalibrate:
             det._calibrate(det._ref_counts, det._resolve_after)
@@ -189,10 +193,11 @@ _STATE_FIELDS = (
 _NOT_STATE = frozenset(
     {
         "_ints",
-        "_int32s",
+        "_narrow",
         "_floats",
         "_table",
         "_ref_values",
+        "_cum",
         "_calibration_value",
         "_pending",
         "_result",
@@ -209,6 +214,8 @@ _PACKED_TYPES: dict[str, type | tuple[type, ...]] = {
     "_ops": int,
     "_calibration": (KSCalibration, type(None)),
     "_ref": array,
+    "_ref_end": np.ndarray,
+    "_ref_counts": np.ndarray,
 }
 
 #: The other attributes an :class:`IncrementalKS` state must hold, and their types.
@@ -221,9 +228,7 @@ _KS_STATE_TYPES: dict[str, type | tuple[type, ...]] = {
     "_alpha": float,
     "_window": Window,
     "_n": int,
-    "_ref_end": np.ndarray,
     "_counts": np.ndarray,
-    "_ref_counts": np.ndarray,
     "_thresholds": dict,
 }
 

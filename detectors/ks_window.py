@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from detectors.ks_kernel import NOW, SIZE, START
+from detectors.ks_kernel import NOW, SIZE, START, Narrow
 from detectors.windows import Window, validate_window_args
 
 __all__ = ["PackedWindow"]
@@ -55,15 +55,19 @@ class PackedWindow(Window):
         ints: npt.NDArray[np.int64],
         floats: npt.NDArray[np.float64],
         values: npt.NDArray[np.float64],
-        tags: npt.NDArray[np.int32],
+        tags: Narrow,
         times: npt.NDArray[np.float64] | None,
     ) -> None:
         """Read the position from ``ints``, the clock from ``floats``, the rings from the views."""
         self._ints = ints
         self._floats = floats
         self._values = values
-        self._tags = tags
+        self._tags = tags  # type: ignore[assignment]  # int16 or int32; tags() gives int32
         self._times = times
+
+    def tags(self) -> npt.NDArray[np.int32]:
+        """Tags, oldest first (a copy, int32 whatever the ring's dtype)."""
+        return super().tags().astype(np.int32, copy=False)
 
     @property
     def _start(self) -> int:

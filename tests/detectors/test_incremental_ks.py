@@ -112,6 +112,28 @@ def test_large_window_and_unequal_sizes_against_scipy() -> None:
     assert det.in_drift  # a +1 shift in a Poisson(20) mean is found with 3,000 observations
 
 
+@pytest.mark.parametrize(("n", "window_size"), [(1_000, 200), (40_000, 300), (500, 40_000)])
+def test_narrow_buffer_dtype_and_stored_int32(n: int, window_size: int) -> None:
+    # int16 counts, slots and cumulative counts while all fit; int32 beyond; stored as int32
+    rng = np.random.default_rng(11)
+    reference = rng.normal(size=n)
+    det = IncrementalKS(reference, window_size=window_size, alpha=1e-6)
+    stream = rng.normal(0.05, 1.0, size=window_size + 500)
+    det.update_many(stream)
+    narrow = np.int16 if max(n, window_size) < 16_000 else np.int32
+    assert det._narrow.dtype == narrow
+    assert_matches_scipy(det.result(), reference, stream[-window_size:])
+    held = detector_state(det)["state"]
+    assert held["_counts"].dtype == np.int32
+    assert det._window.tags().dtype == np.int32
+    clone = detector_from_state(detector_state(det))
+    tail = rng.normal(0.5, 1.0, size=400)
+    det.update_many(tail)
+    clone.update_many(tail)
+    assert det.transitions == clone.transitions
+    assert det.result() == clone.result()
+
+
 def test_alarm_rule_is_p_below_alpha_at_every_update() -> None:
     rng = np.random.default_rng(3)
     reference = rng.integers(0, 6, size=300).astype(float)
