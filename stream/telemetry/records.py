@@ -292,6 +292,13 @@ class TelemetryParser:
         self, values: tuple[Any, ...], partition: int, offset: int, timestamp: float
     ) -> Telemetry | Invalid:
         """The event of a message whose fields :attr:`_names` hold ``values``."""
+        for v in values:
+            if type(v) is int and not _KEY_INT_RANGE[0] <= v < _KEY_INT_RANGE[1]:
+                widened = _widened(values)
+                if widened is None:
+                    return Invalid("invalid_json", "a number beyond float range", partition, offset)
+                values = widened
+                break
         if self.span_filter is not None:
             name, allowed = self.span_filter
             value = values[self._filter_at]
@@ -389,6 +396,20 @@ class TelemetryParser:
                 return Invalid("non_finite", f"feature {name!r} is {v!r}", partition, offset)
             floats.append(f)
         return floats
+
+
+def _widened(values: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """``values`` with integers beyond 64 bits read as floats, as most JSON readers do (None:
+    one is beyond float range too, which no JSON reader can take as a number)."""
+    out = []
+    for v in values:
+        if type(v) is int and not _KEY_INT_RANGE[0] <= v < _KEY_INT_RANGE[1]:
+            try:
+                v = float(v)
+            except OverflowError:
+                return None
+        out.append(v)
+    return tuple(out)
 
 
 def _message_type(names: tuple[str, ...], roles: dict[str, set[str]]) -> type[msgspec.Struct]:

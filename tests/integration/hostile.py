@@ -8,8 +8,9 @@ Rules of the oracle, in the order they apply:
 
 1. a tombstone (no value) is ``invalid_json``; more than ``max_message_bytes`` is ``oversized``;
 2. text that is not one JSON document is ``invalid_json``: syntax errors, non-UTF-8 bytes, a
-   byte order mark, ``NaN``/``Infinity`` literals and numbers beyond the float range (even in
-   fields nobody reads); integers beyond 64 bits are floats and fine;
+   byte order mark, ``NaN``/``Infinity`` literals; so is a number beyond the float range in a
+   field the worker reads (``agent_id``, the features, ``ts``, the labels; fields nobody reads
+   are checked for syntax only); integers beyond 64 bits are floats and fine;
 3. a document that is not an object is ``not_an_object``; duplicate names: the last one counts;
 4. ``agent_id`` null, absent, empty, a list or an object is *skipped* (reason ``missing_key``:
    counted, not dead-lettered); a number that is not an integer of at most 64 bits (a JSON
@@ -121,23 +122,29 @@ class NotJSON(Exception):
     pass
 
 
-def decode(value: Any) -> Any:
-    """The Python value a JSON parser reads, or NotJSON."""
+#: The top-level fields the worker reads: a number beyond the float range there is invalid.
+READ_FIELDS = frozenset({"agent_id", *FEATURES, "ts", "predicted_label", "true_label"})
+
+
+def decode(value: Any, read: bool | None = None) -> Any:
+    """The Python value a JSON parser reads, or NotJSON. ``read``: whether the value is in a
+    field the worker reads (None: the document itself, whose top-level names decide)."""
     if isinstance(value, Lit):
-        if value.value is None:
+        if value.value is None and (read or value in NAN_LITERALS):
             raise NotJSON(value.text)
         return value.value
-    if isinstance(value, Doc):
-        return {k: decode(v) for k, v in value.pairs}  # the last duplicate wins
-    if isinstance(value, dict):
-        return {k: decode(v) for k, v in value.items()}
+    if isinstance(value, Doc | dict):
+        pairs = value.pairs if isinstance(value, Doc) else list(value.items())
+        # the last duplicate wins, and every occurrence of a read field is read
+        return {k: decode(v, k in READ_FIELDS if read is None else read) for k, v in pairs}
     if isinstance(value, list):
-        return [decode(v) for v in value]
+        return [decode(v, bool(read)) for v in value]
     if isinstance(value, int) and not isinstance(value, bool):
         try:
             float(value)
         except OverflowError:
-            raise NotJSON(str(value)[:20]) from None
+            if read:
+                raise NotJSON(str(value)[:20]) from None
     return value
 
 

@@ -55,6 +55,8 @@ def test_the_oracle_on_hand_picked_cases() -> None:
         (good.set("token_count", 10**30), None),
         (good.set("token_count", Lit("1e400", None)), "invalid_json"),
         (good.add("x", [Lit("NaN", None)]), "invalid_json"),
+        (good.add("x", [Lit("1e400", None)]), None),  # a field nobody reads: syntax only
+        (good.set("ts", Lit("1" + "0" * 400, None)), "invalid_json"),
         (good.set("token_count", True), "non_numeric"),
         (good.add("token_count", None), None),  # sparse: valid, token_count missing
         (good.set("token_count", None).add("token_count", 5), None),
