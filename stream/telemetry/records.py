@@ -262,6 +262,11 @@ class TelemetryParser:
             return Invalid(
                 "oversized", f"{len(raw)} bytes > limit {self.max_bytes}", partition, offset
             )
+        if not raw.isascii():  # the typed read skips unread strings without decoding them
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return Invalid("invalid_json", f"not UTF-8: {exc}"[:200], partition, offset)
         try:
             values = msgspec.structs.astuple(self._typed.decode(raw))
         except msgspec.DecodeError:

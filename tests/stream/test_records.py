@@ -63,6 +63,10 @@ def test_timestamps(parser: TelemetryParser, ts: object, expected: float) -> Non
     [
         (b"{not json", "invalid_json"),
         (b"\xff\xfe\x00garbage", "invalid_json"),
+        (
+            msgspec.json.encode(GOOD)[:-1] + b', "note": "caf\xe9"}',
+            "invalid_json",
+        ),  # unread, not UTF-8
         (b'{"a": NaN}', "invalid_json"),
         (b'{"a": 1e400}', "missing_key"),  # valid syntax; 1e400 is only read if a field needs it
         (
