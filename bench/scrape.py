@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python bench/scrape.py [--scrapers 200] [--seconds 10] [--interval 1]
-        [--repeats 3] [--servers old,threads,process,proc-1s]
+        [--repeats 3]
 
 Builds the worker's own :class:`stream.metrics.Metrics` on a fresh registry with 625 keys x 4
 features published (10,000 per-stream series, plus the fixed metrics), serves it, and runs a
@@ -16,16 +16,10 @@ interval starts with ``--scrapers`` concurrent scrapes; Prometheus itself scrape
 Prints scrape latency p50/p95/max (connect to last byte), 503s, renderings, and the processing
 rate with scrapers over without (the ratio).
 
-Servers: ``process`` is :func:`stream.metrics.server.start_metrics_server` at default settings
-(a serving process answering from renderings this process makes at most once per
-``metrics_cache_seconds``, 5 s), ``proc-1s`` the same with ``metrics_cache_seconds=1``;
-``threads`` is the endpoint before the serving process: the same HTTP serving (bounded pool of
-4 threads, queue of 256, one rendering per 5 s) in this process's threads; ``old`` is the
-anchor, the endpoint before that (a thread per connection, rendering and gzip for every
-request), kept here only.
-
-The processing loop is the only work of this process during the timed part: no detector runs,
-so no stream is calibrated or testing (the line ``streams`` says so).
+Servers: ``new`` is :func:`stream.metrics.server.start_metrics_server` at default settings
+(bounded pool, one rendering per ``metrics_cache_seconds``, 5 s), ``new-1s`` the same with
+``metrics_cache_seconds=1``; ``old`` is the anchor, the previous endpoint (a thread per
+connection, rendering and gzip for every request), kept here only.
 """
 
 from __future__ import annotations
@@ -51,9 +45,7 @@ sys.path.insert(0, str(_HERE.parent))
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 
 from stream.metrics import Metrics  # noqa: E402
-from stream.metrics.exposition import ExpositionCache  # noqa: E402
-from stream.metrics.server import _listen, start_metrics_server  # noqa: E402
-from stream.metrics.serving import _Server  # noqa: E402
+from stream.metrics.server import start_metrics_server  # noqa: E402
 from stream.settings import DEFAULT_FEATURES, load_settings  # noqa: E402
 
 
@@ -107,26 +99,7 @@ class OldServer:
         self._server.server_close()
 
 
-class ThreadsServer:
-    """The serving process's HTTP server and the cache at default settings, in this process."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self._cache = ExpositionCache(registry, max_age=5.0)
-        listener = _listen("127.0.0.1", 0, 256)
-        self._server = _Server(listener, self._cache, None, None, max_connections=256)
-        self.port = self._server.server_port
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    @property
-    def renderings(self) -> str:
-        return str(self._cache.renderings)
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.socket.close()
-
-
-class ProcessServer:
+class NewServer:
     """:func:`stream.metrics.server.start_metrics_server` at default settings."""
 
     cache_seconds: float | None = None  # None: the default
@@ -147,7 +120,7 @@ class ProcessServer:
         self._server.close()
 
 
-class ProcessServer1s(ProcessServer):
+class NewServer1s(NewServer):
     """The same with ``metrics_cache_seconds=1``: a rendering every second."""
 
     cache_seconds = 1.0
@@ -263,9 +236,6 @@ def main() -> None:
     ap.add_argument("--interval", type=float, default=1.0, help="seconds between scrape bursts")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--keys", type=int, default=625, help="keys x 4 features x 4 series")
-    ap.add_argument(
-        "--servers", default="old,threads,process,proc-1s", help="comma-separated, in this order"
-    )
     args = ap.parse_args()
     registry = build_registry(args.keys)
     body = generate_latest(registry)
@@ -281,19 +251,16 @@ def main() -> None:
         f"{args.repeats} repeats, "
         f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
-    print("# streams calibrated: 0, testing: 0 (no detector runs; the loop is the only work)")
     print(
-        f"{'server':<7} {'rep':>3} {'scrapes':>7} {'503':>5} {'failed':>6} {'p50 s':>7} "
+        f"{'server':<6} {'rep':>3} {'scrapes':>7} {'503':>5} {'failed':>6} {'p50 s':>7} "
         f"{'p95 s':>7} {'max s':>7} {'renders':>7} {'proc/s alone':>12} {'proc/s scraped':>14} "
         f"{'ratio':>6}"
     )
     makers: dict[str, Callable[[CollectorRegistry], Any]] = {
         "old": OldServer,
-        "threads": ThreadsServer,
-        "process": ProcessServer,
-        "proc-1s": ProcessServer1s,
+        "new": NewServer,
+        "new-1s": NewServer1s,
     }
-    makers = {name: makers[name] for name in args.servers.split(",")}
     summary: dict[str, list[tuple[float, float, float]]] = {name: [] for name in makers}
     for rep in range(args.repeats):
         for name in makers:
@@ -305,7 +272,7 @@ def main() -> None:
             p50, p95 = quantile(ok, 0.5), quantile(ok, 0.95)
             summary[name].append((p50, p95, ratio))
             print(
-                f"{name:<7} {rep:>3} {len(r['results']):>7} {busy:>5} {failed:>6} {p50:>7.3f} "
+                f"{name:<6} {rep:>3} {len(r['results']):>7} {busy:>5} {failed:>6} {p50:>7.3f} "
                 f"{p95:>7.3f} {max(ok, default=float('nan')):>7.3f} {r['renderings']:>7} "
                 f"{r['alone']:>12.0f} {r['loaded']:>14.0f} {ratio:>6.3f}"
             )
@@ -314,7 +281,7 @@ def main() -> None:
         p50 = statistics.median(r[0] for r in rows)
         p95 = statistics.median(r[1] for r in rows)
         ratio = statistics.median(r[2] for r in rows)
-        print(f"{name:<7} p50 {p50:.3f} s  p95 {p95:.3f} s  processing ratio {ratio:.3f}")
+        print(f"{name:<6} p50 {p50:.3f} s  p95 {p95:.3f} s  processing ratio {ratio:.3f}")
     print(f"# load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -8,10 +8,6 @@ variant (text format or OpenMetrics, optionally a ``name[]`` filter) at most onc
 ``generate_latest`` gives, and gzip-compresses a rendering at most once. Renderings are
 serialised by one lock: concurrent scrapers of a stale variant wait for the one rendering
 rather than starting their own.
-
-:class:`Renderings` holds that policy (variants, age, bound, gzip) for both sides of the
-endpoint: :class:`ExpositionCache` renders the registry in the worker, and the serving
-process's :class:`~stream.metrics.serving.WorkerRenderings` fetches renderings from it.
 """
 
 from __future__ import annotations
@@ -27,15 +23,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-__all__ = [
-    "MAX_FILTER_NAMES",
-    "MAX_VARIANTS",
-    "Exposition",
-    "ExpositionCache",
-    "FilterError",
-    "Renderings",
-    "choose_variant",
-]
+__all__ = ["MAX_FILTER_NAMES", "MAX_VARIANTS", "Exposition", "ExpositionCache", "FilterError"]
 
 #: Most renderings kept (the two formats unfiltered, plus filtered ones; the least recently
 #: rendered is dropped).
@@ -83,100 +71,7 @@ class Exposition:
         return self._gzipped
 
 
-def choose_variant(
-    accept: str, names: list[str] | None = None
-) -> tuple[Callable[[Any], bytes], str, tuple[str, ...]]:
-    """The encoder, content type and sorted ``name[]`` filter a request asks for.
-
-    Parameters
-    ----------
-    accept : str
-        The request's ``Accept`` header (chooses text format or OpenMetrics).
-    names : list of str, optional
-        Metric sample names to restrict the output to (``name[]`` query parameters).
-
-    Raises
-    ------
-    FilterError
-        When ``names`` is over :data:`MAX_FILTER_NAMES` or a name over ``MAX_NAME_LENGTH``.
-    """
-    wanted = tuple(sorted(set(names or ())))
-    if len(wanted) > MAX_FILTER_NAMES or any(len(n) > MAX_NAME_LENGTH for n in wanted):
-        raise FilterError(len(wanted), max((len(n) for n in wanted), default=0))
-    encoder, content_type = choose_encoder(accept)
-    return encoder, content_type, wanted
-
-
-class Renderings:
-    """Renderings by variant, each reused for ``max_age`` seconds; subclasses render.
-
-    Parameters
-    ----------
-    max_age : float
-        Seconds a rendering is served before the next request renders again; 0 renders for
-        every request (still one at a time).
-    clock : callable, optional
-        Monotonic seconds (for tests).
-    """
-
-    def __init__(
-        self, *, max_age: float = 5.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        if not (math.isfinite(max_age) and max_age >= 0):
-            raise ValueError(f"max_age must be a number of seconds >= 0, got {max_age!r}")
-        self.max_age = max_age
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._variants: dict[tuple[str, tuple[str, ...]], Exposition] = {}
-        self.renderings = 0
-
-    def get(
-        self, accept: str, names: list[str] | None = None, *, gzipped: bool = False
-    ) -> Exposition:
-        """The current rendering for an ``Accept`` header and optional ``name[]`` filter.
-
-        Parameters
-        ----------
-        accept : str
-            The request's ``Accept`` header (chooses text format or OpenMetrics).
-        names : list of str, optional
-            Metric sample names to restrict the output to (``name[]`` query parameters).
-        gzipped : bool
-            Compute the gzip body as well (once per rendering), under the same lock.
-
-        Raises
-        ------
-        FilterError
-            When ``names`` is over :data:`MAX_FILTER_NAMES` or a name over ``MAX_NAME_LENGTH``.
-        """
-        encoder, content_type, wanted = choose_variant(accept, names)
-        key = (content_type, wanted)
-        with self._lock:
-            now = self._clock()
-            entry = self._variants.get(key)
-            if entry is None or now - entry.rendered_at >= self.max_age or now < entry.rendered_at:
-                entry = self._render(accept, encoder, content_type, wanted)
-                self.renderings += 1
-                self._variants.pop(key, None)
-                self._variants[key] = entry
-                while len(self._variants) > MAX_VARIANTS:
-                    del self._variants[next(iter(self._variants))]
-            if gzipped:
-                entry.gzipped()
-            return entry
-
-    def _render(
-        self,
-        accept: str,
-        encoder: Callable[[Any], bytes],
-        content_type: str,
-        wanted: tuple[str, ...],
-    ) -> Exposition:
-        """A fresh rendering of one variant (called under the lock)."""
-        raise NotImplementedError
-
-
-class ExpositionCache(Renderings):
+class ExpositionCache:
     """Renderings of ``registry``, each reused for ``max_age`` seconds.
 
     Parameters
@@ -206,15 +101,50 @@ class ExpositionCache(Renderings):
         max_age: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(max_age=max_age, clock=clock)
+        if not (math.isfinite(max_age) and max_age >= 0):
+            raise ValueError(f"max_age must be a number of seconds >= 0, got {max_age!r}")
         self.registry = registry
+        self.max_age = max_age
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._variants: dict[tuple[str, tuple[str, ...]], Exposition] = {}
+        self.renderings = 0
 
-    def _render(
-        self,
-        accept: str,
-        encoder: Callable[[Any], bytes],
-        content_type: str,
-        wanted: tuple[str, ...],
+    def get(
+        self, accept: str, names: list[str] | None = None, *, gzipped: bool = False
     ) -> Exposition:
-        source: Any = self.registry.restricted_registry(wanted) if wanted else self.registry
-        return Exposition(content_type, encoder(source), self._clock())
+        """The current rendering for an ``Accept`` header and optional ``name[]`` filter.
+
+        Parameters
+        ----------
+        accept : str
+            The request's ``Accept`` header (chooses text format or OpenMetrics).
+        names : list of str, optional
+            Metric sample names to restrict the output to (``name[]`` query parameters).
+        gzipped : bool
+            Compute the gzip body as well (once per rendering), under the same lock.
+
+        Raises
+        ------
+        FilterError
+            When ``names`` is over :data:`MAX_FILTER_NAMES` or a name over ``MAX_NAME_LENGTH``.
+        """
+        wanted = tuple(sorted(set(names or ())))
+        if len(wanted) > MAX_FILTER_NAMES or any(len(n) > MAX_NAME_LENGTH for n in wanted):
+            raise FilterError(len(wanted), max((len(n) for n in wanted), default=0))
+        encoder, content_type = choose_encoder(accept)
+        key = (content_type, wanted)
+        with self._lock:
+            now = self._clock()
+            entry = self._variants.get(key)
+            if entry is None or now - entry.rendered_at >= self.max_age or now < entry.rendered_at:
+                source: Any = self.registry.restricted_registry(wanted) if wanted else self.registry
+                entry = Exposition(content_type, encoder(source), now)
+                self.renderings += 1
+                self._variants.pop(key, None)
+                self._variants[key] = entry
+                while len(self._variants) > MAX_VARIANTS:
+                    del self._variants[next(iter(self._variants))]
+            if gzipped:
+                entry.gzipped()
+            return entry

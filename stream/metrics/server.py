@@ -1,126 +1,263 @@
 """The Prometheus endpoint: ``/metrics`` over HTTP or HTTPS, optionally behind basic auth.
 
-Scrapes are answered by a separate serving process (:mod:`stream.metrics.serving`), so that
-however many scrapers connect, accepting and answering them never takes this interpreter's GIL
-from processing. This process binds the listening socket (a port in use is a
-:class:`~stream.exceptions.ConfigError` here, at start), keeps the registry, and renders it with
-prometheus-client's encoders in one thread of its own when the serving process asks: at most
-once per ``metrics_cache_seconds`` for each format and ``name[]`` filter
-(:class:`~stream.metrics.exposition.ExpositionCache`), whatever the number of scrapers. Only the
-bytes of a rendering cross the channel (:mod:`stream.metrics.channel`; nothing is pickled). The
-serving process ends with this one: when it is closed, exits or is killed.
+prometheus-client's own server takes a certificate but has no authentication, so the worker
+serves the registry itself. The handler checks the ``Authorization: Basic ...`` header
+(constant-time comparison) and answers from an
+:class:`~stream.metrics.exposition.ExpositionCache`: the registry is rendered with
+prometheus-client's encoders (text format or OpenMetrics, by the ``Accept`` header; gzip when
+asked) at most once per ``metrics_cache_seconds``, whatever the
+number of scrapers. Connections are bounded: one thread accepts them into a queue of
+``metrics_max_connections`` served by a fixed pool of :data:`SERVER_THREADS` threads; a connection
+beyond the bound is answered ``503`` at once (over TLS it is closed: answering would cost a
+handshake) and counted. TLS handshakes run in the pool's threads with a timeout, so a silent
+client holds one thread for at most :data:`REQUEST_TIMEOUT_S`. Credentials are never logged.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import contextlib
+import hmac
 import logging
-import os
 import queue
 import socket
-import subprocess
-import sys
+import socketserver
+import ssl
 import threading
-import time
-from dataclasses import dataclass
-from pathlib import Path
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from stream.exceptions import ConfigError, DriftwatchError
-from stream.metrics.channel import MAX_REQUEST_BYTES, Channel, ChannelError
+from stream.exceptions import ConfigError
 from stream.metrics.exposition import ExpositionCache, FilterError
-from stream.metrics.serving import REQUEST_TIMEOUT_S, server_ssl_context
 from stream.settings import Settings
 
-__all__ = ["MetricsServer", "ServingProcessError", "ServingStats", "start_metrics_server"]
+__all__ = ["MetricsServer", "server_ssl_context", "start_metrics_server"]
 
 log = logging.getLogger("driftwatch.metrics")
 
-#: Seconds the serving process may take to start (a fresh interpreter on a busy machine).
-START_TIMEOUT_S = 60.0
+REALM = "driftwatch metrics"
+#: Seconds a connection may take to finish its TLS handshake, send its request, read the answer.
+REQUEST_TIMEOUT_S = 10.0
+#: Threads serving requests (the rendering is shared, so a few suffice).
+SERVER_THREADS = 4
+#: The answer to a connection beyond ``metrics_max_connections``.
+BUSY_RESPONSE = (
+    b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Retry-After: 1\r\nContent-Length: 29\r\nConnection: close\r\n\r\n"
+    b"503 too many scrapes at once\n"
+)
 
 
-class ServingProcessError(DriftwatchError):
-    """The metrics serving process did not start.
-
-    Parameters
-    ----------
-    reason : str
-        What it reported, or how it ended.
-    returncode : int or None
-        Its exit status, if it exited.
-    """
-
-    def __init__(self, reason: str, returncode: int | None) -> None:
-        super().__init__(f"the metrics serving process did not start: {reason}")
-        self.reason = reason
-        self.returncode = returncode
+def server_ssl_context(certfile: str, keyfile: str | None = None) -> ssl.SSLContext:
+    """A TLS server context (TLS 1.2+) for ``certfile`` (and ``keyfile``, if separate)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(certfile, keyfile, password=_no_key_password)
+    except (OSError, ValueError) as exc:
+        name = "metrics_tls_keyfile" if keyfile else "metrics_tls_certfile"
+        raise ConfigError(
+            name, keyfile or certfile, f"cannot load the certificate and key: {exc}"
+        ) from None
+    return context
 
 
-@dataclass(frozen=True)
-class ServingStats:
-    """Connections of the serving process: being answered, waiting, refused so far."""
-
-    serving: int
-    queued: int
-    rejected: int
+def _no_key_password() -> bytes:
+    # Without a callback OpenSSL would prompt on the terminal for an encrypted key.
+    raise ValueError("encrypted private keys are not supported")
 
 
-class MetricsServer:
-    """A running metrics endpoint (a serving process and a rendering thread); :meth:`close`.
+class _Server(socketserver.TCPServer):
+    """Accepts connections into a bounded queue; :data:`SERVER_THREADS` threads answer them."""
 
-    Built by :func:`start_metrics_server`.
-    """
+    allow_reuse_address = True
 
     def __init__(
         self,
-        listener: socket.socket,
+        address: tuple[str, int],
         cache: ExpositionCache,
-        config: dict[str, Any],
-        host: str,
+        credentials: bytes | None,
+        ssl_context: ssl.SSLContext | None,
+        *,
+        max_connections: int,
     ) -> None:
-        self.host = host
-        self.tls = config["tls_certfile"] is not None
-        self.basic_auth = config["credentials"] is not None
-        self.port = int(listener.getsockname()[1])
-        self._cache = cache
-        self._closing = False
-        self._stats: queue.Queue[dict[str, Any]] = queue.Queue()
-        self._stats_lock = threading.Lock()
-        self._stats_id = 0
-        ours, theirs = socket.socketpair()
-        fds = (theirs.fileno(), listener.fileno())
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "stream.metrics.serving", *map(str, fds)],
-            pass_fds=fds,
-            stdin=subprocess.DEVNULL,
-            env=_child_environment(),
+        host, port = address
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
-        theirs.close()
-        listener.close()  # the serving process holds it now
-        self._channel = Channel(ours, max_bytes=MAX_REQUEST_BYTES)
-        try:
-            self._channel.send({"op": "config", "parent": os.getpid(), **config})
-            self._await_ready()
-        except BaseException:
-            self._stop()
-            raise
-        self._thread = threading.Thread(
-            target=self._answer, name=f"driftwatch-metrics-{self.port}", daemon=True
-        )
-        self._thread.start()
+        self.address_family = infos[0][0]
+        self.request_queue_size = max_connections  # the listen backlog waits briefly too
+        self.cache = cache
+        self.credentials = credentials
+        self.ssl_context = ssl_context
+        self.rejected = 0
+        self.serving = 0  # connections being answered by the pool
+        self._serving_lock = threading.Lock()
+        self._pending: queue.Queue[tuple[socket.socket, Any] | None] = queue.Queue(max_connections)
+        super().__init__(address, _Handler)
+        self._workers = [
+            threading.Thread(
+                target=self._serve_queue,
+                name=f"driftwatch-metrics-{self.server_port}-{i}",
+                daemon=True,
+            )
+            for i in range(SERVER_THREADS)
+        ]
+        for worker in self._workers:
+            worker.start()
 
-    def _await_ready(self) -> None:
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)
+        self.server_name = str(self.server_address[0])
+        self.server_port = int(self.server_address[1])
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # called in the accepting thread: never block it
         try:
-            message = self._channel.receive(timeout=START_TIMEOUT_S)
-        except (EOFError, OSError, ChannelError) as exc:
-            message = ({"op": "failed", "reason": f"it exited ({exc or 'no answer'})"}, b"")
-        if message is None:
-            message = ({"op": "failed", "reason": f"no answer in {START_TIMEOUT_S:g} s"}, b"")
-        if message[0]["op"] != "ready":
-            raise ServingProcessError(str(message[0].get("reason")), self._process.returncode)
+            self._pending.put_nowait((request, client_address))
+        except queue.Full:
+            self.rejected += 1
+            log.debug("metrics request from %s: over the connection bound", client_address[0])
+            if self.ssl_context is None:
+                request.setblocking(False)
+                with contextlib.suppress(OSError):
+                    request.send(BUSY_RESPONSE)
+            self.shutdown_request(request)
+
+    def _serve_queue(self) -> None:
+        while (item := self._pending.get()) is not None:
+            sock, client_address = item
+            with self._serving_lock:
+                self.serving += 1
+            try:
+                sock.settimeout(REQUEST_TIMEOUT_S)
+                if self.ssl_context is not None:
+                    sock = self.ssl_context.wrap_socket(sock, server_side=True)
+                self.finish_request(sock, client_address)
+            except Exception:
+                self.handle_error(sock, client_address)
+            finally:
+                self.shutdown_request(sock)
+                with self._serving_lock:
+                    self.serving -= 1
+
+    def server_close(self) -> None:
+        super().server_close()
+        while True:
+            try:
+                item = self._pending.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                self.shutdown_request(item[0])
+        for _ in self._workers:
+            self._pending.put(None)
+        for worker in self._workers:
+            worker.join(timeout=1.0)  # daemon threads: one stuck on a slow client ends with it
+
+    def shutdown_request(self, request: Any) -> None:
+        # the request was read whole and the answer written: close, without a shutdown() first
+        # (one system call less, see _Handler._respond)
+        self.close_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Failed handshakes, resets and timeouts from clients: not worth a traceback.
+        log.debug("metrics request from %s failed", client_address[0], exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "driftwatch"
+    sys_version = ""
+
+    def do_GET(self) -> None:
+        self._respond(include_body=True)
+
+    def do_HEAD(self) -> None:
+        self._respond(include_body=False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # one line per scrape is noise; failures are logged at debug level
+
+    def _authorized(self) -> bool:
+        expected = self.server.credentials
+        if expected is None:
+            return True
+        header = self.headers.get("Authorization", "")
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            given = base64.b64decode(token.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        return hmac.compare_digest(given, expected)
+
+    def _plain(self, status: int, body: bytes, *, include_body: bool) -> None:
+        self.send_response(status)
+        if status == 401:
+            self.send_header("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"')
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if include_body:
+            self.wfile.write(body)
+
+    def _respond(self, *, include_body: bool) -> None:
+        if not self._authorized():
+            log.debug("metrics request from %s: not authorized", self.client_address[0])
+            self._plain(401, b"401 Unauthorized\n", include_body=include_body)
+            return
+        url = urlsplit(self.path)
+        if url.path == "/favicon.ico":
+            self._plain(404, b"", include_body=include_body)
+            return
+        gzipped = "gzip" in self.headers.get("Accept-Encoding", "")
+        try:
+            exposition = self.server.cache.get(
+                self.headers.get("Accept", ""), parse_qs(url.query).get("name[]"), gzipped=gzipped
+            )
+        except FilterError as exc:
+            self._plain(400, f"400 {exc}\n".encode(), include_body=include_body)
+            return
+        except Exception:
+            log.exception("rendering /metrics failed")
+            self.send_error(500)
+            return
+        body = exposition.gzipped() if gzipped else exposition.body
+        head = [
+            f"{self.protocol_version} 200 OK",
+            f"Server: {self.server_version}",
+            f"Date: {self.date_time_string()}",
+            f"Content-Type: {exposition.content_type}",
+            *(["Content-Encoding: gzip"] if gzipped else []),
+            f"Content-Length: {len(body)}",
+            "",
+            "",
+        ]
+        # status, headers and body in one write: each system call gives the GIL away, and a busy
+        # event loop keeps it for up to the switch interval (5 ms) before this thread has it back
+        self.wfile.write("\r\n".join(head).encode("latin-1") + (body if include_body else b""))
+
+
+class MetricsServer:
+    """A running metrics endpoint (serving in daemon threads); :meth:`close` stops it."""
+
+    def __init__(self, server: _Server, thread: threading.Thread, host: str) -> None:
+        self._server = server
+        self._thread = thread
+        self.host = host
+        self.tls = server.ssl_context is not None
+        self.basic_auth = server.credentials is not None
+
+    @property
+    def port(self) -> int:
+        """The bound port (the chosen one when started with port 0)."""
+        return self._server.server_port
 
     @property
     def url(self) -> str:
@@ -128,132 +265,24 @@ class MetricsServer:
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}/metrics"
 
     @property
-    def pid(self) -> int:
-        """The serving process's id."""
-        return self._process.pid
-
-    @property
     def cache(self) -> ExpositionCache:
-        """The renderings made (``cache.renderings`` counts them)."""
-        return self._cache
-
-    def stats(self) -> ServingStats:
-        """The serving process's connection counters, asked for now.
-
-        Raises
-        ------
-        TimeoutError
-            When the serving process does not answer within ``REQUEST_TIMEOUT_S``.
-        """
-        with self._stats_lock:
-            self._stats_id += 1
-            self._channel.send({"op": "stats", "id": self._stats_id})
-            deadline = time.monotonic() + REQUEST_TIMEOUT_S
-            while True:
-                try:
-                    answer = self._stats.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    raise TimeoutError("the metrics serving process did not answer") from None
-                if answer.get("id") == self._stats_id:
-                    return ServingStats(answer["serving"], answer["queued"], answer["rejected"])
+        """The renderings served (``cache.renderings`` counts them)."""
+        return self._server.cache
 
     @property
     def rejected(self) -> int:
         """Connections refused so far because ``metrics_max_connections`` were pending."""
-        return self.stats().rejected
-
-    def _answer(self) -> None:
-        """Render what the serving process asks for, until the channel ends."""
-        while True:
-            try:
-                message = self._channel.receive()
-            except (EOFError, OSError, ChannelError) as exc:
-                if not self._closing:
-                    code = self._process.poll()
-                    log.error(
-                        "the metrics serving process (pid %d) is gone (%s, exit status %s): "
-                        "/metrics is not served",
-                        self._process.pid,
-                        exc or "channel closed",
-                        code,
-                    )
-                return
-            assert message is not None  # no timeout
-            header, _ = message
-            if header["op"] == "render":
-                self._render(header)
-            elif header["op"] == "stats":
-                self._stats.put(header)
-
-    def _render(self, request: dict[str, Any]) -> None:
-        accept, names = request.get("accept"), request.get("names")
-        answer: dict[str, Any] = {"op": "error", "id": request.get("id"), "status": 400}
-        if not isinstance(accept, str) or not (
-            isinstance(names, list) and all(isinstance(n, str) for n in names)
-        ):
-            self._channel.send({**answer, "message": "bad rendering request"})
-            return
-        try:
-            exposition = self._cache.get(accept, names)
-        except FilterError as exc:
-            self._channel.send({**answer, "message": str(exc)})
-            return
-        except Exception:
-            log.exception("rendering /metrics failed")
-            self._channel.send({**answer, "status": 500, "message": "rendering failed"})
-            return
-        age = time.monotonic() - exposition.rendered_at
-        answer = {"op": "exposition", "id": request.get("id"), "age": age}
-        self._channel.send({**answer, "content_type": exposition.content_type}, exposition.body)
+        return self._server.rejected
 
     def close(self) -> None:
-        """Stop serving and release the port (the serving process exits)."""
-        self._closing = True
-        self._channel.shutdown()
+        """Stop serving and release the port."""
+        self._server.shutdown()
+        self._server.server_close()
         self._thread.join(timeout=5)
-        self._stop()
-
-    def _stop(self) -> None:
-        self._channel.close()
-        try:
-            self._process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
 
     def __repr__(self) -> str:
         auth = ", basic auth" if self.basic_auth else ""
-        return f"<MetricsServer {self.url}{auth}, serving process {self._process.pid}>"
-
-
-def _child_environment() -> dict[str, str]:
-    """This environment, with the directory holding the ``stream`` package on the path."""
-    root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return env
-
-
-def _listen(host: str, port: int, backlog: int) -> socket.socket:
-    """A socket listening on ``host:port``; a :class:`ConfigError` if it cannot be."""
-    try:
-        infos = socket.getaddrinfo(
-            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-    except socket.gaierror as exc:
-        raise ConfigError("metrics_host", host, f"cannot resolve it: {exc.strerror}") from None
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(backlog)  # the listen backlog waits briefly too
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(
-            "metrics_port", port, f"cannot listen on {host}:{port}: {exc.strerror or exc}"
-        ) from None
-    return sock
+        return f"<MetricsServer {self.url}{auth}>"
 
 
 def start_metrics_server(
@@ -263,36 +292,24 @@ def start_metrics_server(
 
     Renderings are reused for ``metrics_cache_seconds``; at most ``metrics_max_connections``
     connections wait or are being answered, later ones get a fast ``503``.
-
-    Raises
-    ------
-    ConfigError
-        When the certificate or key cannot be loaded, or the address cannot be listened on.
-    ServingProcessError
-        When the serving process does not start.
     """
-    m = settings.metrics
-    certfile = keyfile = None
-    if m.tls_certfile:
-        server_ssl_context(m.tls_certfile, m.tls_keyfile)  # errors name the setting, here
-        certfile = os.path.abspath(m.tls_certfile)
-        keyfile = os.path.abspath(m.tls_keyfile) if m.tls_keyfile else None
+    context = None
+    if settings.metrics.tls_certfile:
+        context = server_ssl_context(settings.metrics.tls_certfile, settings.metrics.tls_keyfile)
     credentials = None
-    password = m.basic_auth_secret()
-    if m.basic_auth_username and password is not None:
-        pair = f"{m.basic_auth_username}:{password}".encode()
-        credentials = base64.b64encode(pair).decode()
-    config = {
-        "tls_certfile": certfile,
-        "tls_keyfile": keyfile,
-        "credentials": credentials,
-        "cache_seconds": m.cache_seconds,
-        "max_connections": m.max_connections,
-        "log_level": log.getEffectiveLevel(),
-    }
-    listener = _listen(m.host, m.port, m.max_connections)
-    cache = ExpositionCache(registry, max_age=m.cache_seconds)
-    try:
-        return MetricsServer(listener, cache, config, m.host)
-    finally:
-        listener.close()
+    password = settings.metrics.basic_auth_secret()
+    if settings.metrics.basic_auth_username and password is not None:
+        credentials = f"{settings.metrics.basic_auth_username}:{password}".encode()
+    cache = ExpositionCache(registry, max_age=settings.metrics.cache_seconds)
+    server = _Server(
+        (settings.metrics.host, settings.metrics.port),
+        cache,
+        credentials,
+        context,
+        max_connections=settings.metrics.max_connections,
+    )
+    thread = threading.Thread(
+        target=server.serve_forever, name=f"driftwatch-metrics-{server.server_port}", daemon=True
+    )
+    thread.start()
+    return MetricsServer(server, thread, settings.metrics.host)
