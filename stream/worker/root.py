@@ -119,7 +119,7 @@ class WorkerRoot:
         app.agent(self.topics.control, name="control")(self.control)
 
     async def serve_metrics(self) -> None:
-        """Serve /metrics from its serving process (TLS and basic auth when configured)."""
+        """Serve /metrics in a thread (TLS and basic auth when configured)."""
         server = start_metrics_server(self.settings, self.registry)
         log.info("metrics on %s%s", server.url, " (basic auth)" if server.basic_auth else "")
 
