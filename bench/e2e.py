@@ -33,7 +33,7 @@ from stream.tools.simulation import TelemetrySimulator  # noqa: E402
 from tests.support import pipeline  # noqa: E402
 from tests.support.broker import broker_or, create_topic  # noqa: E402
 from tests.support.pipeline import START_MS, telemetry_records  # noqa: E402
-from tests.support.worker import bench_worker  # noqa: E402
+from tests.support.worker import bench_topics, bench_worker  # noqa: E402
 
 
 def produce(bootstrap: str, topic: str, messages: int, agents: int) -> float:
@@ -84,11 +84,7 @@ def worker_consume(
 ) -> tuple[float, float, list[tuple[float, float]]]:
     """(seconds from first to last message, seconds for the second half, progress samples)."""
     settings = {
-        "telemetry_topic": topic,
-        "drift_topic": f"{topic}-drift",
-        "dead_letter_topic": f"{topic}-dlq",
-        "control_topic": f"{topic}-control",
-        "app_id": f"bench-{topic}",
+        **bench_topics(topic),
         "log_level": "warning",
         **extra,
     }

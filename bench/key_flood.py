@@ -43,7 +43,7 @@ from stream.tools.simulation import TelemetrySimulator  # noqa: E402
 from tests.support import pipeline  # noqa: E402
 from tests.support.broker import broker_or, create_topic  # noqa: E402
 from tests.support.pipeline import START_MS  # noqa: E402
-from tests.support.worker import RunningWorker, bench_worker, total  # noqa: E402
+from tests.support.worker import RunningWorker, bench_topics, bench_worker, total  # noqa: E402
 
 PARTITIONS = 6
 BLOCK = 1_000  # new ids whose events are mixed together
@@ -114,11 +114,7 @@ class Sample:
 
 def run(bootstrap: str, topic: str, expected: int, timeout: float) -> tuple[list[Sample], str]:
     settings = {
-        "telemetry_topic": topic,
-        "drift_topic": f"{topic}-drift",
-        "dead_letter_topic": f"{topic}-dlq",
-        "control_topic": f"{topic}-control",
-        "app_id": f"bench-{topic}",
+        **bench_topics(topic),
     }
     samples: list[Sample] = []
     with bench_worker(bootstrap, topic, settings) as worker:

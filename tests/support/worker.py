@@ -280,6 +280,17 @@ def run_worker(
             shutil.rmtree(directory, ignore_errors=True)
 
 
+def bench_topics(topic: str) -> dict[str, str]:
+    """The topics and app id of a benchmark worker reading ``topic`` (others named after it)."""
+    return {
+        "telemetry_topic": topic,
+        "drift_topic": f"{topic}-drift",
+        "dead_letter_topic": f"{topic}-dlq",
+        "control_topic": f"{topic}-control",
+        "app_id": f"bench-{topic}",
+    }
+
+
 def bench_worker(
     bootstrap: str, name: str, settings: Mapping[str, str]
 ) -> AbstractContextManager[RunningWorker]:
