@@ -78,7 +78,6 @@ class Workload:
     rate: int = RATE
     step_ms: int = 10
     drift: DriftSpec = DRIFT
-    hold_at: int | None = None  # the event before which production waits for its gate
 
 
 def _produce(
@@ -86,7 +85,6 @@ def _produce(
     topic: str,
     done: threading.Event,
     load: Workload = Workload(),
-    gate: threading.Event | None = None,
 ) -> Counter[str]:
     """Produce the telemetry at ``load.rate`` events/s; return how many events each agent got."""
     sim = TelemetrySimulator(load.agents, seed=11, drift=load.drift)
@@ -95,10 +93,6 @@ def _produce(
     started = time.monotonic()
     try:
         for i, ev in enumerate(sim.events(load.events, start_ms=START_MS, step_ms=load.step_ms)):
-            if i == load.hold_at and gate is not None:
-                producer.flush()
-                assert gate.wait(timeout=300), "production was never let through its gate"
-                started = time.monotonic() - i / load.rate
             producer.send(topic, key=ev["agent_id"].encode(), value=msgspec.json.encode(ev))
             per_agent[ev["agent_id"]] += 1
             if i % 100 == 99:
@@ -115,12 +109,11 @@ def _produce(
 class _Production:
     def __init__(self, bootstrap: str, topic: str, load: Workload = Workload()) -> None:
         self.done = threading.Event()
-        self.gate = threading.Event()  # lets production past ``load.hold_at``
         self.started = time.monotonic()
         self.result: Counter[str] = Counter()
 
         def run() -> None:
-            self.result = _produce(bootstrap, topic, self.done, load, self.gate)
+            self.result = _produce(bootstrap, topic, self.done, load)
 
         self.thread = threading.Thread(target=run, daemon=True)
         self.thread.start()
