@@ -206,6 +206,7 @@ def main() -> None:
                 for i in range(a.refs):
                     tasks.append((gen, ert, size, a.window, i, per_ref, a.guarantee))
     started = time.perf_counter()
+    load_before = os.getloadavg()
     with ProcessPoolExecutor(a.jobs) as pool:
         runs = list(pool.map(one_reference, tasks, chunksize=1))
     rows = summarise(runs)
@@ -215,6 +216,12 @@ def main() -> None:
         f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
         f"{os.cpu_count()} cores, numpy {np.__version__}, window {a.window}, "
         f"guarantee {a.guarantee}, {time.perf_counter() - started:.0f} s"
+    )
+    print(
+        "# load average (1, 5, 15 min) before "
+        + ", ".join(f"{x:.2f}" for x in load_before)
+        + "; after "
+        + ", ".join(f"{x:.2f}" for x in os.getloadavg())
     )
     print(table(rows))
     if a.json:
