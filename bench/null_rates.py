@@ -4,6 +4,8 @@ Usage::
 
     nice -n 10 .venv/bin/python bench/null_rates.py [--refs 20] [--erts 1e3,1e4,1e5,1e6]
         [--sizes 1000,5000] [--window 50] [--alarms 100] [--jobs 2] [--json FILE]
+        [--runs FILE]
+    .venv/bin/python bench/null_rates.py --summarise FILE [--refs 20]
 
 For every cell (ERT, generator, reference size) and each of ``--refs`` references drawn from
 the generator: build ``IncrementalKS(reference, window, ert=E)`` (calibrated from the reference
@@ -194,7 +196,19 @@ def main() -> None:
     )
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--json", type=Path)
+    p.add_argument(
+        "--runs", type=Path, help="append each reference's result to this file as it completes"
+    )
+    p.add_argument(
+        "--summarise",
+        type=Path,
+        help="print the table of the complete cells in a --runs file (of --refs references)",
+    )
     a = p.parse_args()
+    if a.summarise:
+        done = [json.loads(line) for line in a.summarise.read_text().splitlines() if line]
+        print(table([r for r in summarise(done) if r["refs"] >= a.refs]))
+        return
     erts = [float(e) for e in a.erts.split(",")]
     sizes = [int(s) for s in a.sizes.split(",")]
     gens = a.generators.split(",")
@@ -206,8 +220,15 @@ def main() -> None:
                 for i in range(a.refs):
                     tasks.append((gen, ert, size, a.window, i, per_ref, a.guarantee))
     started = time.perf_counter()
+    load_before = os.getloadavg()
+    runs: list[dict[str, Any]] = []
+    log = a.runs.open("a") if a.runs else None
     with ProcessPoolExecutor(a.jobs) as pool:
-        runs = list(pool.map(one_reference, tasks, chunksize=1))
+        for run in pool.map(one_reference, tasks, chunksize=1):  # cell after cell
+            runs.append(run)
+            if log:
+                log.write(json.dumps(run) + "\n")
+                log.flush()
     rows = summarise(runs)
     cmd = "python bench/null_rates.py " + " ".join(sys.argv[1:])
     print(f"# {cmd}")
@@ -215,6 +236,12 @@ def main() -> None:
         f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
         f"{os.cpu_count()} cores, numpy {np.__version__}, window {a.window}, "
         f"guarantee {a.guarantee}, {time.perf_counter() - started:.0f} s"
+    )
+    print(
+        "# load average (1, 5, 15 min) before "
+        + ", ".join(f"{x:.2f}" for x in load_before)
+        + "; after "
+        + ", ".join(f"{x:.2f}" for x in os.getloadavg())
     )
     print(table(rows))
     if a.json:

@@ -24,6 +24,14 @@ the simulated statistic, which a plain bootstrap from the reference would leave 
   reference exactly as real discrete data do, and the threshold is conditional on the reference's
   tie structure. With ``share=True``, references whose quantised tie structures agree
   (:mod:`detectors.signature`) share one calibration of their signature's canonical reference.
+* **Tied references with a guarantee**: each atom of ``c`` reference values keeps ``c - 1`` of
+  Dirichlet mass and gives one to the gaps beside it (Dirichlet(1) on each of the ``K + 1``
+  gaps between and beyond the distinct values). The truth's mass at or below the ``j``-th
+  value is then Beta(``N_j``, ``n + 1 - N_j``) and its mass below it Beta(``N_{j-1} + 1``,
+  ``n - N_{j-1}``) -- the Clopper-Pearson bounds of the cumulative counts ``N`` -- at every
+  cut; Dirichlet(counts) is narrower by one count on each side. For a reference without ties
+  this is the continuous model. Thresholds stay on gaps the reference's own values can
+  produce (simulated values between them never occur in real tied data).
 
 The simulation is the detector's own null process, compiled (:mod:`detectors.kernels`): the
 window, a test after every event (or every ``stride``), the exact gap, episodes with the resolve
@@ -232,13 +240,31 @@ class NullModel:
         cells = 2 * np.arange(k, dtype=np.int64) + 1
         return cls(atom_counts.astype(np.float64), cells, slot_ref, n)
 
-    def attainable(self, m: int) -> npt.NDArray[np.int64] | None:
-        """Every value ``G = max |m R - n C|`` can take, sorted (None when too many to list)."""
+    def split(self) -> NullModel:
+        """Each atom of ``c`` reference values gives one value's mass to the gaps beside it."""
+        counts = self.slot_ref[1::2]
+        k = counts.shape[0]
+        alpha = np.empty(2 * k + 1)
+        alpha[0::2] = 1.0
+        alpha[1::2] = counts - 1
+        keep = alpha > 0
+        slots = np.arange(2 * k + 1, dtype=np.int64)
+        return NullModel(alpha[keep], slots[keep], self.slot_ref, self.n)
+
+    def attainable(self, m: int, tied: bool = False) -> npt.NDArray[np.int64] | None:
+        """Every value ``G = max |m R - n C|`` can take, sorted (None when too many to list).
+
+        ``tied``: observations fall on the reference's values only (real tied data), so the
+        cuts below the smallest and above the largest value always give 0.
+        """
         ends = np.unique(np.cumsum(self.slot_ref))
+        if tied:
+            ends = ends[(ends > 0) & (ends < self.n)]
         if ends.shape[0] * (m + 1) > 4_000_000:
             return None
         c = self.n * np.arange(m + 1, dtype=np.int64)
-        return np.unique(np.abs(m * ends[:, None] - c[None, :]))
+        values = np.abs(m * ends[:, None] - c[None, :]).ravel()
+        return np.unique(np.concatenate([np.zeros(1, dtype=np.int64), values]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -480,6 +506,9 @@ def _calibrate(
     guarantee: float | None,
 ) -> KSCalibration:
     started = time.perf_counter()
+    attainable = model.attainable(m, tied=kind == "discrete")
+    if guarantee is not None and kind == "discrete":
+        model = model.split()
     h_min = _lowest_level(model, m, ert, stride, seed)
     groups = 1 if guarantee is None else GUARANTEE_DRAWS
     runs = simulate(
@@ -509,11 +538,11 @@ def _calibrate(
             return float(np.quantile(runs.group_rates(high, low, mixed, mix), q))
 
     levels = np.unique(runs.gaps[runs.gaps >= runs.h_min])
+    if attainable is not None:  # thresholds the reference's own lattice can reach
+        levels = np.intersect1d(levels, attainable)
     extrapolated = unit * target < DIRECT_STARTS * (1.0 if guarantee is None else 0.3)
     if extrapolated:
-        high, low, mixed, mix, r = _tail(
-            rate, levels, target, ratio, 1.0 / unit, model.attainable(m)
-        )
+        high, low, mixed, mix, r = _tail(rate, levels, target, ratio, 1.0 / unit, attainable)
     else:
         high, low, mixed, mix, r = _search(rate, levels, target, ratio)
     seconds = time.perf_counter() - started

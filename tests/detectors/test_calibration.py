@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from detectors import DRIFT_STARTED, IncrementalKS
-from detectors.calibration import calibrate_gap
+from detectors.calibration import NullModel, calibrate_gap, simulate
 from detectors.kernels import boundary_uniform, count_starts
 from detectors.null_rate import count_false_starts
 from detectors.registry import detector_from_state, detector_state
@@ -287,8 +287,9 @@ def test_the_randomised_boundary_is_applied_by_the_detector_and_update_many_agre
 def test_the_guarantee_raises_the_share_of_references_within_1_3x() -> None:
     """A sparse flag (Bernoulli(0.05), reference 600, W 30, ERT 2,000), 30 references: the
     average rule leaves 57 % of them at <= 1.3x the target (measured 0.17x-5.6x); guarantee=0.9
-    brings 80 % there with the median reference at 0.6x. The bootstrap proxy of the spread over
-    references is too narrow for so few ones (30 per reference): 90 % is not reached here."""
+    brings 90 % there with the median reference at 0.38x. With plausible truths drawn from
+    Dirichlet(counts), one count narrower than the Clopper-Pearson bounds on each side, the
+    same references gave 80 % (median 0.6x)."""
 
     def gen(rng: np.random.Generator, size: int) -> np.ndarray:
         return (rng.random(size) < 0.05).astype(float)
@@ -303,5 +304,59 @@ def test_the_guarantee_raises_the_share_of_references_within_1_3x() -> None:
             ratios.append(count_false_starts(det, xs) / (40 * (10_000 - WINDOW + 1)) * 2_000)
         shares[guarantee] = float(np.mean(np.array(ratios) <= 1.3))
         medians[guarantee] = float(np.median(ratios))
-    assert shares[0.9] >= 0.75 and shares[0.9] >= shares[None] + 0.15, shares
+    assert shares[0.9] >= 0.85 and shares[0.9] >= shares[None] + 0.25, shares
     assert medians[0.9] >= 0.3, medians
+
+
+def test_plausible_truths_of_a_tied_reference_have_clopper_pearson_marginals() -> None:
+    """Under the guarantee's null model the truth's mass at or below the j-th distinct value is
+    Beta(N_j, n + 1 - N_j) and below it Beta(N_{j-1} + 1, n - N_{j-1}) (N: cumulative counts):
+    aggregated Dirichlet weights, checked against scipy's Clopper-Pearson bounds' Beta laws by
+    their quantiles."""
+    from scipy import stats
+
+    counts = np.array([7, 1, 40, 2, 550])
+    model = NullModel.of_reference(counts, continuous=False).split()
+    n, total = int(counts.sum()), float(model.cell_alpha.sum())
+    assert total == n + 1
+    cum = np.cumsum(counts)
+    for j in range(counts.size):
+        at_or_below = float(model.cell_alpha[model.cell_slot <= 2 * j + 1].sum())
+        below = float(model.cell_alpha[model.cell_slot <= 2 * j].sum())
+        # binomtest's exact interval at 90 % two-sided has Beta quantiles of these laws
+        ci = stats.binomtest(int(cum[j]), n).proportion_ci(0.9, method="exact")
+        assert stats.beta(at_or_below, total - at_or_below).ppf(0.05) == pytest.approx(ci.low)
+        prev = int(cum[j - 1]) if j else 0
+        ci_prev = stats.binomtest(prev, n).proportion_ci(0.9, method="exact")
+        assert stats.beta(below, total - below).ppf(0.95) == pytest.approx(ci_prev.high)
+
+
+def test_guaranteed_thresholds_are_gaps_the_reference_can_produce() -> None:
+    """A two-valued reference of n with k ones gives G = |m (n - k) - n c| (c zeros in the
+    window) and 0: the guarantee's thresholds and randomised boundary are among those values."""
+    n, k, m = 600, 22, 30
+    cal = calibrate_gap([n - k, k], m, 2_000.0, guarantee=0.9)
+    reachable = {abs(m * (n - k) - n * c) for c in range(m + 1)} | {0}
+    assert cal.gap_high in reachable and cal.gap_mixed in reachable, cal
+
+
+def test_the_guarantee_holds_at_the_upper_confidence_bound_of_a_flag() -> None:
+    """The guarantee's meaning on one reference (a flag, 400 ones in 5,000, W 50, ERT 1,000):
+    if the truth is the one-sided 90 % upper confidence bound of the proportion (scipy's
+    Clopper-Pearson), the detector's rate with the guaranteed thresholds is about 1.3x the
+    target; at the reference's own proportion it is below. Rates counted on 2,000,000 null
+    observations of the known truth (about 2,000 false alarms)."""
+    from scipy import stats
+
+    n, k, m, ert = 5_000, 400, 50, 1_000.0
+    cal = calibrate_gap([n - k, k], m, ert, guarantee=0.9)
+    upper = stats.binomtest(k, n).proportion_ci(0.8, method="exact").high
+    base = NullModel.of_reference(np.array([n - k, k]), continuous=False)
+    ratios = []
+    for p in (k / n, upper):
+        truth = NullModel(np.array([1 - p, p]), np.array([1, 3]), base.slot_ref, n, False)
+        runs = simulate(truth, m, 2_000_000, stride=1, h_min=cal.floor, ratio=0.6,
+                        resolve_after=m, seed=5)  # fmt: skip
+        starts = runs.starts(cal.gap_high, cal.gap_low, cal.gap_mixed, cal.mix)
+        ratios.append(starts / runs.observations * ert)
+    assert ratios[0] < 1.15 and 1.05 <= ratios[1] <= 1.6, ratios
