@@ -13,8 +13,9 @@ window). So after an exact evaluation, the detector knows for how many further e
 decision cannot change, and evaluates again only then. The window is kept as its values and its
 slots in ascending order (``C`` changes only at occupied slots, so an exact evaluation is one
 ``O(m)`` pass over them, whatever ``K``). Decisions are exact; the cost per event is two binary
-searches (the new value's slot, and the leaving one's) and a shift of the sorted slots, plus an
-``O(m)`` pass every ``(threshold - statistic) * m`` events.
+searches (the new value's slot among the reference's, and the leaving one's among the sorted
+slots) and a shift of the sorted slots, plus an ``O(m)`` pass every
+``(threshold - statistic) * m`` events.
 """
 
 from __future__ import annotations

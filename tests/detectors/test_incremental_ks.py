@@ -264,9 +264,9 @@ def test_non_finite_observations_are_rejected_and_change_nothing() -> None:
 
 @pytest.mark.parametrize("duration", [None, 3.0])
 def test_sorted_window_slots_follow_the_ring(duration: float | None) -> None:
-    # the window keeps its slots in ascending order only (no slot per ring entry, no count per
-    # slot): after every update, a window slide, an expiry or a new reference they are the
-    # sorted slots of the window's values, and the exact gap read from them is scipy's statistic
+    # the window keeps its slots in ascending order (and in ring order), no count per slot:
+    # after every update, a window slide, an expiry or a new reference they are the sorted
+    # slots of the window's values, and the exact gap read from them is scipy's statistic
     rng = np.random.default_rng(5)
     det = IncrementalKS(
         rng.integers(0, 6, size=300).astype(float), window_size=40, duration=duration, alpha=1e-3
