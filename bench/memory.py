@@ -239,13 +239,23 @@ def run_saturate(args: argparse.Namespace, settings: Settings) -> None:
     rows: list[list[str]] = []
     keys_total = args.max_keys * args.rounds
     every = max(1, keys_total // group // (10 * args.rounds))
+    half = args.max_keys // 2  # RSS at half and at all max_keys warmed keys: the marginal cost
+    marks: dict[int, float] = {}
     for g, first in enumerate(range(0, keys_total, group)):
         keys = list(range(first, min(first + group, keys_total)))
         for _ in range(0, per_key, 10):
             pipe.feed(gen.messages(keys * 10))
         if g % every == every - 1:
             rows.append(pipe.row(base, started, first + len(keys)))
+        if first + len(keys) in (half, args.max_keys):
+            marks[first + len(keys)] = rss_mib()
     print(table(rows))
+    if len(marks) == 2 and args.max_keys > half:
+        marginal = (marks[args.max_keys] - marks[half]) * MIB / (args.max_keys - half)
+        print(
+            f"marginal {half:,} -> {args.max_keys:,} warmed keys: RSS {marks[half]:,.1f} -> "
+            f"{marks[args.max_keys]:,.1f} MiB, {marginal:,.0f} B per key"
+        )
     warm = sum(
         all(fs.detector is not None for fs in state.features)
         and state.accuracy is not None

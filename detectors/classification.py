@@ -10,6 +10,7 @@ compute them.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -79,6 +80,8 @@ class RollingClassification:
     def _code(self, label: str) -> int:
         code = self._codes.get(label)
         if code is None:
+            if type(label) is str:  # one copy of each label for all the windows that hold it
+                label = sys.intern(label)
             code = self._codes[label] = len(self._labels)
             self._labels.append(label)
         return code
@@ -208,8 +211,8 @@ class RollingClassification:
             np.array_equal(rings[0] >= 0, expected) and np.array_equal(rings[1] >= 0, expected)
         ):
             raise ValueError(f"the rings must hold exactly the last {filled} pairs")
-        out._labels = list(labels)
-        out._codes = {label: i for i, label in enumerate(labels)}
+        out._labels = [sys.intern(x) if type(x) is str else x for x in labels]
+        out._codes = {label: i for i, label in enumerate(out._labels)}
         out._true, out._pred, out._seen = rings[0], rings[1], seen
         k = len(labels)
         t, p = out._true[expected], out._pred[expected]

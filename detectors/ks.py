@@ -10,8 +10,12 @@ amount of ties.
 Testing after every event would still cost ``O(K)`` per event, but one update moves
 ``max_s |m R(s) - n C(s)|`` by at most ``n`` (one add, one removal, or one slide of a full
 window). So after an exact evaluation, the detector knows for how many further events the alarm
-decision cannot change, and evaluates again only then. Decisions are exact; the amortised cost per
-event is ``O(log K)`` plus an ``O(K)`` pass every ``(threshold - statistic) * m`` events.
+decision cannot change, and evaluates again only then. The window is kept as its values and its
+slots in ascending order (``C`` changes only at occupied slots, so an exact evaluation is one
+``O(m)`` pass over them, whatever ``K``). Decisions are exact; the cost per event is two binary
+searches (the new value's slot among the reference's, and the leaving one's among the sorted
+slots) and a shift of the sorted slots, plus an ``O(m)`` pass every
+``(threshold - statistic) * m`` events.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from detectors.validation import (
 __all__ = ["IncrementalKS"]
 
 _NO_TIMES = np.empty(0, dtype=np.float64)
+_NO_SLOTS = np.empty(0, dtype=np.int16)
 
 
 class IncrementalKS(StoredKS):
@@ -117,13 +122,15 @@ class IncrementalKS(StoredKS):
     resolve level on the way, while a real change, whose ``D`` mostly stays above that level,
     keeps its one episode open.
 
-    The detector is updated in amortised ``O(log K)`` per event (``K`` distinct reference
-    values) and exact: it re-evaluates only when its alarm decision could change. The state
+    The detector is updated in ``O(log K)`` per event (``K`` distinct reference values) plus
+    a shift of its ``m`` sorted window slots, and exact: it re-evaluates (``O(m)``) only when its
+    alarm decision could change. The state
     (scalars included) lives in three packed arrays that the compiled kernels update in place:
     :func:`detectors.ks_kernel.step` applies one event, :func:`detectors.ks_kernel.run` a batch,
     and :class:`detectors.ks_bank.KSBank` many detectors' batches in one call; the attributes
-    read through views of those arrays, so nothing is copied around a call (see
-    :class:`~detectors.ks_packed.PackedKS`; stored state: :class:`~detectors.ks_state.StoredKS`).
+    read through views of those arrays, made when read, so nothing is copied around a call and
+    nothing else is kept (see :class:`~detectors.ks_packed.PackedKS`; stored state:
+    :class:`~detectors.ks_state.StoredKS`).
 
     References
     ----------
@@ -180,6 +187,7 @@ class IncrementalKS(StoredKS):
         )
         # the kernel's headers; _set_reference grows them into the full buffers
         self._ints = np.zeros(N_INTS, dtype=np.int64)
+        self._narrow = _NO_SLOTS
         self._floats = header_floats(-math.inf, duration)
         super().__init__()
         self.window_size = int(window_size)
@@ -196,7 +204,9 @@ class IncrementalKS(StoredKS):
         self._min_window = smallest_tested(self.window_size, duration, min_window)
         self._resolve_after = resolve_after or self.window_size
         self._alpha = 0.05 if alpha is None else float(alpha)
-        self._window = PackedWindow(self.window_size, duration, self._ints, self._floats)
+        self._window = PackedWindow(
+            self.window_size, duration, self._ints, self._narrow, self._floats
+        )
         self._init_calibration()
         self._set_reference(as_reference(reference))
 

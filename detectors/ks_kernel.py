@@ -20,11 +20,13 @@ reads through views (:func:`layout` says where each part lies):
     lower gap, whether the window is timed and the number of slots ``2K + 1`` -- then the alarm
     and resolve gaps per tested window size (``(capacity - min_window + 1, 2)``, row
     ``m - min_window`` for a window of ``m``; -1 where not yet computed).
-``narrow`` (int16, or int32 when a count, a slot or ``n`` exceeds 32,767: :func:`narrow_dtype`)
-    The window's counts per slot, then the ring's slots, then the reference's cumulative counts
-    ``cum`` (``K + 1`` entries, ``cum[0] = 0``, ``cum[i + 1]`` the reference values up to the
-    ``i``-th distinct one): the reference count up to the end of slot ``s`` is
-    ``cum[(s + 1) // 2]``.
+``narrow`` (int16, or int32 when a slot or ``n`` exceeds 32,767: :func:`narrow_dtype`)
+    The window's slots in ascending order (the first ``size`` of ``capacity`` entries), the
+    ring's slots (``capacity``), then the reference's cumulative counts ``cum`` (``K + 1``
+    entries, ``cum[0] = 0``, ``cum[i + 1]`` the reference values up to the ``i``-th distinct
+    one): the reference count up to the end of slot ``s`` is ``cum[(s + 1) // 2]``. The window's
+    count per slot is not kept: an exact evaluation walks the sorted slots (:func:`exact_gap`,
+    ``O(m)`` whatever ``K``).
 ``floats`` (float64)
     A header of :data:`N_FLOATS` -- the boundary's probability ``mix``, the time window's clock
     and its duration -- then the distinct reference values, the ring's values and, for a timed
@@ -82,11 +84,10 @@ DONE, STARTED, RESOLVED, NEED_THRESHOLDS = 0, 1, 2, 3
 Narrow = npt.NDArray[np.int16 | np.int32]
 
 
-def narrow_dtype(n_slots: int, cap: int, n: int) -> type[np.int16] | type[np.int32]:
-    """The dtype of the narrow buffer for ``n_slots`` slots, a ring of ``cap`` and a reference of
-    ``n``: int16 when all three fit (every entry is a count, a slot or a cumulative count up to
-    one of them), else int32."""
-    return np.int16 if max(n_slots, cap, n) <= np.iinfo(np.int16).max else np.int32
+def narrow_dtype(n_slots: int, n: int) -> type[np.int16] | type[np.int32]:
+    """The dtype of the narrow buffer for ``n_slots`` slots and a reference of ``n``: int16 when
+    both fit (every entry is a slot or a cumulative count up to ``n``), else int32."""
+    return np.int16 if max(n_slots, n) <= np.iinfo(np.int16).max else np.int32
 
 
 def _layout(
@@ -95,7 +96,7 @@ def _layout(
     # the one definition of the buffers' layout, for Python (as is) and the kernels (compiled)
     table = N_INTS
     ints = table + 2 * (cap - min_window + 1)
-    cum = n_slots + cap
+    cum = 2 * cap
     narrow = cum + (n_slots + 1) // 2
     values = N_FLOATS + (n_slots - 1) // 2
     times = values + cap
@@ -112,10 +113,11 @@ def layout(
     """Where the parts of a detector's buffers lie, for ``n_slots = 2K + 1`` slots.
 
     Returns ``(table, n_ints, cum, n_narrow, values, times, n_floats)``: in ``ints`` the
-    threshold table spans ``[table, n_ints)``; in ``narrow`` the counts span ``[0, n_slots)``,
-    the ring's slots ``[n_slots, cum)`` and the reference's cumulative counts
-    ``[cum, n_narrow)``; in ``floats`` the reference values span ``[N_FLOATS, values)``, the
-    ring's values ``[values, times)`` and its times ``[times, n_floats)``.
+    threshold table spans ``[table, n_ints)``; in ``narrow`` the window's sorted slots span
+    ``[0, cap)``, the ring's slots ``[cap, cum)`` and the reference's cumulative counts
+    ``[cum, n_narrow)``; in ``floats`` the
+    reference values span ``[N_FLOATS, values)``, the ring's values ``[values, times)`` and its
+    times ``[times, n_floats)``.
     """
     return _layout(n_slots, cap, timed, min_window)
 
@@ -147,19 +149,82 @@ def slots_of(
 
 
 @njit(cache=True)
-def exact_gap(cum: Narrow, counts: Narrow, n: int, m: int) -> int:  # pragma: no cover - compiled
-    """Exact ``max_s |m R(s) - n C(s)|`` over the slots, in one pass (``R(s) = cum[(s+1)//2]``:
-    a gap slot ``2 i`` ends where the point ``2 i - 1`` before it does)."""
+def _bisect(srt: Narrow, size: int, slot: int, right: bool) -> int:  # pragma: no cover - compiled
+    """Where ``slot`` goes in the ascending ``srt[:size]``: before (``right`` false) or after
+    the entries equal to it."""
+    lo, hi = 0, size
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if srt[mid] < slot or (right and srt[mid] == slot):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True)
+def _insert(srt: Narrow, size: int, slot: int) -> None:  # pragma: no cover - compiled
+    """Add ``slot`` to the ascending ``srt[:size]`` (which then holds ``size + 1``)."""
+    j = _bisect(srt, size, slot, True)
+    for k in range(size, j, -1):
+        srt[k] = srt[k - 1]
+    srt[j] = slot
+
+
+@njit(cache=True)
+def _remove(srt: Narrow, size: int, slot: int) -> None:  # pragma: no cover - compiled
+    """Drop one ``slot`` (present) from the ascending ``srt[:size]``."""
+    i = _bisect(srt, size, slot, False)
+    for k in range(i, size - 1):
+        srt[k] = srt[k + 1]
+
+
+@njit(cache=True)
+def _replace(srt: Narrow, size: int, old: int, new: int) -> None:  # pragma: no cover - compiled
+    """Replace one ``old`` (present) by ``new`` in the ascending ``srt[:size]``: the entries
+    between the two places move by one."""
+    if new > old:
+        i = _bisect(srt, size, old, True) - 1  # the last ``old``
+        j = _bisect(srt, size, new, False)  # the first entry >= new
+        for k in range(i, j - 1):
+            srt[k] = srt[k + 1]
+        srt[j - 1] = new
+    elif new < old:
+        i = _bisect(srt, size, old, False)  # the first ``old``
+        j = _bisect(srt, size, new, True)  # the first entry > new
+        for k in range(i, j, -1):
+            srt[k] = srt[k - 1]
+        srt[j] = new
+
+
+@njit(cache=True)
+def exact_gap(cum: Narrow, srt: Narrow, size: int, n: int) -> int:  # pragma: no cover - compiled
+    """Exact ``max_s |m R(s) - n C(s)|`` for the window's ``size = m`` slots ``srt`` (ascending).
+
+    ``R(s) = cum[(s + 1) // 2]`` (a gap slot ``2 i`` ends where the point ``2 i - 1`` before it
+    does). ``C`` is constant between occupied slots and ``R`` does not decrease, so over each
+    such run ``|m R - n C|`` is largest at one of its ends: the last slot before an occupied
+    one and the occupied slot itself. One pass over the ``m`` sorted slots, ``O(m)``.
+    """
     c = 0
-    best = 0
-    for s in range(counts.shape[0]):
-        c += counts[s]
-        g = m * np.int64(cum[(s + 1) >> 1]) - n * c
+    best = np.int64(0)
+    k = 0
+    while k < size:
+        s = srt[k]
+        g = size * np.int64(cum[s >> 1]) - n * c  # the slot before s: R(s - 1) = cum[s // 2]
         if g < 0:
             g = -g
         if g > best:
             best = g
-    return best
+        while k < size and srt[k] == s:
+            c += 1
+            k += 1
+        g = size * np.int64(cum[(s + 1) >> 1]) - n * c
+        if g < 0:
+            g = -g
+        if g > best:
+            best = g
+    return int(best)
 
 
 @njit(cache=True)
@@ -184,8 +249,8 @@ def _apply(
         n_slots, cap, timed, min_window
     )
     table = ints[table_at:n_ints]
-    counts = narrow[:n_slots]
-    ring_tags = narrow[n_slots:cum_at]
+    srt = narrow[:cap]
+    ring_tags = narrow[cap:cum_at]
     cum = narrow[cum_at:n_narrow]
     ref = floats[N_FLOATS:values_at]
     ring_values = floats[values_at:times_at]
@@ -212,7 +277,7 @@ def _apply(
                 stamp = now
                 horizon = now - duration
                 while size > 0 and ring_times[start] <= horizon:
-                    counts[ring_tags[start]] -= 1
+                    _remove(srt, size, ring_tags[start])
                     ops += 1
                     start += 1
                     if start == cap:
@@ -220,7 +285,7 @@ def _apply(
                     size -= 1
             if size == cap:
                 pos = start
-                counts[ring_tags[pos]] -= 1
+                _replace(srt, size, ring_tags[pos], slot)
                 start += 1
                 if start == cap:
                     start = 0
@@ -228,12 +293,12 @@ def _apply(
                 pos = start + size
                 if pos >= cap:
                     pos -= cap
+                _insert(srt, size, slot)
                 size += 1
             ring_values[pos] = x
             ring_tags[pos] = slot
             if timed:
                 ring_times[pos] = stamp
-            counts[slot] += 1
             ops += 1
             n_seen += 1
         i += 1
@@ -253,7 +318,7 @@ def _apply(
         if not in_drift:
             floor = mixed if mix > 0.0 else high
             if G < 0 or G + slack >= floor:
-                G = exact_gap(cum, counts, n, m)
+                G = exact_gap(cum, srt, size, n)
                 ops = 0
                 if fires(G, high, mixed, mix, n_seen, seed):
                     in_drift = True
@@ -266,7 +331,7 @@ def _apply(
         elif G >= 0 and G - slack >= low:
             below = below - 1 if below > 0 else 0
         else:
-            G = exact_gap(cum, counts, n, m)
+            G = exact_gap(cum, srt, size, n)
             ops = 0
             below = tally(below, G, low)
         if below >= resolve_after:

@@ -2,16 +2,18 @@
 
 The kernel (:mod:`detectors.ks_kernel`) owns the detector's state as three packed arrays:
 ``_ints`` (a header of scalars, the thresholds table per tested window size), ``_narrow``
-(int16 up to 32,767 slots, window and reference values, else int32: the window's count per
-slot, the window's slot tags, the reference's cumulative counts) and ``_floats`` (a header,
-the distinct reference values, the window's values and times). The reference is held once: its
-per-value counts and per-slot ends are derived from the cumulative counts when read. The state
-(:mod:`detectors.ks_state`) stores the counts and tags as int32 whatever the buffer's dtype.
-:class:`PackedKS` lays them out for a reference (:meth:`~PackedKS._build`), binds the
-detector's arrays and its :class:`~detectors.ks_window.PackedWindow` to them
-(:meth:`~PackedKS._attach`, also to a :class:`~detectors.ks_bank.KSBank`'s buffers), reads and
-writes the header's scalars through attributes, and evaluates the exact gap and the full test
-from them.
+(int16 up to 32,767 slots and reference values, else int32: the window's slots in ascending
+order and in ring order, the reference's cumulative counts) and ``_floats`` (a header, the
+distinct reference values, the window's values and times). The detector keeps these three
+arrays and nothing else of its state: the parts are views made when they are read; the
+reference's per-value counts and per-slot ends and the window's count per slot are derived when
+read (e.g. by a checkpoint); the alpha rule's thresholds are the exact test's critical values,
+cached per process. The state (:mod:`detectors.ks_state`) stores the counts and tags as int32
+whatever the buffer's dtype. :class:`PackedKS` lays the buffers out for a reference
+(:meth:`~PackedKS._build`), binds the detector and its :class:`~detectors.ks_window.PackedWindow`
+to them (:meth:`~PackedKS._attach`, also to a :class:`~detectors.ks_bank.KSBank`'s buffers),
+reads and writes the header's scalars through attributes, and evaluates the exact gap and the
+full test from them.
 """
 
 from __future__ import annotations
@@ -73,11 +75,7 @@ class PackedKS(KSAlarm, KSDetector):
     _ints: npt.NDArray[np.int64]
     _narrow: Narrow
     _floats: npt.NDArray[np.float64]
-    _table: npt.NDArray[np.int64]
-    _cum: Narrow
-    _ref_values: npt.NDArray[np.float64]
-    _counts: Narrow
-    _thresholds: dict[int, tuple[int, int]]
+    _thresholds: dict[int, tuple[int, int]]  # with ert only: the thresholds the state stores
     _window: PackedWindow
     _result: KSResult | None
     _n: int
@@ -137,7 +135,7 @@ class PackedKS(KSAlarm, KSDetector):
         )
         ints = np.full(n_ints, -1, dtype=np.int64)
         ints[:N_INTS] = self._ints[:N_INTS]
-        narrow = np.zeros(n_narrow, dtype=narrow_dtype(n_slots, cap, self._n))
+        narrow = np.zeros(n_narrow, dtype=narrow_dtype(n_slots, self._n))
         narrow[cum_at:] = cum
         floats = np.zeros(n_floats, dtype=np.float64)
         floats[:N_FLOATS] = self._floats[:N_FLOATS]
@@ -148,12 +146,13 @@ class PackedKS(KSAlarm, KSDetector):
         ints[RESOLVE_AFTER], ints[SEED] = self._resolve_after, self.seed
         self._attach(ints, narrow, floats)
         win = self._window
-        tags = self._slots_of(window_values) if window_tags is None else window_tags
         win._values[:m] = window_values
-        win._tags[:m] = tags  # type: ignore[index]
-        if win._times is not None and window_times is not None:
-            win._times[:m] = window_times
-        self._counts[:] = np.bincount(tags, minlength=n_slots)
+        tags = self._slots_of(window_values) if window_tags is None else window_tags
+        narrow[:m] = np.sort(tags)
+        win._tags[:m] = tags
+        times = win._times
+        if times is not None and window_times is not None:
+            times[:m] = window_times
 
     def _attach(
         self,
@@ -161,24 +160,30 @@ class PackedKS(KSAlarm, KSDetector):
         narrow: Narrow,
         floats: npt.NDArray[np.float64],
     ) -> None:
-        """Make the detector's arrays views of packed buffers (its own, or a bank's)."""
-        n_slots, cap, timed = ints.item(N_SLOTS), ints.item(CAP), ints.item(TIMED) != 0
-        min_window = ints.item(MIN_WINDOW)
-        table_at, n_ints, cum_at, n_narrow, values_at, times_at, n_floats = layout(
-            n_slots, cap, timed, min_window
-        )
+        """Make the detector's and its window's buffers these (its own, or views of a bank's)."""
         self._ints, self._narrow, self._floats = ints, narrow, floats
-        self._table = ints[table_at:n_ints].reshape(cap - min_window + 1, 2)
-        self._cum = narrow[cum_at:n_narrow]
-        self._counts = narrow[:n_slots]
-        self._ref_values = floats[N_FLOATS:values_at]
-        self._window.bind(
-            ints,
-            floats,
-            floats[values_at:times_at],
-            narrow[n_slots:cum_at],
-            floats[times_at:n_floats] if timed else None,
-        )
+        self._window.bind(ints, narrow, floats)
+
+    @property
+    def _sorted(self) -> Narrow:
+        """The window's slots in ascending order (the first ``size``; a view)."""
+        ints = self._ints
+        return self._narrow[: ints.item(SIZE)]
+
+    @property
+    def _cum(self) -> Narrow:
+        """The reference's cumulative counts (``K + 1``; a view), after the ring's slots."""
+        return self._narrow[2 * self._ints.item(CAP) :]
+
+    @property
+    def _ref_values(self) -> npt.NDArray[np.float64]:
+        """The distinct reference values (a view), after the float header."""
+        return self._floats[N_FLOATS : N_FLOATS + (self._ints.item(N_SLOTS) - 1) // 2]
+
+    @property
+    def _counts(self) -> npt.NDArray[np.int32]:
+        """The window's count per slot (``2K + 1``; a new array, counted from its sorted slots)."""
+        return np.bincount(self._sorted, minlength=self._ints.item(N_SLOTS)).astype(np.int32)
 
     # ------------------------------------------------------------------ reference
     def _set_reference(self, ref: npt.NDArray[np.float64]) -> None:
@@ -192,7 +197,8 @@ class PackedKS(KSAlarm, KSDetector):
         window_values = win.values()
         window_times = None if win._times is None else win.times()
         self._n = int(ref.shape[0])
-        self._thresholds = {}
+        if self.ert is not None:
+            self._thresholds = {}
         self._build(values, cum, window_values, window_times)
         self.close()
         if self.ert is not None:
@@ -202,13 +208,15 @@ class PackedKS(KSAlarm, KSDetector):
 
     def _install(self, calibration: KSCalibration) -> None:
         thresholds = (calibration.gap_high, calibration.gap_low)
-        self._thresholds[self.window_size] = thresholds
+        if self.ert is not None:
+            self._thresholds[self.window_size] = thresholds
         self._set_table(self.window_size, thresholds)
         self._sync_testable()
 
     def _set_table(self, m: int, thresholds: tuple[int, int]) -> None:
         """Give the kernel the alarm and resolve gaps of a window of ``m`` (a tested size)."""
-        self._table[m - self._min_window] = thresholds
+        row = N_INTS + 2 * (m - self._min_window)  # the table follows the header
+        self._ints[row], self._ints[row + 1] = thresholds
 
     def _reset_evidence(self) -> None:
         self._ints[GAP] = -1  # exact max_s |m R - n C| at the last evaluation; -1: unknown
@@ -258,21 +266,28 @@ class PackedKS(KSAlarm, KSDetector):
         return slots
 
     def _thresholds_for(self, m: int) -> tuple[int, int]:
-        """Alarm and resolve thresholds on ``G = max|m R - n C|`` for a window of ``m``."""
-        t = self._thresholds.get(m)
-        if t is None and self.calibration is not None:
-            t = self._thresholds.get(m)
-        if t is None:
-            n = self._n
-            high = self._alpha_gap(n, m)
-            low = math.ceil(self.resolve_ratio * high)
-            t = self._thresholds[m] = (high, low)
+        """Alarm and resolve thresholds on ``G = max|m R - n C|`` for a window of ``m``.
+
+        The calibration's for a full window (waiting for one still running); else the alpha
+        rule's, from the exact test's critical values (cached per process). With ``ert`` the
+        latter are also kept in ``_thresholds``, which the state stores.
+        """
+        if self.ert is not None and m in self._thresholds:
+            return self._thresholds[m]
+        cal = self.calibration
+        if cal is not None and m == self.window_size:
+            return cal.gap_high, cal.gap_low
+        high = self._alpha_gap(self._n, m)
+        t = (high, math.ceil(self.resolve_ratio * high))
+        if self.ert is not None:
+            self._thresholds[m] = t
         return t
 
     # ------------------------------------------------------------------ evaluation
     def _gap(self) -> int:
         """Exact ``max_s |m R(s) - n C(s)|`` over the slots."""
-        return int(exact_gap(self._cum, self._counts, self._n, self._ints.item(SIZE)))
+        ints = self._ints
+        return int(exact_gap(self._cum, self._narrow, ints.item(SIZE), self._n))
 
     @property
     def gap(self) -> int:

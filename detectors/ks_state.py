@@ -60,10 +60,8 @@ class StoredKS(PackedKS):
             _ops=int(ints.item(OPS)),
             _ref_end=self._ref_end,
             _ref_counts=self._ref_counts,
-            _counts=self._counts.astype(np.int32),  # stored as int32 whatever the buffer's dtype
+            _counts=self._counts,  # counted from the ring, int32 whatever the buffer's dtype
         )
-        if self.ert is None:
-            del values["_thresholds"]  # recomputed on demand (cached per process)
         out = {k: to_data(values.pop(k)) for k in _STATE_FIELDS if k in values}
         out.update((k, to_data(v)) for k, v in values.items() if k not in _NOT_STATE)
         if self.ert is None:
@@ -95,7 +93,7 @@ class StoredKS(PackedKS):
         values = np.frombuffer(packed._ref, dtype=np.float64)
         ref_counts = check_array(packed._ref_counts, np.int64, k, "reference counts")
         ref_end = check_array(packed._ref_end, np.int64, 2 * k + 1, "reference ends")
-        check_array(det._counts, np.int32, 2 * k + 1, "window counts")
+        counts = check_array(packed._counts, np.int32, 2 * k + 1, "window counts")
         win = det._window
         tags = win.tags()
         cum = np.cumsum(ref_counts)
@@ -116,7 +114,7 @@ class StoredKS(PackedKS):
             or not 1 <= det._min_window <= det.window_size
             or np.any(tags < 0)
             or np.any(tags > 2 * k)
-            or np.any(np.bincount(tags, minlength=2 * k + 1) != det._counts)
+            or np.any(np.bincount(tags, minlength=2 * k + 1) != counts)
             or not packed.n_seen >= 0
             or packed._ops < 0
             or packed._below < 0
@@ -129,8 +127,9 @@ class StoredKS(PackedKS):
         det.transitions = []
         det._pending = None
         det._ints = np.zeros(N_INTS, dtype=np.int64)
+        det._narrow = np.empty(0, dtype=np.int16)
         det._floats = header_floats(win.now, win.duration)
-        det._window = PackedWindow(win.capacity, win.duration, det._ints, det._floats)
+        det._window = PackedWindow(win.capacity, win.duration, det._ints, det._narrow, det._floats)
         times = None if win._times is None else win.times()
         det._build(values, ref_end[0::2], win.values(), times, tags)
         det.n_seen = packed.n_seen
@@ -140,6 +139,8 @@ class StoredKS(PackedKS):
         for m, (high, low) in det._thresholds.items():
             if det._min_window <= m <= det.window_size:
                 det._set_table(m, (high, low))
+        if det.ert is None:
+            del det._thresholds  # the alpha rule's are recomputed (cached per process)
         det._result = None
         if recalibrate:
             det._calibrate(det._ref_counts, det._resolve_after)
@@ -195,9 +196,6 @@ _NOT_STATE = frozenset(
         "_ints",
         "_narrow",
         "_floats",
-        "_table",
-        "_ref_values",
-        "_cum",
         "_calibration_value",
         "_pending",
         "_result",
@@ -216,6 +214,7 @@ _PACKED_TYPES: dict[str, type | tuple[type, ...]] = {
     "_ref": array,
     "_ref_end": np.ndarray,
     "_ref_counts": np.ndarray,
+    "_counts": np.ndarray,
 }
 
 #: The other attributes an :class:`IncrementalKS` state must hold, and their types.
@@ -228,7 +227,6 @@ _KS_STATE_TYPES: dict[str, type | tuple[type, ...]] = {
     "_alpha": float,
     "_window": Window,
     "_n": int,
-    "_counts": np.ndarray,
     "_thresholds": dict,
 }
 

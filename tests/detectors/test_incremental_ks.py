@@ -114,13 +114,14 @@ def test_large_window_and_unequal_sizes_against_scipy() -> None:
 
 @pytest.mark.parametrize(("n", "window_size"), [(1_000, 200), (40_000, 300), (500, 40_000)])
 def test_narrow_buffer_dtype_and_stored_int32(n: int, window_size: int) -> None:
-    # int16 counts, slots and cumulative counts while all fit; int32 beyond; stored as int32
+    # int16 slots and cumulative counts while both fit, whatever the window (no per-slot counts
+    # are kept); int32 beyond; the counts stored as int32
     rng = np.random.default_rng(11)
     reference = rng.normal(size=n)
     det = IncrementalKS(reference, window_size=window_size, alpha=1e-6)
     stream = rng.normal(0.05, 1.0, size=window_size + 500)
     det.update_many(stream)
-    narrow = np.int16 if max(n, window_size) < 16_000 else np.int32
+    narrow = np.int16 if n < 16_000 else np.int32
     assert det._narrow.dtype == narrow
     assert_matches_scipy(det.result(), reference, stream[-window_size:])
     held = detector_state(det)["state"]
@@ -259,3 +260,25 @@ def test_non_finite_observations_are_rejected_and_change_nothing() -> None:
     timed = IncrementalKS([1.0, 2.0], window_size=5, duration=10.0)
     with pytest.raises(ValueError, match=r"t \(event time in seconds\) is required"):
         timed.update(1.0)
+
+
+@pytest.mark.parametrize("duration", [None, 3.0])
+def test_sorted_window_slots_follow_the_ring(duration: float | None) -> None:
+    # the window keeps its slots in ascending order (and in ring order), no count per slot:
+    # after every update, a window slide, an expiry or a new reference they are the sorted
+    # slots of the window's values, and the exact gap read from them is scipy's statistic
+    rng = np.random.default_rng(5)
+    det = IncrementalKS(
+        rng.integers(0, 6, size=300).astype(float), window_size=40, duration=duration, alpha=1e-3
+    )
+    xs = rng.integers(-1, 8, size=600) + rng.choice([0.0, 0.5], size=600)
+    ts = np.cumsum(rng.exponential(0.1, size=600))
+    for i, x in enumerate(xs.tolist()):
+        det.update(x, float(ts[i]) if duration else None)
+        if i == 300:
+            det.set_reference(rng.integers(0, 9, size=200).astype(float))
+        window = det.window
+        assert det._sorted.tolist() == sorted(det._slots_of(window).tolist())
+        assert det._window.tags().tolist() == det._slots_of(window).tolist()
+        expected = stats.ks_2samp(det.reference, window).statistic
+        assert det.statistic == pytest.approx(expected, abs=1e-12)
