@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from detectors import DRIFT_RESOLVED, DRIFT_STARTED, DriftDetector, Transition
+from detectors import DRIFT_RESOLVED, DRIFT_STARTED, DriftDetector, IncrementalKS, Transition
+from detectors.ks_bank import checkpoint, rewind
 from detectors.registry import KINDS
 from stream.monitoring.context import ACCURACY_DETECTOR, MonitorContext
 from stream.monitoring.events import Span, StreamId
@@ -143,7 +144,16 @@ def _feed_one_sided(
     episode. While such an episode is open the detector cannot alarm again, so the stream is
     watched: once the window is above the reference by the alarm's own threshold, the episode
     is reported as starting there.
+
+    Without such an episode to watch, a batch that causes no transition reports nothing: it is
+    fed in one ``update_many`` call; a batch that causes one is rewound and fed event by event.
     """
+    if (fs.suppressed is None or fs.reported) and isinstance(det, IncrementalKS):
+        saved = checkpoint(det)
+        det.update_many(xs, ts)
+        if not det.transitions:
+            return []
+        rewind(det, saved)
     hits: list[Hit] = []
     times = None if ts is None else ts.tolist()
     ks = ks_view(det)
