@@ -219,13 +219,14 @@ class _Column:
         values: npt.NDArray[np.float64],
         offsets: npt.NDArray[np.int64],
         times: npt.NDArray[np.float64] | None,
+        dense: bool,
     ) -> _Column:
-        present = ~np.isnan(values)
+        """The column of ``values``; ``dense``: the key's batch lacks no feature."""
         if fs.offsets is None:
-            if bool(present.all()):
+            if dense or not np.isnan(values).any():
                 return cls(values, offsets, times, state.offsets, state.seen, None)
             fs.offsets, fs.seen = state.offsets.copy(), state.seen
-        where = np.flatnonzero(present)
+        where = np.flatnonzero(~np.isnan(values))
         return cls(
             values[where],
             offsets[where],
@@ -279,10 +280,11 @@ class FeatureFeeder:
         state.changed = True
         state.last_ts = evs[-1].ts
         out: list[DriftEvent] = []
+        dense = not np.isnan(values).any()
         for j, fs in enumerate(state.features):
             # sparse events: the stream sees only the events that have the feature, and keeps
             # its own offset ring once one lacks it (see _Column)
-            col = _Column.of(fs, state, values[:, j], offsets, times)
+            col = _Column.of(fs, state, values[:, j], offsets, times, dense)
             if col.xs.shape[0] == 0:
                 continue
             start = 0 if fs.detector is not None else self._warm_up(key, j, fs, col.xs)
