@@ -7,11 +7,17 @@ stream, to :func:`detectors.ks_kernel.run_streams`: one kernel call instead of o
 per stream. The detectors keep working on their own (``update``, ``result``, ``state``): their
 packed buffers -- the whole state the kernel reads and writes, scalars included -- *are* views
 of the bank's, so nothing is copied in or out around a call.
+
+:func:`checkpoint` and :func:`rewind` keep a copy of a detector's packed buffers and put it
+back: a detector rewound is exactly as it was at its checkpoint (for a caller that undoes a
+batch whose processing raised), for the cost of three array copies.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -21,7 +27,39 @@ from detectors.ks import IncrementalKS
 from detectors.ks_kernel import DONE, run_streams
 from detectors.validation import finite_values
 
-__all__ = ["KSBank"]
+__all__ = ["KSBank", "KSCheckpoint", "checkpoint", "rewind"]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class KSCheckpoint:
+    """A detector's attributes and copies of its packed buffers (see :func:`checkpoint`)."""
+
+    attributes: dict[str, Any]
+    ints: npt.NDArray[np.int64]
+    narrow: npt.NDArray[Any]
+    floats: npt.NDArray[np.float64]
+
+
+def checkpoint(det: IncrementalKS) -> KSCheckpoint:
+    """What :func:`rewind` needs to put ``det`` back as it is now."""
+    attributes = dict(det.__dict__)
+    attributes["_thresholds"] = dict(det._thresholds)
+    attributes["transitions"] = list(det.transitions)
+    return KSCheckpoint(attributes, det._ints.copy(), det._narrow.copy(), det._floats.copy())
+
+
+def rewind(det: IncrementalKS, saved: KSCheckpoint) -> None:
+    """Put ``det`` back as it was at ``saved`` (which stays usable: buffers are copied again).
+
+    The detector gets buffers of its own; a bank it belonged to re-packs it at its next update.
+    """
+    if det._pending is not None and det._pending is not saved.attributes["_pending"]:
+        det.close()  # a calibration started since (a new reference): not needed any more
+    det.__dict__.clear()
+    det.__dict__.update(saved.attributes)
+    det._thresholds = dict(saved.attributes["_thresholds"])
+    det.transitions = list(saved.attributes["transitions"])
+    det._attach(saved.ints.copy(), saved.narrow.copy(), saved.floats.copy())
 
 
 def _offsets(sizes: Sequence[int]) -> npt.NDArray[np.int64]:

@@ -40,13 +40,18 @@ class _ClassFeed:
         self.labelled = labelled
         self.done = 0
 
+    def count_to(self, pos: int) -> None:
+        """Count the events up to ``pos`` (inclusive) not counted yet."""
+        batch = self.labelled[self.done : pos + 1]
+        if batch:
+            self.classes.update_many(
+                [str(e.true_label) for e in batch], [str(e.predicted_label) for e in batch]
+            )
+        self.done = max(self.done, pos + 1)
+
     def scores_at(self, pos: int) -> ClassificationScores:
         """The scores once the events up to ``pos`` (inclusive) are counted."""
-        batch = self.labelled[self.done : pos + 1]
-        self.classes.update_many(
-            [str(e.true_label) for e in batch], [str(e.predicted_label) for e in batch]
-        )
-        self.done = max(self.done, pos + 1)
+        self.count_to(pos)
         return self.classes.scores()
 
 
@@ -116,7 +121,7 @@ class AccuracyFeeder:
                 out.append(event)
                 if ctx.snapshot:
                     record_snapshot(ctx, event, acc.detector, window)
-        classes.scores_at(n - 1)
+        classes.count_to(n - 1)
         push_ring(acc.wrong, base, wrong)
         push_ring(acc.offsets, base, offsets)
         acc.seen += n

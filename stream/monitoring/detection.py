@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from detectors import DRIFT_RESOLVED, DRIFT_STARTED, DriftDetector, Transition
+from detectors import DRIFT_RESOLVED, DRIFT_STARTED, DriftDetector, IncrementalKS, Transition
+from detectors.ks_bank import checkpoint, rewind
 from detectors.registry import KINDS
 from stream.monitoring.context import ACCURACY_DETECTOR, MonitorContext
 from stream.monitoring.events import Span, StreamId
@@ -143,7 +144,16 @@ def _feed_one_sided(
     episode. While such an episode is open the detector cannot alarm again, so the stream is
     watched: once the window is above the reference by the alarm's own threshold, the episode
     is reported as starting there.
+
+    Without such an episode to watch, a batch that causes no transition reports nothing: it is
+    fed in one ``update_many`` call; a batch that causes one is rewound and fed event by event.
     """
+    if (fs.suppressed is None or fs.reported) and isinstance(det, IncrementalKS):
+        saved = checkpoint(det)
+        det.update_many(xs, ts)
+        if not det.transitions:
+            return []
+        rewind(det, saved)
     hits: list[Hit] = []
     times = None if ts is None else ts.tolist()
     ks = ks_view(det)
@@ -209,13 +219,14 @@ class _Column:
         values: npt.NDArray[np.float64],
         offsets: npt.NDArray[np.int64],
         times: npt.NDArray[np.float64] | None,
+        dense: bool,
     ) -> _Column:
-        present = ~np.isnan(values)
+        """The column of ``values``; ``dense``: the key's batch lacks no feature."""
         if fs.offsets is None:
-            if bool(present.all()):
+            if dense or not np.isnan(values).any():
                 return cls(values, offsets, times, state.offsets, state.seen, None)
             fs.offsets, fs.seen = state.offsets.copy(), state.seen
-        where = np.flatnonzero(present)
+        where = np.flatnonzero(~np.isnan(values))
         return cls(
             values[where],
             offsets[where],
@@ -269,10 +280,11 @@ class FeatureFeeder:
         state.changed = True
         state.last_ts = evs[-1].ts
         out: list[DriftEvent] = []
+        dense = not np.isnan(values).any()
         for j, fs in enumerate(state.features):
             # sparse events: the stream sees only the events that have the feature, and keeps
             # its own offset ring once one lacks it (see _Column)
-            col = _Column.of(fs, state, values[:, j], offsets, times)
+            col = _Column.of(fs, state, values[:, j], offsets, times, dense)
             if col.xs.shape[0] == 0:
                 continue
             start = 0 if fs.detector is not None else self._warm_up(key, j, fs, col.xs)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from stream.metrics import Metrics
 from stream.monitoring.accuracy import AccuracyFeeder
@@ -13,15 +12,13 @@ from stream.monitoring.context import MonitorContext
 from stream.monitoring.detection import FeatureFeeder
 from stream.monitoring.keys import KeyState
 from stream.monitoring.rates import EVENTS
-from stream.monitoring.state import KeyCodec, key_to_data
+from stream.monitoring.rollback import SavedKey, restore_key, save_key
+from stream.monitoring.state import KeyCodec
 from stream.telemetry.records import DriftEvent, Telemetry
 
 __all__ = ["KeyProcessor"]
 
 log = logging.getLogger(__name__)
-
-#: A key's state saved before a batch: its data, ``changed`` and ``replay_until`` (None: absent).
-_Saved = tuple[dict[str, Any], bool, int] | None
 
 
 class KeyProcessor:
@@ -87,21 +84,17 @@ class KeyProcessor:
         del snapshots[mark:]
         return out
 
-    def _save(self, key: str) -> _Saved:
+    def _save(self, key: str) -> SavedKey | None:
         state = self.ctx.store.keys.get(key)
-        if state is None:
-            return None
-        return key_to_data(state), state.changed, state.replay_until
+        return None if state is None else save_key(state)
 
-    def _restore(self, key: str, saved: _Saved) -> None:
+    def _restore(self, key: str, saved: SavedKey | None) -> None:
         """Put a key back as :meth:`_save` found it (absent if it was)."""
-        self.ctx.store.pop(key)
+        store = self.ctx.store
         if saved is None:
+            store.pop(key)
             return
-        data, changed, replay_until = saved
-        state = self.codec.key_from_data(data)
-        state.changed, state.replay_until = changed, replay_until
-        self.ctx.store.put(key, state)
+        store.put(key, restore_key(saved, self.codec.categorical, store.keys.get(key)))
 
     def process(self, key: str, evs: list[Telemetry]) -> list[DriftEvent]:
         """Feed one key's events (in order); return the drift events."""

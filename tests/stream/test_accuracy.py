@@ -265,3 +265,38 @@ def test_a_batch_with_drift_events_publishes_at_once() -> None:
     assert registry.get_sample_value("driftwatch_rolling_accuracy", {"key": "agent-1"}) == (
         pytest.approx(e.rolling_accuracy, abs=0.1)
     )
+
+
+def test_accuracy_fed_per_batch_reports_what_event_at_a_time_does() -> None:
+    """Batches of 250 against batches of one event (the one-sided rule event by event): an
+    improvement (suppressed), a rise during it (reported from there), recovery, a plain rise."""
+    settings = load_settings(
+        environ={},
+        alpha=1e-4,
+        window_size=200,
+        reference_size=600,
+        features=("response_latency_ms",),
+    )
+    rng = np.random.default_rng(12)
+    phases = [(600, 0.3), (800, 0.05), (800, 0.6), (1200, 0.3), (800, 0.6), (400, 0.3)]
+    correct = [ok for n, rate in phases for ok in errors(rng, n, rate)]
+    messages = labelled_messages(correct)
+    per_batch, monitor, _ = run(settings, messages, batch=250)
+    one_by_one, reference, _ = run(settings, messages, batch=1)
+    assert [e.to_dict() for e in per_batch] == [e.to_dict() for e in one_by_one]
+    performance = [(e.type, e.window_last_offset) for e in per_batch if e.kind == "performance"]
+    # the rise during the improvement's episode is reported from where it is up by the threshold
+    assert [kind for kind, _ in performance] == ["drift_started", "drift_resolved"] * 2
+    assert 1400 < performance[0][1] < 2200 and 3400 < performance[2][1] < 4200
+    _, improved, _ = run(settings, messages[:1400], batch=250)
+    suppressed = improved.keys["agent-0"].accuracy
+    assert suppressed is not None and suppressed.suppressed is not None
+    x, y = monitor.keys["agent-0"].accuracy, reference.keys["agent-0"].accuracy
+    assert x is not None and x.detector is not None and y is not None and y.detector is not None
+    assert (x.detector.n_seen, x.detector.in_drift, x.reported, x.suppressed) == (
+        y.detector.n_seen,
+        y.detector.in_drift,
+        y.reported,
+        y.suppressed,
+    )
+    assert np.array_equal(x.detector.window, y.detector.window)  # type: ignore[attr-defined]

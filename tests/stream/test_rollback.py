@@ -1,0 +1,145 @@
+"""A fault while processing one key's events: that key is put back exactly as it was (its
+checkpoint data compared), the failing event is isolated, other keys are untouched. The oracle:
+the key's own state data before the batch, and a monitor that never saw the failing event."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+
+from stream.monitoring.accuracy import AccuracyFeeder
+from stream.monitoring.keys import KeyState
+from stream.monitoring.monitor import DriftMonitor
+from stream.monitoring.state import key_to_data
+from stream.settings import Settings, load_settings
+from stream.telemetry.records import DriftEvent, Telemetry
+
+REASONS = (["stop"], ["length"], ["tool_calls"])
+POISON = -1  # no event has this offset until a test sets it
+
+
+def _settings(rule: str) -> Settings:
+    extra: dict[str, Any] = {"alpha": 1e-4} if rule == "alpha" else {"ert": 5_000}
+    return load_settings(
+        environ={},
+        features=("tokens", "latency"),
+        feature_detectors={"latency": "windowed_ks"},
+        categorical_features=("finish_reasons",),
+        window_size=50,
+        reference_size=100,
+        **extra,
+    )
+
+
+def _events(n: int, seed: int = 4) -> list[Telemetry]:
+    """Keys ``a`` and ``b`` in turn; from event 600 ``a``'s tokens and errors rise."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        key = "ab"[i % 2]
+        late = key == "a" and i >= 600
+        wrong = rng.random() < (0.6 if late else 0.1)
+        out.append(
+            Telemetry(
+                key,
+                1_700_000_000.0 + i,
+                (float(rng.normal(1.5 if late else 0.0)), float(rng.normal())),
+                0,
+                i,
+                "refund" if not wrong else "billing",
+                "refund",
+                (REASONS[int(rng.integers(3))],),
+            )
+        )
+    return out
+
+
+def _same(a: Any, b: Any, *, timings: bool = True) -> bool:
+    """Plain data equal, arrays by value (nan equal to nan); without ``timings``, the
+    calibrations' wall-clock cost (``seconds``, which differs between two monitors) aside."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = a.keys() if timings else a.keys() - {"seconds"}
+        return a.keys() == b.keys() and all(_same(a[k], b[k], timings=timings) for k in keys)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(
+            _same(x, y, timings=timings) for x, y in zip(a, b, strict=True)
+        )
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return bool(np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True))
+    if isinstance(a, float) and isinstance(b, float) and np.isnan(a) and np.isnan(b):
+        return True
+    return type(a) is type(b) and bool(a == b)
+
+
+def _faulty(monkeypatch: pytest.MonkeyPatch, offsets: set[int]) -> None:
+    """The accuracy step, the last of a key's, raises on the events at ``offsets`` once it
+    is done: every stream of the key (features, categorical, accuracy) has been updated."""
+    process = AccuracyFeeder.process
+
+    def faulty(
+        self: AccuracyFeeder, key: str, state: KeyState, evs: Sequence[Telemetry]
+    ) -> list[DriftEvent]:
+        out = process(self, key, state, evs)
+        if any(e.offset in offsets for e in evs):
+            raise RuntimeError("injected fault")
+        return out
+
+    monkeypatch.setattr(AccuracyFeeder, "process", faulty)
+
+
+def _run(monitor: DriftMonitor, evs: list[Telemetry], batch: int = 100) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for lo in range(0, len(evs), batch):
+        out += [e.to_dict() for e in monitor.process(evs[lo : lo + batch])]
+    return out
+
+
+@pytest.mark.parametrize("rule", ["alpha", "ert"])
+def test_a_key_whose_every_event_fails_is_exactly_as_before(
+    monkeypatch: pytest.MonkeyPatch, rule: str
+) -> None:
+    evs = _events(1000)
+    monitor = DriftMonitor(_settings(rule))
+    _run(monitor, evs[:800])
+    assert all(fs.detector is not None for st in monitor.keys.values() for fs in st.streams())
+    before_a, before_b = key_to_data(monitor.keys["a"]), key_to_data(monitor.keys["b"])
+    batch = evs[800:900]
+    _faulty(monkeypatch, {e.offset for e in batch if e.key == "a"})
+    monitor.process(batch)
+    failed = monitor.take_failed()
+    assert [ev.offset for ev, _ in failed] == [e.offset for e in batch if e.key == "a"]
+    assert all(str(exc) == "injected fault" for _, exc in failed)
+    assert _same(key_to_data(monitor.keys["a"]), before_a)
+    assert not _same(key_to_data(monitor.keys["b"]), before_b)  # b's events were applied
+    # b is as in a monitor that never saw a's events of the batch
+    reference = DriftMonitor(_settings(rule))
+    _run(reference, evs[:800])
+    reference.process([e for e in batch if e.key == "b"])
+    assert _same(key_to_data(monitor.keys["b"]), key_to_data(reference.keys["b"]), timings=False)
+
+
+@pytest.mark.parametrize("rule", ["alpha", "ert"])
+def test_one_failing_event_is_isolated_and_the_rest_continue_as_without_it(
+    monkeypatch: pytest.MonkeyPatch, rule: str
+) -> None:
+    evs = _events(2000)
+    poison = 1302  # one of a's events, in its drift
+    assert evs[poison].key == "a"
+    _faulty(monkeypatch, {poison})
+    monitor = DriftMonitor(_settings(rule))
+    got = _run(monitor, evs)
+    assert [ev.offset for ev, _ in monitor.take_failed()] == [poison]
+    monkeypatch.undo()
+    reference = DriftMonitor(_settings(rule))
+    expected = _run(reference, [e for e in evs if e.offset != poison])
+    assert got == expected
+    assert {(e["key"], e["feature"]) for e in expected if e["type"] == "drift_started"} >= {
+        ("a", "tokens"),
+        ("a", "accuracy"),
+    }
+    for key in "ab":
+        got_data, expected_data = key_to_data(monitor.keys[key]), key_to_data(reference.keys[key])
+        assert _same(got_data, expected_data, timings=False)
