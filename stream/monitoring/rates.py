@@ -14,7 +14,9 @@ When none of ``alpha``, ``ert`` or the fleet budget is set, the worker as a whol
   reference the first block is exactly the warm-up, so a stream is calibrated on the rate of
   the events it learnt its reference from.
 - ``streams`` is the number of streams that can alarm tracked so far (every key's features,
-  plus the accuracy streams of keys with labelled events; at most ``max_tracked_keys`` keys).
+  plus the accuracy streams of keys with labelled events; at most ``max_tracked_keys`` keys),
+  a batch's new keys counted from their first event's time
+  (:meth:`~stream.monitoring.context.MonitorContext.streams_at`).
 
 A key's rate clocks (:class:`RateClock`, one per source) are part of its state: checkpointed,
 restored and rolled back with it. The rates are measured, and the key's streams recalibrated,
@@ -27,9 +29,12 @@ A stream is recalibrated (same reference, same window, new ERT) when, at a block
 the budget gives it is more than :data:`RECALIBRATE_FACTOR` times longer or shorter than the one
 in use: after a block whose rate moved that much, or once the stream count has grown (or shrunk)
 that much. A stream calibrated while few keys were known is therefore left at an ERT more than
-that factor too short for at most one block of its key's events. Until a rate is measured (a
-reference from a file, or a block whose events all carry the same time) a stream uses
-:data:`UNMEASURED_ERT`.
+that factor too short for at most one block of its key's events. The rate a share is computed
+from is a block's, kept until a later block's is more than the factor off it: blocks of
+similar rates give a stream the same ERT, so a stream calibrated while few keys were known (or
+before another partition's keys arrived) ends at the ERT of one calibrated among all of them.
+Until a rate is measured (a reference from a file, or a block whose events all carry the same
+time) a stream uses :data:`UNMEASURED_ERT`.
 
 A share is capped at :data:`MAX_BUDGET_ERT`. ERTs are rounded to two significant digits, so
 streams of similar rates (and equal reference sizes) share one cached calibration.
@@ -89,6 +94,12 @@ def _round(ert: float) -> float:
     return float(round(ert, digits))
 
 
+def _within(value: float, anchor: float) -> bool:
+    """Whether ``value`` is at most :data:`RECALIBRATE_FACTOR` times above or below ``anchor``."""
+    ratio = value / anchor
+    return 1 / RECALIBRATE_FACTOR <= ratio <= RECALIBRATE_FACTOR
+
+
 def is_labelled(ev: Telemetry) -> bool:
     """Whether ``ev`` carries both labels (an event of the key's accuracy stream)."""
     return ev.predicted_label is not None and ev.true_label is not None
@@ -101,6 +112,9 @@ class RateClock:
     block: EventRate = field(default_factory=EventRate)
     rate: float = math.nan  # events/s of the last complete block (nan: none yet)
     blocks: int = 0
+    # the rate the budget shares by: a block's, kept until a block's rate is more than
+    # RECALIBRATE_FACTOR off it (nan: none yet)
+    share: float = math.nan
 
     def observe(self, size: int, times: Sequence[float]) -> None:
         """Count events stamped ``times`` (in stream order) into blocks of ``size``."""
@@ -114,6 +128,8 @@ class RateClock:
                 rate = self.block.per_second
                 if not math.isnan(rate):
                     self.rate = rate
+                    if not _within(rate, self.share):
+                        self.share = rate
                 self.blocks += 1
                 self.block = EventRate()
 
@@ -133,6 +149,7 @@ def rates_to_data(rates: Mapping[str, RateClock]) -> dict[str, dict[str, Any]]:
             "last": c.block.last if counted else None,
             "rate": None if math.isnan(c.rate) else c.rate,
             "blocks": c.blocks,
+            "share": None if math.isnan(c.share) else c.share,
         }
     return out
 
@@ -174,13 +191,17 @@ def rates_from_data(data: Any, block: int) -> dict[str, RateClock]:
             if first > last:
                 raise StateError("rate clock first must be <= last")
             measured = EventRate(count, first, last)
-        rate = doc.get("rate")
-        if rate is not None and not _number(rate, "rate") > 0:
-            raise StateError(f"rate clock rate must be > 0, got {rate!r}")
+        rate, share = doc.get("rate"), doc.get("share")
+        for name, value in (("rate", rate), ("share", share)):
+            if value is not None and not _number(value, name) > 0:
+                raise StateError(f"rate clock {name} must be > 0, got {value!r}")
+        if (rate is None) != (share is None):
+            raise StateError("a rate clock's rate and share must both be measured or neither")
         out[source] = RateClock(
             measured,
             math.nan if rate is None else float(rate),
             _natural(doc.get("blocks"), "blocks"),
+            math.nan if share is None else float(share),
         )
     return out
 
@@ -271,11 +292,20 @@ class WorkerBudget:
         clock = rates.get(source)
         return math.nan if clock is None else clock.rate
 
+    def share_rate(self, rates: Mapping[str, RateClock], source: str) -> float:
+        """The rate a key's ``source`` streams are given their share by (nan before a block).
+
+        A block's rate, kept until a later block's is more than the factor off it: blocks of
+        similar rates give a stream the same ERT, whichever of them it was calibrated after.
+        """
+        clock = rates.get(source)
+        return math.nan if clock is None else clock.share
+
     def ert(
         self, rates: Mapping[str, RateClock], source: str, streams: int, detector: str
     ) -> float:
         """The ERT the budget gives a stream of a key's ``source`` among ``streams``."""
-        rate = self.rate(rates, source)
+        rate = self.share_rate(rates, source)
         if math.isnan(rate):
             ert = max(UNMEASURED_ERT, self.floor)
         else:
@@ -299,13 +329,10 @@ class WorkerBudget:
         current: float,
     ) -> float | None:
         """A new ERT if the one in use (``current``) is off by more than the factor, else None."""
-        if math.isnan(self.rate(rates, source)):
+        if math.isnan(self.share_rate(rates, source)):
             return None
         want = self.ert(rates, source, streams, detector)
-        ratio = want / current
-        if 1 / RECALIBRATE_FACTOR <= ratio <= RECALIBRATE_FACTOR:
-            return None
-        return want
+        return None if _within(want, current) else want
 
     def recalibrate(
         self,

@@ -162,6 +162,7 @@ def test_the_rate_clocks_travel_with_the_key_and_older_snapshots_still_load(
         ({"count": 3, "first": 2.0, "last": 1.0, "rate": None, "blocks": 0}, "first must be <="),
         ({"count": 3, "first": None, "last": 1.0, "rate": None, "blocks": 0}, "finite number"),
         ({"count": 0, "first": None, "last": None, "rate": -1.0, "blocks": 0}, "rate must be >"),
+        ({"count": 0, "first": None, "last": None, "rate": 1.0, "blocks": 1}, "both be measured"),
         ({"count": 0, "first": None, "last": None, "rate": None, "blocks": True}, "blocks"),
     ],
 )
@@ -170,7 +171,7 @@ def test_malformed_rate_clocks_are_rejected(clock: dict[str, object], message: s
         rates_from_data({"events": clock}, 80)
     with pytest.raises(StateError, match="map of"):
         rates_from_data({"other": clock}, 80)
-    good = {"count": 3, "first": 1.0, "last": 4.0, "rate": 0.5, "blocks": 2}
+    good = {"count": 3, "first": 1.0, "last": 4.0, "rate": 0.5, "blocks": 2, "share": 0.4}
     assert rates_to_data(rates_from_data({"labelled": good}, 80)) == {"labelled": good}
 
 
@@ -195,4 +196,23 @@ def test_an_event_that_fails_is_not_counted_by_the_rate_clock(
         applied = sum(1 for e in events[:60] if e.key == key and e.offset != 30)
         clock = state.rates["events"]
         assert clock.blocks * 80 + clock.block.count == applied == state.seen
+    _close(monitor)
+
+
+def test_a_key_calibrated_before_the_others_arrive_ends_at_the_same_erts(
+    uninterrupted: tuple[list[Telemetry], list[DriftEvent], DriftMonitor],
+) -> None:
+    # as when one partition's backlog is read before the others': agent-0's first three
+    # blocks are processed before any other key is known
+    events, _, whole = uninterrupted
+    early = [e for e in events if e.key == "agent-0"][:240]
+    rest = [e for e in events if e not in early]
+    monitor = DriftMonitor(_settings())
+    _run(monitor, early, 50)
+    alone = monitor.keys["agent-0"].features[0].detector
+    assert alone is not None and alone.ert < 0.5 * whole.keys["agent-0"].features[0].detector.ert  # type: ignore[attr-defined,union-attr]
+    _run(monitor, rest, 50)
+    for key, state in whole.keys.items():
+        got = [fs.detector.ert for fs in monitor.keys[key].streams()]  # type: ignore[union-attr]
+        assert got == [fs.detector.ert for fs in state.streams()]  # type: ignore[union-attr]
     _close(monitor)
