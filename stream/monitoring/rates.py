@@ -29,10 +29,14 @@ A stream is recalibrated (same reference, same window, new ERT) when, at a block
 the budget gives it is more than :data:`RECALIBRATE_FACTOR` times longer or shorter than the one
 in use: after a block whose rate moved that much, or once the stream count has grown (or shrunk)
 that much. A stream calibrated while few keys were known is therefore left at an ERT more than
-that factor too short for at most one block of its key's events. The rate a share is computed
-from is a block's, kept until a later block's is more than the factor off it: blocks of
-similar rates give a stream the same ERT, so a stream calibrated while few keys were known (or
-before another partition's keys arrived) ends at the ERT of one calibrated among all of them.
+that factor too short for at most one block of its key's events. At the end of its key's
+second block (the first after a warm-up) a stream is recalibrated to any other ERT its share
+gives (:data:`SETTLING_BLOCKS`): the keys known when it was created -- those of the partitions
+read first, after a start -- no longer matter once the others are known. The rate a share is
+computed from is a block's, kept until a later block's is more than the factor off it: blocks
+of similar rates give a stream the same ERT, so a stream calibrated while few keys were known
+(or before another partition's keys arrived) ends at the ERT of one calibrated among all of
+them.
 Until a rate is measured (a reference from a file, or a block whose events all carry the same
 time) a stream uses :data:`UNMEASURED_ERT`.
 
@@ -60,6 +64,7 @@ __all__ = [
     "LABELLED",
     "MAX_BUDGET_ERT",
     "RECALIBRATE_FACTOR",
+    "SETTLING_BLOCKS",
     "UNMEASURED_ERT",
     "RateClock",
     "Rates",
@@ -78,6 +83,10 @@ _SOURCES = (EVENTS, LABELLED)
 
 #: Recalibrate when the budget's ERT for a stream is this many times off the one in use.
 RECALIBRATE_FACTOR = 2.0
+#: Up to the end of this block of a key's source (the first after a warm-up's), a stream is
+#: recalibrated to any other ERT its share gives: the streams known when it was created (the
+#: keys of partitions read first, after a start) no longer matter once the others are known.
+SETTLING_BLOCKS = 2
 #: ERT of a stream whose rate is not measured yet.
 UNMEASURED_ERT = DEFAULT_ERT
 #: Longest ERT the budget gives a stream (observations): the longest the KS and chi-square
@@ -328,11 +337,17 @@ class WorkerBudget:
         detector: str,
         current: float,
     ) -> float | None:
-        """A new ERT if the one in use (``current``) is off by more than the factor, else None."""
-        if math.isnan(self.share_rate(rates, source)):
+        """A new ERT if the one in use (``current``) is off by more than the factor, else None.
+
+        Up to the key's :data:`SETTLING_BLOCKS`-th block of ``source`` any other ERT is due.
+        """
+        clock = rates.get(source)
+        if clock is None or math.isnan(clock.share):
             return None
         want = self.ert(rates, source, streams, detector)
-        return None if _within(want, current) else want
+        if want == current or (clock.blocks > SETTLING_BLOCKS and _within(want, current)):
+            return None
+        return want
 
     def recalibrate(
         self,

@@ -254,7 +254,18 @@ def _assert_same(
     assert (drift.agent_id, drift.feature) in started
     # the reference is another deployment (its own app_id): the same events, disjoint ids
     assert not events.keys() & ref_events.keys()
-    assert _deployment_free(events) == _deployment_free(ref_events)
+    mine, theirs = _deployment_free(events), _deployment_free(ref_events)
+    assert mine == theirs, _difference(mine, theirs)
+
+
+def _difference(mine: list[bytes], theirs: list[bytes]) -> str:
+    """The fields in which the first events that differ differ (for a failure's message)."""
+    for a, b in zip(mine, theirs, strict=False):
+        if a != b:
+            x, y = msgspec.json.decode(a), msgspec.json.decode(b)
+            fields = {k: (x.get(k), y.get(k)) for k in x.keys() | y.keys() if x.get(k) != y.get(k)}
+            return f"{len(mine)} events against {len(theirs)}; first that differ: {fields}"
+    return f"{len(mine)} events against {len(theirs)}"
 
 
 def _deployment_free(events: dict[str, dict[str, Any]]) -> list[bytes]:

@@ -49,6 +49,10 @@ def test_the_ert_is_the_streams_share_of_the_budget() -> None:
     budget = WorkerBudget(2.0, window_size=20, block=100)
     k: dict[str, RateClock] = {}
     budget.observe(k, "events", [i * 0.25 for i in range(100)])  # 4 events/s
+    # settling: up to the second block, any other ERT is due
+    assert budget.due(k, "events", 15, "incremental_ks", 2_000_000) == 2_600_000
+    assert budget.due(k, "events", 15, "incremental_ks", 2_600_000) is None
+    budget.observe(k, "events", [25 + i * 0.25 for i in range(200)])  # two more blocks
     share = stream_ert(2.0, 15, 4.0, floor=budget.floor)
     assert budget.ert(k, "events", 15, "incremental_ks") == pytest.approx(share, rel=0.05)
     assert budget.ert(k, "events", 15, "incremental_ks") == 2_600_000  # two digits
