@@ -21,7 +21,7 @@ from stream.monitoring.context import ACCURACY_DETECTOR, MonitorContext
 from stream.monitoring.detection import feed, record_snapshot
 from stream.monitoring.events import Performance, Span, StreamId
 from stream.monitoring.keys import KeyState
-from stream.monitoring.rates import LABELLED
+from stream.monitoring.rates import LABELLED, is_labelled
 from stream.monitoring.rings import first_offset, push_ring
 from stream.monitoring.streams import FeatureStream, accuracy_stream
 from stream.telemetry.records import ACCURACY_FEATURE, PERFORMANCE, DriftEvent, Telemetry
@@ -69,7 +69,7 @@ class AccuracyFeeder:
     def process(self, key: str, state: KeyState, evs: Sequence[Telemetry]) -> list[DriftEvent]:
         """Feed the labelled events of ``evs``; return the accuracy stream's events."""
         ctx = self.ctx
-        labelled = [e for e in evs if e.predicted_label is not None and e.true_label is not None]
+        labelled = [e for e in evs if is_labelled(e)]
         if not labelled:
             return []
         acc = state.accuracy
@@ -85,8 +85,6 @@ class AccuracyFeeder:
         offsets = np.fromiter((e.offset for e in labelled), dtype=np.int64, count=n)
         acc.dirty = True
         acc.last_ts = labelled[-1].ts
-        if ctx.budget is not None:
-            ctx.budget.observe(key, LABELLED, [e.ts for e in labelled])
         base = acc.seen
         out: list[DriftEvent] = []
         start = 0

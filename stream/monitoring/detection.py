@@ -339,7 +339,7 @@ class FeatureFeeder:
         ]
         if state.accuracy is not None:
             streams.append((LABELLED, ACCURACY_DETECTOR, state.accuracy))
-        count = self.ctx.tracked_streams
+        count = self.ctx.budget_streams
         for source, name, fs in streams:
-            if budget.recalibrate(key, source, count, name, fs.detector):
+            if budget.recalibrate(state.rates, source, count, name, fs.detector):
                 fs.dirty = True

@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from stream.metrics import Metrics
 from stream.monitoring.categorical import CategoryStream
+from stream.monitoring.rates import RateClock
 from stream.monitoring.streams import FeatureStream
 
 __all__ = ["KeyState", "KeyStore"]
@@ -36,6 +37,7 @@ class KeyState:
     accuracy: FeatureStream | None = None
     applied: list[str] = field(default_factory=list)  # ids of the latest commands applied
     categorical: list[CategoryStream] = field(default_factory=list)
+    rates: dict[str, RateClock] = field(default_factory=dict)  # the worker budget's clocks
 
     def streams(self) -> Iterator[FeatureStream]:
         """The numeric streams: the features', then the accuracy stream if any."""

@@ -223,6 +223,8 @@ class DriftMonitor:
         by_key: dict[str, list[Telemetry]] = {}
         for ev in batch:
             by_key.setdefault(ev.key, []).append(ev)
+        if self.budget is not None:
+            self._ctx.begin_batch(by_key, self.track_accuracy)
         events: list[DriftEvent] = []
         for key, evs in by_key.items():
             events.extend(self._keys.process_or_roll_back(key, evs))

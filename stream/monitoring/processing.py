@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from stream.metrics import Metrics
 from stream.monitoring.accuracy import AccuracyFeeder
@@ -11,7 +11,6 @@ from stream.monitoring.categorical import CategoricalStreams
 from stream.monitoring.context import MonitorContext
 from stream.monitoring.detection import FeatureFeeder
 from stream.monitoring.keys import KeyState
-from stream.monitoring.rates import EVENTS
 from stream.monitoring.rollback import SavedKey, restore_key, save_key
 from stream.monitoring.state import KeyCodec
 from stream.telemetry.records import DriftEvent, Telemetry
@@ -112,13 +111,23 @@ class KeyProcessor:
             evs = fresh
             state.replay_until = -1
         budget = self.ctx.budget
-        if budget is not None:
-            budget.observe(key, EVENTS, [e.ts for e in evs])
+        if budget is None:
+            return self._feed(key, state, evs)
+        # the budget's rates are measured, and the streams recalibrated, at the events that
+        # complete a block: points of the key's own events, whatever the batches or restarts
+        out: list[DriftEvent] = []
+        for part, completed in budget.parts(state.rates, evs, labelled=self.accuracy is not None):
+            self.ctx.budget_streams = self.ctx.streams_at(part[0].ts)
+            if completed:
+                self.features.recalibrate(key, state)
+            out.extend(self._feed(key, state, part))
+        return out
+
+    def _feed(self, key: str, state: KeyState, evs: Sequence[Telemetry]) -> list[DriftEvent]:
+        """Feed events new to the key to its features', categorical and accuracy streams."""
         out = self.features.process(key, state, evs)
         if state.categorical:
             out.extend(self.categorical.process(key, state.categorical, evs))
         if self.accuracy is not None:
             out.extend(self.accuracy.process(key, state, evs))
-        if budget is not None:
-            self.features.recalibrate(key, state)
         return out

@@ -1,10 +1,11 @@
 """A monitor's keys as plain data and back (what checkpoints hold), checked on the way in.
 
-The layout (version :data:`SNAPSHOT_VERSION`) is ``{"version": 3, "keys": [[key, state], ...]}``;
+The layout (version :data:`SNAPSHOT_VERSION`) is ``{"version": 4, "keys": [[key, state], ...]}``;
 a key's state holds its features' streams, its offset ring and counters, the ids of the commands
-it applied, its categorical streams and its accuracy (``stream``, the ``wrong`` and ``offsets``
-rings, ``labelled`` and the rest). It holds numbers, strings, numpy arrays, lists and dicts
-only. Fields added after the first version are optional when read.
+it applied, its categorical streams, its accuracy (``stream``, the ``wrong`` and ``offsets``
+rings, ``labelled`` and the rest) and the worker budget's rate clocks (``rates``, version 4). It
+holds numbers, strings, numpy arrays, lists and dicts only. Fields added after the first version
+are optional when read; a version 3 snapshot (no ``rates``) is read too.
 """
 
 from __future__ import annotations
@@ -21,13 +22,23 @@ from detectors.registry import StateError, detector_from_state, detector_state, 
 from detectors.windows import check_array
 from stream.monitoring.categorical import CategoricalStreams
 from stream.monitoring.keys import KeyState
+from stream.monitoring.rates import rates_from_data, rates_to_data
 from stream.monitoring.streams import FeatureStream
 from stream.settings import Settings
 
-__all__ = ["APPLIED_REMEMBERED", "SNAPSHOT_VERSION", "KeyCodec", "key_to_data", "snapshot_data"]
+__all__ = [
+    "APPLIED_REMEMBERED",
+    "READABLE_SNAPSHOTS",
+    "SNAPSHOT_VERSION",
+    "KeyCodec",
+    "key_to_data",
+    "snapshot_data",
+]
 
 #: Format of a monitor's snapshot; bumped when the state's layout changes.
-SNAPSHOT_VERSION = 3
+SNAPSHOT_VERSION = 4
+#: Snapshot versions this one reads (3: without the rate clocks).
+READABLE_SNAPSHOTS = (3, SNAPSHOT_VERSION)
 #: Command ids remembered per key (a command read again after a restart is not re-applied).
 APPLIED_REMEMBERED = 32
 
@@ -84,6 +95,7 @@ def key_to_data(state: KeyState) -> dict[str, Any]:
         "applied": list(state.applied),
         "categorical": CategoricalStreams.to_data(state.categorical),
         "accuracy": None if state.accuracy is None else _accuracy_to_data(state.accuracy),
+        "rates": rates_to_data(state.rates),
     }
 
 
@@ -190,8 +202,9 @@ class KeyCodec:
 
     def keys_from_snapshot(self, data: Any) -> list[tuple[str, KeyState]]:
         """The keys of a snapshot; raise :class:`StateError` (nothing read) if malformed."""
-        if not isinstance(data, dict) or data.get("version") != SNAPSHOT_VERSION:
-            raise StateError(f"not a driftwatch monitor snapshot of version {SNAPSHOT_VERSION}")
+        if not isinstance(data, dict) or data.get("version") not in READABLE_SNAPSHOTS:
+            versions = " or ".join(map(str, READABLE_SNAPSHOTS))
+            raise StateError(f"not a driftwatch monitor snapshot of version {versions}")
         items = data.get("keys")
         if not isinstance(items, list):
             raise StateError("snapshot without keys")
@@ -234,4 +247,5 @@ class KeyCodec:
         state.categorical = self.categorical.from_data(doc.get("categorical"))
         if doc["accuracy"] is not None:
             state.accuracy = _accuracy_from_data(doc["accuracy"], size)
+        state.rates = rates_from_data(doc.get("rates"), self.settings.reference_size)
         return state

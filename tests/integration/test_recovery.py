@@ -78,6 +78,7 @@ class Workload:
     rate: int = RATE
     step_ms: int = 10
     drift: DriftSpec = DRIFT
+    hold_at: int | None = None  # the event before which production waits for its gate
 
 
 def _produce(
@@ -85,6 +86,7 @@ def _produce(
     topic: str,
     done: threading.Event,
     load: Workload = Workload(),
+    gate: threading.Event | None = None,
 ) -> Counter[str]:
     """Produce the telemetry at ``load.rate`` events/s; return how many events each agent got."""
     sim = TelemetrySimulator(load.agents, seed=11, drift=load.drift)
@@ -93,6 +95,10 @@ def _produce(
     started = time.monotonic()
     try:
         for i, ev in enumerate(sim.events(load.events, start_ms=START_MS, step_ms=load.step_ms)):
+            if i == load.hold_at and gate is not None:
+                producer.flush()
+                assert gate.wait(timeout=300), "production was never let through its gate"
+                started = time.monotonic() - i / load.rate
             producer.send(topic, key=ev["agent_id"].encode(), value=msgspec.json.encode(ev))
             per_agent[ev["agent_id"]] += 1
             if i % 100 == 99:
@@ -109,11 +115,12 @@ def _produce(
 class _Production:
     def __init__(self, bootstrap: str, topic: str, load: Workload = Workload()) -> None:
         self.done = threading.Event()
+        self.gate = threading.Event()  # lets production past ``load.hold_at``
         self.started = time.monotonic()
         self.result: Counter[str] = Counter()
 
         def run() -> None:
-            self.result = _produce(bootstrap, topic, self.done, load)
+            self.result = _produce(bootstrap, topic, self.done, load, self.gate)
 
         self.thread = threading.Thread(target=run, daemon=True)
         self.thread.start()
@@ -247,7 +254,18 @@ def _assert_same(
     assert (drift.agent_id, drift.feature) in started
     # the reference is another deployment (its own app_id): the same events, disjoint ids
     assert not events.keys() & ref_events.keys()
-    assert _deployment_free(events) == _deployment_free(ref_events)
+    mine, theirs = _deployment_free(events), _deployment_free(ref_events)
+    assert mine == theirs, _difference(mine, theirs)
+
+
+def _difference(mine: list[bytes], theirs: list[bytes]) -> str:
+    """The fields in which the first events that differ differ (for a failure's message)."""
+    for a, b in zip(mine, theirs, strict=False):
+        if a != b:
+            x, y = msgspec.json.decode(a), msgspec.json.decode(b)
+            fields = {k: (x.get(k), y.get(k)) for k in x.keys() | y.keys() if x.get(k) != y.get(k)}
+            return f"{len(mine)} events against {len(theirs)}; first that differ: {fields}"
+    return f"{len(mine)} events against {len(theirs)}"
 
 
 def _deployment_free(events: dict[str, dict[str, Any]]) -> list[bytes]:
@@ -308,10 +326,17 @@ def _kill_five_times(
     """Start a worker and SIGKILL it at a random point, five times; the keys they restored."""
     rng = random.Random(20261124)
     restored = 0
+    group, telemetry = f"{settings['app_id']}.telemetry", str(settings["telemetry_topic"])
     for i in range(5):
         worker = start_worker(bootstrap, tmp_path / f"run-{i}", **start, **settings)
         try:
-            wait_for(lambda w=worker: _consuming(w), 90, "the worker to consume", worker)
+            # consuming, or (production paused or done) caught up with nothing to read
+            wait_for(
+                lambda w=worker: _consuming(w) or _caught_up(bootstrap, group, telemetry),
+                90,
+                "the worker to consume",
+                worker,
+            )
             time.sleep(rng.uniform(0.2, 3.0))
             assert worker.proc.poll() is None, f"worker exited with {worker.proc.returncode}"
         finally:
@@ -338,6 +363,105 @@ def test_sigkill_at_five_random_points_loses_and_repeats_nothing(
     restored += _restored_keys(final)
     assert restored > 0, "no restart restored any key from a checkpoint"
     _assert_equivalent(bootstrap, tmp_path, topic_factory, topics, app_id, per_agent)
+
+
+#: What the default-settings run sets: topics aside, only connection and operations settings
+#: (the partitions of the topics it creates, how soon a killed member leaves the group, how
+#: often it checkpoints). Window, reference, the budget-derived ERT and not waiting for
+#: calibrations are the defaults.
+OPERATIONS = {"topic_partitions": PARTITIONS, "session_timeout": 6, "checkpoint_interval": 1.0}
+#: Three agents whose events are five seconds apart by their timestamps: the default budget
+#: gives each of the 15 streams an ERT of about 170,000 (events a second apart would give
+#: 860,000 and a few times the calibration time). By default a stream does not test while its
+#: calibration runs (and a kill restarts the calibrations that were running), so which events a
+#: stream tests depends on timing: the drift is produced once both the killed deployment's last
+#: worker and the uninterrupted one have caught up and finished calibrating. Production runs
+#: about 100 s up to the drift, so the five kills land in warm-up, calibration and after, while
+#: it runs.
+DEFAULT_LOAD = Workload(
+    agents=3,
+    events=36_000,
+    rate=300,
+    step_ms=5000,
+    drift=DriftSpec("agent-2", "response_latency_ms", "shift", 0.6, start_event=30_000),
+    hold_at=30_000,
+)
+
+
+def _calibrated(worker: RunningWorker, app_id: str, bootstrap: str, telemetry: str) -> bool:
+    """Caught up, no calibration queued, and idle (a calibration running takes a core)."""
+    if not _caught_up(bootstrap, f"{app_id}.telemetry", telemetry):
+        return False
+    if worker.sample("driftwatch_calibrations_pending") != 0.0:
+        return False
+    return _cpu_seconds(worker.pid, 2.0) < 0.2
+
+
+def _cpu_seconds(pid: int, over: float) -> float:
+    """CPU seconds process ``pid`` used in the next ``over`` seconds."""
+
+    def used() -> float:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    before = used()
+    time.sleep(over)
+    return used() - before
+
+
+@pytest.mark.timeout(600)
+def test_sigkill_at_five_random_points_at_default_settings_loses_and_repeats_nothing(
+    kafka_broker: KafkaBroker, topic_factory: TopicFactory, tmp_path: Path
+) -> None:
+    bootstrap = kafka_broker.bootstrap
+    topics = _topics(topic_factory)
+    ref_topics = {
+        "telemetry_topic": topics["telemetry_topic"],
+        "drift_topic": topic_factory("drift-ref", partitions=1),
+        "dead_letter_topic": topic_factory("dlq-ref", partitions=1),
+        "control_topic": topic_factory("control-ref", partitions=1),
+    }
+    app_id, ref_id = f"kill-{os.urandom(4).hex()}", f"ref-{os.urandom(4).hex()}"
+    settings = {**OPERATIONS, **topics, "app_id": app_id}
+    production = _Production(bootstrap, topics["telemetry_topic"], DEFAULT_LOAD)
+    # the uninterrupted worker reads the telemetry as it is produced, as the killed ones do
+    reference = start_worker(
+        bootstrap, tmp_path / "reference", defaults={}, **OPERATIONS, **ref_topics, app_id=ref_id
+    )
+    try:
+        restored = _kill_five_times(bootstrap, tmp_path, settings, defaults={})
+        final = start_worker(bootstrap, tmp_path / "final", defaults={}, **settings)
+        try:
+            telemetry = topics["telemetry_topic"]
+            for worker, name in ((final, app_id), (reference, ref_id)):
+                wait_for(
+                    lambda w=worker, n=name: _calibrated(w, n, bootstrap, telemetry),
+                    300,
+                    f"worker {worker.log.parent.name} to calibrate",
+                    worker,
+                )
+            production.gate.set()
+            per_agent = production.join(timeout=180)
+            _wait_caught_up(bootstrap, app_id, topics["telemetry_topic"], final)
+            _wait_caught_up(bootstrap, ref_id, topics["telemetry_topic"], reference)
+        finally:
+            stop_and_keep_log(final.proc, final.log, f"worker-{tmp_path.name}-final.log")
+        restored += _restored_keys(final)
+    finally:
+        stop_and_keep_log(reference.proc, reference.log, f"worker-{tmp_path.name}-reference.log")
+    assert restored > 0, "no restart restored any key from a checkpoint"
+    defaults = Settings()
+    sizes = {"window_size": defaults.window_size, "reference_size": defaults.reference_size}
+    _assert_same(
+        (_drift_events(bootstrap, topics["drift_topic"]), _final_state(bootstrap, app_id, **sizes)),
+        (
+            _drift_events(bootstrap, ref_topics["drift_topic"]),
+            _final_state(bootstrap, ref_id, **sizes),
+        ),
+        per_agent,
+        DEFAULT_LOAD.drift,
+    )
 
 
 def test_a_second_worker_joining_and_leaving_changes_nothing(

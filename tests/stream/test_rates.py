@@ -12,7 +12,7 @@ from detectors import IncrementalKS
 from detectors.budget import DEFAULT_FALSE_ALARMS_PER_DAY, stream_ert
 from stream.metrics import Metrics
 from stream.monitoring.monitor import DriftMonitor
-from stream.monitoring.rates import MAX_BUDGET_ERT, UNMEASURED_ERT, WorkerBudget
+from stream.monitoring.rates import MAX_BUDGET_ERT, UNMEASURED_ERT, RateClock, WorkerBudget
 from stream.settings import load_settings
 from stream.telemetry.records import Telemetry
 
@@ -32,36 +32,42 @@ def events(key: str, n: int, per_second: float, *, start: float = 0.0, seed: int
 def test_the_rate_is_measured_per_block_whatever_the_batches() -> None:
     rng = np.random.default_rng(3)
     times = np.cumsum(rng.exponential(0.5, size=250)).tolist()
-    whole = WorkerBudget(2.0, window_size=20, block=100)
-    whole.observe("k", "events", times)
-    split = WorkerBudget(2.0, window_size=20, block=100)
+    budget = WorkerBudget(2.0, window_size=20, block=100)
+    whole: dict[str, RateClock] = {}
+    budget.observe(whole, "events", times)
+    split: dict[str, RateClock] = {}
     for i in range(0, 250, 7):
-        split.observe("k", "events", times[i : i + 7])
+        budget.observe(split, "events", times[i : i + 7])
     # the last complete block is events 100..199: (count - 1) / span
     expected = 99 / (times[199] - times[100])
-    assert whole.rate("k", "events") == pytest.approx(expected, rel=1e-12)
-    assert split.rate("k", "events") == whole.rate("k", "events")
-    assert math.isnan(whole.rate("k", "labelled")) and math.isnan(whole.rate("other", "events"))
+    assert budget.rate(whole, "events") == pytest.approx(expected, rel=1e-12)
+    assert split == whole
+    assert math.isnan(budget.rate(whole, "labelled")) and math.isnan(budget.rate({}, "events"))
 
 
 def test_the_ert_is_the_streams_share_of_the_budget() -> None:
     budget = WorkerBudget(2.0, window_size=20, block=100)
-    budget.observe("k", "events", [i * 0.25 for i in range(100)])  # 4 events/s
+    k: dict[str, RateClock] = {}
+    budget.observe(k, "events", [i * 0.25 for i in range(100)])  # 4 events/s
+    # settling: up to the second block, any other ERT is due
+    assert budget.due(k, "events", 15, "incremental_ks", 2_000_000) == 2_600_000
+    assert budget.due(k, "events", 15, "incremental_ks", 2_600_000) is None
+    budget.observe(k, "events", [25 + i * 0.25 for i in range(200)])  # two more blocks
     share = stream_ert(2.0, 15, 4.0, floor=budget.floor)
-    assert budget.ert("k", "events", 15, "incremental_ks") == pytest.approx(share, rel=0.05)
-    assert budget.ert("k", "events", 15, "incremental_ks") == 2_600_000  # two digits
+    assert budget.ert(k, "events", 15, "incremental_ks") == pytest.approx(share, rel=0.05)
+    assert budget.ert(k, "events", 15, "incremental_ks") == 2_600_000  # two digits
     # river detectors stop at their longest calibrated ERT; an unmeasured rate gets the default
-    assert budget.ert("k", "events", 15, "kswin") == 30_000
-    assert budget.ert("x", "events", 15, "incremental_ks") == UNMEASURED_ERT
+    assert budget.ert(k, "events", 15, "kswin") == 30_000
+    assert budget.ert({}, "events", 15, "incremental_ks") == UNMEASURED_ERT
     # within 2x of the share nothing is due; beyond it the share is
-    assert budget.due("k", "events", 15, "incremental_ks", 2_000_000) is None
-    assert budget.due("k", "events", 40, "incremental_ks", 2_600_000) == 6_900_000
-    assert budget.due("k", "events", 8, "incremental_ks", 2_600_000) is None
-    assert budget.due("k", "events", 6, "incremental_ks", 2_600_000) == 1_000_000
+    assert budget.due(k, "events", 15, "incremental_ks", 2_000_000) is None
+    assert budget.due(k, "events", 40, "incremental_ks", 2_600_000) == 6_900_000
+    assert budget.due(k, "events", 8, "incremental_ks", 2_600_000) is None
+    assert budget.due(k, "events", 6, "incremental_ks", 2_600_000) == 1_000_000
     # a share longer than the calibrations are measured at is capped
     assert stream_ert(2.0, 100, 4.0) > MAX_BUDGET_ERT
-    assert budget.ert("k", "events", 100, "incremental_ks") == MAX_BUDGET_ERT == 10_000_000
-    assert budget.due("k", "events", 1000, "incremental_ks", MAX_BUDGET_ERT) is None
+    assert budget.ert(k, "events", 100, "incremental_ks") == MAX_BUDGET_ERT == 10_000_000
+    assert budget.due(k, "events", 1000, "incremental_ks", MAX_BUDGET_ERT) is None
 
 
 def test_each_stream_gets_its_share_from_its_warm_up_rate() -> None:
@@ -84,23 +90,28 @@ def test_a_stream_calibrated_among_few_is_recalibrated_when_the_fleet_arrives() 
     # a budget of 2 a day: the shares below (43,000 and its multiples) are exact at two digits
     settings = load_settings(environ={}, false_alarms_per_day=2.0, **SMALL)
     monitor = DriftMonitor(settings, track_accuracy=False, reproducible=False)
-    first = events("k0", 60, 1.0)
+    first = events("k0", 110, 1.0)
     monitor.process(first[:55])
     det = monitor.keys["k0"].features[0].detector
     assert isinstance(det, IncrementalKS)
     alone = det.ert
     assert alone == pytest.approx(86_400 / 2, rel=0.05)
-    window = det.window
     # one more key: 2 streams is within 2x of the one counted, nothing changes
     monitor.process(events("k1", 5, 1.0))
     monitor.process(first[55:57])
     assert det.ert == alone
-    # five keys: 5x the count, k0 is recalibrated in place (same reference, window kept)
+    # five keys: 5x the count; k0 is recalibrated at the end of its next block of 50 events
+    # (its 100th event), in place: same reference, window kept
     monitor.process([*events("k2", 5, 1.0), *events("k3", 5, 1.0), *events("k4", 5, 1.0)])
-    monitor.process(first[57:])
+    monitor.process(first[57:99])
+    assert det.ert == alone
+    window, reference = det.window.copy(), det.reference.copy()
+    monitor.process(first[99:])
     assert monitor.keys["k0"].features[0].detector is det
     assert det.ert == pytest.approx(5 * 86_400 / 2, rel=0.05)
-    assert np.array_equal(det.window[: window.size], window)
+    assert np.array_equal(det.reference, reference)
+    xs = [e.values[0] for e in first[99:]]
+    assert np.array_equal(det.window, np.concatenate([window, xs])[-window.size :])
     for state in monitor.keys.values():
         if state.features[0].detector is not None:
             state.features[0].detector.close()
