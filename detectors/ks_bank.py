@@ -43,7 +43,8 @@ class KSCheckpoint:
 def checkpoint(det: IncrementalKS) -> KSCheckpoint:
     """What :func:`rewind` needs to put ``det`` back as it is now."""
     attributes = dict(det.__dict__)
-    attributes["_thresholds"] = dict(det._thresholds)
+    if "_thresholds" in attributes:  # an ert detector's table (the alpha rule's is shared)
+        attributes["_thresholds"] = dict(attributes["_thresholds"])
     attributes["transitions"] = list(det.transitions)
     return KSCheckpoint(attributes, det._ints.copy(), det._narrow.copy(), det._floats.copy())
 
@@ -57,7 +58,8 @@ def rewind(det: IncrementalKS, saved: KSCheckpoint) -> None:
         det.close()  # a calibration started since (a new reference): not needed any more
     det.__dict__.clear()
     det.__dict__.update(saved.attributes)
-    det._thresholds = dict(saved.attributes["_thresholds"])
+    if "_thresholds" in saved.attributes:
+        det._thresholds = dict(saved.attributes["_thresholds"])
     det.transitions = list(saved.attributes["transitions"])
     det._attach(saved.ints.copy(), saved.narrow.copy(), saved.floats.copy())
 

@@ -1,7 +1,7 @@
 """A key's state set aside before a batch, and put back if processing the batch raises.
 
 :func:`save_key` copies only what processing can change: each numeric stream's scalars, rings and
-warm-up values, the accuracy stream's confusion counts and, for an
+warm-up values, the accuracy stream's confusion counts, the key's rate clocks and, for an
 :class:`~detectors.IncrementalKS`, its packed buffers (:func:`detectors.ks_bank.checkpoint`; the
 detector object itself, its calibration and reference are shared, not re-read). Other detectors
 and the categorical streams are saved as plain data, as checkpoints hold them. :func:`restore_key`
@@ -11,7 +11,7 @@ it had, and the saved copy stays usable for another restore.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from operator import attrgetter
 from typing import Any
 
@@ -82,6 +82,7 @@ def _copy_key(state: KeyState) -> KeyState:
     out.features = [_copy_stream(fs) for fs in state.features]
     out.offsets = state.offsets.copy()
     out.applied = list(state.applied)
+    out.rates = {source: replace(clock) for source, clock in state.rates.items()}
     out.accuracy = None if state.accuracy is None else _copy_stream(state.accuracy)
     out.categorical = []
     return out
