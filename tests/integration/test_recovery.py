@@ -370,19 +370,19 @@ def test_sigkill_at_five_random_points_loses_and_repeats_nothing(
 #: often it checkpoints). Window, reference, the budget-derived ERT and not waiting for
 #: calibrations are the defaults.
 OPERATIONS = {"topic_partitions": PARTITIONS, "session_timeout": 6, "checkpoint_interval": 1.0}
-#: Three agents whose events are five seconds apart by their timestamps: the default budget
-#: gives each of the 15 streams an ERT of about 170,000 (events a second apart would give
-#: 860,000 and a few times the calibration time). By default a stream does not test while its
-#: calibration runs (and a kill restarts the calibrations that were running), so which events a
-#: stream tests depends on timing: the drift is produced once both the killed deployment's last
-#: worker and the uninterrupted one have caught up and finished calibrating. Production runs
-#: about 100 s up to the drift, so the five kills land in warm-up, calibration and after, while
-#: it runs.
+#: Three agents whose events are 0.2 s apart by their timestamps: the default budget gives each
+#: of the 15 streams an ERT of about 4 x 10^6, and the 30,000 events before the drift span 6,000
+#: s of event time, where 0.5 false alarms a day are about 0.035. By default a stream does not
+#: test while its calibration runs (and a kill restarts the calibrations that were pending), so
+#: which events a stream tests depends on timing: the drift is produced once both the killed
+#: deployment's last worker and the uninterrupted one have caught up and finished calibrating
+#: (a false alarm before it, in one deployment and not the other, fails the test). Production
+#: runs about 100 s up to the drift, so the five kills land in warm-up, calibration and after.
 DEFAULT_LOAD = Workload(
     agents=3,
     events=36_000,
     rate=300,
-    step_ms=5000,
+    step_ms=200,
     drift=DriftSpec("agent-2", "response_latency_ms", "shift", 0.6, start_event=30_000),
     hold_at=30_000,
 )
