@@ -61,10 +61,10 @@ class RollingClassification:
         if not isinstance(window, int) or isinstance(window, bool) or window < 1:
             raise ValueError(f"window must be an integer >= 1, got {window!r}")
         self.window = window
-        # rings of label codes (< 2 * window + 1 of them), in the narrowest dtype that holds them
-        code = np.int16 if 2 * window < np.iinfo(np.int16).max else np.int32
-        self._true: npt.NDArray[np.signedinteger[Any]] = np.full(window, -1, dtype=code)
-        self._pred: npt.NDArray[np.signedinteger[Any]] = np.full(window, -1, dtype=code)
+        # rings of label codes, in the narrowest dtype that holds the codes in use (int8 up to
+        # 128 labels; widened by _fit as more arrive, up to the 2 * window + 1 there can be)
+        self._true: npt.NDArray[np.signedinteger[Any]] = np.full(window, -1, dtype=np.int8)
+        self._pred: npt.NDArray[np.signedinteger[Any]] = np.full(window, -1, dtype=np.int8)
         self._seen = 0  # pairs seen (the global index of the next one)
         self._labels: list[str] = []
         self._codes: dict[str, int] = {}
@@ -109,6 +109,7 @@ class RollingClassification:
             y_true, y_pred, n = y_true[-self.window :], y_pred[-self.window :], self.window
         t, p = self._encode(y_true), self._encode(y_pred)
         self._grow()
+        self._fit()
         k = len(self._labels)
         positions = (self._seen + np.arange(n)) % self.window
         old_t, old_p = self._true[positions], self._pred[positions]
@@ -132,6 +133,13 @@ class RollingClassification:
             self._row = np.concatenate([self._row, pad])
             self._col = np.concatenate([self._col, pad])
             self._tp = np.concatenate([self._tp, pad])
+
+    def _fit(self) -> None:
+        """Widen the rings when the largest code in use does not fit their dtype."""
+        dtype = _code_dtype(len(self._labels))
+        if np.dtype(dtype).itemsize > self._true.dtype.itemsize:
+            self._true = self._true.astype(dtype)
+            self._pred = self._pred.astype(dtype)
 
     def _compact(self) -> None:
         """Forget the labels no longer in the window (their codes are reused)."""
@@ -203,7 +211,7 @@ class RollingClassification:
                 and bool(np.all((ring >= -1) & (ring < len(labels))))
             ):
                 raise ValueError(f"{name} must be {window} int64 codes in [-1, {len(labels)})")
-            rings.append(ring.astype(out._true.dtype))
+            rings.append(ring.astype(_code_dtype(len(labels))))
         filled = min(seen, window)
         expected = np.zeros(window, dtype=np.bool_)
         expected[(seen - np.arange(1, filled + 1)) % window] = True
@@ -220,3 +228,11 @@ class RollingClassification:
         out._col = np.bincount(p, minlength=k).astype(np.int64)
         out._tp = np.bincount(t[t == p], minlength=k).astype(np.int64)
         return out
+
+
+def _code_dtype(n_labels: int) -> type[np.signedinteger[Any]]:
+    """The narrowest signed dtype holding the codes ``-1 .. n_labels - 1``."""
+    for dtype in (np.int8, np.int16):
+        if n_labels - 1 <= np.iinfo(dtype).max:
+            return dtype
+    return np.int32
