@@ -106,7 +106,7 @@ def test_many_classes_widen_the_rings_and_equal_river(window: int, n_classes: in
     y_true = [f"c{i}" for i in rng.permutation(n_classes)]
     y_pred = [t if rng.random() < 0.5 else f"c{rng.integers(n_classes)}" for t in y_true]
     ours = RollingClassification(window)
-    assert ours._true.dtype == np.int8
+    assert ours._rings.dtype == np.int8
     oracles = [utils.Rolling(m, window_size=window) for m in _rivers()]
     half = n_classes // 2
     ours.update_many(y_true[:half], y_pred[:half])
@@ -118,7 +118,7 @@ def test_many_classes_widen_the_rings_and_equal_river(window: int, n_classes: in
         for m in oracles:
             m.update(t, y)
     wide = np.int16 if window < 16_000 else np.int32
-    assert ours._true.dtype == ours._pred.dtype == restored._true.dtype == wide
+    assert ours._rings.dtype == restored._rings.dtype == wide
     assert ours.scores() == pytest.approx([m.get() for m in oracles], abs=1e-12)
     assert restored.scores() == ours.scores()
     assert ours.state()["true"].dtype == np.int64
