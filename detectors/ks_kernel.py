@@ -21,13 +21,12 @@ reads through views (:func:`layout` says where each part lies):
     and resolve gaps per tested window size (``(capacity - min_window + 1, 2)``, row
     ``m - min_window`` for a window of ``m``; -1 where not yet computed).
 ``narrow`` (int16, or int32 when a slot or ``n`` exceeds 32,767: :func:`narrow_dtype`)
-    The window's slots in ascending order (the first ``size`` of ``capacity`` entries), then
-    the reference's cumulative counts ``cum`` (``K + 1`` entries, ``cum[0] = 0``, ``cum[i + 1]``
-    the reference values up to the ``i``-th distinct one): the reference count up to the end of
-    slot ``s`` is ``cum[(s + 1) // 2]``. The window's count per slot is not kept: an exact
-    evaluation walks the sorted slots (:func:`exact_gap`, ``O(m)`` whatever ``K``). Nor are the
-    ring's slots: a leaving value's slot is found again from its value (:func:`_slot`, a binary
-    search among the ``K`` reference values).
+    The window's slots in ascending order (the first ``size`` of ``capacity`` entries), the
+    ring's slots (``capacity``), then the reference's cumulative counts ``cum`` (``K + 1``
+    entries, ``cum[0] = 0``, ``cum[i + 1]`` the reference values up to the ``i``-th distinct
+    one): the reference count up to the end of slot ``s`` is ``cum[(s + 1) // 2]``. The window's
+    count per slot is not kept: an exact evaluation walks the sorted slots (:func:`exact_gap`,
+    ``O(m)`` whatever ``K``).
 ``floats`` (float64)
     A header of :data:`N_FLOATS` -- the boundary's probability ``mix``, the time window's clock
     and its duration -- then the distinct reference values, the ring's values and, for a timed
@@ -97,7 +96,7 @@ def _layout(
     # the one definition of the buffers' layout, for Python (as is) and the kernels (compiled)
     table = N_INTS
     ints = table + 2 * (cap - min_window + 1)
-    cum = cap
+    cum = 2 * cap
     narrow = cum + (n_slots + 1) // 2
     values = N_FLOATS + (n_slots - 1) // 2
     times = values + cap
@@ -115,8 +114,8 @@ def layout(
 
     Returns ``(table, n_ints, cum, n_narrow, values, times, n_floats)``: in ``ints`` the
     threshold table spans ``[table, n_ints)``; in ``narrow`` the window's sorted slots span
-    ``[0, cum)`` (``cum = cap``) and the reference's cumulative counts ``[cum, n_narrow)``; in
-    ``floats`` the
+    ``[0, cap)``, the ring's slots ``[cap, cum)`` and the reference's cumulative counts
+    ``[cum, n_narrow)``; in ``floats`` the
     reference values span ``[N_FLOATS, values)``, the ring's values ``[values, times)`` and its
     times ``[times, n_floats)``.
     """
@@ -251,6 +250,7 @@ def _apply(
     )
     table = ints[table_at:n_ints]
     srt = narrow[:cap]
+    ring_tags = narrow[cap:cum_at]
     cum = narrow[cum_at:n_narrow]
     ref = floats[N_FLOATS:values_at]
     ring_values = floats[values_at:times_at]
@@ -277,7 +277,7 @@ def _apply(
                 stamp = now
                 horizon = now - duration
                 while size > 0 and ring_times[start] <= horizon:
-                    _remove(srt, size, _slot(ref, ring_values[start]))
+                    _remove(srt, size, ring_tags[start])
                     ops += 1
                     start += 1
                     if start == cap:
@@ -285,7 +285,7 @@ def _apply(
                     size -= 1
             if size == cap:
                 pos = start
-                _replace(srt, size, _slot(ref, ring_values[pos]), slot)
+                _replace(srt, size, ring_tags[pos], slot)
                 start += 1
                 if start == cap:
                     start = 0
@@ -296,6 +296,7 @@ def _apply(
                 _insert(srt, size, slot)
                 size += 1
             ring_values[pos] = x
+            ring_tags[pos] = slot
             if timed:
                 ring_times[pos] = stamp
             ops += 1

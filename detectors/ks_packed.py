@@ -3,7 +3,7 @@
 The kernel (:mod:`detectors.ks_kernel`) owns the detector's state as three packed arrays:
 ``_ints`` (a header of scalars, the thresholds table per tested window size), ``_narrow``
 (int16 up to 32,767 slots and reference values, else int32: the window's slots in ascending
-order, the reference's cumulative counts) and ``_floats`` (a header, the
+order and in ring order, the reference's cumulative counts) and ``_floats`` (a header, the
 distinct reference values, the window's values and times). The detector keeps these three
 arrays and nothing else of its state: the parts are views made when they are read; the
 reference's per-value counts and per-slot ends and the window's count per slot are derived when
@@ -149,6 +149,7 @@ class PackedKS(KSAlarm, KSDetector):
         win._values[:m] = window_values
         tags = self._slots_of(window_values) if window_tags is None else window_tags
         narrow[:m] = np.sort(tags)
+        win._tags[:m] = tags
         times = win._times
         if times is not None and window_times is not None:
             times[:m] = window_times
@@ -171,8 +172,8 @@ class PackedKS(KSAlarm, KSDetector):
 
     @property
     def _cum(self) -> Narrow:
-        """The reference's cumulative counts (``K + 1``; a view), after the sorted slots."""
-        return self._narrow[self._ints.item(CAP) :]
+        """The reference's cumulative counts (``K + 1``; a view), after the ring's slots."""
+        return self._narrow[2 * self._ints.item(CAP) :]
 
     @property
     def _ref_values(self) -> npt.NDArray[np.float64]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from detectors.ks_kernel import N_FLOATS, N_SLOTS, NOW, SIZE, START, Narrow, slots_of
+from detectors.ks_kernel import N_FLOATS, N_SLOTS, NOW, SIZE, START, Narrow
 from detectors.windows import Window, validate_window_args
 
 __all__ = ["PackedWindow"]
@@ -77,14 +77,13 @@ class PackedWindow(Window):
         return self._floats[at : at + self.capacity]
 
     @property
-    def _tags(self) -> npt.NDArray[np.int32]:  # type: ignore[override]
-        """The ring's slots (a new int32 array): each ring value's slot among the distinct
-        reference values (the kernel keeps none; see :func:`detectors.ks_kernel.layout`)."""
-        n_ref = max(self._ints.item(N_SLOTS) - 1, 0) // 2
-        slots: npt.NDArray[np.int32] = slots_of(
-            self._floats[N_FLOATS : N_FLOATS + n_ref], self._values
-        )
-        return slots
+    def _tags(self) -> Narrow:  # type: ignore[override]
+        """The ring's slots (a view, int16 or int32), after the window's sorted slots."""
+        return self._narrow[self.capacity : 2 * self.capacity]
+
+    def tags(self) -> npt.NDArray[np.int32]:
+        """Tags, oldest first (a copy, int32 whatever the ring's dtype)."""
+        return super().tags().astype(np.int32, copy=False)
 
     @property
     def _start(self) -> int:
