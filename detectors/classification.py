@@ -61,16 +61,14 @@ class RollingClassification:
         if not isinstance(window, int) or isinstance(window, bool) or window < 1:
             raise ValueError(f"window must be an integer >= 1, got {window!r}")
         self.window = window
-        # rings of label codes (< 2 * window + 1 of them), in the narrowest dtype that holds them
-        code = np.int16 if 2 * window < np.iinfo(np.int16).max else np.int32
-        self._true: npt.NDArray[np.signedinteger[Any]] = np.full(window, -1, dtype=code)
-        self._pred: npt.NDArray[np.signedinteger[Any]] = np.full(window, -1, dtype=code)
+        # the rings of true and predicted label codes (rows 0 and 1), in the narrowest dtype
+        # that holds the codes in use (int8 up to 128 labels; widened by _fit as more arrive)
+        self._rings: npt.NDArray[np.signedinteger[Any]] = np.full((2, window), -1, dtype=np.int8)
         self._seen = 0  # pairs seen (the global index of the next one)
         self._labels: list[str] = []
         self._codes: dict[str, int] = {}
-        self._row = np.zeros(0, dtype=np.int64)  # pairs whose true label is the class
-        self._col = np.zeros(0, dtype=np.int64)  # pairs whose predicted label is the class
-        self._tp = np.zeros(0, dtype=np.int64)
+        # per class: pairs whose true label it is, whose predicted label it is, true positives
+        self._counts = np.zeros((3, 0), dtype=np.int64)
 
     @property
     def n_seen(self) -> int:
@@ -109,51 +107,56 @@ class RollingClassification:
             y_true, y_pred, n = y_true[-self.window :], y_pred[-self.window :], self.window
         t, p = self._encode(y_true), self._encode(y_pred)
         self._grow()
+        self._fit()
         k = len(self._labels)
         positions = (self._seen + np.arange(n)) % self.window
-        old_t, old_p = self._true[positions], self._pred[positions]
+        rings, counts = self._rings, self._counts
+        old_t, old_p = rings[0, positions], rings[1, positions]
         filled = old_t >= 0
         old_t, old_p = old_t[filled], old_p[filled]
-        self._row += np.bincount(t, minlength=k) - np.bincount(old_t, minlength=k)
-        self._col += np.bincount(p, minlength=k) - np.bincount(old_p, minlength=k)
-        self._tp += np.bincount(t[t == p], minlength=k) - np.bincount(
+        counts[0] += np.bincount(t, minlength=k) - np.bincount(old_t, minlength=k)
+        counts[1] += np.bincount(p, minlength=k) - np.bincount(old_p, minlength=k)
+        counts[2] += np.bincount(t[t == p], minlength=k) - np.bincount(
             old_t[old_t == old_p], minlength=k
         )
-        self._true[positions] = t
-        self._pred[positions] = p
+        rings[0, positions] = t
+        rings[1, positions] = p
         self._seen += n
         if len(self._labels) > 2 * self.window:
             self._compact()
 
     def _grow(self) -> None:
-        extra = len(self._labels) - self._row.shape[0]
+        extra = len(self._labels) - self._counts.shape[1]
         if extra > 0:
-            pad = np.zeros(extra, dtype=np.int64)
-            self._row = np.concatenate([self._row, pad])
-            self._col = np.concatenate([self._col, pad])
-            self._tp = np.concatenate([self._tp, pad])
+            pad = np.zeros((3, extra), dtype=np.int64)
+            self._counts = np.concatenate([self._counts, pad], axis=1)
+
+    def _fit(self) -> None:
+        """Widen the rings when the largest code in use does not fit their dtype."""
+        dtype = _code_dtype(len(self._labels))
+        if np.dtype(dtype).itemsize > self._rings.dtype.itemsize:
+            self._rings = self._rings.astype(dtype)
 
     def _compact(self) -> None:
         """Forget the labels no longer in the window (their codes are reused)."""
-        keep = np.flatnonzero((self._row > 0) | (self._col > 0))
+        counts, rings = self._counts, self._rings
+        keep = np.flatnonzero((counts[0] > 0) | (counts[1] > 0))
         remap = np.full(len(self._labels), -1, dtype=np.int64)
         remap[keep] = np.arange(keep.shape[0])
-        filled = self._true >= 0
-        self._true[filled] = remap[self._true[filled]]
-        self._pred[filled] = remap[self._pred[filled]]
+        filled = rings >= 0
+        rings[filled] = remap[rings[filled]]
         self._labels = [self._labels[i] for i in keep]
         self._codes = {label: i for i, label in enumerate(self._labels)}
-        self._row, self._col, self._tp = self._row[keep], self._col[keep], self._tp[keep]
+        self._counts = counts[:, keep]
 
     def scores(self) -> ClassificationScores:
         """Macro precision, recall and F1 of the window (all nan before the first pair)."""
-        present = (self._row > 0) | (self._col > 0)
+        counts = self._counts
+        present = (counts[0] > 0) | (counts[1] > 0)
         k = int(np.count_nonzero(present))
         if k == 0:
             return ClassificationScores(math.nan, math.nan, math.nan)
-        tp = self._tp[present].astype(np.float64)
-        row = self._row[present].astype(np.float64)
-        col = self._col[present].astype(np.float64)
+        row, col, tp = counts[:, present].astype(np.float64)
         p = np.divide(tp, col, out=np.zeros_like(tp), where=col > 0)
         r = np.divide(tp, row, out=np.zeros_like(tp), where=row > 0)
         pr = p + r
@@ -171,8 +174,8 @@ class RollingClassification:
             "window": self.window,
             "seen": self._seen,
             "labels": list(self._labels),
-            "true": self._true.astype(np.int64),
-            "pred": self._pred.astype(np.int64),
+            "true": self._rings[0].astype(np.int64),
+            "pred": self._rings[1].astype(np.int64),
         }
 
     @classmethod
@@ -203,7 +206,7 @@ class RollingClassification:
                 and bool(np.all((ring >= -1) & (ring < len(labels))))
             ):
                 raise ValueError(f"{name} must be {window} int64 codes in [-1, {len(labels)})")
-            rings.append(ring.astype(out._true.dtype))
+            rings.append(ring)
         filled = min(seen, window)
         expected = np.zeros(window, dtype=np.bool_)
         expected[(seen - np.arange(1, filled + 1)) % window] = True
@@ -213,10 +216,22 @@ class RollingClassification:
             raise ValueError(f"the rings must hold exactly the last {filled} pairs")
         out._labels = [sys.intern(x) if type(x) is str else x for x in labels]
         out._codes = {label: i for i, label in enumerate(out._labels)}
-        out._true, out._pred, out._seen = rings[0], rings[1], seen
+        out._rings, out._seen = np.stack(rings).astype(_code_dtype(len(labels))), seen
         k = len(labels)
-        t, p = out._true[expected], out._pred[expected]
-        out._row = np.bincount(t, minlength=k).astype(np.int64)
-        out._col = np.bincount(p, minlength=k).astype(np.int64)
-        out._tp = np.bincount(t[t == p], minlength=k).astype(np.int64)
+        t, p = rings[0][expected], rings[1][expected]
+        out._counts = np.stack(
+            [
+                np.bincount(t, minlength=k),
+                np.bincount(p, minlength=k),
+                np.bincount(t[t == p], minlength=k),
+            ]
+        ).astype(np.int64)
         return out
+
+
+def _code_dtype(n_labels: int) -> type[np.signedinteger[Any]]:
+    """The narrowest signed dtype holding the codes ``-1 .. n_labels - 1``."""
+    for dtype in (np.int8, np.int16):
+        if n_labels - 1 <= np.iinfo(dtype).max:
+            return dtype
+    return np.int32

@@ -97,3 +97,32 @@ def test_bad_state_and_arguments_are_refused() -> None:
         RollingClassification.from_state(bad)
     with pytest.raises(ValueError, match="must hold"):
         RollingClassification.from_state({"window": 4})
+
+
+@pytest.mark.parametrize(("window", "n_classes"), [(200, 300), (20_000, 40_000)])
+def test_many_classes_widen_the_rings_and_equal_river(window: int, n_classes: int) -> None:
+    # the rings start as int8 and widen (int16, then int32) as codes past 127 / 32,767 arrive
+    rng = np.random.default_rng(5)
+    y_true = [f"c{i}" for i in rng.permutation(n_classes)]
+    y_pred = [t if rng.random() < 0.5 else f"c{rng.integers(n_classes)}" for t in y_true]
+    ours = RollingClassification(window)
+    assert ours._rings.dtype == np.int8
+    oracles = [utils.Rolling(m, window_size=window) for m in _rivers()]
+    half = n_classes // 2
+    ours.update_many(y_true[:half], y_pred[:half])
+    restored = RollingClassification.from_state(ours.state())
+    for start in range(half, n_classes, 97):
+        ours.update_many(y_true[start : start + 97], y_pred[start : start + 97])
+        restored.update_many(y_true[start : start + 97], y_pred[start : start + 97])
+    for t, y in zip(y_true, y_pred, strict=True):
+        for m in oracles:
+            m.update(t, y)
+    wide = np.int16 if window < 16_000 else np.int32
+    assert ours._rings.dtype == restored._rings.dtype == wide
+    assert ours.scores() == pytest.approx([m.get() for m in oracles], abs=1e-12)
+    assert restored.scores() == ours.scores()
+    assert ours.state()["true"].dtype == np.int64
+
+
+def _rivers() -> tuple[type, type, type]:
+    return metrics.MacroPrecision, metrics.MacroRecall, metrics.MacroF1
