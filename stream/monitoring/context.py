@@ -54,9 +54,12 @@ class MonitorContext:
     @property
     def tracked_streams(self) -> int:
         """Streams tracked: every key's features, plus the accuracy streams."""
-        s = self.settings
-        per_key = len(s.features) + len(s.categorical_features)
-        return len(self.store.keys) * per_key + self.store.accuracy_streams
+        return len(self.store.keys) * self._streams_per_key + self.store.accuracy_streams
+
+    @property
+    def _streams_per_key(self) -> int:
+        """A key's streams that can alarm, its accuracy stream aside."""
+        return len(self.settings.features) + len(self.settings.categorical_features)
 
     def begin_batch(self, by_key: Mapping[str, Sequence[Telemetry]], accuracy: bool) -> None:
         """Note the streams a batch makes (``accuracy``: labelled events make accuracy streams).
@@ -84,11 +87,9 @@ class MonitorContext:
         The keys tracked at the batch's start, plus its new keys and accuracy streams whose
         first event is not later than ``ts`` (keys at most ``max_tracked_keys``).
         """
-        s = self.settings
-        per_key = len(s.features) + len(s.categorical_features)
         keys, accuracy = self._known
         keys = min(keys + bisect_right(self._new_keys, ts), self.store.max_keys)
-        return keys * per_key + accuracy + bisect_right(self._new_accuracy, ts)
+        return keys * self._streams_per_key + accuracy + bisect_right(self._new_accuracy, ts)
 
     def budget_ert(self, key: str, source: str, name: str) -> float | None:
         """The worker budget's ERT for a new stream of ``key`` (None without a budget)."""
