@@ -16,9 +16,11 @@ interval starts with ``--scrapers`` concurrent scrapes; Prometheus itself scrape
 Prints scrape latency p50/p95/max (connect to last byte), 503s, renderings, and the processing
 rate with scrapers over without (the ratio).
 
-Servers: ``new`` is :func:`stream.metrics.server.start_metrics_server` at default settings
-(bounded pool, one rendering per ``metrics_cache_seconds``, 5 s), ``new-1s`` the same with
-``metrics_cache_seconds=1``; ``old`` is the anchor, the previous endpoint (a thread per
+Servers (``--servers``): ``process`` is :func:`stream.metrics.server.start_metrics_server` at
+default settings (a serving process answers scrapes with a bounded pool; the registry is rendered
+here once per ``metrics_cache_seconds``, 5 s); ``process-1s`` the same with
+``metrics_cache_seconds=1``; ``threads`` is the same pool and cache in this process (the endpoint
+before the serving process); ``old`` is the first anchor, the endpoint before that (a thread per
 connection, rendering and gzip for every request), kept here only.
 """
 
@@ -45,6 +47,8 @@ sys.path.insert(0, str(_HERE.parent))
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 
 from stream.metrics import Metrics  # noqa: E402
+from stream.metrics.exposition import ExpositionCache  # noqa: E402
+from stream.metrics.pool import ScrapePool, bind_listener  # noqa: E402
 from stream.metrics.server import start_metrics_server  # noqa: E402
 from stream.settings import DEFAULT_FEATURES, load_settings  # noqa: E402
 
@@ -99,22 +103,44 @@ class OldServer:
         self._server.server_close()
 
 
+class ThreadServer:
+    """The pool and the cache in this process, at default settings (4 threads, a queue of 256,
+    one rendering per 5 s): the endpoint before the serving process."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.cache = ExpositionCache(registry, max_age=5.0)
+        self._pool = ScrapePool(
+            bind_listener("127.0.0.1", 0, 256), self.cache, None, None, max_connections=256
+        )
+        self.port = self._pool.server_port
+        threading.Thread(target=self._pool.serve_forever, daemon=True).start()
+
+    @property
+    def renderings(self) -> str:
+        return str(self.cache.renderings)
+
+    def close(self) -> None:
+        self._pool.shutdown()
+        self._pool.server_close()
+
+
 class NewServer:
     """:func:`stream.metrics.server.start_metrics_server` at default settings."""
 
     cache_seconds: float | None = None  # None: the default
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        changes = (
+        changes: dict[str, float] = (
             {} if self.cache_seconds is None else {"metrics_cache_seconds": self.cache_seconds}
         )
         settings = load_settings(environ={}, metrics_host="127.0.0.1", metrics_port=0, **changes)
         self._server = start_metrics_server(settings, registry)
         self.port = self._server.port
+        self.pid = self._server.pid
 
     @property
     def renderings(self) -> str:
-        return str(self._server.cache.renderings)
+        return str(self._server.renderings)
 
     def close(self) -> None:
         self._server.close()
@@ -169,7 +195,9 @@ async def _scrapers(
 def scraper_process(port: int, count: int, seconds: float, interval: float, conn: Any) -> None:
     conn.send("ready")
     start: float = conn.recv()
-    conn.send(asyncio.run(_scrapers(port, count, start, seconds, interval)))
+    cpu = time.process_time()
+    results = asyncio.run(_scrapers(port, count, start, seconds, interval))
+    conn.send((results, time.process_time() - cpu))
 
 
 # --- the processing loop ----------------------------------------------------------------------
@@ -209,19 +237,35 @@ def run(
         start = time.time() + 0.2
         parent.send(start)
         time.sleep(max(0.0, start - time.time()))
+        own, serving = os.times(), _cpu_of(getattr(server, "pid", None))
         loaded = process(seconds)
+        own_after, serving_after = os.times(), _cpu_of(getattr(server, "pid", None))
         if not parent.poll(seconds + 120):
             raise RuntimeError("the scrapers' process did not report")
-        results: list[tuple[float, int]] = parent.recv()
+        results, scrapers_cpu = parent.recv()
         proc.join()
         return {
             "alone": alone,
             "loaded": loaded,
             "results": results,
             "renderings": server.renderings,
+            # CPU seconds a second of the loaded phase: this process (the loop, its own
+            # rendering and, for the servers in threads, the serving), the serving process
+            # and the scrapers
+            "cpu_here": (own_after.user + own_after.system - own.user - own.system) / seconds,
+            "cpu_serving": (serving_after - serving) / seconds,
+            "cpu_scrapers": scrapers_cpu / seconds,
         }
     finally:
         server.close()
+
+
+def _cpu_of(pid: int | None) -> float:
+    """CPU seconds (user + system) used so far by process ``pid``; 0 without one."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def quantile(xs: list[float], q: float) -> float:
@@ -236,6 +280,11 @@ def main() -> None:
     ap.add_argument("--interval", type=float, default=1.0, help="seconds between scrape bursts")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--keys", type=int, default=625, help="keys x 4 features x 4 series")
+    ap.add_argument(
+        "--servers",
+        default="old,threads,process",
+        help="comma-separated, of old, threads, process, process-1s",
+    )
     args = ap.parse_args()
     registry = build_registry(args.keys)
     body = generate_latest(registry)
@@ -252,15 +301,21 @@ def main() -> None:
         f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
     print(
-        f"{'server':<6} {'rep':>3} {'scrapes':>7} {'503':>5} {'failed':>6} {'p50 s':>7} "
+        f"{'server':<10} {'rep':>3} {'scrapes':>7} {'503':>5} {'failed':>6} {'p50 s':>7} "
         f"{'p95 s':>7} {'max s':>7} {'renders':>7} {'proc/s alone':>12} {'proc/s scraped':>14} "
-        f"{'ratio':>6}"
+        f"{'ratio':>6} {'cpu here':>8} {'serving':>7} {'scrapers':>8}"
     )
-    makers: dict[str, Callable[[CollectorRegistry], Any]] = {
+    known: dict[str, Callable[[CollectorRegistry], Any]] = {
         "old": OldServer,
-        "new": NewServer,
-        "new-1s": NewServer1s,
+        "threads": ThreadServer,
+        "process": NewServer,
+        "process-1s": NewServer1s,
     }
+    names = [n.strip() for n in args.servers.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        ap.error(f"unknown servers {unknown}; known: {sorted(known)}")
+    makers = {name: known[name] for name in names}
     summary: dict[str, list[tuple[float, float, float]]] = {name: [] for name in makers}
     for rep in range(args.repeats):
         for name in makers:
@@ -272,16 +327,17 @@ def main() -> None:
             p50, p95 = quantile(ok, 0.5), quantile(ok, 0.95)
             summary[name].append((p50, p95, ratio))
             print(
-                f"{name:<6} {rep:>3} {len(r['results']):>7} {busy:>5} {failed:>6} {p50:>7.3f} "
+                f"{name:<10} {rep:>3} {len(r['results']):>7} {busy:>5} {failed:>6} {p50:>7.3f} "
                 f"{p95:>7.3f} {max(ok, default=float('nan')):>7.3f} {r['renderings']:>7} "
-                f"{r['alone']:>12.0f} {r['loaded']:>14.0f} {ratio:>6.3f}"
+                f"{r['alone']:>12.0f} {r['loaded']:>14.0f} {ratio:>6.3f} {r['cpu_here']:>8.2f} "
+                f"{r['cpu_serving']:>7.2f} {r['cpu_scrapers']:>8.2f}"
             )
     print("# medians of the repeats")
     for name, rows in summary.items():
         p50 = statistics.median(r[0] for r in rows)
         p95 = statistics.median(r[1] for r in rows)
         ratio = statistics.median(r[2] for r in rows)
-        print(f"{name:<6} p50 {p50:.3f} s  p95 {p95:.3f} s  processing ratio {ratio:.3f}")
+        print(f"{name:<10} p50 {p50:.3f} s  p95 {p95:.3f} s  processing ratio {ratio:.3f}")
     print(f"# load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -18,12 +18,22 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-__all__ = ["MAX_FILTER_NAMES", "MAX_VARIANTS", "Exposition", "ExpositionCache", "FilterError"]
+__all__ = [
+    "MAX_FILTER_NAMES",
+    "MAX_VARIANTS",
+    "Exposition",
+    "ExpositionCache",
+    "FilterError",
+    "Renderer",
+    "filter_names",
+    "render",
+]
 
 #: Most renderings kept (the two formats unfiltered, plus filtered ones; the least recently
 #: rendered is dropped).
@@ -55,6 +65,33 @@ class FilterError(ValueError):
         self.longest = longest
 
 
+def filter_names(names: list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """The ``name[]`` filter of a request, sorted and without repeats (empty: everything).
+
+    Raises
+    ------
+    FilterError
+        When there are over :data:`MAX_FILTER_NAMES` names or a name is over
+        :data:`MAX_NAME_LENGTH` characters.
+    """
+    wanted = tuple(sorted(set(names or ())))
+    if len(wanted) > MAX_FILTER_NAMES or any(len(n) > MAX_NAME_LENGTH for n in wanted):
+        raise FilterError(len(wanted), max((len(n) for n in wanted), default=0))
+    return wanted
+
+
+def render(registry: CollectorRegistry, accept: str, wanted: tuple[str, ...]) -> tuple[str, bytes]:
+    """``(content type, body)`` of ``registry`` as prometheus-client encodes it for ``accept``,
+    restricted to the sample names ``wanted`` when there are any."""
+    encoder, content_type = choose_encoder(accept)
+    source: Any = registry.restricted_registry(wanted) if wanted else registry
+    return content_type, encoder(source)
+
+
+#: Renders for an ``Accept`` header and a ``name[]`` filter: ``(content type, body)``.
+Renderer = Callable[[str, tuple[str, ...]], tuple[str, bytes]]
+
+
 @dataclass
 class Exposition:
     """One rendering: the body as prometheus-client encodes it, its content type and age."""
@@ -76,8 +113,10 @@ class ExpositionCache:
 
     Parameters
     ----------
-    registry : CollectorRegistry
-        The registry served.
+    registry : CollectorRegistry or callable
+        The registry served, or a function ``(accept, wanted) -> (content type, body)`` that
+        renders it elsewhere (the serving process asks the worker, see
+        :mod:`stream.metrics.serving`).
     max_age : float
         Seconds a rendering is served before the next request renders again; 0 renders for
         every request (still one at a time).
@@ -96,14 +135,16 @@ class ExpositionCache:
 
     def __init__(
         self,
-        registry: CollectorRegistry,
+        registry: CollectorRegistry | Renderer,
         *,
         max_age: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not (math.isfinite(max_age) and max_age >= 0):
             raise ValueError(f"max_age must be a number of seconds >= 0, got {max_age!r}")
-        self.registry = registry
+        self._render: Renderer = (
+            registry if callable(registry) else partial(render, registry)
+        )
         self.max_age = max_age
         self._clock = clock
         self._lock = threading.Lock()
@@ -129,17 +170,14 @@ class ExpositionCache:
         FilterError
             When ``names`` is over :data:`MAX_FILTER_NAMES` or a name over ``MAX_NAME_LENGTH``.
         """
-        wanted = tuple(sorted(set(names or ())))
-        if len(wanted) > MAX_FILTER_NAMES or any(len(n) > MAX_NAME_LENGTH for n in wanted):
-            raise FilterError(len(wanted), max((len(n) for n in wanted), default=0))
-        encoder, content_type = choose_encoder(accept)
+        wanted = filter_names(names)
+        _, content_type = choose_encoder(accept)
         key = (content_type, wanted)
         with self._lock:
             now = self._clock()
             entry = self._variants.get(key)
             if entry is None or now - entry.rendered_at >= self.max_age or now < entry.rendered_at:
-                source: Any = self.registry.restricted_registry(wanted) if wanted else self.registry
-                entry = Exposition(content_type, encoder(source), now)
+                entry = Exposition(*self._render(accept, wanted), now)
                 self.renderings += 1
                 self._variants.pop(key, None)
                 self._variants[key] = entry

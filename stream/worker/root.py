@@ -17,6 +17,7 @@ root on first use (:func:`stream.app.worker`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterable
 from functools import partial
@@ -26,7 +27,7 @@ import mode
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from stream.metrics import Metrics
-from stream.metrics.server import start_metrics_server
+from stream.metrics.server import MetricsServer, start_metrics_server
 from stream.monitoring.monitor import DriftMonitor
 from stream.monitoring.processor import BatchProcessor, DeadLetter, RawMessage
 from stream.monitoring.references import reference_loader, reference_source
@@ -108,6 +109,7 @@ class WorkerRoot:
             max_streams=settings.control_max_streams,
         )
         self.telemetry = TelemetryConsumer(settings, self.processor, self.metrics)
+        self.metrics_server: MetricsServer | None = None
         self._register()
 
     def _register(self) -> None:
@@ -119,8 +121,13 @@ class WorkerRoot:
         app.agent(self.topics.control, name="control")(self.control)
 
     async def serve_metrics(self) -> None:
-        """Serve /metrics in a thread (TLS and basic auth when configured)."""
-        server = start_metrics_server(self.settings, self.registry)
+        """Serve /metrics from a serving process (TLS and basic auth when configured).
+
+        Started off the event loop (the process takes a moment to start); it exits with the
+        worker.
+        """
+        server = await asyncio.to_thread(start_metrics_server, self.settings, self.registry)
+        self.metrics_server = server
         log.info("metrics on %s%s", server.url, " (basic auth)" if server.basic_auth else "")
 
     async def publish_metrics(self) -> None:

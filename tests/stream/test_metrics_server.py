@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import gzip
 import logging
+import os
 import shutil
 import socket
 import ssl
@@ -28,13 +29,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from stream.exceptions import ConfigError
 from stream.metrics import Metrics
 from stream.metrics.exposition import MAX_FILTER_NAMES, ExpositionCache, FilterError
-from stream.metrics.server import (
-    REQUEST_TIMEOUT_S,
-    SERVER_THREADS,
-    MetricsServer,
-    server_ssl_context,
-    start_metrics_server,
-)
+from stream.metrics.pool import REQUEST_TIMEOUT_S, SERVER_THREADS, server_ssl_context
+from stream.metrics.server import MetricsServer, start_metrics_server
 from stream.settings import Settings, load_settings
 
 USER = "prometheus"
@@ -377,12 +373,13 @@ def test_concurrent_scrapes_share_one_rendering_on_a_fixed_pool() -> None:
     try:
         with ThreadPoolExecutor(32) as pool:
             answers = list(pool.map(lambda _: get(server.url), range(64)))
-            prefix = f"driftwatch-metrics-{server.port}"
-            threads = [t for t in threading.enumerate() if t.name.startswith(prefix)]
+            stats = server.stats()
         assert {a[0] for a in answers} == {200}
         assert {a[2] for a in answers} == {generate_latest(reg)}
-        assert server.cache.renderings == 1
-        assert len(threads) == SERVER_THREADS + 1  # the pool and the accepting thread
+        assert server.renderings == 1 and stats["renderings"] == 1
+        # in the serving process: its main thread, the accepting thread and the pool
+        assert stats["threads"] == SERVER_THREADS + 2
+        assert stats["pid"] == server.pid != os.getpid()
     finally:
         server.close()
 
@@ -396,14 +393,15 @@ def _wait_for(condition: Callable[[], bool], what: str) -> None:
 
 def test_connections_beyond_the_bound_get_a_fast_503(serve: Serve) -> None:
     server = serve(metrics_max_connections=1)
-    pool = server._server
     silent = []
     try:
         for held in range(1, SERVER_THREADS + 1):  # hold every thread of the pool
             silent.append(socket.create_connection(("127.0.0.1", server.port)))
-            _wait_for(lambda n=held: pool.serving == n, "the pool picks the connection up")
+            _wait_for(
+                lambda n=held: server.stats()["serving"] == n, "the pool picks the connection up"
+            )
         silent.append(socket.create_connection(("127.0.0.1", server.port)))  # waits in the queue
-        _wait_for(lambda: pool._pending.qsize() == 1, "the connection is queued")
+        _wait_for(lambda: server.stats()["pending"] == 1, "the connection is queued")
         t0 = time.monotonic()
         status, headers, body = get(server.url)
         assert status == 503 and headers["Retry-After"] == "1"
