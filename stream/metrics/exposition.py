@@ -142,9 +142,7 @@ class ExpositionCache:
     ) -> None:
         if not (math.isfinite(max_age) and max_age >= 0):
             raise ValueError(f"max_age must be a number of seconds >= 0, got {max_age!r}")
-        self._render: Renderer = (
-            registry if callable(registry) else partial(render, registry)
-        )
+        self._render: Renderer = registry if callable(registry) else partial(render, registry)
         self.max_age = max_age
         self._clock = clock
         self._lock = threading.Lock()

@@ -9,9 +9,10 @@ scrapers cost the worker one rendering per interval, not 200 requests' worth of 
 under its GIL.
 
 The serving process gets its settings (the password included) over a socket pair, never on its
-command line or in its environment. It exits when the worker does (SIGKILL included: it reads
-the end of its lifeline), and the worker starts it again if it dies on its own, while the
-listening socket stays open, so scrapes wait in the backlog rather than being refused.
+command line or in its environment (the worker's ``DRIFTWATCH_*`` variables are left out of
+it). It exits when the worker does (SIGKILL included: it reads the end of its lifeline), and the
+worker starts it again if it dies on its own, while the listening socket stays open, so scrapes
+wait in the backlog rather than being refused.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -37,6 +39,8 @@ __all__ = ["MetricsServer", "ServingError", "start_metrics_server"]
 
 log = logging.getLogger("driftwatch.metrics")
 
+#: Environment variables of this prefix (driftwatch's settings) are not given to the process.
+ENV_PREFIX = "DRIFTWATCH_"
 #: Seconds the serving process may take to start and report ready.
 START_TIMEOUT_S = 60.0
 #: Seconds between restarts of a serving process that died on its own.
@@ -69,6 +73,9 @@ class _Child:
                 [sys.executable, "-m", "stream.metrics.serving", *map(str, fds)],
                 pass_fds=fds,
                 stdin=subprocess.DEVNULL,
+                # settings come over the channel: none of the worker's DRIFTWATCH_* variables
+                # (passwords among them) are passed on
+                env={k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)},
             )
         finally:
             channel.close()

@@ -91,13 +91,22 @@ def test_scrapes_are_answered_by_another_process(
 
 
 def test_the_password_is_not_on_its_command_line_or_in_its_environment(
-    server: MetricsServer,
+    registry: CollectorRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for part in ("cmdline", "environ"):
-        content = Path(f"/proc/{server.pid}/{part}").read_bytes()
-        assert PASSWORD.encode() not in content, part
-    cmdline = Path(f"/proc/{server.pid}/cmdline").read_bytes().split(b"\0")
-    assert b"stream.metrics.serving" in cmdline
+    monkeypatch.setenv("DRIFTWATCH_METRICS_BASIC_AUTH_PASSWORD", PASSWORD)
+    monkeypatch.setenv("DRIFTWATCH_METRICS_BASIC_AUTH_USERNAME", "prometheus")
+    settings = load_settings(metrics_host="127.0.0.1", metrics_port=0)
+    assert settings.metrics.basic_auth_secret() == PASSWORD
+    server = start_metrics_server(settings, registry)
+    try:
+        for part in ("cmdline", "environ"):
+            content = Path(f"/proc/{server.pid}/{part}").read_bytes()
+            assert PASSWORD.encode() not in content, part
+        cmdline = Path(f"/proc/{server.pid}/cmdline").read_bytes().split(b"\0")
+        assert b"stream.metrics.serving" in cmdline
+        assert _get(server.url)[0] == 200  # the credentials reached it all the same
+    finally:
+        server.close()
 
 
 def test_it_is_started_again_when_it_dies(
