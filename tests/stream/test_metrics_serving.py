@@ -74,6 +74,15 @@ def _alive(pid: int) -> bool:
     return status != "Z"
 
 
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _wait_for(condition: Callable[[], bool], what: str, seconds: float = 15.0) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -158,8 +167,9 @@ def test_it_exits_when_the_worker_is_killed(how: signal.Signals) -> None:
         worker.send_signal(how)
         worker.wait(timeout=15)
         _wait_for(lambda: not _alive(started["pid"]), "the serving process exits with the worker")
-        with socket.socket() as sock:  # and the port is free
-            sock.bind(("127.0.0.1", started["port"]))
+        # and the port is free (once its last thread is gone: the main thread shows as a
+        # zombie a moment before the others have ended and the socket is closed)
+        _wait_for(lambda: _bindable(started["port"]), "the port is released")
     finally:
         worker.kill()
         worker.wait()
