@@ -6,9 +6,11 @@ Usage::
 
 The project's simulated telemetry (100 agents, 4 features and the labels, the flat JSON the
 simulator and most producers write), sparse rules as the worker runs them; the median of
-``--repeats`` passes over the same messages, and the load average. Also times the bare JSON
-decode of the same bytes by the standard library's ``json`` (an anchor that does not change
-with the project's code). Run from the root of any checkout: one command times two commits
+``--repeats`` passes over the same messages, and the load average. ``record`` times what the
+worker's consumer does per Kafka record before the monitor: the record's ``RawMessage`` and
+``RecordDecoder.decode`` (the parse above, plus the missing-feature counts). Also times the
+bare JSON decode of the same bytes by the standard library's ``json`` (an anchor that does not
+change with the project's code). Run from the root of any checkout: one command times two commits
 side by side (see BENCHMARKS.md).
 """
 
@@ -33,7 +35,9 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=7)
     a = p.parse_args()
 
+    from stream.monitoring.processor import RawMessage
     from stream.settings import load_settings
+    from stream.telemetry.decoding import RecordDecoder
     from stream.telemetry.records import Telemetry, TelemetryParser
     from stream.tools.simulation import TelemetrySimulator
 
@@ -41,6 +45,18 @@ def main() -> None:
     events = sim.events(a.messages, start_ms=1_779_350_400_000, step_ms=10)
     raw = [json.dumps(e, separators=(",", ":")).encode() for e in events]
     parser = TelemetryParser(load_settings(environ={}), sparse=True)
+    decoder = RecordDecoder(TelemetryParser(load_settings(environ={}), sparse=True))
+    records = [(None, m, 0, i, 1_779_350_400_000 + i) for i, m in enumerate(raw)]
+
+    def record() -> int:
+        ok = 0
+        for key, value, partition, offset, ts_ms in records:
+            msg = RawMessage(key, value, partition, offset, ts_ms / 1000.0)
+            r = decoder.decode(
+                msg.value, partition=msg.partition, offset=msg.offset, timestamp=msg.timestamp
+            )
+            ok += isinstance(r, list) and len(r) == 1
+        return ok
 
     def parse() -> int:
         ok = 0
@@ -54,10 +70,10 @@ def main() -> None:
         return len(raw)
 
     print(f"load average before: {os.getloadavg()}")
-    rates: dict[str, list[float]] = {"parse": [], "json.loads": []}
+    rates: dict[str, list[float]] = {"parse": [], "record": [], "json.loads": []}
     valid = 0
     for _ in range(a.repeats):
-        for name, fn in (("parse", parse), ("json.loads", decode)):
+        for name, fn in (("parse", parse), ("record", record), ("json.loads", decode)):
             t = time.perf_counter()
             n = fn()
             rates[name].append(len(raw) / (time.perf_counter() - t))
@@ -65,6 +81,8 @@ def main() -> None:
     parse_rate, anchor = statistics.median(rates["parse"]), statistics.median(rates["json.loads"])
     print(f"{len(raw):,} messages, {valid:,} valid, median of {a.repeats}")
     print(f"parse       {parse_rate:>12,.0f} msgs/s  x json.loads {parse_rate / anchor:.2f}")
+    per_record = statistics.median(rates["record"])
+    print(f"record      {per_record:>12,.0f} msgs/s  x json.loads {per_record / anchor:.2f}")
     print(f"json.loads  {anchor:>12,.0f} msgs/s")
     print(f"load average after: {os.getloadavg()}")
 

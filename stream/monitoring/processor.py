@@ -13,6 +13,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import msgspec
+
 from stream.metrics import Metrics
 from stream.monitoring.monitor import DriftMonitor
 from stream.telemetry.decoding import RecordDecoder
@@ -27,9 +29,8 @@ __all__ = ["DEAD_LETTER_MAX_BYTES", "BatchOutcome", "BatchProcessor", "DeadLette
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class RawMessage:
-    """What the processor needs of a Kafka record."""
+class RawMessage(msgspec.Struct, frozen=True):
+    """What the processor needs of a Kafka record (a struct: built for every record read)."""
 
     key: bytes | None
     value: bytes | None

@@ -141,9 +141,11 @@ class RecordDecoder:
         return out
 
     def _count_missing(self, ev: Telemetry) -> None:
-        for name, v in zip(self.parser.features, ev.values, strict=True):
-            if math.isnan(v):
-                self.missing[name] += 1
+        total = sum(ev.values)  # NaN whenever one is NaN (the loop then finds which)
+        if total != total:
+            for name, v in zip(self.parser.features, ev.values, strict=True):
+                if math.isnan(v):
+                    self.missing[name] += 1
         for name, c in zip(self.parser.categorical_features, ev.categories, strict=True):
             if c is None:
                 self.missing[name] += 1

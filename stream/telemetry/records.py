@@ -250,6 +250,8 @@ class TelemetryParser:
         self._label_at = (at["predicted_label"], at["true_label"])
         self._filter_at = -1 if span_filter is None else at[span_filter[0]]
         self._dotted = tuple(i for i, n in enumerate(self._names) if "." in n)
+        #: The one key field's position (None: several key fields, joined).
+        self._single_key_at = self._key_at[0] if len(self._key_at) == 1 else None
         self._typed = msgspec.json.Decoder(_message_type(self._names, roles))
 
     def parse(
@@ -271,7 +273,9 @@ class TelemetryParser:
             values = msgspec.structs.astuple(self._typed.decode(raw))
         except msgspec.DecodeError:
             values = None
-        if values is not None and not any(values[i] is None for i in self._dotted):
+        if values is not None and (
+            not self._dotted or not any(values[i] is None for i in self._dotted)
+        ):
             return self._validate(values, partition, offset, timestamp)
         try:
             doc = _JSON.decode(raw)
@@ -358,6 +362,10 @@ class TelemetryParser:
 
     def _key(self, values: tuple[Any, ...], partition: int, offset: int) -> str | Invalid:
         """The event's key from its key fields' ``values``, or why there is none."""
+        if self._single_key_at is not None:
+            part = values[self._single_key_at]
+            if type(part) is str and part:
+                return part  # the common case, checked below otherwise
         parts = []
         for name, i in zip(self.key_fields, self._key_at, strict=True):
             part = values[i]

@@ -6,6 +6,7 @@ import math
 from collections import Counter
 
 import msgspec
+import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -121,6 +122,30 @@ def test_a_json_span_filter_skips_the_events_it_does_not_keep() -> None:
     ]
     assert [len(k) for k in kept if isinstance(k, list)] == [1, 0, 1]
     assert decoder.skipped == Counter({"filtered": 1})
+
+
+def test_missing_features_are_counted_exactly_whatever_the_magnitudes() -> None:
+    # values near the float limits make the features' sum overflow to +-inf: the count of
+    # missing ones must not depend on it
+    settings = load_settings(environ={})
+    features = settings.features
+    decoder = RecordDecoder.from_settings(settings)
+    rng = np.random.default_rng(20261202)
+    expected: Counter[str] = Counter()
+    for i in range(3_000):
+        doc: dict[str, object] = {"agent_id": f"a{i % 7}", "timestamp": 1_779_350_400_000 + i}
+        present = rng.random(len(features)) < 0.7
+        if not present.any():
+            present[rng.integers(len(features))] = True
+        for name, here in zip(features, present, strict=True):
+            if here:
+                doc[name] = float(rng.choice([1.5, -3.0, 1.7e308, -1.7e308, 0.0]))
+            else:
+                expected[name] += 1
+        out = decoder.decode(msgspec.json.encode(doc), offset=i)
+        assert isinstance(out, list) and len(out) == 1
+    skipped, missing = decoder.take_counts()
+    assert skipped == Counter() and missing == expected
 
 
 def test_the_processor_counts_skipped_and_missing_in_its_metrics() -> None:
