@@ -63,13 +63,6 @@ class Serve(Protocol):
 
 
 @pytest.fixture
-def registry() -> CollectorRegistry:
-    reg = CollectorRegistry()
-    Counter("demo_events", "Events seen.", registry=reg).inc(3)
-    return reg
-
-
-@pytest.fixture
 def serve(registry: CollectorRegistry) -> Iterator[Serve]:
     servers: list[MetricsServer] = []
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from stream.metrics.channel import (
     MAX_HEADER_BYTES,
@@ -33,13 +33,6 @@ from stream.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "Zq8-serving-S3cr3t-value"
-
-
-@pytest.fixture
-def registry() -> CollectorRegistry:
-    reg = CollectorRegistry()
-    Counter("demo_events", "Events seen.", registry=reg).inc(3)
-    return reg
 
 
 @pytest.fixture
