@@ -61,9 +61,9 @@ def _copy_classes(classes: RollingClassification | None) -> RollingClassificatio
     if classes is None:
         return None
     out = object.__new__(RollingClassification)
-    vars(out).update(
-        (k, v.copy() if isinstance(v, _COPIED) else v) for k, v in vars(classes).items()
-    )
+    for name in RollingClassification.__slots__:
+        value = getattr(classes, name)
+        setattr(out, name, value.copy() if isinstance(value, _COPIED) else value)
     return out
 
 
