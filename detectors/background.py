@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 __all__ = ["THREADS", "BackgroundCalibrated", "queued", "submit"]
 
@@ -76,6 +76,11 @@ class BackgroundCalibrated:
 
     Subclasses set ``wait_for_calibration`` and implement :meth:`_install`.
     """
+
+    # No instance layout of its own: the subclass's slots (or instance dict) hold what this class
+    # sets. Hidden from mypy, which would read the empty slots as the whole layout.
+    if not TYPE_CHECKING:
+        __slots__ = ()
 
     _pending: Future[Any] | None
     _calibration: Any

@@ -12,14 +12,22 @@ import abc
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn
 
 import numpy as np
 import numpy.typing as npt
 
 from detectors.kstest import KSResult
 
-__all__ = ["DRIFT_RESOLVED", "DRIFT_STARTED", "DriftDetector", "KSDetector", "Transition"]
+__all__ = [
+    "DRIFT_RESOLVED",
+    "DRIFT_STARTED",
+    "NO_TRANSITIONS",
+    "DriftDetector",
+    "EmptyList",
+    "KSDetector",
+    "Transition",
+]
 
 DRIFT_STARTED: Final = "drift_started"
 DRIFT_RESOLVED: Final = "drift_resolved"
@@ -59,12 +67,40 @@ class Transition:
     n_window: int = 0
 
 
+class EmptyList(list[Any]):
+    """An empty list that stays empty: one instance stands for the empty lists of many objects.
+
+    A detector's ``transitions`` and a warmed-up stream's warm-up values are empty nearly
+    always; thousands of streams then share one of these instead of an empty list each (56
+    bytes). It compares, iterates and reads as ``[]``; anything that would add to it raises
+    ``TypeError`` (its holder replaces it with a new list first).
+    """
+
+    __slots__ = ()
+
+    def _frozen(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("this empty list is shared: replace it with a new list to add to it")
+
+    append = extend = insert = __setitem__ = __iadd__ = __imul__ = _frozen
+
+
+#: The transitions of a detector whose last update changed nothing (shared by all of them).
+NO_TRANSITIONS: list[Transition] = EmptyList()
+
+
 class DriftDetector(abc.ABC):
     """Base class: one stream in, drift episodes out.
 
     Subclasses implement :meth:`update`; :meth:`update_many` may be overridden with a faster
     path that leaves the detector in the same state as calling :meth:`update` on each value.
+    The bases declare no instance layout (empty ``__slots__``): a subclass that declares its
+    attributes as slots holds no instance dict; the others hold one as usual.
     """
+
+    # No instance layout of its own: the subclass's slots (or instance dict) hold what this class
+    # sets. Hidden from mypy, which would read the empty slots as the whole layout.
+    if not TYPE_CHECKING:
+        __slots__ = ()
 
     #: The resolve tally of an open episode (see :meth:`_episode_test`), in the detectors that
     #: keep one.
@@ -161,6 +197,11 @@ class DriftDetector(abc.ABC):
 class KSDetector(DriftDetector):
     """Base of the two-sample KS detectors: every output derives from :meth:`result`."""
 
+    # No instance layout of its own: the subclass's slots (or instance dict) hold what this class
+    # sets. Hidden from mypy, which would read the empty slots as the whole layout.
+    if not TYPE_CHECKING:
+        __slots__ = ()
+
     @abc.abstractmethod
     def result(self) -> KSResult:
         """All outputs of the current test (nan before there is one)."""
@@ -200,8 +241,14 @@ class KSDetector(DriftDetector):
         return self.result().statistic_sign
 
     def _record(self, kind: TransitionKind, threshold: float) -> None:
-        """Append a transition carrying the current result and the ``threshold`` (as a D)."""
+        """Append a transition carrying the current result and the ``threshold`` (as a D).
+
+        An empty :attr:`transitions` (possibly the shared :data:`NO_TRANSITIONS`) is replaced by
+        a new list holding it.
+        """
         res = self.result()
+        if not self.transitions:
+            self.transitions = []
         self.transitions.append(
             Transition(
                 kind,

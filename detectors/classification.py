@@ -57,6 +57,8 @@ class RollingClassification:
     0.5000 0.5000 0.5000
     """
 
+    __slots__ = ("_codes", "_counts", "_labels", "_rings", "_seen", "window")
+
     def __init__(self, window: int) -> None:
         if not isinstance(window, int) or isinstance(window, bool) or window < 1:
             raise ValueError(f"window must be an integer >= 1, got {window!r}")

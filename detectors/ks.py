@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED
+from detectors.base import DRIFT_RESOLVED, DRIFT_STARTED, NO_TRANSITIONS
 from detectors.calibration import check_guarantee
 from detectors.ks_kernel import DONE, N_INTS, NEED_THRESHOLDS, STARTED, run, step
 from detectors.ks_packed import header_floats
@@ -167,6 +167,8 @@ class IncrementalKS(StoredKS):
     drift detected at index 3025
     """
 
+    __slots__ = ()
+
     def __init__(
         self,
         reference: npt.ArrayLike,
@@ -190,6 +192,7 @@ class IncrementalKS(StoredKS):
         self._narrow = _NO_SLOTS
         self._floats = header_floats(-math.inf, duration)
         super().__init__()
+        self.transitions = NO_TRANSITIONS
         self.window_size = int(window_size)
         self.duration = duration
         self.min_window = min_window
@@ -236,7 +239,7 @@ class IncrementalKS(StoredKS):
         elif not math.isfinite(t):
             raise ValueError(f"t must be a finite time in seconds, got {t!r}")
         if self.transitions:
-            self.transitions = []
+            self.transitions = NO_TRANSITIONS
         self._drift_detected = False
         self._result = None
         if self._pending is not None:
@@ -259,7 +262,7 @@ class IncrementalKS(StoredKS):
         """
         values = finite_values(xs)
         times = _NO_TIMES if self.duration is None else event_times(ts, values)
-        self.transitions = []
+        self.transitions = NO_TRANSITIONS
         self._drift_detected = False
         self._result = None
         if self._pending is not None:

@@ -11,6 +11,7 @@ counts, the window and the test schedule; the calibration's randomised boundary 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +29,11 @@ class KSAlarm(BackgroundCalibrated):
     Reads the detector's ``window_size``, ``ert``, ``resolve_ratio``, ``seed``, ``guarantee``
     and ``_alpha``.
     """
+
+    # No instance layout of its own: the subclass's slots (or instance dict) hold what this class
+    # sets. Hidden from mypy, which would read the empty slots as the whole layout.
+    if not TYPE_CHECKING:
+        __slots__ = ()
 
     window_size: int
     ert: float | None

@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from detectors.base import Transition
+from detectors.base import NO_TRANSITIONS, Transition
 from detectors.ks import IncrementalKS
 from detectors.ks_kernel import DONE, run_streams
+from detectors.ks_packed import packed_attributes, set_packed_attributes
 from detectors.validation import finite_values
 
 __all__ = ["KSBank", "KSCheckpoint", "checkpoint", "rewind"]
@@ -42,7 +43,7 @@ class KSCheckpoint:
 
 def checkpoint(det: IncrementalKS) -> KSCheckpoint:
     """What :func:`rewind` needs to put ``det`` back as it is now."""
-    attributes = dict(det.__dict__)
+    attributes = packed_attributes(det)
     if "_thresholds" in attributes:  # an ert detector's table (the alpha rule's is shared)
         attributes["_thresholds"] = dict(attributes["_thresholds"])
     attributes["transitions"] = list(det.transitions)
@@ -56,11 +57,10 @@ def rewind(det: IncrementalKS, saved: KSCheckpoint) -> None:
     """
     if det._pending is not None and det._pending is not saved.attributes["_pending"]:
         det.close()  # a calibration started since (a new reference): not needed any more
-    det.__dict__.clear()
-    det.__dict__.update(saved.attributes)
+    set_packed_attributes(det, saved.attributes)
     if "_thresholds" in saved.attributes:
         det._thresholds = dict(saved.attributes["_thresholds"])
-    det.transitions = list(saved.attributes["transitions"])
+    det.transitions = list(saved.attributes["transitions"]) or NO_TRANSITIONS
     det._attach(saved.ints.copy(), saved.narrow.copy(), saved.floats.copy())
 
 
@@ -172,7 +172,7 @@ class KSBank:
             det = dets[j]
             repack = repack or det._ints is not bound[j]
             if det.transitions:
-                det.transitions = []
+                det.transitions = NO_TRANSITIONS
             det._drift_detected = False
             det._result = None
             if det._pending is not None:

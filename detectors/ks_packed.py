@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import math
 from array import array
+from operator import attrgetter
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -56,7 +58,13 @@ from detectors.ks_window import PackedWindow
 from detectors.kstest import MAX_EXACT_N, KSResult, ks_pvalue
 from detectors.validation import as_reference
 
-__all__ = ["PackedKS", "header_floats", "window_result"]
+__all__ = [
+    "PackedKS",
+    "header_floats",
+    "packed_attributes",
+    "set_packed_attributes",
+    "window_result",
+]
 
 
 def header_floats(now: float, duration: float | None) -> npt.NDArray[np.float64]:
@@ -68,8 +76,36 @@ class PackedKS(KSAlarm, KSDetector):
     """Base of :class:`~detectors.IncrementalKS`: its state as views of the kernel's buffers.
 
     Every mutable scalar lives in the kernel's header; the attributes below read and write it,
-    so an update copies nothing in or out.
+    so an update copies nothing in or out. The other attributes are slots (no instance dict):
+    :func:`packed_attributes` reads them by name, :func:`set_packed_attributes` sets them.
     """
+
+    __slots__ = (
+        "_alpha",
+        "_calibration_value",
+        "_drift_detected",
+        "_floats",
+        "_ints",
+        "_min_window",
+        "_n",
+        "_narrow",
+        "_pending",
+        "_resolve_after",
+        "_result",
+        "_thresholds",
+        "_window",
+        "alpha",
+        "duration",
+        "ert",
+        "guarantee",
+        "min_window",
+        "resolve_after",
+        "resolve_ratio",
+        "seed",
+        "transitions",
+        "wait_for_calibration",
+        "window_size",
+    )
 
     _calibration_value: KSCalibration | None
     _ints: npt.NDArray[np.int64]
@@ -324,6 +360,43 @@ class PackedKS(KSAlarm, KSDetector):
                 self._ref_values, self._ref_end, self._counts, self._window, self._n, self.gap
             )
         return self._result
+
+
+#: The slots every detector sets (``_thresholds`` is an ``ert`` detector's only).
+_ALWAYS = tuple(name for name in PackedKS.__slots__ if name != "_thresholds")
+_read_always = attrgetter(*_ALWAYS)
+
+
+def packed_attributes(det: PackedKS) -> dict[str, Any]:
+    """``det``'s attributes by name: the slots it has set, in their order, then those of an
+    instance dict (a subclass without slots)."""
+    try:
+        out = dict(zip(_ALWAYS, _read_always(det), strict=True))
+    except AttributeError:  # a slot not set (a state without it)
+        missing = object()
+        out = {k: v for k in _ALWAYS if (v := getattr(det, k, missing)) is not missing}
+    thresholds = getattr(det, "_thresholds", None)
+    if thresholds is not None:
+        out["_thresholds"] = thresholds
+    extra = getattr(det, "__dict__", None)
+    if extra:
+        out.update(extra)
+    return out
+
+
+def set_packed_attributes(det: PackedKS, values: dict[str, Any]) -> None:
+    """Give ``det`` exactly the attributes ``values`` (by name; slots not in it are unset)."""
+    for name in PackedKS.__slots__:
+        if name in values:
+            object.__setattr__(det, name, values[name])
+        elif hasattr(det, name):
+            object.__delattr__(det, name)
+    extra = getattr(det, "__dict__", None)
+    if extra is not None:
+        extra.clear()
+    for name, value in values.items():
+        if name not in PackedKS.__slots__:
+            object.__setattr__(det, name, value)
 
 
 def window_result(

@@ -16,11 +16,11 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
-from detectors.base import Transition
+from detectors.base import NO_TRANSITIONS, Transition
 from detectors.calibration import KSCalibration
 from detectors.ks_alarm import KSAlarm
 from detectors.ks_kernel import BELOW, GAP, N_INTS, OPS
-from detectors.ks_packed import PackedKS, header_floats
+from detectors.ks_packed import PackedKS, header_floats, packed_attributes, set_packed_attributes
 from detectors.ks_window import PackedWindow
 from detectors.kstest import KSResult
 from detectors.windows import Window, check_array
@@ -30,6 +30,8 @@ __all__ = ["StoredKS", "StoredWindowedKS"]
 
 class StoredKS(PackedKS):
     """Base of :class:`~detectors.IncrementalKS`: its state as plain data and as a pickle."""
+
+    __slots__ = ()
 
     ert: float | None
     wait_for_calibration: bool
@@ -49,7 +51,7 @@ class StoredKS(PackedKS):
         else:
             recalibrate = True
         ints = self._ints
-        values = dict(self.__dict__)
+        values = packed_attributes(self)
         values.update(
             n_seen=self.n_seen,
             _in_drift=self._in_drift,
@@ -124,7 +126,7 @@ class StoredKS(PackedKS):
         cal = packed._calibration
         if cal is not None and not isinstance(cal, KSCalibration):
             raise StateError("IncrementalKS calibration has the wrong type")
-        det.transitions = []
+        det.transitions = NO_TRANSITIONS
         det._pending = None
         det._ints = np.zeros(N_INTS, dtype=np.int64)
         det._narrow = np.empty(0, dtype=np.int16)
@@ -153,8 +155,8 @@ class StoredKS(PackedKS):
         return {"state": self.state(), "transitions": self.transitions}
 
     def __setstate__(self, data: dict[str, Any]) -> None:
-        self.__dict__.update(type(self).from_state(data["state"]).__dict__)
-        self.transitions = list(data["transitions"])
+        set_packed_attributes(self, packed_attributes(type(self).from_state(data["state"])))
+        self.transitions = list(data["transitions"]) or NO_TRANSITIONS
 
 
 #: The order of the fields of :meth:`StoredKS.state` (the order of the attributes of

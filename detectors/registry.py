@@ -21,6 +21,7 @@ from array import array
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MemberDescriptorType
 from typing import Any, Literal
 
 import numpy as np
@@ -304,13 +305,19 @@ def restore_attributes(
 
     Every name of ``required`` must be present with a value of the given type(s); other names
     are taken as they are (attributes a newer version added flow through) unless they would
-    shadow something of the class (a method or a property).
+    shadow something of the class (a method or a property). An object whose attributes are
+    slots (no instance dict) takes only the names of its slots.
     """
     cls = type(obj)
     values: dict[str, Any] = {}
     for name, data in state.items():
-        if not name.isidentifier() or name.startswith("__") or hasattr(cls, name):
+        if not name.isidentifier() or name.startswith("__"):
             raise StateError(f"{cls.__name__} state has a forbidden name {name!r}")
+        if hasattr(cls, name):
+            if not isinstance(getattr(cls, name), MemberDescriptorType):
+                raise StateError(f"{cls.__name__} state has a forbidden name {name!r}")
+        elif not hasattr(obj, "__dict__"):
+            raise StateError(f"{cls.__name__} state has an attribute it cannot hold: {name!r}")
         values[name] = from_data(data)
     for name, types in required.items():
         if name not in values:

@@ -23,7 +23,7 @@ from stream.monitoring.events import Performance, Span, StreamId
 from stream.monitoring.keys import KeyState
 from stream.monitoring.rates import LABELLED, is_labelled
 from stream.monitoring.rings import first_offset, push_ring
-from stream.monitoring.streams import FeatureStream, accuracy_stream
+from stream.monitoring.streams import NO_VALUES, FeatureStream, accuracy_stream
 from stream.telemetry.records import ACCURACY_FEATURE, PERFORMANCE, DriftEvent, Telemetry
 
 __all__ = ["AccuracyFeeder"]
@@ -95,7 +95,7 @@ class AccuracyFeeder:
                 reference = np.asarray(acc.warmup)
                 acc.detector = self.detector(key, reference)
                 acc.reference_accuracy = 1.0 - float(reference.mean())
-                acc.warmup = []
+                acc.warmup = NO_VALUES
         classes = _ClassFeed(acc, labelled)
         stream = StreamId(key, ACCURACY_FEATURE, ACCURACY_DETECTOR, PERFORMANCE)
         if acc.detector is not None and start < n:

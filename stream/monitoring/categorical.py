@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors import DRIFT_STARTED, Transition
+from detectors.base import EmptyList
 from detectors.categorical import MAX_CATEGORY_CHARS, CategoricalDetector, category_of
 from detectors.registry import CHI2, StateError, detector_from_state, detector_state, from_data
 from detectors.registry import to_data as _to_data
@@ -81,6 +82,10 @@ class CategoryStream:
             self.detector.close()
 
 
+#: The categorical streams of every key when no categorical feature is configured (shared).
+NO_STREAMS: list[CategoryStream] = EmptyList()
+
+
 class CategoricalStreams:
     """The categorical features' streams of a monitor (held in each key's state).
 
@@ -113,7 +118,10 @@ class CategoricalStreams:
         self.ert_for = ert_for
 
     def new_streams(self) -> list[CategoryStream]:
-        """Fresh streams for a new key."""
+        """Fresh streams for a new key (the shared :data:`NO_STREAMS` without categorical
+        features)."""
+        if not self.names:
+            return NO_STREAMS
         size = self.settings.window_size
         return [CategoryStream(np.full(size, -1, dtype=np.int64)) for _ in self.names]
 
@@ -279,7 +287,7 @@ class CategoricalStreams:
             return self.new_streams()
         if not isinstance(data, list) or len(data) != len(self.names):
             raise StateError(f"key state must hold {len(self.names)} categorical streams")
-        return [_stream_from_data(d, self.settings) for d in data]
+        return [_stream_from_data(d, self.settings) for d in data] or NO_STREAMS
 
 
 def _stream_to_data(cs: CategoryStream) -> dict[str, Any]:

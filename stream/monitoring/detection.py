@@ -23,6 +23,7 @@ from stream.monitoring.keys import KeyState
 from stream.monitoring.rates import EVENTS, LABELLED
 from stream.monitoring.rings import first_offset, push_ring
 from stream.monitoring.streams import (
+    NO_VALUES,
     FeatureStream,
     KSDetector,
     ReferenceSource,
@@ -327,7 +328,7 @@ class FeatureFeeder:
         fs.warmup.extend(xs[:used].tolist())
         if len(fs.warmup) >= settings.reference_size:
             fs.detector = ctx.build(name, np.asarray(fs.warmup), ert)
-            fs.warmup = []
+            fs.warmup = NO_VALUES
         return used
 
     def recalibrate(self, key: str, state: KeyState) -> None:

@@ -14,12 +14,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from detectors.base import EmptyList
 from stream.metrics import Metrics
-from stream.monitoring.categorical import CategoryStream
+from stream.monitoring.categorical import NO_STREAMS, CategoryStream
 from stream.monitoring.rates import RateClock
 from stream.monitoring.streams import FeatureStream
 
-__all__ = ["KeyState", "KeyStore"]
+__all__ = ["NO_IDS", "KeyState", "KeyStore"]
+
+#: The ids of the commands applied to a key that has had none (shared: ``applied`` is replaced,
+#: never added to).
+NO_IDS: list[str] = EmptyList()
 
 
 @dataclass(slots=True)
@@ -35,8 +40,8 @@ class KeyState:
     changed: bool = True  # changed since the last checkpoint of the key
     last_ts: float = 0.0
     accuracy: FeatureStream | None = None
-    applied: list[str] = field(default_factory=list)  # ids of the latest commands applied
-    categorical: list[CategoryStream] = field(default_factory=list)
+    applied: list[str] = field(default_factory=lambda: NO_IDS)  # ids of the latest commands
+    categorical: list[CategoryStream] = field(default_factory=lambda: NO_STREAMS)
     rates: dict[str, RateClock] = field(default_factory=dict)  # the worker budget's clocks
 
     def streams(self) -> Iterator[FeatureStream]:

@@ -21,9 +21,9 @@ from detectors import DriftDetector, IncrementalKS
 from detectors.classification import RollingClassification
 from detectors.ks_bank import KSCheckpoint, checkpoint, rewind
 from detectors.registry import detector_from_state, detector_state
-from stream.monitoring.categorical import CategoricalStreams
-from stream.monitoring.keys import KeyState
-from stream.monitoring.streams import FeatureStream
+from stream.monitoring.categorical import NO_STREAMS, CategoricalStreams
+from stream.monitoring.keys import NO_IDS, KeyState
+from stream.monitoring.streams import NO_VALUES, FeatureStream
 
 __all__ = ["SavedKey", "restore_key", "save_key"]
 
@@ -61,16 +61,16 @@ def _copy_classes(classes: RollingClassification | None) -> RollingClassificatio
     if classes is None:
         return None
     out = object.__new__(RollingClassification)
-    vars(out).update(
-        (k, v.copy() if isinstance(v, _COPIED) else v) for k, v in vars(classes).items()
-    )
+    for name in RollingClassification.__slots__:
+        value = getattr(classes, name)
+        setattr(out, name, value.copy() if isinstance(value, _COPIED) else value)
     return out
 
 
 def _copy_stream(fs: FeatureStream) -> FeatureStream:
     """A copy of a stream's own mutable parts; the detector is shared (saved on its own)."""
     out = FeatureStream(*_stream_fields(fs))
-    out.warmup = list(fs.warmup)
+    out.warmup = fs.warmup if fs.warmup is NO_VALUES else list(fs.warmup)
     out.offsets = None if fs.offsets is None else fs.offsets.copy()
     out.wrong = None if fs.wrong is None else fs.wrong.copy()
     out.classes = _copy_classes(fs.classes)
@@ -81,10 +81,10 @@ def _copy_key(state: KeyState) -> KeyState:
     out = KeyState(*_key_fields(state))
     out.features = [_copy_stream(fs) for fs in state.features]
     out.offsets = state.offsets.copy()
-    out.applied = list(state.applied)
+    out.applied = state.applied if state.applied is NO_IDS else list(state.applied)
     out.rates = {source: replace(clock) for source, clock in state.rates.items()}
     out.accuracy = None if state.accuracy is None else _copy_stream(state.accuracy)
-    out.categorical = []
+    out.categorical = NO_STREAMS
     return out
 
 

@@ -21,9 +21,9 @@ from detectors.classification import RollingClassification
 from detectors.registry import StateError, detector_from_state, detector_state, from_data, to_data
 from detectors.windows import check_array
 from stream.monitoring.categorical import CategoricalStreams
-from stream.monitoring.keys import KeyState
+from stream.monitoring.keys import NO_IDS, KeyState
 from stream.monitoring.rates import rates_from_data, rates_to_data
-from stream.monitoring.streams import FeatureStream
+from stream.monitoring.streams import NO_VALUES, FeatureStream
 from stream.settings import Settings
 
 __all__ = [
@@ -147,7 +147,7 @@ def _stream_from_data(data: Any) -> FeatureStream:
     offsets = doc.get("offsets")
     return FeatureStream(
         None if detector is None else detector_from_state(detector),
-        warmup.tolist(),
+        NO_VALUES if detector is not None and warmup.size == 0 else warmup.tolist(),
         one_sided=one_sided,
         reported=reported,
         suppressed=suppressed,
@@ -240,7 +240,7 @@ class KeyCodec:
             and all(isinstance(a, str) and len(a) <= 200 for a in applied)
         ):
             raise StateError(f"applied must be a list of at most {APPLIED_REMEMBERED} ids")
-        state.applied = applied
+        state.applied = applied or NO_IDS
         for fs in state.features:
             if fs.offsets is not None and fs.offsets.shape != (size,):
                 raise StateError(f"a stream's offsets must hold {size} values")

@@ -16,10 +16,12 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors import DriftDetector, IncrementalKS, Transition, WindowedKS
+from detectors.base import EmptyList
 from detectors.classification import RollingClassification
 from stream.telemetry.records import DriftEvent
 
 __all__ = [
+    "NO_VALUES",
     "FeatureStream",
     "KSDetector",
     "ReferenceSource",
@@ -31,6 +33,9 @@ __all__ = [
 
 #: ``(key, feature) -> reference values or None``; None means "learn it from warm-up".
 ReferenceSource = Callable[[str, str], npt.NDArray[np.float64] | None]
+
+#: The warm-up values of a stream that has its detector (shared by all of them).
+NO_VALUES: list[float] = EmptyList()
 
 #: The detectors that have a reference and a window (the others are reference-free).
 KSDetector = IncrementalKS | WindowedKS
@@ -70,6 +75,7 @@ class FeatureStream:
     ``offsets`` and ``seen`` are the stream's own offset ring and observation count. A feature's
     stream has none (None) while it has seen every event of its key and uses the key's ring; a
     sparse feature, and the accuracy stream (its events are the labelled ones), have their own.
+    Once the detector is built, ``warmup`` is the shared, empty :data:`NO_VALUES`.
     """
 
     detector: DriftDetector | None = None
