@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -75,6 +76,14 @@ class RollingClassification:
         """Pairs seen since the start."""
         return self._seen
 
+    def copy(self) -> RollingClassification:
+        """An independent copy (the counts, rings and code book copied; labels shared)."""
+        out = object.__new__(RollingClassification)
+        out.window, out._seen = self.window, self._seen
+        out._rings, out._counts = self._rings.copy(), self._counts.copy()
+        out._labels, out._codes = list(self._labels), dict(self._codes)
+        return out
+
     def _code(self, label: str) -> int:
         code = self._codes.get(label)
         if code is None:
@@ -85,11 +94,13 @@ class RollingClassification:
         return code
 
     def _encode(self, labels: Sequence[str]) -> npt.NDArray[np.int64]:
+        """The labels' codes (at least one label), new labels coded in order of arrival."""
         codes = self._codes
-        out = [codes.get(y, -1) for y in labels]
-        if -1 in out:  # a label not seen yet
-            out = [self._code(y) for y in labels]
-        return np.asarray(out, dtype=np.int64)
+        try:  # every label seen before: one lookup of them all (a tuple, or one code)
+            got = itemgetter(*labels)(codes) if len(labels) > 1 else (codes[labels[0]],)
+        except KeyError:  # a label not seen yet
+            got = [self._code(y) for y in labels]
+        return np.fromiter(got, dtype=np.int64, count=len(labels))
 
     def update(self, y_true: str, y_pred: str) -> None:
         """Count one pair (the oldest leaves once the window is full)."""
@@ -133,9 +144,8 @@ class RollingClassification:
 
     def _fit(self) -> None:
         """Widen the rings when the largest code in use does not fit their dtype."""
-        dtype = _code_dtype(len(self._labels))
-        if np.dtype(dtype).itemsize > self._rings.dtype.itemsize:
-            self._rings = self._rings.astype(dtype)
+        if len(self._labels) > _CAPACITY[self._rings.dtype.itemsize]:
+            self._rings = self._rings.astype(_code_dtype(len(self._labels)))
 
     def _compact(self) -> None:
         """Forget the labels no longer in the window (their codes are reused)."""
@@ -227,6 +237,10 @@ class RollingClassification:
             ]
         ).astype(np.int64)
         return out
+
+
+#: How many labels the rings' codes can hold, by the rings' item size (see _code_dtype).
+_CAPACITY = {1: 128, 2: 32_768, 4: 2**31}
 
 
 def _code_dtype(n_labels: int) -> type[np.signedinteger[Any]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +36,8 @@ __all__ = ["FeatureFeeder", "Hit", "feed", "record_snapshot"]
 
 # Distinct KS statistics differ by at least 1 / (n m); this only absorbs float rounding.
 _TIE = 1e-12
+
+_VALUES, _OFFSET, _TS = attrgetter("values"), attrgetter("offset"), attrgetter("ts")
 
 REFERENCE_FREE: frozenset[str] = frozenset(k.name for k in KINDS.values() if not k.needs_reference)
 
@@ -268,10 +271,10 @@ class FeatureFeeder:
         """Feed ``evs`` (new to the key, in order); return the features' drift events."""
         ctx = self.ctx
         settings = ctx.settings
-        values = np.array([e.values for e in evs], dtype=np.float64)
-        offsets = np.fromiter((e.offset for e in evs), dtype=np.int64, count=len(evs))
+        values = np.array(list(map(_VALUES, evs)), dtype=np.float64)
+        offsets = np.fromiter(map(_OFFSET, evs), dtype=np.int64, count=len(evs))
         times = (
-            np.fromiter((e.ts for e in evs), dtype=np.float64, count=len(evs))
+            np.fromiter(map(_TS, evs), dtype=np.float64, count=len(evs))
             if settings.window_duration is not None
             else None
         )
@@ -292,7 +295,10 @@ class FeatureFeeder:
                 ts = None if col.times is None else col.times[start:]
                 hits = feed(fs, col.xs[start:], ts, ctx.snapshot)
                 fs.dirty = True
-                stream = StreamId(key, settings.features[j], self.detector_names[j], DISTRIBUTION)
+                if hits:
+                    stream = StreamId(
+                        key, settings.features[j], self.detector_names[j], DISTRIBUTION
+                    )
                 for hit in hits:
                     pos = start + hit.pos
                     t = hit.transition
