@@ -107,7 +107,7 @@ class AccuracyFeeder:
         classes = _ClassFeed(acc, true, predicted)
         stream = StreamId(key, ACCURACY_FEATURE, ACCURACY_DETECTOR, PERFORMANCE)
         if acc.detector is not None and start < n:
-            for hit in feed(acc, errors[start:], None, False):
+            for hit in feed(acc, errors[start:], None, False, finite=True):  # 0/1 errors
                 pos = start + hit.pos
                 t = hit.transition
                 window = hit.window

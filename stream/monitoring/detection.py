@@ -37,6 +37,8 @@ __all__ = ["FeatureFeeder", "Hit", "feed", "record_snapshot"]
 # Distinct KS statistics differ by at least 1 / (n m); this only absorbs float rounding.
 _TIE = 1e-12
 
+_NO_TIMES = np.empty(0, dtype=np.float64)
+_all = np.logical_and.reduce
 _VALUES, _OFFSET, _TS = attrgetter("values"), attrgetter("offset"), attrgetter("ts")
 
 REFERENCE_FREE: frozenset[str] = frozenset(k.name for k in KINDS.values() if not k.needs_reference)
@@ -76,21 +78,27 @@ def feed(
     xs: npt.NDArray[np.float64],
     ts: npt.NDArray[np.float64] | None,
     snapshot: bool,
+    finite: bool = False,
 ) -> list[Hit]:
     """Feed one stream's values; return the transitions to report.
 
     With ``snapshot``, each hit of a KS stream carries the window at its transition.
+    ``finite``: ``xs`` is known to hold finite values only (a count-window
+    :class:`~detectors.IncrementalKS` then skips its own check).
     """
     det = fs.detector
     assert det is not None
     if fs.one_sided:
-        return _feed_one_sided(fs, det, xs, ts)
+        return _feed_one_sided(fs, det, xs, ts, finite)
     if fs.rebaselined is not None:
         return _feed_rebaselined(fs, det, xs, ts)
     ks = ks_view(det) if snapshot else None
     before = None if ks is None else ks.window
     n_before = det.n_seen
-    det.update_many(xs, ts)
+    if finite and type(det) is IncrementalKS and det.duration is None:
+        det._apply_many(xs, _NO_TIMES)
+    else:
+        det.update_many(xs, ts)
     hits: list[Hit] = []
     for t in det.transitions:
         pos = t.index - n_before - 1
@@ -140,6 +148,7 @@ def _feed_one_sided(
     det: DriftDetector,
     xs: npt.NDArray[np.float64],
     ts: npt.NDArray[np.float64] | None,
+    finite: bool,
 ) -> list[Hit]:
     """Feed event by event, reporting only episodes whose window moved up.
 
@@ -153,7 +162,10 @@ def _feed_one_sided(
     """
     if (fs.suppressed is None or fs.reported) and isinstance(det, IncrementalKS):
         saved = checkpoint(det)
-        det.update_many(xs, ts)
+        if finite and type(det) is IncrementalKS and det.duration is None:
+            det._apply_many(xs, _NO_TIMES)
+        else:
+            det.update_many(xs, ts)
         if not det.transitions:
             return []
         rewind(det, saved)
@@ -283,7 +295,9 @@ class FeatureFeeder:
         state.changed = True
         state.last_ts = evs[-1].ts
         out: list[DriftEvent] = []
-        dense = not np.isnan(values).any()
+        # every value finite (the common case) is checked once here, not by each detector
+        finite = bool(_all(np.isfinite(values), axis=None))
+        dense = finite or not np.isnan(values).any()
         for j, fs in enumerate(state.features):
             # sparse events: the stream sees only the events that have the feature, and keeps
             # its own offset ring once one lacks it (see _Column)
@@ -293,7 +307,7 @@ class FeatureFeeder:
             start = 0 if fs.detector is not None else self._warm_up(key, j, fs, col.xs)
             if fs.detector is not None:
                 ts = None if col.times is None else col.times[start:]
-                hits = feed(fs, col.xs[start:], ts, ctx.snapshot)
+                hits = feed(fs, col.xs[start:], ts, ctx.snapshot, finite)
                 fs.dirty = True
                 if hits:
                     stream = StreamId(
