@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
+from numba import njit
 
 __all__ = ["ClassificationScores", "RollingClassification"]
 
@@ -119,19 +120,7 @@ class RollingClassification:
         t, p = self._encode(y_true), self._encode(y_pred)
         self._grow()
         self._fit()
-        k = len(self._labels)
-        positions = (self._seen + np.arange(n)) % self.window
-        rings, counts = self._rings, self._counts
-        old_t, old_p = rings[0, positions], rings[1, positions]
-        filled = old_t >= 0
-        old_t, old_p = old_t[filled], old_p[filled]
-        counts[0] += np.bincount(t, minlength=k) - np.bincount(old_t, minlength=k)
-        counts[1] += np.bincount(p, minlength=k) - np.bincount(old_p, minlength=k)
-        counts[2] += np.bincount(t[t == p], minlength=k) - np.bincount(
-            old_t[old_t == old_p], minlength=k
-        )
-        rings[0, positions] = t
-        rings[1, positions] = p
+        _roll(self._rings, self._counts, t, p, self._seen)
         self._seen += n
         if len(self._labels) > 2 * self.window:
             self._compact()
@@ -237,6 +226,33 @@ class RollingClassification:
             ]
         ).astype(np.int64)
         return out
+
+
+@njit(cache=True)
+def _roll(
+    rings: npt.NDArray[np.signedinteger[Any]],
+    counts: npt.NDArray[np.int64],
+    t: npt.NDArray[np.int64],
+    p: npt.NDArray[np.int64],
+    seen: int,
+) -> None:  # pragma: no cover - compiled
+    """Put the pairs ``(t[i], p[i])`` (at most a window of them) into the rings at stream
+    indices ``seen + i``, each replacing the pair there (if any) in the per-class counts."""
+    window = rings.shape[1]
+    for i in range(t.shape[0]):
+        at = (seen + i) % window
+        old_t, old_p = rings[0, at], rings[1, at]
+        if old_t >= 0:
+            counts[0, old_t] -= 1
+            counts[1, old_p] -= 1
+            if old_t == old_p:
+                counts[2, old_t] -= 1
+        new_t, new_p = t[i], p[i]
+        counts[0, new_t] += 1
+        counts[1, new_p] += 1
+        if new_t == new_p:
+            counts[2, new_t] += 1
+        rings[0, at], rings[1, at] = new_t, new_p
 
 
 #: How many labels the rings' codes can hold, by the rings' item size (see _code_dtype).
