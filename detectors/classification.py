@@ -12,10 +12,12 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
+from numba import njit
 
 __all__ = ["ClassificationScores", "RollingClassification"]
 
@@ -77,6 +79,14 @@ class RollingClassification:
         """Pairs seen since the start."""
         return self._seen
 
+    def copy(self) -> RollingClassification:
+        """An independent copy (the counts, rings and code book copied; labels shared)."""
+        out = object.__new__(RollingClassification)
+        out.window, out._seen = self.window, self._seen
+        out._rings, out._counts = self._rings.copy(), self._counts.copy()
+        out._labels, out._codes = list(self._labels), dict(self._codes)
+        return out
+
     def _code(self, label: str) -> int:
         code = self._codes.get(label)
         if code is None:
@@ -87,11 +97,13 @@ class RollingClassification:
         return code
 
     def _encode(self, labels: Sequence[str]) -> npt.NDArray[np.int64]:
+        """The labels' codes (at least one label), new labels coded in order of arrival."""
         codes = self._codes
-        out = [codes.get(y, -1) for y in labels]
-        if -1 in out:  # a label not seen yet
-            out = [self._code(y) for y in labels]
-        return np.asarray(out, dtype=np.int64)
+        try:  # every label seen before: one lookup of them all (a tuple, or one code)
+            got = itemgetter(*labels)(codes) if len(labels) > 1 else (codes[labels[0]],)
+        except KeyError:  # a label not seen yet
+            got = [self._code(y) for y in labels]
+        return np.fromiter(got, dtype=np.int64, count=len(labels))
 
     def update(self, y_true: str, y_pred: str) -> None:
         """Count one pair (the oldest leaves once the window is full)."""
@@ -110,19 +122,7 @@ class RollingClassification:
         t, p = self._encode(y_true), self._encode(y_pred)
         self._grow()
         self._fit()
-        k = len(self._labels)
-        positions = (self._seen + np.arange(n)) % self.window
-        rings, counts = self._rings, self._counts
-        old_t, old_p = rings[0, positions], rings[1, positions]
-        filled = old_t >= 0
-        old_t, old_p = old_t[filled], old_p[filled]
-        counts[0] += np.bincount(t, minlength=k) - np.bincount(old_t, minlength=k)
-        counts[1] += np.bincount(p, minlength=k) - np.bincount(old_p, minlength=k)
-        counts[2] += np.bincount(t[t == p], minlength=k) - np.bincount(
-            old_t[old_t == old_p], minlength=k
-        )
-        rings[0, positions] = t
-        rings[1, positions] = p
+        _roll(self._rings, self._counts, t, p, self._seen)
         self._seen += n
         if len(self._labels) > 2 * self.window:
             self._compact()
@@ -135,9 +135,8 @@ class RollingClassification:
 
     def _fit(self) -> None:
         """Widen the rings when the largest code in use does not fit their dtype."""
-        dtype = _code_dtype(len(self._labels))
-        if np.dtype(dtype).itemsize > self._rings.dtype.itemsize:
-            self._rings = self._rings.astype(dtype)
+        if len(self._labels) > _CAPACITY[self._rings.dtype.itemsize]:
+            self._rings = self._rings.astype(_code_dtype(len(self._labels)))
 
     def _compact(self) -> None:
         """Forget the labels no longer in the window (their codes are reused)."""
@@ -229,6 +228,37 @@ class RollingClassification:
             ]
         ).astype(np.int64)
         return out
+
+
+@njit(cache=True)
+def _roll(
+    rings: npt.NDArray[np.signedinteger[Any]],
+    counts: npt.NDArray[np.int64],
+    t: npt.NDArray[np.int64],
+    p: npt.NDArray[np.int64],
+    seen: int,
+) -> None:  # pragma: no cover - compiled
+    """Put the pairs ``(t[i], p[i])`` (at most a window of them) into the rings at stream
+    indices ``seen + i``, each replacing the pair there (if any) in the per-class counts."""
+    window = rings.shape[1]
+    for i in range(t.shape[0]):
+        at = (seen + i) % window
+        old_t, old_p = rings[0, at], rings[1, at]
+        if old_t >= 0:
+            counts[0, old_t] -= 1
+            counts[1, old_p] -= 1
+            if old_t == old_p:
+                counts[2, old_t] -= 1
+        new_t, new_p = t[i], p[i]
+        counts[0, new_t] += 1
+        counts[1, new_p] += 1
+        if new_t == new_p:
+            counts[2, new_t] += 1
+        rings[0, at], rings[1, at] = new_t, new_p
+
+
+#: How many labels the rings' codes can hold, by the rings' item size (see _code_dtype).
+_CAPACITY = {1: 128, 2: 32_768, 4: 2**31}
 
 
 def _code_dtype(n_labels: int) -> type[np.signedinteger[Any]]:

@@ -262,6 +262,11 @@ class IncrementalKS(StoredKS):
         """
         values = finite_values(xs)
         times = _NO_TIMES if self.duration is None else event_times(ts, values)
+        self._apply_many(values, times)
+
+    def _apply_many(self, values: npt.NDArray[np.float64], times: npt.NDArray[np.float64]) -> None:
+        """:meth:`update_many` of checked input: finite float64 ``values`` (1-d) and their
+        times (an empty array for a count window), as :meth:`update_many` makes them."""
         self.transitions = NO_TRANSITIONS
         self._drift_detected = False
         self._result = None

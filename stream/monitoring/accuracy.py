@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from operator import attrgetter, ne
 
 import numpy as np
 import numpy.typing as npt
@@ -21,33 +22,40 @@ from stream.monitoring.context import ACCURACY_DETECTOR, MonitorContext
 from stream.monitoring.detection import feed, record_snapshot
 from stream.monitoring.events import Performance, Span, StreamId
 from stream.monitoring.keys import KeyState
-from stream.monitoring.rates import LABELLED, is_labelled
+from stream.monitoring.rates import LABELLED
 from stream.monitoring.rings import first_offset, push_ring
 from stream.monitoring.streams import NO_VALUES, FeatureStream, accuracy_stream
 from stream.telemetry.records import ACCURACY_FEATURE, PERFORMANCE, DriftEvent, Telemetry
 
 __all__ = ["AccuracyFeeder"]
 
+_TRUE, _PREDICTED, _OFFSET = (
+    attrgetter("true_label"),
+    attrgetter("predicted_label"),
+    attrgetter("offset"),
+)
+
 
 class _ClassFeed:
-    """Feeds a batch's labelled events to the key's confusion counts up to each position."""
+    """Feeds a batch's labelled events to the key's confusion counts up to each position.
 
-    def __init__(self, acc: FeatureStream, labelled: Sequence[Telemetry]) -> None:
+    ``true`` and ``predicted`` are the events' labels, in order.
+    """
+
+    def __init__(self, acc: FeatureStream, true: list[object], predicted: list[object]) -> None:
         if acc.classes is None:
             assert acc.wrong is not None
             acc.classes = RollingClassification(acc.wrong.shape[0])
         self.classes = acc.classes
-        self.labelled = labelled
+        self.true = list(map(str, true))
+        self.predicted = list(map(str, predicted))
         self.done = 0
 
     def count_to(self, pos: int) -> None:
         """Count the events up to ``pos`` (inclusive) not counted yet."""
-        batch = self.labelled[self.done : pos + 1]
-        if batch:
-            self.classes.update_many(
-                [str(e.true_label) for e in batch], [str(e.predicted_label) for e in batch]
-            )
-        self.done = max(self.done, pos + 1)
+        if pos >= self.done:
+            done, self.done = self.done, pos + 1
+            self.classes.update_many(self.true[done : pos + 1], self.predicted[done : pos + 1])
 
     def scores_at(self, pos: int) -> ClassificationScores:
         """The scores once the events up to ``pos`` (inclusive) are counted."""
@@ -69,7 +77,8 @@ class AccuracyFeeder:
     def process(self, key: str, state: KeyState, evs: Sequence[Telemetry]) -> list[DriftEvent]:
         """Feed the labelled events of ``evs``; return the accuracy stream's events."""
         ctx = self.ctx
-        labelled = [e for e in evs if is_labelled(e)]
+        # is_labelled, inlined (it runs on every event)
+        labelled = [e for e in evs if e.predicted_label is not None and e.true_label is not None]
         if not labelled:
             return []
         acc = state.accuracy
@@ -78,11 +87,10 @@ class AccuracyFeeder:
             ctx.store.accuracy_streams += 1
         assert acc.wrong is not None and acc.offsets is not None
         n = len(labelled)
-        wrong = np.fromiter(
-            (e.predicted_label != e.true_label for e in labelled), dtype=np.bool_, count=n
-        )
+        true, predicted = list(map(_TRUE, labelled)), list(map(_PREDICTED, labelled))
+        wrong = np.fromiter(map(ne, predicted, true), dtype=np.bool_, count=n)
         errors = wrong.astype(np.float64)
-        offsets = np.fromiter((e.offset for e in labelled), dtype=np.int64, count=n)
+        offsets = np.fromiter(map(_OFFSET, labelled), dtype=np.int64, count=n)
         acc.dirty = True
         acc.last_ts = labelled[-1].ts
         base = acc.seen
@@ -96,10 +104,10 @@ class AccuracyFeeder:
                 acc.detector = self.detector(key, reference)
                 acc.reference_accuracy = 1.0 - float(reference.mean())
                 acc.warmup = NO_VALUES
-        classes = _ClassFeed(acc, labelled)
+        classes = _ClassFeed(acc, true, predicted)
         stream = StreamId(key, ACCURACY_FEATURE, ACCURACY_DETECTOR, PERFORMANCE)
         if acc.detector is not None and start < n:
-            for hit in feed(acc, errors[start:], None, False):
+            for hit in feed(acc, errors[start:], None, False, finite=True):  # 0/1 errors
                 pos = start + hit.pos
                 t = hit.transition
                 window = hit.window

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +37,10 @@ __all__ = ["FeatureFeeder", "Hit", "feed", "record_snapshot"]
 
 # Distinct KS statistics differ by at least 1 / (n m); this only absorbs float rounding.
 _TIE = 1e-12
+
+_NO_TIMES = np.empty(0, dtype=np.float64)
+_all = np.logical_and.reduce
+_VALUES, _OFFSET, _TS = attrgetter("values"), attrgetter("offset"), attrgetter("ts")
 
 REFERENCE_FREE: frozenset[str] = frozenset(k.name for k in KINDS.values() if not k.needs_reference)
 
@@ -74,21 +79,27 @@ def feed(
     xs: npt.NDArray[np.float64],
     ts: npt.NDArray[np.float64] | None,
     snapshot: bool,
+    finite: bool = False,
 ) -> list[Hit]:
     """Feed one stream's values; return the transitions to report.
 
     With ``snapshot``, each hit of a KS stream carries the window at its transition.
+    ``finite``: ``xs`` is known to hold finite values only (a count-window
+    :class:`~detectors.IncrementalKS` then skips its own check).
     """
     det = fs.detector
     assert det is not None
     if fs.one_sided:
-        return _feed_one_sided(fs, det, xs, ts)
+        return _feed_one_sided(fs, det, xs, ts, finite)
     if fs.rebaselined is not None:
         return _feed_rebaselined(fs, det, xs, ts)
     ks = ks_view(det) if snapshot else None
     before = None if ks is None else ks.window
     n_before = det.n_seen
-    det.update_many(xs, ts)
+    if finite and type(det) is IncrementalKS and det.duration is None:
+        det._apply_many(xs, _NO_TIMES)
+    else:
+        det.update_many(xs, ts)
     hits: list[Hit] = []
     for t in det.transitions:
         pos = t.index - n_before - 1
@@ -138,6 +149,7 @@ def _feed_one_sided(
     det: DriftDetector,
     xs: npt.NDArray[np.float64],
     ts: npt.NDArray[np.float64] | None,
+    finite: bool,
 ) -> list[Hit]:
     """Feed event by event, reporting only episodes whose window moved up.
 
@@ -151,7 +163,10 @@ def _feed_one_sided(
     """
     if (fs.suppressed is None or fs.reported) and isinstance(det, IncrementalKS):
         saved = checkpoint(det)
-        det.update_many(xs, ts)
+        if finite and type(det) is IncrementalKS and det.duration is None:
+            det._apply_many(xs, _NO_TIMES)
+        else:
+            det.update_many(xs, ts)
         if not det.transitions:
             return []
         rewind(det, saved)
@@ -269,10 +284,10 @@ class FeatureFeeder:
         """Feed ``evs`` (new to the key, in order); return the features' drift events."""
         ctx = self.ctx
         settings = ctx.settings
-        values = np.array([e.values for e in evs], dtype=np.float64)
-        offsets = np.fromiter((e.offset for e in evs), dtype=np.int64, count=len(evs))
+        values = np.array(list(map(_VALUES, evs)), dtype=np.float64)
+        offsets = np.fromiter(map(_OFFSET, evs), dtype=np.int64, count=len(evs))
         times = (
-            np.fromiter((e.ts for e in evs), dtype=np.float64, count=len(evs))
+            np.fromiter(map(_TS, evs), dtype=np.float64, count=len(evs))
             if settings.window_duration is not None
             else None
         )
@@ -281,7 +296,9 @@ class FeatureFeeder:
         state.changed = True
         state.last_ts = evs[-1].ts
         out: list[DriftEvent] = []
-        dense = not np.isnan(values).any()
+        # every value finite (the common case) is checked once here, not by each detector
+        finite = bool(_all(np.isfinite(values), axis=None))
+        dense = finite or not np.isnan(values).any()
         for j, fs in enumerate(state.features):
             # sparse events: the stream sees only the events that have the feature, and keeps
             # its own offset ring once one lacks it (see _Column)
@@ -291,9 +308,12 @@ class FeatureFeeder:
             start = 0 if fs.detector is not None else self._warm_up(key, j, fs, col.xs)
             if fs.detector is not None:
                 ts = None if col.times is None else col.times[start:]
-                hits = feed(fs, col.xs[start:], ts, ctx.snapshot)
+                hits = feed(fs, col.xs[start:], ts, ctx.snapshot, finite)
                 fs.dirty = True
-                stream = StreamId(key, settings.features[j], self.detector_names[j], DISTRIBUTION)
+                if hits:
+                    stream = StreamId(
+                        key, settings.features[j], self.detector_names[j], DISTRIBUTION
+                    )
                 for hit in hits:
                     pos = start + hit.pos
                     t = hit.transition

@@ -222,7 +222,11 @@ class DriftMonitor:
         """Feed a batch (in stream order) and return the drift events it caused."""
         by_key: dict[str, list[Telemetry]] = {}
         for ev in batch:
-            by_key.setdefault(ev.key, []).append(ev)
+            evs = by_key.get(ev.key)
+            if evs is None:
+                by_key[ev.key] = [ev]
+            else:
+                evs.append(ev)
         if self.budget is not None:
             self._ctx.begin_batch(by_key, self.track_accuracy)
         events: list[DriftEvent] = []

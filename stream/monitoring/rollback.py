@@ -15,10 +15,7 @@ from dataclasses import dataclass, fields, replace
 from operator import attrgetter
 from typing import Any
 
-import numpy as np
-
 from detectors import DriftDetector, IncrementalKS
-from detectors.classification import RollingClassification
 from detectors.ks_bank import KSCheckpoint, checkpoint, rewind
 from detectors.registry import detector_from_state, detector_state
 from stream.monitoring.categorical import NO_STREAMS, CategoricalStreams
@@ -35,8 +32,6 @@ _SavedDetector = KSCheckpoint | dict[str, Any] | None
 #: cheaper than ``copy.copy`` of a slotted dataclass).
 _stream_fields = attrgetter(*(f.name for f in fields(FeatureStream)))
 _key_fields = attrgetter(*(f.name for f in fields(KeyState)))
-#: The attribute types of the confusion counts that a copy copies (the others are immutable).
-_COPIED = (np.ndarray, list, dict)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -56,24 +51,13 @@ def _save_detector(det: DriftDetector | None) -> _SavedDetector:
     return detector_state(det)
 
 
-def _copy_classes(classes: RollingClassification | None) -> RollingClassification | None:
-    """A copy of the confusion counts (their arrays, lists and dicts copied, the rest shared)."""
-    if classes is None:
-        return None
-    out = object.__new__(RollingClassification)
-    for name in RollingClassification.__slots__:
-        value = getattr(classes, name)
-        setattr(out, name, value.copy() if isinstance(value, _COPIED) else value)
-    return out
-
-
 def _copy_stream(fs: FeatureStream) -> FeatureStream:
     """A copy of a stream's own mutable parts; the detector is shared (saved on its own)."""
     out = FeatureStream(*_stream_fields(fs))
     out.warmup = fs.warmup if fs.warmup is NO_VALUES else list(fs.warmup)
     out.offsets = None if fs.offsets is None else fs.offsets.copy()
     out.wrong = None if fs.wrong is None else fs.wrong.copy()
-    out.classes = _copy_classes(fs.classes)
+    out.classes = None if fs.classes is None else fs.classes.copy()
     return out
 
 

@@ -126,3 +126,59 @@ def test_many_classes_widen_the_rings_and_equal_river(window: int, n_classes: in
 
 def _rivers() -> tuple[type, type, type]:
     return metrics.MacroPrecision, metrics.MacroRecall, metrics.MacroF1
+
+
+def _coded_by_arrival(book: dict[str, int], labels: list[str]) -> tuple[list[int], dict[str, int]]:
+    """Oracle of the code book: a label's code is the number of labels seen before it."""
+    book = dict(book)
+    return [book.setdefault(y, len(book)) for y in labels], book
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_batched_encoding_codes_labels_in_order_of_arrival(seed: int) -> None:
+    # random chunk sizes (1 included), new labels anywhere in a chunk, and in both rows: the
+    # codes in the rings and the code book are those of coding the labels one by one in
+    # arrival order (true label before predicted label of a chunk); no compaction here
+    rng = np.random.default_rng(seed)
+    ours = RollingClassification(10_000)
+    book: dict[str, int] = {}
+    n = 0
+    while n < 3_000:
+        size = int(rng.choice([1, 2, 3, 17, 64]))
+        pool = 5 + n // 100  # classes keep arriving
+        y_true = [f"l{rng.integers(pool)}" for _ in range(size)]
+        y_pred = [f"l{rng.integers(pool + 3)}" for _ in range(size)]
+        want_t, book = _coded_by_arrival(book, y_true)
+        want_p, book = _coded_by_arrival(book, y_pred)
+        ours.update_many(y_true, y_pred)
+        state = ours.state()
+        at = (n + np.arange(size)) % 10_000
+        assert state["true"][at].tolist() == want_t
+        assert state["pred"][at].tolist() == want_p
+        assert state["labels"] == list(book)
+        n += size
+    assert ours.n_seen == n
+
+
+def test_a_copy_is_independent_and_continues_identically() -> None:
+    y_true, y_pred = _stream(600, seed=13)
+    a = RollingClassification(WINDOW)
+    a.update_many(y_true[:250], y_pred[:250])
+    before = a.state()
+    b, c = a.copy(), RollingClassification.from_state(before)
+    for lo, hi in ((250, 400), (400, 600)):  # new classes arrive, old ones are compacted away
+        b.update_many(y_true[lo:hi], y_pred[lo:hi])
+        c.update_many(y_true[lo:hi], y_pred[lo:hi])
+        sb, sc = b.state(), c.state()
+        assert sb["labels"] == sc["labels"] and sb["seen"] == sc["seen"] == hi
+        assert np.array_equal(sb["true"], sc["true"]) and np.array_equal(sb["pred"], sc["pred"])
+    after = a.state()  # the copy moved on, the original did not
+    assert after["labels"] == before["labels"] and after["seen"] == 250
+    assert np.array_equal(after["true"], before["true"])
+    assert np.array_equal(after["pred"], before["pred"])
+    a.update_many(y_true[250:], y_pred[250:])
+    p, r, f = _oracles()
+    for t, y in zip(y_true, y_pred, strict=True):
+        for m in (p, r, f):
+            m.update(t, y)
+    assert a.scores() == b.scores() == pytest.approx((p.get(), r.get(), f.get()), abs=1e-12)

@@ -143,3 +143,35 @@ def test_one_failing_event_is_isolated_and_the_rest_continue_as_without_it(
     for key in "ab":
         got_data, expected_data = key_to_data(monitor.keys[key]), key_to_data(reference.keys[key])
         assert _same(got_data, expected_data, timings=False)
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf])
+def test_an_infinite_value_is_isolated_like_a_fault(bad: float) -> None:
+    # the finite values of a batch are checked once per key; an infinite one must still make
+    # its detector refuse the event, which is isolated, the rest as without it
+    evs = _events(2000)
+    poison = 1304  # one of a's events, in its drift
+    assert evs[poison].key == "a"
+    e = evs[poison]
+    evs[poison] = Telemetry(
+        e.key,
+        e.ts,
+        (bad, *e.values[1:]),
+        e.partition,
+        e.offset,
+        e.predicted_label,
+        e.true_label,
+        e.categories,
+    )
+    monitor = DriftMonitor(_settings("ert"))
+    got = _run(monitor, evs)
+    failed = monitor.take_failed()
+    assert [ev.offset for ev, _ in failed] == [poison]
+    assert isinstance(failed[0][1], ValueError) and "finite" in str(failed[0][1])
+    reference = DriftMonitor(_settings("ert"))
+    expected = _run(reference, [x for x in evs if x.offset != poison])
+    assert got == expected
+    for key in "ab":
+        assert _same(
+            key_to_data(monitor.keys[key]), key_to_data(reference.keys[key]), timings=False
+        )
