@@ -14,7 +14,8 @@ scrapers in a separate process (asyncio, raw sockets, ``Accept-Encoding: gzip``)
 reading the whole answer, then waiting for the next multiple of ``--interval`` seconds (so every
 interval starts with ``--scrapers`` concurrent scrapes; Prometheus itself scrapes every 15 s).
 Prints scrape latency p50/p95/max (connect to last byte), 503s, renderings, and the processing
-rate with scrapers over without (the ratio).
+rate with scrapers over without (the ratio: the loaded phase over the mean of the phases alone
+before and after it; ``drift`` is after over before, the machine's own variation).
 
 Servers (``--servers``): ``process`` is :func:`stream.metrics.server.start_metrics_server` at
 default settings (a serving process answers scrapes with a bounded pool; the registry is rendered
@@ -244,8 +245,12 @@ def run(
             raise RuntimeError("the scrapers' process did not report")
         results, scrapers_cpu = parent.recv()
         proc.join()
+        # the loop alone again, after: the machine's own drift shows as the two differing, and
+        # their mean brackets the loaded phase
+        after = process(seconds)
         return {
-            "alone": alone,
+            "alone": (alone + after) / 2,
+            "drift": after / alone,
             "loaded": loaded,
             "results": results,
             "renderings": server.renderings,
@@ -303,7 +308,7 @@ def main() -> None:
     print(
         f"{'server':<10} {'rep':>3} {'scrapes':>7} {'503':>5} {'failed':>6} {'p50 s':>7} "
         f"{'p95 s':>7} {'max s':>7} {'renders':>7} {'proc/s alone':>12} {'proc/s scraped':>14} "
-        f"{'ratio':>6} {'cpu here':>8} {'serving':>7} {'scrapers':>8}"
+        f"{'ratio':>6} {'drift':>6} {'cpu here':>8} {'serving':>7} {'scrapers':>8}"
     )
     known: dict[str, Callable[[CollectorRegistry], Any]] = {
         "old": OldServer,
@@ -329,8 +334,8 @@ def main() -> None:
             print(
                 f"{name:<10} {rep:>3} {len(r['results']):>7} {busy:>5} {failed:>6} {p50:>7.3f} "
                 f"{p95:>7.3f} {max(ok, default=float('nan')):>7.3f} {r['renderings']:>7} "
-                f"{r['alone']:>12.0f} {r['loaded']:>14.0f} {ratio:>6.3f} {r['cpu_here']:>8.2f} "
-                f"{r['cpu_serving']:>7.2f} {r['cpu_scrapers']:>8.2f}"
+                f"{r['alone']:>12.0f} {r['loaded']:>14.0f} {ratio:>6.3f} {r['drift']:>6.3f} "
+                f"{r['cpu_here']:>8.2f} {r['cpu_serving']:>7.2f} {r['cpu_scrapers']:>8.2f}"
             )
     print("# medians of the repeats")
     for name, rows in summary.items():
