@@ -32,10 +32,9 @@ from detectors.base import EmptyList
 from detectors.categorical import MAX_CATEGORY_CHARS, CategoricalDetector, category_of
 from detectors.registry import CHI2, StateError, detector_from_state, detector_state, from_data
 from detectors.registry import to_data as _to_data
-from detectors.windows import check_array
 from stream.metrics import Metrics
 from stream.monitoring.events import EventFactory, Refresh, Span, StreamId
-from stream.monitoring.rings import first_offset, push_ring
+from stream.monitoring.rings import NO_OFFSET, first_offset, push_ring, ring_from_data, ring_to_data
 from stream.settings import Settings
 from stream.telemetry.records import DISTRIBUTION, DriftEvent, Telemetry
 
@@ -294,7 +293,7 @@ def _stream_to_data(cs: CategoryStream) -> dict[str, Any]:
     return {
         "detector": None if cs.detector is None else detector_state(cs.detector),
         "warmup": list(cs.warmup),
-        "offsets": cs.offsets.copy(),
+        "offsets": ring_to_data(cs.offsets, cs.seen, NO_OFFSET),
         "seen": cs.seen,
         "n_base": cs.n_base,
         "opened": _to_data(cs.opened),
@@ -337,8 +336,11 @@ def _stream_from_data(doc: Any, settings: Settings) -> CategoryStream:
         raise StateError("last_ts must be a finite number")
     if not (isinstance(partition, int) and partition >= 0):
         raise StateError("partition must be an integer >= 0")
+    offsets = ring_from_data(
+        doc["offsets"], np.int64, settings.window_size, counts[0], NO_OFFSET, "categorical offsets"
+    )
     return CategoryStream(
-        check_array(doc["offsets"], np.int64, settings.window_size, "offsets").copy(),
+        offsets,
         det,
         warmup,
         seen=counts[0],

@@ -1,11 +1,17 @@
 """A monitor's keys as plain data and back (what checkpoints hold), checked on the way in.
 
-The layout (version :data:`SNAPSHOT_VERSION`) is ``{"version": 4, "keys": [[key, state], ...]}``;
+The layout (version :data:`SNAPSHOT_VERSION`) is ``{"version": 5, "keys": [[key, state], ...]}``;
 a key's state holds its features' streams, its offset ring and counters, the ids of the commands
 it applied, its categorical streams, its accuracy (``stream``, the ``wrong`` and ``offsets``
 rings, ``labelled`` and the rest) and the worker budget's rate clocks (``rates``, version 4). It
 holds numbers, strings, numpy arrays, lists and dicts only. Fields added after the first version
-are optional when read; a version 3 snapshot (no ``rates``) is read too.
+are optional when read.
+
+Rings (the key's ``offsets``, a stream's own ``offsets``, the accuracy stream's ``wrong`` and
+``offsets``, a categorical stream's ``offsets``) are written as their filled prefix while their
+count (``seen``, ``labelled``) is below the window size, whole once full (version 5, see
+:func:`~stream.monitoring.rings.ring_to_data`): a new key of a few events costs a few bytes per
+ring, not a window's worth. Versions 3 (no ``rates``) and 4 (whole rings) are read too.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from detectors.windows import check_array
 from stream.monitoring.categorical import CategoricalStreams
 from stream.monitoring.keys import NO_IDS, KeyState
 from stream.monitoring.rates import rates_from_data, rates_to_data
+from stream.monitoring.rings import NO_ERROR, NO_OFFSET, ring_from_data, ring_to_data
 from stream.monitoring.streams import NO_VALUES, FeatureStream
 from stream.settings import Settings
 
@@ -36,9 +43,9 @@ __all__ = [
 ]
 
 #: Format of a monitor's snapshot; bumped when the state's layout changes.
-SNAPSHOT_VERSION = 4
-#: Snapshot versions this one reads (3: without the rate clocks).
-READABLE_SNAPSHOTS = (3, SNAPSHOT_VERSION)
+SNAPSHOT_VERSION = 5
+#: Snapshot versions this one reads (3: without the rate clocks; 4: rings written whole).
+READABLE_SNAPSHOTS = (3, 4, SNAPSHOT_VERSION)
 #: Command ids remembered per key (a command read again after a restart is not re-applied).
 APPLIED_REMEMBERED = 32
 
@@ -65,7 +72,7 @@ def _stream_to_data(fs: FeatureStream, *, own_ring: bool = True) -> dict[str, An
         "opened": to_data(fs.opened),
         "rebaselined": to_data(fs.rebaselined),
         "refreshed_at": fs.refreshed_at,
-        "offsets": None if offsets is None else offsets.copy(),
+        "offsets": None if offsets is None else ring_to_data(offsets, fs.seen, NO_OFFSET),
         "seen": fs.seen if own_ring else 0,
     }
 
@@ -74,8 +81,8 @@ def _accuracy_to_data(acc: FeatureStream) -> dict[str, Any]:
     assert acc.wrong is not None and acc.offsets is not None
     return {
         "stream": _stream_to_data(acc, own_ring=False),
-        "wrong": acc.wrong.copy(),
-        "offsets": acc.offsets.copy(),
+        "wrong": ring_to_data(acc.wrong, acc.seen, NO_ERROR),
+        "offsets": ring_to_data(acc.offsets, acc.seen, NO_OFFSET),
         "labelled": acc.seen,
         "reference_accuracy": acc.reference_accuracy,
         "last_ts": acc.last_ts,
@@ -87,7 +94,7 @@ def key_to_data(state: KeyState) -> dict[str, Any]:
     """A key's state as plain data (what is needed to continue exactly; no caches)."""
     return {
         "features": [_stream_to_data(fs) for fs in state.features],
-        "offsets": state.offsets.copy(),
+        "offsets": ring_to_data(state.offsets, state.seen, NO_OFFSET),
         "seen": state.seen,
         "partition": state.partition,
         "last_offset": state.last_offset,
@@ -132,7 +139,7 @@ def _transition(data: Any, name: str) -> Transition | None:
     return value
 
 
-def _stream_from_data(data: Any) -> FeatureStream:
+def _stream_from_data(data: Any, size: int) -> FeatureStream:
     doc = _fields(data, "stream", _STREAM_FIELDS)
     suppressed = _transition(doc["suppressed"], "suppressed")
     one_sided, reported = doc["one_sided"], doc["reported"]
@@ -145,6 +152,7 @@ def _stream_from_data(data: Any) -> FeatureStream:
     # fields added after the first version are optional
     refreshed_at = doc.get("refreshed_at")
     offsets = doc.get("offsets")
+    seen = _count(doc.get("seen", 0), "seen")
     return FeatureStream(
         None if detector is None else detector_from_state(detector),
         NO_VALUES if detector is not None and warmup.size == 0 else warmup.tolist(),
@@ -155,8 +163,12 @@ def _stream_from_data(data: Any) -> FeatureStream:
         opened=_transition(doc.get("opened"), "opened"),
         rebaselined=_transition(doc.get("rebaselined"), "rebaselined"),
         refreshed_at=None if refreshed_at is None else _count(refreshed_at, "refreshed_at"),
-        offsets=None if offsets is None else check_array(offsets, np.int64, None, "offsets").copy(),
-        seen=_count(doc.get("seen", 0), "seen"),
+        offsets=(
+            None
+            if offsets is None
+            else ring_from_data(offsets, np.int64, size, seen, NO_OFFSET, "a stream's offsets")
+        ),
+        seen=seen,
     )
 
 
@@ -175,10 +187,12 @@ def _classes_from_data(data: Any, window: int) -> RollingClassification:
 
 def _accuracy_from_data(data: Any, size: int) -> FeatureStream:
     a = _fields(data, "accuracy", _ACCURACY_FIELDS)
-    acc = _stream_from_data(a["stream"])
-    acc.wrong = check_array(a["wrong"], np.bool_, size, "accuracy ring").copy()
-    acc.offsets = check_array(a["offsets"], np.int64, size, "accuracy offsets").copy()
-    acc.seen = _count(a["labelled"], "labelled")
+    acc = _stream_from_data(a["stream"], size)
+    acc.seen = labelled = _count(a["labelled"], "labelled")
+    acc.wrong = ring_from_data(a["wrong"], np.bool_, size, labelled, NO_ERROR, "accuracy ring")
+    acc.offsets = ring_from_data(
+        a["offsets"], np.int64, size, labelled, NO_OFFSET, "accuracy offsets"
+    )
     acc.reference_accuracy = _float(a["reference_accuracy"], "reference_accuracy", nan=True)
     acc.last_ts = _float(a["last_ts"], "last_ts")
     acc.classes = _classes_from_data(a.get("classes"), size)
@@ -225,10 +239,11 @@ class KeyCodec:
         features = doc["features"]
         if not isinstance(features, list) or len(features) != len(self.settings.features):
             raise StateError(f"key state must hold {len(self.settings.features)} features")
+        seen = _count(doc["seen"], "seen")
         state = KeyState(
-            [_stream_from_data(f) for f in features],
-            check_array(doc["offsets"], np.int64, size, "key offsets").copy(),
-            seen=_count(doc["seen"], "seen"),
+            [_stream_from_data(f, size) for f in features],
+            ring_from_data(doc["offsets"], np.int64, size, seen, NO_OFFSET, "key offsets"),
+            seen=seen,
             partition=_count(doc["partition"], "partition"),
             last_offset=_int(doc["last_offset"], "last_offset"),
             last_ts=_float(doc["last_ts"], "last_ts"),
@@ -241,9 +256,6 @@ class KeyCodec:
         ):
             raise StateError(f"applied must be a list of at most {APPLIED_REMEMBERED} ids")
         state.applied = applied or NO_IDS
-        for fs in state.features:
-            if fs.offsets is not None and fs.offsets.shape != (size,):
-                raise StateError(f"a stream's offsets must hold {size} values")
         state.categorical = self.categorical.from_data(doc.get("categorical"))
         if doc["accuracy"] is not None:
             state.accuracy = _accuracy_from_data(doc["accuracy"], size)

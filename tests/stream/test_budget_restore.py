@@ -139,7 +139,7 @@ def test_the_rate_clocks_travel_with_the_key_and_older_snapshots_still_load(
     monitor = DriftMonitor(settings)
     _run(monitor, events[:130], 50)
     snap = CODEC.decode(b"0/k/all", CODEC.encode(b"0/k/all", 1, monitor.snapshot()))[1]
-    assert snap["version"] == SNAPSHOT_VERSION == 4
+    assert snap["version"] == SNAPSHOT_VERSION == 5
     restored = DriftMonitor(settings)
     assert restored.restore(snap) == len(monitor.keys)
     for key, state in monitor.keys.items():
