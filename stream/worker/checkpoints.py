@@ -20,6 +20,11 @@ skipped and counted by reason, never executed. With a signing key (``CHECKPOINT_
 every record is signed over its topic key and payload, and unsigned or badly signed records
 are rejected.
 
+Restoring, a key's body is decoded only if its record wins (:func:`fold_records`): every
+record's envelope, signature and claim are checked as it is read (:meth:`CheckpointCodec.open`),
+its body only skipped over; after a flood of keys the topic holds many records per key, most of
+them superseded.
+
 Versions: a reader accepts every version in :data:`READABLE_VERSIONS` (the current one and the
 one before it); new payload fields are added as map entries that older readers ignore, and a
 field a newer version adds is optional to its reader, so version ``N`` is readable by ``N+1``.
@@ -61,6 +66,7 @@ __all__ = [
     "MAX_CLAIM_STEP",
     "READABLE_VERSIONS",
     "CheckpointCodec",
+    "LazyBody",
     "LoopSlices",
     "PartitionCheckpoint",
     "RecordRejected",
@@ -216,6 +222,132 @@ def _ext_hook(code: int, data: bytes) -> Any:
     return np.frombuffer(data, dtype=dtype, offset=1)
 
 
+def _unpack_error(exc: Exception) -> RecordRejected:
+    """The rejection of a payload msgpack could not read (``exc``)."""
+    incomplete = isinstance(exc, msgpack.OutOfData) or "incomplete" in str(exc)
+    return RecordRejected("truncated" if incomplete else "malformed", repr(exc)[:200])
+
+
+def _unpack(data: bytes | memoryview) -> Any:
+    """``data`` read as one msgpack value (arrays as numpy arrays), else :class:`RecordRejected`."""
+    try:
+        return msgpack.unpackb(
+            data, ext_hook=_ext_hook, raw=False, strict_map_key=True, use_list=True
+        )
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise _unpack_error(exc) from None
+
+
+def _claim_of(doc: Any) -> int:
+    """The claim of a payload ``doc`` holding a claim and a body, else :class:`RecordRejected`."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("claim"), int) or "body" not in doc:
+        raise RecordRejected("malformed", "payload without claim and body")
+    claim = doc["claim"]
+    if isinstance(claim, bool) or claim < 0:
+        raise RecordRejected("malformed", f"claim {claim!r}")
+    return int(claim)
+
+
+def _document(payload: memoryview) -> tuple[int, Any]:
+    """``(claim, body)`` of a payload, all of it decoded; else :class:`RecordRejected`."""
+    doc = _unpack(payload)
+    return _claim_of(doc), doc["body"]
+
+
+class _Unusual(Exception):
+    """A payload the scan leaves to :func:`_document` (which says why it is rejected)."""
+
+
+def _scan(payload: memoryview) -> tuple[Any, int, int]:
+    """The claim and where the body is in a payload, the body skipped over, not decoded.
+
+    Raises
+    ------
+    _Unusual
+        If the payload is not a map with one claim and one body ending the payload, or
+        msgpack cannot read it (nothing is said about why: :func:`_document` does).
+    """
+    reader = msgpack.Unpacker(
+        raw=False, strict_map_key=True, use_list=True, max_buffer_size=max(len(payload), 1)
+    )
+    try:
+        reader.feed(payload)
+        fields: dict[Any, Any] = {}
+        body: tuple[int, int] | None = None
+        for _ in range(reader.read_map_header()):
+            name = reader.unpack()
+            if not isinstance(name, str | bytes):
+                raise _Unusual(name)
+            if name == "body":
+                start = reader.tell()
+                reader.skip()
+                body = (start, reader.tell())
+            else:
+                fields[name] = reader.unpack()
+        if body is None or "claim" not in fields or reader.tell() != len(payload):
+            raise _Unusual()
+    except (ValueError, TypeError, msgpack.UnpackException):
+        raise _Unusual() from None
+    return fields["claim"], body[0], body[1]
+
+
+class LazyBody:
+    """A checkpoint record's body, decoded the first time :meth:`value` is called.
+
+    Made by :meth:`CheckpointCodec.open` once the record's envelope, signature and claim have
+    been checked; the body is only skipped over then (its msgpack framing checked, nothing
+    built). What only building it tells (an unknown extension, a malformed array, bad UTF-8,
+    a map key that is not a string) is found by :meth:`value`.
+
+    Parameters
+    ----------
+    payload : memoryview
+        The record's payload.
+    start, end : int
+        Where the body's msgpack value is in it.
+    """
+
+    __slots__ = ("_body", "_end", "_error", "_payload", "_start")
+
+    def __init__(self, payload: memoryview, start: int, end: int) -> None:
+        self._payload: memoryview | None = payload
+        self._start = start
+        self._end = end
+        self._body: Any = None
+        self._error: RecordRejected | None = None
+
+    @classmethod
+    def decoded(cls, body: Any) -> LazyBody:
+        """A body decoded already."""
+        out = cls(memoryview(b""), 0, 0)
+        out._payload, out._body = None, body
+        return out
+
+    @property
+    def pending(self) -> bool:
+        """Whether the body has not been decoded yet."""
+        return self._payload is not None
+
+    def value(self) -> Any:
+        """The body (decoded once, then cached).
+
+        Raises
+        ------
+        RecordRejected
+            ``malformed`` (or ``truncated``) if the body does not decode, each time asked.
+        """
+        payload = self._payload
+        if payload is not None:
+            self._payload = None  # decoded once: the payload is not held any longer
+            try:
+                self._body = _unpack(payload[self._start : self._end])
+            except RecordRejected as exc:
+                self._error = exc
+        if self._error is not None:
+            raise self._error
+        return self._body
+
+
 class CheckpointCodec:
     """Encodes and decodes checkpoint record values (see the module docstring).
 
@@ -229,10 +361,12 @@ class CheckpointCodec:
     def __init__(self, signing_key: bytes | None = None) -> None:
         self._key = signing_key
 
-    def _mac(self, record_key: bytes, head: bytes, payload: bytes) -> bytes:
+    def _mac(self, record_key: bytes, head: bytes, payload: bytes | memoryview) -> bytes:
         assert self._key is not None
-        message = len(record_key).to_bytes(4, "little") + record_key + head + payload
-        return hmac.new(self._key, message, hashlib.sha256).digest()
+        mac = hmac.new(self._key, len(record_key).to_bytes(4, "little"), hashlib.sha256)
+        for part in (record_key, head, payload):
+            mac.update(part)
+        return mac.digest()
 
     def encode(self, record_key: bytes, claim: int, body: Any) -> bytes:
         """The value of a record with topic key ``record_key``."""
@@ -243,8 +377,9 @@ class CheckpointCodec:
         mac = b"" if self._key is None else self._mac(record_key, head, payload)
         return head + mac + payload
 
-    def decode(self, record_key: bytes, value: bytes) -> tuple[int, Any]:
-        """``(claim, body)`` of a record; raise :class:`RecordRejected` if it is not usable."""
+    def _payload(self, record_key: bytes, value: bytes) -> memoryview:
+        """The payload of a record whose envelope (and signature) check out, else
+        :class:`RecordRejected`."""
         if value[:4] != MAGIC:
             raise RecordRejected("not_a_checkpoint", f"starts with {value[:8]!r}")
         if len(value) < 6:
@@ -257,27 +392,34 @@ class CheckpointCodec:
         start = 6 + (MAC_BYTES if flags & SIGNED else 0)
         if len(value) < start:
             raise RecordRejected("truncated", f"{len(value)} bytes")
-        payload = value[start:]
+        payload = memoryview(value)[start:]
         if self._key is not None:
             if not flags & SIGNED:
                 raise RecordRejected("unsigned", "a signing key is set")
             expected = self._mac(record_key, value[:6], payload)
             if not hmac.compare_digest(expected, value[6:start]):
                 raise RecordRejected("bad_signature", "HMAC does not match")
+        return payload
+
+    def decode(self, record_key: bytes, value: bytes) -> tuple[int, Any]:
+        """``(claim, body)`` of a record; raise :class:`RecordRejected` if it is not usable."""
+        return _document(self._payload(record_key, value))
+
+    def open(self, record_key: bytes, value: bytes) -> tuple[int, LazyBody]:
+        """``(claim, body)`` of a record, its body decoded only when asked for.
+
+        The envelope, the signature and the claim are checked at once, as :meth:`decode`
+        checks them (the same :class:`RecordRejected`); the body is skipped over, and decoded
+        by :meth:`LazyBody.value`, which raises what only decoding it finds.
+        """
+        payload = self._payload(record_key, value)
         try:
-            doc = msgpack.unpackb(
-                payload, ext_hook=_ext_hook, raw=False, strict_map_key=True, use_list=True
-            )
-        except (ValueError, TypeError, msgpack.UnpackException) as exc:
-            incomplete = isinstance(exc, msgpack.OutOfData) or "incomplete" in str(exc)
-            reason = "truncated" if incomplete else "malformed"
-            raise RecordRejected(reason, repr(exc)[:200]) from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("claim"), int) or "body" not in doc:
-            raise RecordRejected("malformed", "payload without claim and body")
-        claim = doc["claim"]
-        if isinstance(claim, bool) or claim < 0:
-            raise RecordRejected("malformed", f"claim {claim!r}")
-        return claim, doc["body"]
+            claim, start, end = _scan(payload)
+            return _claim_of({"claim": claim, "body": None}), LazyBody(payload, start, end)
+        except (_Unusual, RecordRejected):
+            # decoding all of it rejects the record exactly as decode does
+            claim, body = _document(payload)
+            return claim, LazyBody.decoded(body)
 
 
 def marker_body(offset: int, writer: str, keys: int) -> dict[str, Any]:
@@ -308,6 +450,32 @@ class PartitionCheckpoint:
     keys: dict[str, Any] = field(default_factory=dict)  # key -> state body (latest)
 
 
+def _rejected(
+    rejected: Counter[str], part: PartitionCheckpoint, raw_key: bytes, exc: RecordRejected
+) -> None:
+    rejected[exc.reason] += 1
+    log.warning(
+        "partition %d: checkpoint record %r rejected: %s", part.partition, raw_key[:80], exc
+    )
+
+
+def _latest_body(
+    candidates: list[tuple[bytes, LazyBody]], part: PartitionCheckpoint, rejected: Counter[str]
+) -> Any:
+    """The body of a key's latest record that decodes (None: none does, or it is null).
+
+    ``candidates`` are the key's records since its latest tombstone, in log order; only the
+    latest is decoded unless its body turns out bad (counted in ``rejected``, as a record
+    :meth:`CheckpointCodec.decode` rejects), then the one before it, and so on.
+    """
+    for raw_key, body in reversed(candidates):
+        try:
+            return body.value()
+        except RecordRejected as exc:
+            _rejected(rejected, part, raw_key, exc)
+    return None
+
+
 def fold_records(
     records: Iterable[tuple[bytes | None, bytes | None]],
     partitions: Iterable[int],
@@ -320,12 +488,21 @@ def fold_records(
     tombstones delete keys; records of other partitions (sharing a checkpoint partition) are
     skipped; records that do not decode, or are fenced out, are counted in ``rejected`` by
     reason (a bad marker only costs a longer replay, a bad key a fresh start of that key).
+
+    A key record's body is decoded only if it wins (:meth:`CheckpointCodec.open`): of the
+    key's records, the latest not fenced out, after its latest tombstone. Should its body not
+    decode, it is counted and the key's record before it wins instead (the outcome of reading
+    every record with :meth:`CheckpointCodec.decode`). The envelope, signature and claim of
+    every record are checked, so a record whose body alone is bad still takes part in the
+    fencing, and a bad body in a record that does not win goes unnoticed. Claims and markers
+    are decoded whole, as they come.
     """
     records = list(records)
     rejected = Counter() if rejected is None else rejected
     wanted: Mapping[int, PartitionCheckpoint] = {p: PartitionCheckpoint(p) for p in partitions}
-    decoded: list[tuple[PartitionCheckpoint, bytes, bytes, int, Any]] = []
+    opened: list[tuple[PartitionCheckpoint, bytes, bytes, bytes, int, LazyBody | None]] = []
     latest_claim: dict[int, int] = {}
+    key_kind = KEY_RECORD.encode()
     for raw_key, value in records:
         if raw_key is None:
             continue
@@ -338,15 +515,16 @@ def fold_records(
             continue
         kind, _, key = rest.partition(b"/")
         if value is None:
-            decoded.append((part, kind, key, -1, None))
+            opened.append((part, raw_key, kind, key, -1, None))
             continue
         try:
-            claim, body = codec.decode(raw_key, value)
+            if kind == key_kind:
+                claim, lazy = codec.open(raw_key, value)
+            else:
+                claim, whole = codec.decode(raw_key, value)
+                lazy = LazyBody.decoded(whole)
         except RecordRejected as exc:
-            rejected[exc.reason] += 1
-            log.warning(
-                "partition %d: checkpoint record %r rejected: %s", part.partition, raw_key[:80], exc
-            )
+            _rejected(rejected, part, raw_key, exc)
             continue
         if kind == CLAIM_RECORD.encode():
             previous = latest_claim.get(part.partition, 0)
@@ -357,8 +535,11 @@ def fold_records(
                 )
                 continue
             latest_claim[part.partition] = max(previous, claim)
-        decoded.append((part, kind, key, claim, body))
-    for part, kind, key, claim, body in decoded:
+        opened.append((part, raw_key, kind, key, claim, lazy))
+    # per partition, per key (in the order of the keys' first record since their tombstone):
+    # the records that may win
+    candidates: dict[int, dict[str, list[tuple[bytes, LazyBody]]]] = {p: {} for p in wanted}
+    for part, raw_key, kind, key, claim, body in opened:
         ceiling = latest_claim.get(part.partition, 0)
         if claim > ceiling:
             rejected["claim_ahead"] += 1
@@ -368,21 +549,30 @@ def fold_records(
                 rejected["fenced"] += 1
                 continue  # written by a worker that had already lost the partition
             part.claim = claim
-        if kind == KEY_RECORD.encode():
+        if kind == key_kind:
             name = key.decode("utf-8", "replace")
+            held = candidates[part.partition]
             if body is None:
-                part.keys.pop(name, None)
+                held.pop(name, None)
             else:
-                part.keys[name] = body
+                held.setdefault(name, []).append((raw_key, body))
         elif kind == MARKER_RECORD.encode() and body is not None:
+            marker = body.value()
+            if marker is None:
+                continue
             try:
-                part.offset = _marker_offset(body)
+                part.offset = _marker_offset(marker)
             except RecordRejected as exc:
                 rejected[exc.reason] += 1
                 log.warning(
                     "partition %d: %s; replaying from the committed offset", part.partition, exc
                 )
                 continue
-            writer = body.get("writer")
+            writer = marker.get("writer")
             part.writer = writer if isinstance(writer, str) else None
+    for p, part in wanted.items():
+        for name, held_records in candidates[p].items():
+            state = _latest_body(held_records, part, rejected)
+            if state is not None:
+                part.keys[name] = state
     return dict(wanted)

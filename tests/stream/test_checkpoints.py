@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import pickle
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import msgpack
@@ -18,10 +19,12 @@ from stream.monitoring.processor import BatchProcessor
 from stream.settings import Settings
 from stream.telemetry.records import Telemetry, TelemetryParser
 from stream.worker import checkpointer as checkpointer_module
+from stream.worker import checkpoints as checkpoints_module
 from stream.worker.checkpoints import (
     CHECKPOINT_VERSION,
     READABLE_VERSIONS,
     CheckpointCodec,
+    LazyBody,
     LoopSlices,
     RecordRejected,
     claim_record,
@@ -402,3 +405,207 @@ def test_a_large_round_goes_out_in_bounded_chunks_before_its_markers(
     assert [len(c) for c in chunks] == [1, 1, 1]
     assert markers == [marker_record(0), marker_record(1)]
     assert most == IN_FLIGHT_CHUNKS
+
+
+def envelope(payload: object, codec: CheckpointCodec = CODEC, key: bytes = b"0/k/x") -> bytes:
+    """A record of any msgpack ``payload`` (signed if ``codec`` signs), the envelope valid."""
+    raw = msgpack.packb(payload)
+    signed = codec._key is not None
+    head = b"DWCK" + bytes((CHECKPOINT_VERSION, 1 if signed else 0))
+    return head + (codec._mac(key, head, raw) if signed else b"") + raw
+
+
+#: A body msgpack frames well but that does not decode (an unknown extension type).
+BAD_BODY = msgpack.ExtType(9, b"\x01")
+
+
+def outcome(call: Callable[[], tuple[int, object]]) -> tuple:
+    try:
+        claim, body = call()
+    except RecordRejected as exc:
+        return ("rejected", exc.reason, exc.detail)
+    if isinstance(body, LazyBody):
+        try:
+            body = body.value()
+        except RecordRejected as exc:
+            return ("body rejected", exc.reason, exc.detail)
+    return ("read", claim, repr(body))
+
+
+def payloads() -> dict[str, bytes]:
+    good = CODEC.encode(b"0/k/x", 1, {"v": np.arange(10.0)})
+    raw = good[6:]
+    return {
+        **bad_values(),
+        "empty payload": good[:6],
+        "payload not a map": envelope([1, 2]),
+        "truncated array payload": good[:6] + b"\x92\x01",
+        "no claim": envelope({"body": 1}),
+        "no body": envelope({"claim": 1}),
+        "negative claim": envelope({"claim": -1, "body": 1}),
+        "boolean claim": envelope({"claim": True, "body": 1}),
+        "claim not a number": envelope({"claim": "1", "body": 1}),
+        "claim an extension": envelope({"claim": BAD_BODY, "body": 1}),
+        "bytes keys": envelope({b"claim": 1, b"body": 1}),
+        "integer key": good[:6] + b"\x83\x01\x02" + raw[1:],
+        "extra data": good + b"\x00",
+        "truncated body": good[:-1],
+        "body first, more fields": envelope({"body": [1, "x"], "extra": {"a": 1}, "claim": 7}),
+        "body of null": envelope({"claim": 2, "body": None}),
+        "bad body": envelope({"claim": 2, "body": BAD_BODY}),
+        "good": good,
+    }
+
+
+@pytest.mark.parametrize("case", list(payloads()))
+def test_open_checks_what_decode_checks(case: str) -> None:
+    value = payloads()[case]
+    decoded, opened = (
+        outcome(lambda: CODEC.decode(b"0/k/x", value)),
+        outcome(lambda: CODEC.open(b"0/k/x", value)),
+    )
+    if case == "bad body":  # found once the body is asked for: the same rejection, later
+        assert opened == ("body rejected", *decoded[1:]) and decoded[:2] == (
+            "rejected",
+            "malformed",
+        )
+    else:
+        assert opened == decoded
+    if case in bad_values():
+        assert decoded[:2] == ("rejected", case)
+    if case in ("good", "body first, more fields", "body of null", "bad body"):
+        assert CODEC.open(b"0/k/x", value)[1].pending  # skipped over, not decoded
+
+
+def test_open_checks_signatures_as_decode_does() -> None:
+    signed = CheckpointCodec(b"0123456789abcdef-key")
+    value = signed.encode(b"0/k/x", 2, {"v": 1})
+    claim_number, body = signed.open(b"0/k/x", value)
+    assert claim_number == 2 and body.pending and body.value() == {"v": 1} and not body.pending
+    for bad, key, reason in (
+        (CODEC.encode(b"0/k/x", 2, {"v": 1}), b"0/k/x", "unsigned"),
+        (value[:-1] + bytes((value[-1] ^ 1,)), b"0/k/x", "bad_signature"),
+        (value, b"0/k/y", "bad_signature"),  # signed for another key
+        (
+            envelope({"claim": 2, "body": 1}, CheckpointCodec(b"another-key-01234")),
+            b"0/k/x",
+            "bad_signature",
+        ),
+        (value[:5] + b"\x00" + value[6:], b"0/k/x", "unsigned"),
+    ):
+        for read in (signed.open, signed.decode):
+            with pytest.raises(RecordRejected) as info:
+                read(key, bad)
+            assert info.value.reason == reason
+
+
+def test_a_lazy_body_is_decoded_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = count_decodes(monkeypatch)
+    _, body = CODEC.open(b"0/k/x", CODEC.encode(b"0/k/x", 1, ["state"]))
+    assert calls == []
+    assert body.value() == ["state"] and body.value() == ["state"] and len(calls) == 1
+    _, bad = CODEC.open(b"0/k/x", envelope({"claim": 1, "body": BAD_BODY}))
+    for _ in range(2):
+        with pytest.raises(RecordRejected, match="malformed"):
+            bad.value()
+    assert len(calls) == 2
+
+
+def count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The values every msgpack decode of the checkpoint codec returns, from now on."""
+    calls: list[object] = []
+    unpack = checkpoints_module._unpack
+
+    def counted(data: bytes | memoryview) -> object:
+        try:
+            out = unpack(data)
+        except RecordRejected as exc:
+            calls.append(exc)
+            raise
+        calls.append(out)
+        return out
+
+    monkeypatch.setattr(checkpoints_module, "_unpack", counted)
+    return calls
+
+
+def test_only_the_winning_record_of_a_key_is_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    records = [
+        claim(0, 1),
+        rec(key_record(0, "a"), "a1"),
+        rec(key_record(0, "b"), "b1"),
+        rec(key_record(0, "a"), "a2"),
+        (key_record(0, "b"), None),
+        rec(key_record(0, "c"), "c1"),
+        rec(key_record(0, "b"), "b2"),
+        rec(key_record(0, "a"), "a3"),
+        rec(marker_record(0), marker_body(10, "w", 3)),
+        rec(key_record(0, "c"), "c-zombie", 0),  # fenced out: never wins
+        rec(key_record(0, "d"), "d1"),
+        (key_record(0, "d"), None),
+    ]
+    calls = count_decodes(monkeypatch)
+    folded = fold_records(records, [0], CODEC)
+    assert list(folded[0].keys.items()) == [("a", "a3"), ("c", "c1"), ("b", "b2")]
+    assert folded[0].offset == 10
+    keys_decoded = [c for c in calls if isinstance(c, str)]
+    assert sorted(keys_decoded) == ["a3", "b2", "c1"]
+    assert len(calls) == 3 + 2  # the winners, the claim and the marker
+
+
+def eager_fold(records: list, codec: CheckpointCodec, rejected: Counter[str]) -> dict:
+    """fold_records with every key record decoded as it is read (the outcome to keep)."""
+
+    class Eager(CheckpointCodec):
+        def open(self, record_key: bytes, value: bytes) -> tuple[int, LazyBody]:
+            claim_number, body = codec.decode(record_key, value)
+            return claim_number, LazyBody.decoded(body)
+
+    return fold_records(records, [0], Eager(), rejected)
+
+
+def test_a_bad_winner_falls_back_to_the_key_s_previous_record() -> None:
+    bad = envelope({"claim": 1, "body": BAD_BODY})
+    records = [
+        claim(0, 1),
+        rec(key_record(0, "a"), "a1"),
+        rec(key_record(0, "b"), "b1"),
+        rec(key_record(0, "a"), "a2"),
+        (key_record(0, "a"), bad),  # the winner of "a": falls back to a2
+        (key_record(0, "b"), None),
+        (key_record(0, "b"), bad),  # after the tombstone, nothing to fall back to
+        rec(key_record(0, "c"), "c1"),
+        (key_record(0, "c"), bad),
+        (key_record(0, "c"), bad),  # both bad: c1
+        rec(key_record(0, "e"), "e1"),
+        rec(key_record(0, "e"), None),  # a null state deletes the key, as before
+        (key_record(0, "e"), bad),
+        rec(marker_record(0), marker_body(10, "w", 3)),
+    ]
+    rejected: Counter[str] = Counter()
+    folded = fold_records(records, [0], CODEC, rejected)
+    assert list(folded[0].keys.items()) == [("a", "a2"), ("c", "c1")]
+    assert rejected == {"malformed": 5}
+    expected: Counter[str] = Counter()
+    assert list(eager_fold(records, CODEC, expected)[0].keys.items()) == [("a", "a2"), ("c", "c1")]
+    assert expected == rejected
+
+
+def test_the_lazy_fold_restores_what_decoding_every_record_restores() -> None:
+    partition_of = {"a": 0, "b": 0, "c": 0}
+    stream = events(list(partition_of), 900, seed=3, partition_of=partition_of)
+    monitor = DriftMonitor(SETTINGS)
+    records = [claim(0, 1)]
+    for lo in range(0, len(stream), 300):
+        monitor.process(stream[lo : lo + 300])
+        for key in monitor.take_changed(0):
+            records.append(rec(key_record(0, key), monitor.snapshot(keys=[key])))
+        records.append(rec(marker_record(0), marker_body(lo + 300, "w", 3)))
+    rejected: Counter[str] = Counter()
+    lazy = fold_records(records, [0], CODEC, rejected)[0]
+    eager = eager_fold(records, CODEC, rejected)[0]
+    assert list(lazy.keys) == list(eager.keys) and rejected == {}
+    for key in lazy.keys:
+        back, again = DriftMonitor(SETTINGS), DriftMonitor(SETTINGS)
+        assert back.restore(lazy.keys[key]) == again.restore(eager.keys[key]) == 1
+        assert digest(back) == digest(again)
