@@ -8,12 +8,12 @@ distinct reference values, the window's values and times). The detector keeps th
 arrays and nothing else of its state: the parts are views made when they are read; the
 reference's per-value counts and per-slot ends and the window's count per slot are derived when
 read (e.g. by a checkpoint); the alpha rule's thresholds are the exact test's critical values,
-cached per process. The state (:mod:`detectors.ks_state`) stores the counts and tags as int32
-whatever the buffer's dtype. :class:`PackedKS` lays the buffers out for a reference
-(:meth:`~PackedKS._build`), binds the detector and its :class:`~detectors.ks_window.PackedWindow`
-to them (:meth:`~PackedKS._attach`, also to a :class:`~detectors.ks_bank.KSBank`'s buffers),
-reads and writes the header's scalars through attributes, and evaluates the exact gap and the
-full test from them.
+cached per process. The state (:mod:`detectors.ks_state`) stores the reference's per-value
+counts in the narrowest integer dtype that holds them, the tags as int32, and nothing derived.
+:class:`PackedKS` lays the buffers out for a reference (:meth:`~PackedKS._build`), binds the
+detector and its :class:`~detectors.ks_window.PackedWindow` to them (:meth:`~PackedKS._attach`,
+also to a :class:`~detectors.ks_bank.KSBank`'s buffers), reads and writes the header's scalars
+through attributes, and evaluates the exact gap and the full test from them.
 """
 
 from __future__ import annotations

@@ -2,10 +2,13 @@
 
 :class:`StoredKS` is :class:`~detectors.IncrementalKS`'s: :meth:`StoredKS.state` writes the
 detector's attributes by name, in the order of :data:`_STATE_FIELDS` (the scalars that live in
-the kernel's header included, under their attribute names); :meth:`StoredKS.from_state` checks
-such a state's shapes and invariants and rebuilds the packed buffers from it; pickles carry the
-same state. :class:`StoredWindowedKS` is :class:`~detectors.WindowedKS`'s: its attributes by
-name, in the order the detector set them.
+the kernel's header included, under their attribute names), but not the fields that are derived
+from others (:data:`_DERIVED_FIELDS`), and the reference's counts in the narrowest integer dtype
+that holds them (:func:`stored_counts`); :meth:`StoredKS.from_state` checks such a state's
+shapes and invariants and rebuilds the packed buffers from it. It also reads the states of the
+versions that wrote the derived fields, checking them against the values it derives. Pickles
+carry the same state. :class:`StoredWindowedKS` is :class:`~detectors.WindowedKS`'s: its
+attributes by name, in the order the detector set them.
 """
 
 from __future__ import annotations
@@ -25,7 +28,48 @@ from detectors.ks_window import PackedWindow
 from detectors.kstest import KSResult
 from detectors.windows import Window, check_array
 
-__all__ = ["StoredKS", "StoredWindowedKS"]
+__all__ = ["StoredKS", "StoredWindowedKS", "stored_counts"]
+
+#: The dtypes counts are stored in, narrowest first (any of them is read back).
+_STORED_COUNTS: tuple[type[np.signedinteger[Any]], ...] = (np.int8, np.int16, np.int32, np.int64)
+
+
+def stored_counts(counts: npt.ArrayLike) -> npt.NDArray[np.signedinteger[Any]]:
+    """``counts`` in the narrowest signed integer dtype that holds its values (a new array).
+
+    Parameters
+    ----------
+    counts : array-like of int
+        Integer values (any integer dtype).
+
+    Returns
+    -------
+    numpy.ndarray
+        The same values as int8, int16, int32 or int64 (int8 when empty).
+
+    Raises
+    ------
+    TypeError
+        If ``counts`` is not of an integer dtype.
+    ValueError
+        If a value does not fit an int64.
+
+    Examples
+    --------
+    >>> stored_counts(np.array([1, 3, 127])).dtype
+    dtype('int8')
+    >>> stored_counts(np.array([1, 1_000])).dtype
+    dtype('int16')
+    """
+    values = np.asarray(counts)
+    if values.dtype.kind not in "iu":
+        raise TypeError(f"counts must be integers, got dtype {values.dtype}")
+    lo, hi = (int(values.min()), int(values.max())) if values.size else (0, 0)
+    for dtype in _STORED_COUNTS:
+        info = np.iinfo(dtype)
+        if info.min <= lo and hi <= info.max:
+            return values.astype(dtype)
+    raise ValueError(f"counts in [{lo}, {hi}] do not fit an int64")
 
 
 class StoredKS(PackedKS):
@@ -40,8 +84,10 @@ class StoredKS(PackedKS):
     def state(self) -> dict[str, Any]:
         """The detector's state as plain data (see :mod:`detectors.registry`).
 
-        A pending calibration is waited for, unless it is not waited for by updates either:
-        the restored copy then calibrates again (same seed, same result).
+        The derived fields (:data:`_DERIVED_FIELDS`) are not written; the reference's counts
+        are in the narrowest integer dtype that holds them (:func:`stored_counts`). A pending
+        calibration is waited for, unless it is not waited for by updates either: the restored
+        copy then calibrates again (same seed, same result).
         """
         from detectors.registry import to_data
 
@@ -60,9 +106,7 @@ class StoredKS(PackedKS):
             _ref=self._ref,
             _G=int(ints.item(GAP)),
             _ops=int(ints.item(OPS)),
-            _ref_end=self._ref_end,
-            _ref_counts=self._ref_counts,
-            _counts=self._counts,  # counted from the ring, int32 whatever the buffer's dtype
+            _ref_counts=stored_counts(self._ref_counts),
         )
         out = {k: to_data(values.pop(k)) for k in _STATE_FIELDS if k in values}
         out.update((k, to_data(v)) for k, v in values.items() if k not in _NOT_STATE)
@@ -75,15 +119,21 @@ class StoredKS(PackedKS):
     def from_state(cls, state: dict[str, Any]) -> Self:
         """Rebuild a detector from :meth:`state`, checking its shapes and invariants.
 
+        The reference's counts may be in any of the stored dtypes (int8 to int64). A state of
+        an earlier version, with the derived fields (:data:`_DERIVED_FIELDS`), is read too:
+        those fields must equal the values derived from the others.
+
         Raises
         ------
         detectors.registry.StateError
             If the state is not one this version can continue from.
         """
-        from detectors.registry import StateError, restore_attributes
+        from detectors.registry import StateError, from_data, restore_attributes
 
         state = dict(state)
         recalibrate = state.pop("_recalibrate", False)
+        # written by the versions before the derived fields were dropped: checked below
+        derived = {k: from_data(state.pop(k)) for k in _DERIVED_FIELDS if k in state}
         # the packed scalars are checked on a stand-in of the same name, then packed below
         packed = type(cls.__name__, (), {})()
         restore_attributes(
@@ -93,12 +143,11 @@ class StoredKS(PackedKS):
         restore_attributes(det, state, _KS_STATE_TYPES)
         k = len(packed._ref)
         values = np.frombuffer(packed._ref, dtype=np.float64)
-        ref_counts = check_array(packed._ref_counts, np.int64, k, "reference counts")
-        ref_end = check_array(packed._ref_end, np.int64, 2 * k + 1, "reference ends")
-        counts = check_array(packed._counts, np.int32, 2 * k + 1, "window counts")
+        ref_counts = _stored_ints(packed._ref_counts, k, "_ref_counts")
         win = det._window
         tags = win.tags()
-        cum = np.cumsum(ref_counts)
+        cum = np.zeros(k + 1, dtype=np.int64)
+        np.cumsum(ref_counts, out=cum[1:])
         if (
             k == 0
             or not np.all(np.isfinite(values))
@@ -106,9 +155,6 @@ class StoredKS(PackedKS):
             or np.any(ref_counts <= 0)
             or det._n != int(cum[-1])
             or det._n > np.iinfo(np.int32).max
-            or ref_end[0] != 0
-            or np.any(ref_end[1::2] != cum)
-            or np.any(ref_end[2::2] != cum)
         ):
             raise StateError("IncrementalKS reference arrays are inconsistent")
         if (
@@ -116,13 +162,13 @@ class StoredKS(PackedKS):
             or not 1 <= det._min_window <= det.window_size
             or np.any(tags < 0)
             or np.any(tags > 2 * k)
-            or np.any(np.bincount(tags, minlength=2 * k + 1) != counts)
             or not packed.n_seen >= 0
             or packed._ops < 0
             or packed._below < 0
             or det._resolve_after < 1
         ):
             raise StateError("IncrementalKS window state is inconsistent")
+        _check_derived(derived, cum, tags)
         cal = packed._calibration
         if cal is not None and not isinstance(cal, KSCalibration):
             raise StateError("IncrementalKS calibration has the wrong type")
@@ -133,7 +179,7 @@ class StoredKS(PackedKS):
         det._floats = header_floats(win.now, win.duration)
         det._window = PackedWindow(win.capacity, win.duration, det._ints, det._narrow, det._floats)
         times = None if win._times is None else win.times()
-        det._build(values, ref_end[0::2], win.values(), times, tags)
+        det._build(values, cum, win.values(), times, tags)
         det.n_seen = packed.n_seen
         det._in_drift = packed._in_drift
         det._ints[BELOW], det._ints[GAP], det._ints[OPS] = packed._below, packed._G, packed._ops
@@ -161,7 +207,7 @@ class StoredKS(PackedKS):
 
 #: The order of the fields of :meth:`StoredKS.state` (the order of the attributes of
 #: the detector before its scalars moved into the kernel's buffers; kept so that states are
-#: byte-identical across that change).
+#: byte-identical across that change, the derived fields apart).
 _STATE_FIELDS = (
     "n_seen",
     "_in_drift",
@@ -184,8 +230,6 @@ _STATE_FIELDS = (
     "_calibration",
     "_n",
     "_ref",
-    "_ref_end",
-    "_counts",
     "_thresholds",
     "_ref_counts",
     "_G",
@@ -214,10 +258,13 @@ _PACKED_TYPES: dict[str, type | tuple[type, ...]] = {
     "_ops": int,
     "_calibration": (KSCalibration, type(None)),
     "_ref": array,
-    "_ref_end": np.ndarray,
     "_ref_counts": np.ndarray,
-    "_counts": np.ndarray,
 }
+
+#: Fields that earlier versions wrote and that are derived from the others: the reference's
+#: values up to the end of each slot (from ``_ref_counts``) and the window's count per slot
+#: (from its tags). Read and checked against the derived values, no longer written.
+_DERIVED_FIELDS = ("_ref_end", "_counts")
 
 #: The other attributes an :class:`IncrementalKS` state must hold, and their types.
 _KS_STATE_TYPES: dict[str, type | tuple[type, ...]] = {
@@ -231,6 +278,48 @@ _KS_STATE_TYPES: dict[str, type | tuple[type, ...]] = {
     "_n": int,
     "_thresholds": dict,
 }
+
+
+def _stored_ints(value: Any, size: int, name: str) -> npt.NDArray[np.int64]:
+    """``value`` as int64 if it is a 1-d array of ``size`` entries in one of the stored dtypes
+    (:data:`_STORED_COUNTS`), else :class:`~detectors.registry.StateError`."""
+    from detectors.registry import StateError
+
+    if not (
+        isinstance(value, np.ndarray)
+        and value.ndim == 1
+        and any(value.dtype == d for d in _STORED_COUNTS)
+    ):
+        got = f"{value.ndim}-d {value.dtype}" if isinstance(value, np.ndarray) else type(value)
+        raise StateError(f"IncrementalKS {name} must be a 1-d int8..int64 array, got {got}")
+    if value.shape[0] != size:
+        raise StateError(f"IncrementalKS {name} must hold {size} entries, got {value.shape[0]}")
+    return value.astype(np.int64)
+
+
+def _check_derived(
+    derived: dict[str, Any], cum: npt.NDArray[np.int64], tags: npt.NDArray[np.int32]
+) -> None:
+    """Check the derived fields of an earlier version's state against the values derived from
+    the reference's cumulative counts ``cum`` and the window's ``tags``.
+
+    Raises
+    ------
+    detectors.registry.StateError
+        If a field is malformed or disagrees (a corrupt or altered state).
+    """
+    from detectors.registry import StateError
+
+    n_slots = 2 * cum.shape[0] - 1
+    if "_ref_end" in derived:
+        want = np.empty(n_slots, dtype=np.int64)
+        want[0::2], want[1::2] = cum, cum[1:]
+        if not np.array_equal(_stored_ints(derived["_ref_end"], n_slots, "_ref_end"), want):
+            raise StateError("IncrementalKS _ref_end disagrees with _ref_counts")
+    if "_counts" in derived:
+        want = np.bincount(tags, minlength=n_slots)
+        if not np.array_equal(_stored_ints(derived["_counts"], n_slots, "_counts"), want):
+            raise StateError("IncrementalKS _counts disagrees with the window's tags")
 
 
 class StoredWindowedKS(KSAlarm):

@@ -113,9 +113,10 @@ def test_large_window_and_unequal_sizes_against_scipy() -> None:
 
 
 @pytest.mark.parametrize(("n", "window_size"), [(1_000, 200), (40_000, 300), (500, 40_000)])
-def test_narrow_buffer_dtype_and_stored_int32(n: int, window_size: int) -> None:
+def test_narrow_buffer_dtype_and_stored_counts(n: int, window_size: int) -> None:
     # int16 slots and cumulative counts while both fit, whatever the window (no per-slot counts
-    # are kept); int32 beyond; the counts stored as int32
+    # are kept); int32 beyond; the state holds no per-slot counts, the reference's per-value
+    # counts in the narrowest dtype (each value once here: int8) and the tags as int32
     rng = np.random.default_rng(11)
     reference = rng.normal(size=n)
     det = IncrementalKS(reference, window_size=window_size, alpha=1e-6)
@@ -125,7 +126,8 @@ def test_narrow_buffer_dtype_and_stored_int32(n: int, window_size: int) -> None:
     assert det._narrow.dtype == narrow
     assert_matches_scipy(det.result(), reference, stream[-window_size:])
     held = detector_state(det)["state"]
-    assert held["_counts"].dtype == np.int32
+    assert "_counts" not in held and "_ref_end" not in held
+    assert held["_ref_counts"].dtype == np.int8 and held["_ref_counts"].tolist() == [1] * n
     assert det._window.tags().dtype == np.int32
     clone = detector_from_state(detector_state(det))
     tail = rng.normal(0.5, 1.0, size=400)
@@ -133,6 +135,71 @@ def test_narrow_buffer_dtype_and_stored_int32(n: int, window_size: int) -> None:
     clone.update_many(tail)
     assert det.transitions == clone.transitions
     assert det.result() == clone.result()
+
+
+@pytest.mark.parametrize(
+    ("n", "n_values", "stored"),
+    [
+        (1_000, 1_000, np.int8),  # distinct values: every count 1
+        (1_000, 4, np.int16),  # four values, about 250 each
+        (1_000, 1, np.int16),  # one value, 1,000 times
+        (70_000, 2, np.int32),  # two values, about 35,000 each
+    ],
+)
+def test_the_reference_counts_are_stored_narrow_and_read_in_any_width(
+    n: int, n_values: int, stored: type
+) -> None:
+    rng = np.random.default_rng(n_values)
+    if n_values == n:
+        reference = rng.normal(size=n)
+    else:
+        reference = rng.integers(0, n_values, size=n).astype(float)
+    det = IncrementalKS(reference, window_size=200, alpha=0.01, resolve_after=20)
+    det.update_many(rng.normal(size=300) if n_values == n else reference[:300])
+    doc = detector_state(det)
+    held = doc["state"]["_ref_counts"]
+    counts = np.unique(reference, return_counts=True)[1]
+    assert held.dtype == stored and held.tolist() == counts.tolist()
+    assert held.dtype == np.min_scalar_type(-int(counts.max()))  # the narrowest signed one
+    tail = np.r_[rng.normal(size=100), rng.normal(3.0, 1.0, size=300)]
+    if n_values != n:
+        tail = rng.integers(0, n_values, size=400).astype(float) + np.repeat([0.0, 1.0], 200)
+    restored = []
+    for width in (np.int32, np.int64):
+        wide = {"kind": doc["kind"], "state": dict(doc["state"])}
+        wide["state"]["_ref_counts"] = held.astype(width)
+        clone = detector_from_state(wide)
+        assert clone.reference.tolist() == det.reference.tolist()
+        assert _same(detector_state(clone), doc)  # written back narrow, all else the same
+        restored.append(clone)
+    kinds = []
+    for x in tail:
+        det.update(float(x))
+        kinds += [t.kind for t in det.transitions]
+        for clone in restored:
+            clone.update(float(x))
+            assert clone.transitions == det.transitions
+            assert clone.gap == det.gap
+    assert DRIFT_STARTED in kinds  # the continuation exercises an alarm
+    for clone in restored:
+        assert clone.result() == det.result()
+        assert _same(detector_state(clone), detector_state(det))
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal plain data (arrays by dtype and values)."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (
+            isinstance(a, np.ndarray)
+            and isinstance(b, np.ndarray)
+            and a.dtype == b.dtype
+            and np.array_equal(a, b)
+        )
+    if isinstance(a, dict) and isinstance(b, dict):
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
 
 
 def test_alarm_rule_is_p_below_alpha_at_every_update() -> None:

@@ -72,27 +72,115 @@ def tampered(change: Any) -> dict[str, Any]:
     return doc
 
 
+def old_ks_state() -> dict[str, Any]:
+    """The state of :func:`ks_state` as the versions before the derived fields wrote it: with
+    the reference's per-slot ends (int64) and the window's per-slot counts (int32), and the
+    reference counts as int64."""
+    det = warmed(IncrementalKS(reference(), 50, alpha=0.01))
+    doc = detector_state(det)
+    old = {}
+    for name, value in doc["state"].items():
+        old[name] = det._ref_counts if name == "_ref_counts" else value
+        if name == "_ref":  # the derived fields followed the distinct values
+            old.update(_ref_end=det._ref_end, _counts=det._counts)
+    assert old["_ref_end"].dtype == np.int64 and old["_counts"].dtype == np.int32
+    doc["state"] = old
+    return doc
+
+
+def tampered_old(change: Any) -> dict[str, Any]:
+    doc = old_ks_state()
+    change(doc["state"])
+    return doc
+
+
+def _moved(counts: np.ndarray) -> np.ndarray:
+    """``counts`` with one unit moved from its largest entry to its last: same sum, wrong."""
+    out = counts.copy()
+    out[int(np.argmax(out))] -= 1
+    out[-1] += 1
+    return out
+
+
 @pytest.mark.parametrize(
     "doc",
     [
         {"kind": "pickle", "state": {}},
         {"kind": "incremental_ks", "state": []},
-        tampered(lambda s: s.pop("_counts")),
+        tampered(lambda s: s.pop("_ref_counts")),
         tampered(lambda s: s.update(update=1)),  # would shadow a method
         tampered(lambda s: s.update(__class__=1)),
         tampered(lambda s: s.update(n_seen="many")),
-        tampered(lambda s: s.update(_counts=s["_counts"].astype(np.int64))),
-        tampered(lambda s: s.update(_counts=s["_counts"][:-1])),
+        tampered(lambda s: s.update(_ref_counts=s["_ref_counts"].astype(np.float64))),
+        tampered(lambda s: s.update(_ref_counts=s["_ref_counts"].astype(np.uint8))),
+        tampered(lambda s: s.update(_ref_counts=s["_ref_counts"][:-1])),
+        tampered(lambda s: s.update(_ref_counts=s["_ref_counts"][None, :])),
+        tampered(lambda s: s.update(_ref_counts=_moved(s["_ref_counts"]))),
+        tampered(lambda s: s.update(_ref_counts=s["_ref_counts"] * 2)),  # n is 300, not 600
         tampered(lambda s: s["_window"]["v"].update(tags=s["_window"]["v"]["tags"] + 10_000)),
         tampered(lambda s: s["_window"]["v"].update(capacity=7)),
         tampered(lambda s: s.update(_window={"$": "window", "v": {"capacity": 50}})),
         tampered(lambda s: s.update(_calibration={"$": "record", "cls": "os.system", "v": {}})),
         tampered(lambda s: s.update(_thresholds={"$": "code", "v": "import os"})),
+        # an earlier version's state whose derived fields disagree with what they derive from
+        tampered_old(lambda s: s.update(_counts=_moved(s["_counts"]))),
+        tampered_old(lambda s: s.update(_counts=s["_counts"][:-1])),
+        tampered_old(lambda s: s.update(_counts=s["_counts"].astype(np.float64))),
+        tampered_old(lambda s: s.update(_ref_end=_moved(s["_ref_end"]))),
+        tampered_old(lambda s: s.update(_ref_end=s["_ref_end"] + 1)),
+        tampered_old(lambda s: s.update(_ref_end=s["_ref_end"][1:])),
+        tampered_old(lambda s: s.update(_ref_end={"$": "code", "v": "import os"})),
     ],
 )
 def test_malformed_states_are_refused(doc: dict[str, Any]) -> None:
     with pytest.raises(StateError):
         detector_from_state(doc)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda s: s.update(_counts=_moved(s["_counts"])), "_counts disagrees"),
+        (lambda s: s.update(_ref_end=_moved(s["_ref_end"])), "_ref_end disagrees"),
+        (lambda s: s.update(_counts=s["_counts"][:-1]), "_counts must hold 601 entries"),
+        (lambda s: s.update(_ref_counts=s["_ref_counts"] * 1.0), "int8..int64 array, got 1-d"),
+    ],
+)
+def test_a_corrupt_state_is_refused_with_what_is_wrong(change: Any, message: str) -> None:
+    doc = tampered_old(change)
+    with pytest.raises(StateError, match=message):
+        detector_from_state(doc)
+
+
+def test_an_earlier_versions_state_restores_to_the_same_detector() -> None:
+    new, old = ks_state(), old_ks_state()
+    assert "_counts" not in new["state"] and "_ref_end" not in new["state"]
+    assert new["state"]["_ref_counts"].dtype == np.int8  # 300 distinct values, once each
+    from_new, from_old = detector_from_state(new), detector_from_state(old)
+    assert _same_state(detector_state(from_old), new) and _same_state(detector_state(from_new), new)
+    rng = np.random.default_rng(4)
+    for x in np.r_[rng.normal(size=100), rng.normal(1.5, 1.0, size=150)]:
+        from_new.update(x)
+        from_old.update(x)
+        assert from_new.transitions == from_old.transitions
+    assert from_new.result() == from_old.result()
+    assert _same_state(detector_state(from_new), detector_state(from_old))
+
+
+def _same_state(a: Any, b: Any) -> bool:
+    """Equal plain data (arrays by dtype and values)."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (
+            isinstance(a, np.ndarray)
+            and isinstance(b, np.ndarray)
+            and a.dtype == b.dtype
+            and np.array_equal(a, b)
+        )
+    if isinstance(a, dict) and isinstance(b, dict):
+        return list(a) == list(b) and all(_same_state(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same_state(x, y) for x, y in zip(a, b, strict=True))
+    return bool(type(a) is type(b) and a == b)
 
 
 def test_a_river_state_is_checked_against_a_fresh_detector() -> None:
