@@ -62,6 +62,7 @@ __all__ = [
     "PackedKS",
     "header_floats",
     "packed_attributes",
+    "ref_end",
     "set_packed_attributes",
     "window_result",
 ]
@@ -70,6 +71,15 @@ __all__ = [
 def header_floats(now: float, duration: float | None) -> npt.NDArray[np.float64]:
     """The kernel's float header: the randomised boundary's mix, the clock, the duration."""
     return np.array([0.0, now, math.inf if duration is None else float(duration)], dtype=np.float64)
+
+
+def ref_end(cum: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.int64]:
+    """The reference values up to the end of each of the ``2K + 1`` slots, from the reference's
+    cumulative counts ``cum`` (``K + 1`` values, from 0)."""
+    out = np.empty(2 * cum.shape[0] - 1, dtype=np.int64)
+    out[0::2] = cum
+    out[1::2] = cum[1:]
+    return out
 
 
 class PackedKS(KSAlarm, KSDetector):
@@ -280,11 +290,7 @@ class PackedKS(KSAlarm, KSDetector):
     @property
     def _ref_end(self) -> npt.NDArray[np.int64]:
         """The reference values up to the end of each slot (``2K + 1``; a new array)."""
-        cum = self._cum.astype(np.int64)
-        out = np.empty(2 * cum.shape[0] - 1, dtype=np.int64)
-        out[0::2] = cum
-        out[1::2] = cum[1:]
-        return out
+        return ref_end(self._cum)
 
     @property
     def reference(self) -> npt.NDArray[np.float64]:

@@ -23,7 +23,13 @@ from detectors.base import NO_TRANSITIONS, Transition
 from detectors.calibration import KSCalibration
 from detectors.ks_alarm import KSAlarm
 from detectors.ks_kernel import BELOW, GAP, N_INTS, OPS
-from detectors.ks_packed import PackedKS, header_floats, packed_attributes, set_packed_attributes
+from detectors.ks_packed import (
+    PackedKS,
+    header_floats,
+    packed_attributes,
+    ref_end,
+    set_packed_attributes,
+)
 from detectors.ks_window import PackedWindow
 from detectors.kstest import KSResult
 from detectors.windows import Window, check_array
@@ -312,9 +318,8 @@ def _check_derived(
 
     n_slots = 2 * cum.shape[0] - 1
     if "_ref_end" in derived:
-        want = np.empty(n_slots, dtype=np.int64)
-        want[0::2], want[1::2] = cum, cum[1:]
-        if not np.array_equal(_stored_ints(derived["_ref_end"], n_slots, "_ref_end"), want):
+        stored = _stored_ints(derived["_ref_end"], n_slots, "_ref_end")
+        if not np.array_equal(stored, ref_end(cum)):
             raise StateError("IncrementalKS _ref_end disagrees with _ref_counts")
     if "_counts" in derived:
         want = np.bincount(tags, minlength=n_slots)
