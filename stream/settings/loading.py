@@ -23,13 +23,15 @@ from stream.settings.model import Settings, setting_types
 __all__ = ["OTHER_VARIABLES", "load_settings"]
 
 #: ``DRIFTWATCH_*`` variables that are not settings but are read elsewhere: the settings file,
-#: and the local broker of ``scripts/kafka_local.py`` and the integration tests.
+#: the local broker of ``scripts/kafka_local.py`` and the integration tests, and whether
+#: ``scripts/test.sh`` runs the integration tests in a process of their own.
 OTHER_VARIABLES = frozenset(
     {
         "DRIFTWATCH_CONFIG",
         "DRIFTWATCH_KAFKA_CACHE",
         "DRIFTWATCH_KAFKA_DIR",
         "DRIFTWATCH_KAFKA_BOOTSTRAP",
+        "DRIFTWATCH_TEST_SPLIT",
     }
 )
 
