@@ -21,6 +21,7 @@ import base64
 import contextlib
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -45,6 +46,10 @@ ENV_PREFIX = "DRIFTWATCH_"
 START_TIMEOUT_S = 60.0
 #: Seconds between restarts of a serving process that died on its own.
 RESTART_DELAY_S = 1.0
+#: Exit statuses of a serving process stopped by a signal that stops the worker too (a service
+#: manager or a terminal signalling the whole process group): the worker is most likely
+#: stopping, so the restart waits for :data:`RESTART_DELAY_S` before it says anything.
+STOP_STATUSES = frozenset({-signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP})
 
 
 class ServingError(RuntimeError):
@@ -199,13 +204,25 @@ class MetricsServer:
         with self._lock:
             old = self._child
             old.close()
-            log.error(
-                "the metrics serving process ended (exit status %s, %s); starting it again",
-                old.process.returncode,
-                cause,
-            )
+            status = old.process.returncode
+            said = status not in STOP_STATUSES
+            if said:
+                log.error(
+                    "the metrics serving process ended (exit status %s, %s); starting it again",
+                    status,
+                    cause,
+                )
             while not self._closing:
                 time.sleep(RESTART_DELAY_S)
+                if self._closing:
+                    return  # the worker is stopping: the signal was meant for both
+                if not said:
+                    said = True
+                    log.warning(
+                        "the metrics serving process was stopped by signal %d while the worker"
+                        " runs; starting it again",
+                        -status,
+                    )
                 try:
                     self._child = _Child(self._listener, self._config)
                 except ServingError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import signal
 import socket
@@ -28,7 +29,7 @@ from stream.metrics.channel import (
     recv_frame,
     send_frame,
 )
-from stream.metrics.server import MetricsServer, start_metrics_server
+from stream.metrics.server import RESTART_DELAY_S, MetricsServer, start_metrics_server
 from stream.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -120,6 +121,33 @@ def test_it_is_started_again_when_it_dies(
     assert server.pid != first and not _alive(first)
     status, body = _get(server.url)  # the same port: the listener stayed open in the worker
     assert status == 200 and body == generate_latest(registry)
+
+
+def test_a_stop_signal_to_the_group_closes_quietly_but_alone_restarts_with_a_warning(
+    registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = load_settings(environ={}, metrics_host="127.0.0.1", metrics_port=0)
+    # a service manager stopping the worker signals the serving process as well
+    server = start_metrics_server(settings, registry)
+    with caplog.at_level(logging.INFO, logger="driftwatch.metrics"):
+        os.kill(server.pid, signal.SIGTERM)
+        time.sleep(RESTART_DELAY_S / 4)  # the worker's own shutdown begins meanwhile
+        server.close()
+    assert server.restarts == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    # the same signal to the serving process alone, the worker running on
+    server = start_metrics_server(settings, registry)
+    try:
+        first = server.pid
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="driftwatch.metrics"):
+            os.kill(first, signal.SIGTERM)
+            _wait_for(lambda: server.restarts == 1, "the serving process is started again")
+        levels = [r.levelno for r in caplog.records if "serving process" in r.getMessage()]
+        assert levels == [logging.WARNING]
+        assert _get(server.url)[0] == 200
+    finally:
+        server.close()
 
 
 def test_close_stops_it(registry: CollectorRegistry) -> None:
