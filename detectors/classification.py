@@ -170,13 +170,18 @@ class RollingClassification:
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
-        """The window as plain data: the pairs' label codes and the code book."""
+        """The window as plain data: the pairs' label codes and the code book.
+
+        The rings are given in their own (narrowest) dtype, and only their filled part while
+        the window fills: the pairs seen so far are its first ``seen`` slots."""
+        filled = min(self._seen, self.window)
+        rings = self._rings if filled == self.window else self._rings[:, :filled]
         return {
             "window": self.window,
             "seen": self._seen,
             "labels": list(self._labels),
-            "true": self._rings[0].astype(np.int64),
-            "pred": self._rings[1].astype(np.int64),
+            "true": rings[0].copy(),
+            "pred": rings[1].copy(),
         }
 
     @classmethod
@@ -197,18 +202,22 @@ class RollingClassification:
             and len(set(labels)) == len(labels)
         ):
             raise ValueError(f"labels must be at most {2 * window} distinct strings")
+        filled = min(seen, window)
         rings: list[npt.NDArray[Any]] = []
         for name in ("true", "pred"):
             ring = data[name]
             if not (
                 isinstance(ring, np.ndarray)
-                and ring.dtype == np.int64
-                and ring.shape == (window,)
+                and ring.dtype.kind == "i"
+                and ring.shape in ((window,), (filled,))
                 and bool(np.all((ring >= -1) & (ring < len(labels))))
             ):
-                raise ValueError(f"{name} must be {window} int64 codes in [-1, {len(labels)})")
-            rings.append(ring)
-        filled = min(seen, window)
+                raise ValueError(
+                    f"{name} must be {filled} or {window} integer codes in [-1, {len(labels)})"
+                )
+            if ring.shape[0] < window:  # the filled part only: the rest is empty
+                ring = np.concatenate([ring, np.full(window - ring.shape[0], -1, ring.dtype)])
+            rings.append(ring.astype(np.int64))
         expected = np.zeros(window, dtype=np.bool_)
         expected[(seen - np.arange(1, filled + 1)) % window] = True
         if not (

@@ -90,11 +90,17 @@ def test_bad_state_and_arguments_are_refused() -> None:
     with pytest.raises(ValueError, match="y_pred has 1"):
         good.update_many(["a", "b"], ["a"])
     bad = dict(state, true=np.array([0, 5, -1, -1], dtype=np.int64))
-    with pytest.raises(ValueError, match="int64 codes"):
+    with pytest.raises(ValueError, match="integer codes"):
         RollingClassification.from_state(bad)
+    for ring in (np.array([0.0, 1.0]), np.array([0, 1, -1], dtype=np.int8), [0, 1]):
+        with pytest.raises(ValueError, match="2 or 4 integer codes"):
+            RollingClassification.from_state(dict(state, true=ring))
     bad = dict(state, seen=3)  # three pairs claimed, two held
-    with pytest.raises(ValueError, match="last 3 pairs"):
+    with pytest.raises(ValueError, match="true must be 3 or 4 integer codes"):
         RollingClassification.from_state(bad)
+    padded = {n: np.concatenate([state[n], [-1, -1]]).astype(np.int64) for n in ("true", "pred")}
+    with pytest.raises(ValueError, match="last 3 pairs"):
+        RollingClassification.from_state(dict(bad, **padded))
     with pytest.raises(ValueError, match="must hold"):
         RollingClassification.from_state({"window": 4})
 
@@ -121,7 +127,32 @@ def test_many_classes_widen_the_rings_and_equal_river(window: int, n_classes: in
     assert ours._rings.dtype == restored._rings.dtype == wide
     assert ours.scores() == pytest.approx([m.get() for m in oracles], abs=1e-12)
     assert restored.scores() == ours.scores()
-    assert ours.state()["true"].dtype == np.int64
+    assert ours.state()["true"].dtype == wide
+
+
+def test_state_holds_the_filled_part_in_the_rings_dtype_and_reads_the_wide_form() -> None:
+    y_true, y_pred = _stream(600, seed=7)
+    for n in (0, 1, WINDOW - 1, WINDOW, WINDOW + 37):
+        ours = RollingClassification(WINDOW)
+        ours.update_many(y_true[:n], y_pred[:n])
+        state = ours.state()
+        filled = min(n, WINDOW)
+        assert state["true"].shape == state["pred"].shape == (filled,)
+        assert state["true"].dtype == state["pred"].dtype == np.int8
+        # the form of earlier versions: whole rings of int64 codes, -1 where empty
+        wide = {
+            name: np.concatenate([state[name], np.full(WINDOW - filled, -1)]).astype(np.int64)
+            for name in ("true", "pred")
+        }
+        for data in (state, dict(state, **wide)):
+            back = RollingClassification.from_state(data)
+            assert back.n_seen == n and back._rings.dtype == np.int8
+            assert np.array_equal(back._rings, ours._rings)
+            assert back.scores() == ours.scores() or n == 0
+            back.update_many(y_true[n:], y_pred[n:])
+            twin = ours.copy()
+            twin.update_many(y_true[n:], y_pred[n:])
+            assert back.scores() == twin.scores()
 
 
 def _rivers() -> tuple[type, type, type]:
