@@ -31,9 +31,13 @@ from detectors.validation import finite_values
 __all__ = ["KSBank", "KSCheckpoint", "checkpoint", "rewind"]
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(slots=True, eq=False)
 class KSCheckpoint:
-    """A detector's attributes and copies of its packed buffers (see :func:`checkpoint`)."""
+    """A detector's attributes and copies of its packed buffers (see :func:`checkpoint`).
+
+    Never changed once made; not frozen, as a frozen dataclass's ``__init__`` costs about 3x
+    and a caller may make one for every stream of every batch.
+    """
 
     attributes: dict[str, Any]
     ints: npt.NDArray[np.int64]
@@ -43,10 +47,12 @@ class KSCheckpoint:
 
 def checkpoint(det: IncrementalKS) -> KSCheckpoint:
     """What :func:`rewind` needs to put ``det`` back as it is now."""
+    # shared, not copied: an ert detector's ``_thresholds`` (never changed in place) and the
+    # empty NO_TRANSITIONS
     attributes = packed_attributes(det)
-    if "_thresholds" in attributes:  # an ert detector's table (the alpha rule's is shared)
-        attributes["_thresholds"] = dict(attributes["_thresholds"])
-    attributes["transitions"] = list(det.transitions)
+    transitions = det.transitions
+    if transitions is not NO_TRANSITIONS:
+        attributes["transitions"] = list(transitions)
     return KSCheckpoint(attributes, det._ints.copy(), det._narrow.copy(), det._floats.copy())
 
 
@@ -58,8 +64,6 @@ def rewind(det: IncrementalKS, saved: KSCheckpoint) -> None:
     if det._pending is not None and det._pending is not saved.attributes["_pending"]:
         det.close()  # a calibration started since (a new reference): not needed any more
     set_packed_attributes(det, saved.attributes)
-    if "_thresholds" in saved.attributes:
-        det._thresholds = dict(saved.attributes["_thresholds"])
     det.transitions = list(saved.attributes["transitions"]) or NO_TRANSITIONS
     det._attach(saved.ints.copy(), saved.narrow.copy(), saved.floats.copy())
 
