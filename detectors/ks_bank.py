@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -25,29 +26,59 @@ import numpy.typing as npt
 from detectors.base import NO_TRANSITIONS, Transition
 from detectors.ks import IncrementalKS
 from detectors.ks_kernel import DONE, run_streams
-from detectors.ks_packed import packed_attributes, set_packed_attributes
+from detectors.ks_packed import PackedKS
 from detectors.validation import finite_values
 
 __all__ = ["KSBank", "KSCheckpoint", "checkpoint", "rewind"]
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class KSCheckpoint:
-    """A detector's attributes and copies of its packed buffers (see :func:`checkpoint`)."""
+#: A packed detector's slots, in order, and all of them read in one call (AttributeError: one
+#: is not set, e.g. an alpha-rule detector's ``_thresholds``).
+_SLOTS = PackedKS.__slots__
+_read_slots = attrgetter(*_SLOTS)
+_TRANSITIONS, _PENDING = _SLOTS.index("transitions"), _SLOTS.index("_pending")
+#: A slot not set, in :attr:`KSCheckpoint.slots`.
+_UNSET: Any = object()
 
-    attributes: dict[str, Any]
+
+@dataclass(slots=True, eq=False)
+class KSCheckpoint:
+    """A detector's slots, instance dict and copies of its packed buffers (see
+    :func:`checkpoint`).
+
+    Never changed once made; not frozen, as a frozen dataclass's ``__init__`` costs about 3x
+    and a caller may make one for every stream of every batch.
+    """
+
+    slots: tuple[Any, ...]  # every slot of PackedKS.__slots__, in order (_UNSET: not set)
+    extra: dict[str, Any] | None  # a subclass's instance attributes, if any
     ints: npt.NDArray[np.int64]
     narrow: npt.NDArray[Any]
     floats: npt.NDArray[np.float64]
 
 
 def checkpoint(det: IncrementalKS) -> KSCheckpoint:
-    """What :func:`rewind` needs to put ``det`` back as it is now."""
-    attributes = packed_attributes(det)
-    if "_thresholds" in attributes:  # an ert detector's table (the alpha rule's is shared)
-        attributes["_thresholds"] = dict(attributes["_thresholds"])
-    attributes["transitions"] = list(det.transitions)
-    return KSCheckpoint(attributes, det._ints.copy(), det._narrow.copy(), det._floats.copy())
+    """What :func:`rewind` needs to put ``det`` back as it is now.
+
+    The slots' values are held as they are: the mutable ones are either replaced, never
+    changed in place (an ert detector's ``_thresholds``, the shared empty ``transitions``), or
+    copied (a list of transitions).
+    """
+    try:
+        slots = _read_slots(det)
+    except AttributeError:  # a slot not set (an alpha-rule detector, a state without one)
+        slots = tuple(getattr(det, name, _UNSET) for name in _SLOTS)
+    transitions = slots[_TRANSITIONS]
+    if transitions is not NO_TRANSITIONS and transitions is not _UNSET:
+        slots = (*slots[:_TRANSITIONS], list(transitions), *slots[_TRANSITIONS + 1 :])
+    extra = getattr(det, "__dict__", None)
+    return KSCheckpoint(
+        slots,
+        dict(extra) if extra else None,
+        det._ints.copy(),
+        det._narrow.copy(),
+        det._floats.copy(),
+    )
 
 
 def rewind(det: IncrementalKS, saved: KSCheckpoint) -> None:
@@ -55,12 +86,18 @@ def rewind(det: IncrementalKS, saved: KSCheckpoint) -> None:
 
     The detector gets buffers of its own; a bank it belonged to re-packs it at its next update.
     """
-    if det._pending is not None and det._pending is not saved.attributes["_pending"]:
+    if det._pending is not None and det._pending is not saved.slots[_PENDING]:
         det.close()  # a calibration started since (a new reference): not needed any more
-    set_packed_attributes(det, saved.attributes)
-    if "_thresholds" in saved.attributes:
-        det._thresholds = dict(saved.attributes["_thresholds"])
-    det.transitions = list(saved.attributes["transitions"]) or NO_TRANSITIONS
+    for name, value in zip(_SLOTS, saved.slots, strict=True):
+        if value is not _UNSET:
+            object.__setattr__(det, name, value)
+        elif hasattr(det, name):
+            object.__delattr__(det, name)
+    extra = getattr(det, "__dict__", None)
+    if extra is not None:
+        extra.clear()
+        extra.update(saved.extra or {})
+    det.transitions = list(det.transitions) or NO_TRANSITIONS
     det._attach(saved.ints.copy(), saved.narrow.copy(), saved.floats.copy())
 
 

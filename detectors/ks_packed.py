@@ -121,7 +121,9 @@ class PackedKS(KSAlarm, KSDetector):
     _ints: npt.NDArray[np.int64]
     _narrow: Narrow
     _floats: npt.NDArray[np.float64]
-    _thresholds: dict[int, tuple[int, int]]  # with ert only: the thresholds the state stores
+    # with ert only: the thresholds the state stores; replaced, never changed in place (a
+    # checkpoint holds it without a copy)
+    _thresholds: dict[int, tuple[int, int]]
     _window: PackedWindow
     _result: KSResult | None
     _n: int
@@ -255,7 +257,7 @@ class PackedKS(KSAlarm, KSDetector):
     def _install(self, calibration: KSCalibration) -> None:
         thresholds = (calibration.gap_high, calibration.gap_low)
         if self.ert is not None:
-            self._thresholds[self.window_size] = thresholds
+            self._thresholds = {**self._thresholds, self.window_size: thresholds}
         self._set_table(self.window_size, thresholds)
         self._sync_testable()
 
@@ -322,7 +324,7 @@ class PackedKS(KSAlarm, KSDetector):
         high = self._alpha_gap(self._n, m)
         t = (high, math.ceil(self.resolve_ratio * high))
         if self.ert is not None:
-            self._thresholds[m] = t
+            self._thresholds = {**self._thresholds, m: t}
         return t
 
     # ------------------------------------------------------------------ evaluation

@@ -8,8 +8,10 @@ by the closed alarm's threshold.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 from operator import attrgetter
 
 import numpy as np
@@ -39,7 +41,6 @@ __all__ = ["FeatureFeeder", "Hit", "feed", "record_snapshot"]
 _TIE = 1e-12
 
 _NO_TIMES = np.empty(0, dtype=np.float64)
-_all = np.logical_and.reduce
 _VALUES, _OFFSET, _TS = attrgetter("values"), attrgetter("offset"), attrgetter("ts")
 
 REFERENCE_FREE: frozenset[str] = frozenset(k.name for k in KINDS.values() if not k.needs_reference)
@@ -284,7 +285,11 @@ class FeatureFeeder:
         """Feed ``evs`` (new to the key, in order); return the features' drift events."""
         ctx = self.ctx
         settings = ctx.settings
-        values = np.array(list(map(_VALUES, evs)), dtype=np.float64)
+        # one value per feature an event (one float each, nan: missing); a ragged batch fails
+        # to reshape, as it would fail to make an array
+        values = np.fromiter(chain.from_iterable(map(_VALUES, evs)), np.float64).reshape(
+            len(evs), len(state.features)
+        )
         offsets = np.fromiter(map(_OFFSET, evs), dtype=np.int64, count=len(evs))
         times = (
             np.fromiter(map(_TS, evs), dtype=np.float64, count=len(evs))
@@ -296,12 +301,23 @@ class FeatureFeeder:
         state.changed = True
         state.last_ts = evs[-1].ts
         out: list[DriftEvent] = []
-        # every value finite (the common case) is checked once here, not by each detector
-        finite = bool(_all(np.isfinite(values), axis=None))
+        # every value finite (the common case) is checked once here, not by each detector: a
+        # non-finite value makes the sum non-finite (an overflow only takes the checked path)
+        finite = math.isfinite(values.sum())
         dense = finite or not np.isnan(values).any()
         for j, fs in enumerate(state.features):
             # sparse events: the stream sees only the events that have the feature, and keeps
             # its own offset ring once one lacks it (see _Column)
+            if dense and fs.offsets is None and fs.detector is not None:
+                # the common case, without a _Column: every value, the key's ring
+                hits = feed(fs, values[:, j], times, ctx.snapshot, finite)
+                fs.dirty = True
+                if hits:
+                    col = _Column(values[:, j], offsets, times, state.offsets, state.seen, None)
+                    out += self._report(key, j, fs, evs, col, 0, hits)
+                if ctx.metrics is not None:
+                    ctx.metrics.observations.labels(settings.features[j]).inc(len(evs))
+                continue
             col = _Column.of(fs, state, values[:, j], offsets, times, dense)
             if col.xs.shape[0] == 0:
                 continue
@@ -311,23 +327,38 @@ class FeatureFeeder:
                 hits = feed(fs, col.xs[start:], ts, ctx.snapshot, finite)
                 fs.dirty = True
                 if hits:
-                    stream = StreamId(
-                        key, settings.features[j], self.detector_names[j], DISTRIBUTION
-                    )
-                for hit in hits:
-                    pos = start + hit.pos
-                    t = hit.transition
-                    ev = evs[col.event_index(pos)]
-                    first = first_offset(col.ring, col.base, col.offsets, pos, t.n_window)
-                    span = Span(ev.ts, ev.partition, first, ev.offset)
-                    event = ctx.events.transition(stream, t, span, fs.n_base + t.index)
-                    out.append(event)
-                    record_snapshot(ctx, event, fs.detector, hit.window)
+                    out += self._report(key, j, fs, evs, col, start, hits)
             col.advance(fs)
             if ctx.metrics is not None:
                 ctx.metrics.observations.labels(settings.features[j]).inc(col.xs.shape[0])
         push_ring(state.offsets, state.seen, offsets)
         state.seen += len(evs)
+        return out
+
+    def _report(
+        self,
+        key: str,
+        j: int,
+        fs: FeatureStream,
+        evs: Sequence[Telemetry],
+        col: _Column,
+        start: int,
+        hits: list[Hit],
+    ) -> list[DriftEvent]:
+        """The drift events of feature ``j``'s ``hits`` (``col.xs[start:]`` was fed)."""
+        ctx = self.ctx
+        settings = ctx.settings
+        stream = StreamId(key, settings.features[j], self.detector_names[j], DISTRIBUTION)
+        out: list[DriftEvent] = []
+        for hit in hits:
+            pos = start + hit.pos
+            t = hit.transition
+            ev = evs[col.event_index(pos)]
+            first = first_offset(col.ring, col.base, col.offsets, pos, t.n_window)
+            span = Span(ev.ts, ev.partition, first, ev.offset)
+            event = ctx.events.transition(stream, t, span, fs.n_base + t.index)
+            out.append(event)
+            record_snapshot(ctx, event, fs.detector, hit.window)
         return out
 
     def _warm_up(self, key: str, j: int, fs: FeatureStream, xs: npt.NDArray[np.float64]) -> int:

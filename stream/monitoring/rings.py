@@ -73,6 +73,9 @@ def first_offset(
 def push_ring(ring: npt.NDArray[Any], seen: int, values: npt.NDArray[Any]) -> None:
     """Write ``values`` (stream indices ``seen, seen + 1, ...``) into ``ring``."""
     cap = ring.shape[0]
+    if values.shape[0] == 1:  # one event of the key in the batch: common with many keys
+        ring[seen % cap] = values[0]
+        return
     tail = values[-cap:]
     # indices seen + len(values) - len(tail) + i (mod cap): at most two contiguous slices
     first = (seen + values.shape[0] - tail.shape[0]) % cap

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from detectors.registry import KINDS
+from stream.monitoring import detection
 from stream.monitoring.accuracy import AccuracyFeeder
 from stream.monitoring.keys import KeyState
 from stream.monitoring.monitor import DriftMonitor
@@ -171,6 +173,75 @@ def test_an_infinite_value_is_isolated_like_a_fault(bad: float) -> None:
     reference = DriftMonitor(_settings("ert"))
     expected = _run(reference, [x for x in evs if x.offset != poison])
     assert got == expected
+    for key in "ab":
+        assert _same(
+            key_to_data(monitor.keys[key]), key_to_data(reference.keys[key]), timings=False
+        )
+
+
+def _fault_after_second_feature(monkeypatch: pytest.MonkeyPatch, offsets: set[int]) -> list[int]:
+    """The second numeric feature's feed raises, once it has updated its detector, on a key's
+    batch holding one of ``offsets``: the first two features are fed, the key's offset ring,
+    categorical and accuracy streams not yet. Returns the list the faults are counted in."""
+    process, real_feed = detection.FeatureFeeder.process, detection.feed
+    batch: list[Sequence[Telemetry]] = []
+    fed: list[int] = []
+    faults: list[int] = []
+
+    def tracking(
+        self: detection.FeatureFeeder, key: str, state: KeyState, evs: Sequence[Telemetry]
+    ) -> list[DriftEvent]:
+        batch[:] = [evs]
+        fed[:] = []
+        return process(self, key, state, evs)
+
+    def faulty(*args: Any, **kwargs: Any) -> list[detection.Hit]:
+        hits = real_feed(*args, **kwargs)
+        fed.append(1)
+        if len(fed) == 2 and any(e.offset in offsets for e in batch[0]):
+            faults.append(1)
+            raise RuntimeError("injected fault")
+        return hits
+
+    monkeypatch.setattr(detection.FeatureFeeder, "process", tracking)
+    monkeypatch.setattr(detection, "feed", faulty)
+    return faults
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_a_fault_in_the_middle_of_a_key_leaves_it_exactly_as_before(
+    monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    # every numeric detector kind: its features are fed, then the key's processing raises
+    settings = load_settings(
+        environ={},
+        features=("tokens", "latency"),
+        feature_detectors={"tokens": kind, "latency": kind},
+        categorical_features=("finish_reasons",),
+        window_size=50,
+        reference_size=100,
+        alpha=1e-4,
+    )
+    evs = _events(1000)
+    monitor = DriftMonitor(settings)
+    _run(monitor, evs[:800])
+    state = monitor.keys["a"]
+    assert all(fs.detector is not None for fs in state.streams()) and state.categorical
+    before_a = key_to_data(state)
+    batch = evs[800:900]
+    faults = _fault_after_second_feature(monkeypatch, {e.offset for e in batch if e.key == "a"})
+    monitor.process(batch)
+    a_events = [e.offset for e in batch if e.key == "a"]
+    assert [ev.offset for ev, _ in monitor.take_failed()] == a_events
+    assert len(faults) == 1 + len(a_events)  # the key's batch, then each event alone
+    assert _same(key_to_data(monitor.keys["a"]), before_a)
+    monkeypatch.undo()
+    # the restored key continues exactly as one that never saw the failing events
+    reference = DriftMonitor(settings)
+    _run(reference, evs[:800])
+    reference.process([e for e in batch if e.key == "b"])
+    rest = evs[900:]
+    assert _run(monitor, rest) == _run(reference, rest)
     for key in "ab":
         assert _same(
             key_to_data(monitor.keys[key]), key_to_data(reference.keys[key]), timings=False
