@@ -224,7 +224,10 @@ def guarantee_order(draws: int, share: float, confidence: float = GUARANTEE_CONF
     makes the share at least ``share`` with probability ``P(Binomial(draws, share) <= k - 1)``;
     this returns the smallest ``k`` for which that probability is at least ``confidence``: the
     one-sided distribution-free upper confidence bound of the ``share``-quantile. (The plain
-    empirical quantile covers ``share`` only about half the time, and on average less.)
+    empirical quantile covers ``share`` only about half the time, and on average less.) The
+    rates are the draws' simulated ones, each counted on about 60 false alarms' worth of
+    observations; that counting noise widens their law a little, so the bound is of the
+    simulated rates' quantile, not of the exact conditional rates'.
 
     Parameters
     ----------
@@ -246,7 +249,9 @@ def guarantee_order(draws: int, share: float, confidence: float = GUARANTEE_CONF
     (62, 59)
     """
     if draws < 1 or not 0.0 < share < 1.0 or not 0.0 < confidence < 1.0:
-        raise ValueError(f"need draws >= 1 and share, confidence in (0, 1): {draws, share}")
+        raise ValueError(
+            f"need draws >= 1 and share, confidence in (0, 1); got {draws}, {share}, {confidence}"
+        )
     cdf = 0.0
     for k in range(1, draws + 1):  # cdf = P(Binomial(draws, share) <= k - 1)
         cdf += math.comb(draws, k - 1) * share ** (k - 1) * (1.0 - share) ** (draws - k + 1)
