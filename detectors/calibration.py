@@ -36,15 +36,16 @@ the simulated statistic, which a plain bootstrap from the reference would leave 
 How a guarantee is calibrated
 -----------------------------
 With ``guarantee=p`` the null distribution is drawn :data:`GUARANTEE_DRAWS` times and each
-draw's false-start rate is counted on its own streams. The threshold is set so that the
-``k``-th smallest of those rates is :data:`GUARANTEE_FACTOR` ``/ ert``, where ``k``
-(:func:`guarantee_order`) is the order statistic that bounds the ``p``-quantile of the rate
-from above with confidence :data:`GUARANTEE_CONFIDENCE`: the margin the finite number of draws
-needs, derived from the Beta law of an order statistic's coverage, not tuned on data (64 draws,
-``p = 0.9``: the 62nd smallest rate, whose coverage is Beta(62, 3), mean 0.954, at least 0.9
-with probability 0.9). The simulation's seed is a hash of the detector's seed, the calibrated
-counts and the configuration (:func:`simulation_seed`): independent between references,
-identical for the same reference. The average rule (``guarantee=None``) uses the seed as given.
+draw's false-start rate is counted on its own streams. The threshold is set so that the ``k``-th
+smallest of those rates is :data:`GUARANTEE_FACTOR` ``/ ert``, where ``k``
+(:func:`guarantee_order`) is the order statistic that bounds the ``p``-quantile of the rate from
+above with confidence :data:`GUARANTEE_CONFIDENCE`: the margin the finite number of draws needs,
+derived from the Beta law of an order statistic's coverage, not tuned on data (64 draws and
+``p = 0.9``: the 62nd smallest rate, whose coverage is Beta(62, 3), mean 0.954, at least 0.9 with
+probability 0.961; the 61st would give 0.894). The simulation's seed is a hash of the detector's
+seed, the calibrated counts and the configuration (:func:`simulation_seed`): independent between
+references, identical for the same reference. The average rule (``guarantee=None``) uses the
+seed as given.
 
 The simulation is the detector's own null process, compiled (:mod:`detectors.kernels`): the
 window, a test after every event (or every ``stride``), the exact gap, episodes with the resolve
