@@ -33,6 +33,20 @@ the simulated statistic, which a plain bootstrap from the reference would leave 
   this is the continuous model. Thresholds stay on gaps the reference's own values can
   produce (simulated values between them never occur in real tied data).
 
+How a guarantee is calibrated
+-----------------------------
+With ``guarantee=p`` the null distribution is drawn :data:`GUARANTEE_DRAWS` times and each
+draw's false-start rate is counted on its own streams. The threshold is set so that the ``k``-th
+smallest of those rates is :data:`GUARANTEE_FACTOR` ``/ ert``, where ``k``
+(:func:`guarantee_order`) is the order statistic that bounds the ``p``-quantile of the rate from
+above with confidence :data:`GUARANTEE_CONFIDENCE`: the margin the finite number of draws needs,
+derived from the Beta law of an order statistic's coverage, not tuned on data (64 draws and
+``p = 0.9``: the 62nd smallest rate, whose coverage is Beta(62, 3), mean 0.954, at least 0.9 with
+probability 0.961; the 61st would give 0.894). The simulation's seed is a hash of the detector's
+seed, the calibrated counts and the configuration (:func:`simulation_seed`): independent between
+references, identical for the same reference. The average rule (``guarantee=None``) uses the
+seed as given.
+
 The simulation is the detector's own null process, compiled (:mod:`detectors.kernels`): the
 window, a test after every event (or every ``stride``), the exact gap, episodes with the resolve
 tally and the randomised boundary. One run at a low level keeps every stretch that any higher
@@ -52,6 +66,7 @@ References
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -68,13 +83,16 @@ from detectors.signature import tie_signature
 __all__ = [
     "CONTINUOUS_TIE_FRACTION",
     "DEFAULT_GUARANTEE",
+    "GUARANTEE_CONFIDENCE",
     "KSCalibration",
     "calibrate_gap",
     "calibrate_null_statistics",
     "check_ert",
     "check_guarantee",
+    "guarantee_order",
     "shared_calibrations",
     "simulation_budget",
+    "simulation_seed",
 ]
 
 #: References with at most this fraction of tied values are calibrated as continuous.
@@ -115,7 +133,8 @@ class KSCalibration:
     guarantee : float or None
         None: calibrated on the average over references. Else the share of references whose
         conditional rate is calibrated to at most ``GUARANTEE_FACTOR / ert``
-        (``simulated_rate`` is then that quantile's rate).
+        (``simulated_rate`` is then the rate of the draws' order statistic that bounds that
+        quantile, see :func:`guarantee_order`).
     """
 
     gap_high: int
@@ -172,6 +191,11 @@ GUARANTEE_DRAWS = 64
 #: The recommended share of references whose conditional false-alarm rate is guaranteed.
 DEFAULT_GUARANTEE = 0.9
 
+#: Confidence, over the simulation's finite draws of the null distribution, that the share of
+#: draws whose rate is within the guarantee's bound is at least the share asked (see
+#: :func:`guarantee_order`).
+GUARANTEE_CONFIDENCE = 0.9
+
 #: An ERT must allow this many false episodes' worth of observations: a false episode lasts at
 #: least ``window_size + resolve_after`` observations (the window must refresh, then stay low).
 MIN_ERT_EPISODES = 5
@@ -188,6 +212,100 @@ def check_ert(ert: float, window_size: int, resolve_after: int, stride: int = 1)
             f"{resolve_after}: a false drift episode alone lasts over {shortest // 5} "
             f"observations; use ert >= {shortest} or a smaller window"
         )
+
+
+@lru_cache(maxsize=64)
+def guarantee_order(draws: int, share: float, confidence: float = GUARANTEE_CONFIDENCE) -> int:
+    """Which order statistic of ``draws`` simulated rates a guarantee of ``share`` calibrates.
+
+    The rates of the draws of the null distribution (plausible truths given the reference) are
+    independent, so the share of the null distribution's mass whose rate lies at or below the
+    ``k``-th smallest of ``draws`` of them is Beta(``k``, ``draws + 1 - k``) distributed
+    (exactly, for a continuous law of the rate). Calibrating that order statistic to the bound
+    makes the share at least ``share`` with probability ``P(Binomial(draws, share) <= k - 1)``;
+    this returns the smallest ``k`` for which that probability is at least ``confidence``: the
+    one-sided distribution-free upper confidence bound of the ``share``-quantile. (The plain
+    empirical quantile covers ``share`` only about half the time, and on average less.) The
+    rates are the draws' simulated ones, each counted on about 60 false alarms' worth of
+    observations; that counting noise widens their law a little, so the bound is of the
+    simulated rates' quantile, not of the exact conditional rates'.
+
+    Parameters
+    ----------
+    draws : int
+        Simulated draws of the null distribution (at least 1).
+    share : float
+        The guaranteed share, in (0, 1).
+    confidence : float
+        The confidence asked of the bound, in (0, 1).
+
+    Returns
+    -------
+    int
+        ``k`` in ``1 .. draws`` (``draws`` when even the largest rate gives less confidence).
+
+    Examples
+    --------
+    >>> guarantee_order(64, 0.9), guarantee_order(64, 0.9, 0.5)
+    (62, 59)
+    """
+    if draws < 1 or not 0.0 < share < 1.0 or not 0.0 < confidence < 1.0:
+        raise ValueError(
+            f"need draws >= 1 and share, confidence in (0, 1); got {draws}, {share}, {confidence}"
+        )
+    cdf = 0.0
+    for k in range(1, draws + 1):  # cdf = P(Binomial(draws, share) <= k - 1)
+        cdf += math.comb(draws, k - 1) * share ** (k - 1) * (1.0 - share) ** (draws - k + 1)
+        if cdf >= confidence:
+            return k
+    return draws
+
+
+def simulation_seed(
+    seed: int,
+    atom_counts: npt.NDArray[np.int64],
+    config: tuple[float | int | str | None, ...],
+) -> int:
+    """The simulation seed of a guaranteed calibration: a hash of the detector's ``seed``, the
+    reference's atom multiplicities and the configuration.
+
+    References of one configuration thus get independent simulations -- with one seed for all,
+    their thresholds would share one Monte Carlo error and the shares of references a
+    guarantee holds for would move together -- while the same reference and configuration
+    always get the same seed, hence the same thresholds (restores and replays rely on it).
+    BLAKE2b of a fixed byte encoding, so the seed is the same in every process and platform
+    (unlike :func:`hash`, which is salted per process).
+
+    Parameters
+    ----------
+    seed : int
+        The detector's seed.
+    atom_counts : ndarray of int
+        Multiplicities of the reference's sorted distinct values, as calibrated (a tie
+        signature's canonical counts when calibrations are shared; ``n`` ones for a
+        continuous reference).
+    config : tuple
+        Everything else the calibration depends on (window, ERT, hysteresis, stride,
+        guarantee, model).
+
+    Returns
+    -------
+    int
+        A seed in ``[0, 2**31 - 2]`` (the compiled simulation takes 32-bit seeds; the pilot run
+        uses the seed + 1).
+
+    Examples
+    --------
+    >>> a = simulation_seed(0, np.array([900, 100]), (50, 1000.0))
+    >>> a == simulation_seed(0, np.array([900, 100]), (50, 1000.0))
+    True
+    >>> a == simulation_seed(0, np.array([899, 101]), (50, 1000.0))
+    False
+    """
+    h = hashlib.blake2b(digest_size=8, person=b"driftwatch-cal")
+    h.update(repr((int(seed), *config)).encode())
+    h.update(np.ascontiguousarray(atom_counts, dtype="<i8").tobytes())
+    return int.from_bytes(h.digest(), "little") % (2**31 - 1)
 
 
 def simulation_budget(
@@ -532,10 +650,10 @@ def _calibrate(
     else:
         target = GUARANTEE_FACTOR / ert
         unit = float(min(runs.group_observations))
-        q = float(guarantee)
+        k = guarantee_order(len(runs.group_observations), float(guarantee)) - 1
 
         def rate(high: int, low: int, mixed: int, mix: float) -> float:
-            return float(np.quantile(runs.group_rates(high, low, mixed, mix), q))
+            return float(np.partition(runs.group_rates(high, low, mixed, mix), k)[k])
 
     levels = np.unique(runs.gaps[runs.gaps >= runs.h_min])
     if attainable is not None:  # thresholds the reference's own lattice can reach
@@ -657,7 +775,9 @@ def calibrate_gap(
         The detector's hysteresis (see :class:`~detectors.IncrementalKS`); ``resolve_after``
         counts tests.
     seed : int
-        Seed of the simulation.
+        Seed of the simulation. With a ``guarantee``, the simulation's seed is derived from it,
+        the calibrated counts and the configuration (:func:`simulation_seed`), so references
+        get independent simulations and the same reference the same thresholds.
     stride : int
         Observations between tests: 1 for :class:`~detectors.IncrementalKS`, the detector's
         ``stride`` for :class:`~detectors.WindowedKS`.
@@ -668,8 +788,9 @@ def calibrate_gap(
         Gandy and Kvaloy, 2013): the simulated null distribution is drawn
         :data:`GUARANTEE_DRAWS` times, each draw a plausible truth given the reference (for
         continuous data exactly the law of the reference's spacings under any continuous
-        truth, so the threshold is distribution-free), and the ``p``-quantile of the rates
-        over draws is calibrated.
+        truth, so the threshold is distribution-free), and the order statistic of the rates
+        over draws that bounds their ``p``-quantile from above with confidence
+        :data:`GUARANTEE_CONFIDENCE` is calibrated (:func:`guarantee_order`).
     share : bool
         Tied references: calibrate the canonical reference of the reference's tie signature
         (:func:`detectors.signature.tie_signature`) once per configuration and share the
@@ -698,14 +819,21 @@ def calibrate_gap(
     check_ert(ert, m, after, stride)
     check_guarantee(guarantee)
     g = None if guarantee is None else float(guarantee)
+    ratio, e = float(resolve_ratio), float(ert)
+    config = (m, e, ratio, after, stride, g)
     if (n - counts.size) / n <= CONTINUOUS_TIE_FRACTION:
-        return _continuous(n, m, float(ert), float(resolve_ratio), after, seed, stride, g)
-    ratio = float(resolve_ratio)
+        if g is not None:
+            seed = simulation_seed(seed, np.ones(n, dtype=np.int64), (*config, "continuous"))
+        return _continuous(n, m, e, ratio, after, seed, stride, g)
     if share:
         canonical = tie_signature(counts).counts
-        return _shared(canonical, m, float(ert), ratio, after, seed, stride, g)
+        if g is not None:
+            seed = simulation_seed(seed, np.asarray(canonical, dtype=np.int64), config)
+        return _shared(canonical, m, e, ratio, after, seed, stride, g)
+    if g is not None:
+        seed = simulation_seed(seed, counts, config)
     model = NullModel.of_reference(counts, continuous=False)
-    return _calibrate(model, m, float(ert), ratio, after, seed, stride, "discrete", g)
+    return _calibrate(model, m, e, ratio, after, seed, stride, "discrete", g)
 
 
 def check_guarantee(guarantee: float | None) -> None:

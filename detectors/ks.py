@@ -80,7 +80,9 @@ class IncrementalKS(StoredKS):
         by one below the level, falls by one otherwise, and never goes below zero). Default
         ``window_size``.
     seed : int
-        Seed of the calibration's simulation (``ert`` only).
+        Seed of the calibration's simulation (``ert`` only); with a ``guarantee`` the
+        simulation's seed is derived from it and the reference's value counts
+        (:func:`~detectors.calibration.simulation_seed`).
     wait_for_calibration : bool
         With ``ert``, the calibration runs in a background thread from construction (and from
         every :meth:`set_reference`). True: the first test waits for it, so results are

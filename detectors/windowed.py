@@ -52,7 +52,9 @@ class WindowedKS(StoredWindowedKS, KSDetector):
         below the level, falls by one otherwise and never goes below zero, as in
         :class:`~detectors.IncrementalKS`). Default 1: the first evaluation below the level.
     seed : int
-        Seed of the calibration (``ert`` only).
+        Seed of the calibration (``ert`` only); with a ``guarantee`` the
+        simulation's seed is derived from it and the reference's value counts
+        (:func:`~detectors.calibration.simulation_seed`).
     wait_for_calibration : bool
         With ``ert``, the calibration runs in the background from construction (and from every
         :meth:`set_reference`). True: the first evaluation waits for it (reproducible results);
