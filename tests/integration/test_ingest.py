@@ -62,17 +62,19 @@ def test_two_ingest_instances_repartition_every_stream_onto_one_partition(
     runners = [IngestRunner(config, {"bootstrap_servers": bootstrap}) for _ in range(2)]
     stop = threading.Event()
     threads = [threading.Thread(target=r.run, args=(stop,), daemon=True) for r in runners]
-    for t in threads:
-        t.start()
     try:
-        # both instances hold a share of the raw topic before any record arrives
-        deadline = time.monotonic() + DEADLINE_S
-        while time.monotonic() < deadline:
-            shares = [r._consumer.assignment() for r in runners]
-            if all(shares) and sum(len(s) for s in shares) == 4:
-                break
-            time.sleep(0.2)
-        assert all(shares), shares
+        # one instance, then a second joining it (as in a scale-out); both hold a share of the
+        # raw topic before any record arrives (two started at once, right after the topic's
+        # creation, were once seen to leave one of them without partitions for two minutes)
+        for joined, t in enumerate(threads, start=1):
+            t.start()
+            deadline = time.monotonic() + DEADLINE_S
+            while time.monotonic() < deadline:
+                shares = [r._consumer.assignment() for r in runners[:joined]]
+                if all(shares) and sum(len(s) for s in shares) == 4:
+                    break
+                time.sleep(0.2)
+            assert all(shares) and sum(len(s) for s in shares) == 4, shares
 
         producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
         for i, value in enumerate(values):  # nil keys, spread over the partitions
@@ -89,7 +91,8 @@ def test_two_ingest_instances_repartition_every_stream_onto_one_partition(
     finally:
         stop.set()
         for t in threads:
-            t.join(timeout=30)
+            if t.is_alive():
+                t.join(timeout=30)
         for r in runners:
             r.close()
 
