@@ -11,6 +11,7 @@ from scipy import stats
 from detectors import DRIFT_RESOLVED, DRIFT_STARTED, IncrementalKS, WindowedKS
 from detectors.registry import detector_from_state, detector_state
 from tests.detectors.oracle import assert_matches_scipy, time_window
+from tests.support.plain import same_plain
 
 # Integer telemetry with few distinct values (ties everywhere), and continuous-ish values.
 few_values = st.integers(min_value=0, max_value=4).map(float)
@@ -170,7 +171,7 @@ def test_the_reference_counts_are_stored_narrow_and_read_in_any_width(
         wide["state"]["_ref_counts"] = held.astype(width)
         clone = detector_from_state(wide)
         assert clone.reference.tolist() == det.reference.tolist()
-        assert _same(detector_state(clone), doc)  # written back narrow, all else the same
+        assert same_plain(detector_state(clone), doc)  # written back narrow, all else the same
         restored.append(clone)
     kinds = []
     for x in tail:
@@ -183,23 +184,7 @@ def test_the_reference_counts_are_stored_narrow_and_read_in_any_width(
     assert DRIFT_STARTED in kinds  # the continuation exercises an alarm
     for clone in restored:
         assert clone.result() == det.result()
-        assert _same(detector_state(clone), detector_state(det))
-
-
-def _same(a: object, b: object) -> bool:
-    """Equal plain data (arrays by dtype and values)."""
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return (
-            isinstance(a, np.ndarray)
-            and isinstance(b, np.ndarray)
-            and a.dtype == b.dtype
-            and np.array_equal(a, b)
-        )
-    if isinstance(a, dict) and isinstance(b, dict):
-        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    return type(a) is type(b) and a == b
+        assert same_plain(detector_state(clone), detector_state(det))
 
 
 def test_alarm_rule_is_p_below_alpha_at_every_update() -> None:

@@ -6,16 +6,7 @@ import numpy as np
 
 from detectors import IncrementalKS
 from detectors.ks_bank import KSBank, checkpoint, rewind
-
-
-def _same_state(a: object, b: object) -> bool:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same_state(a[k], b[k]) for k in a)
-    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
-        return len(a) == len(b) and all(_same_state(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
-    return bool(a == b)
+from tests.support.plain import same_plain
 
 
 def _detector(seed: int) -> IncrementalKS:
@@ -35,7 +26,7 @@ def test_a_rewound_detector_is_its_checkpoint_and_continues_like_an_untouched_co
     assert det.transitions and det.in_drift
     det.set_reference(rng.normal(size=50))  # new buffers of another size
     rewind(det, saved)
-    assert _same_state(det.state(), before)
+    assert same_plain(det.state(), before)
     assert det.transitions == untouched.transitions
     # the same checkpoint serves twice; both continue exactly as the copy never touched
     det.update_many(rng.normal(size=30))
@@ -47,7 +38,7 @@ def test_a_rewound_detector_is_its_checkpoint_and_continues_like_an_untouched_co
         assert det.transitions == untouched.transitions
         seen += det.transitions
     assert seen  # the continuation drifts: the rewound detector alarms where the copy does
-    assert _same_state(det.state(), untouched.state())
+    assert same_plain(det.state(), untouched.state())
 
 
 def test_a_rewound_detector_in_a_bank_is_repacked_and_updates_exactly() -> None:
@@ -67,5 +58,5 @@ def test_a_rewound_detector_in_a_bank_is_repacked_and_updates_exactly() -> None:
     for j, d in enumerate(alone):
         d.update_many(xs[100 * j : 100 * (j + 1)])
         assert got[j] == d.transitions
-        assert _same_state(dets[j].state(), d.state())
+        assert same_plain(dets[j].state(), d.state())
     assert all(got)

@@ -19,6 +19,7 @@ from detectors.registry import (
     kind_of,
     validate_options,
 )
+from tests.support.plain import same_plain
 
 
 def warmed(det: Any, n: int = 400, seed: int = 0) -> Any:
@@ -157,30 +158,14 @@ def test_an_earlier_versions_state_restores_to_the_same_detector() -> None:
     assert "_counts" not in new["state"] and "_ref_end" not in new["state"]
     assert new["state"]["_ref_counts"].dtype == np.int8  # 300 distinct values, once each
     from_new, from_old = detector_from_state(new), detector_from_state(old)
-    assert _same_state(detector_state(from_old), new) and _same_state(detector_state(from_new), new)
+    assert same_plain(detector_state(from_old), new) and same_plain(detector_state(from_new), new)
     rng = np.random.default_rng(4)
     for x in np.r_[rng.normal(size=100), rng.normal(1.5, 1.0, size=150)]:
         from_new.update(x)
         from_old.update(x)
         assert from_new.transitions == from_old.transitions
     assert from_new.result() == from_old.result()
-    assert _same_state(detector_state(from_new), detector_state(from_old))
-
-
-def _same_state(a: Any, b: Any) -> bool:
-    """Equal plain data (arrays by dtype and values)."""
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return (
-            isinstance(a, np.ndarray)
-            and isinstance(b, np.ndarray)
-            and a.dtype == b.dtype
-            and np.array_equal(a, b)
-        )
-    if isinstance(a, dict) and isinstance(b, dict):
-        return list(a) == list(b) and all(_same_state(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same_state(x, y) for x, y in zip(a, b, strict=True))
-    return bool(type(a) is type(b) and a == b)
+    assert same_plain(detector_state(from_new), detector_state(from_old))
 
 
 def test_a_river_state_is_checked_against_a_fresh_detector() -> None:

@@ -18,6 +18,7 @@ from stream.monitoring.monitor import DriftMonitor
 from stream.monitoring.state import key_to_data
 from stream.settings import Settings, load_settings
 from stream.telemetry.records import DriftEvent, Telemetry
+from tests.support.plain import same_plain
 
 REASONS = (["stop"], ["length"], ["tool_calls"])
 POISON = -1  # no event has this offset until a test sets it
@@ -59,23 +60,6 @@ def _events(n: int, seed: int = 4) -> list[Telemetry]:
     return out
 
 
-def _same(a: Any, b: Any, *, timings: bool = True) -> bool:
-    """Plain data equal, arrays by value (nan equal to nan); without ``timings``, the
-    calibrations' wall-clock cost (``seconds``, which differs between two monitors) aside."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        keys = a.keys() if timings else a.keys() - {"seconds"}
-        return a.keys() == b.keys() and all(_same(a[k], b[k], timings=timings) for k in keys)
-    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
-        return len(a) == len(b) and all(
-            _same(x, y, timings=timings) for x, y in zip(a, b, strict=True)
-        )
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return bool(np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True))
-    if isinstance(a, float) and isinstance(b, float) and np.isnan(a) and np.isnan(b):
-        return True
-    return type(a) is type(b) and bool(a == b)
-
-
 def _faulty(monkeypatch: pytest.MonkeyPatch, offsets: set[int]) -> None:
     """The accuracy step, the last of a key's, raises on the events at ``offsets`` once it
     is done: every stream of the key (features, categorical, accuracy) has been updated."""
@@ -114,13 +98,15 @@ def test_a_key_whose_every_event_fails_is_exactly_as_before(
     failed = monitor.take_failed()
     assert [ev.offset for ev, _ in failed] == [e.offset for e in batch if e.key == "a"]
     assert all(str(exc) == "injected fault" for _, exc in failed)
-    assert _same(key_to_data(monitor.keys["a"]), before_a)
-    assert not _same(key_to_data(monitor.keys["b"]), before_b)  # b's events were applied
+    assert same_plain(key_to_data(monitor.keys["a"]), before_a)
+    assert not same_plain(key_to_data(monitor.keys["b"]), before_b)  # b's events were applied
     # b is as in a monitor that never saw a's events of the batch
     reference = DriftMonitor(_settings(rule))
     _run(reference, evs[:800])
     reference.process([e for e in batch if e.key == "b"])
-    assert _same(key_to_data(monitor.keys["b"]), key_to_data(reference.keys["b"]), timings=False)
+    assert same_plain(
+        key_to_data(monitor.keys["b"]), key_to_data(reference.keys["b"]), ignore=("seconds",)
+    )
 
 
 @pytest.mark.parametrize("rule", ["alpha", "ert"])
@@ -144,7 +130,7 @@ def test_one_failing_event_is_isolated_and_the_rest_continue_as_without_it(
     }
     for key in "ab":
         got_data, expected_data = key_to_data(monitor.keys[key]), key_to_data(reference.keys[key])
-        assert _same(got_data, expected_data, timings=False)
+        assert same_plain(got_data, expected_data, ignore=("seconds",))
 
 
 @pytest.mark.parametrize("bad", [np.inf, -np.inf])
@@ -174,8 +160,8 @@ def test_an_infinite_value_is_isolated_like_a_fault(bad: float) -> None:
     expected = _run(reference, [x for x in evs if x.offset != poison])
     assert got == expected
     for key in "ab":
-        assert _same(
-            key_to_data(monitor.keys[key]), key_to_data(reference.keys[key]), timings=False
+        assert same_plain(
+            key_to_data(monitor.keys[key]), key_to_data(reference.keys[key]), ignore=("seconds",)
         )
 
 
@@ -234,7 +220,7 @@ def test_a_fault_in_the_middle_of_a_key_leaves_it_exactly_as_before(
     a_events = [e.offset for e in batch if e.key == "a"]
     assert [ev.offset for ev, _ in monitor.take_failed()] == a_events
     assert len(faults) == 1 + len(a_events)  # the key's batch, then each event alone
-    assert _same(key_to_data(monitor.keys["a"]), before_a)
+    assert same_plain(key_to_data(monitor.keys["a"]), before_a)
     monkeypatch.undo()
     # the restored key continues exactly as one that never saw the failing events
     reference = DriftMonitor(settings)
@@ -243,6 +229,6 @@ def test_a_fault_in_the_middle_of_a_key_leaves_it_exactly_as_before(
     rest = evs[900:]
     assert _run(monitor, rest) == _run(reference, rest)
     for key in "ab":
-        assert _same(
-            key_to_data(monitor.keys[key]), key_to_data(reference.keys[key]), timings=False
+        assert same_plain(
+            key_to_data(monitor.keys[key]), key_to_data(reference.keys[key]), ignore=("seconds",)
         )

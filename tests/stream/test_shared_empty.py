@@ -5,8 +5,6 @@ which must come back unchanged, and the detection of a monitor fed the same even
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from stream.monitoring.categorical import NO_STREAMS
@@ -17,6 +15,7 @@ from stream.monitoring.state import key_to_data
 from stream.monitoring.streams import NO_VALUES
 from stream.settings import Settings, load_settings
 from stream.telemetry.records import Telemetry
+from tests.support.plain import same_plain
 
 
 def _settings() -> Settings:
@@ -43,16 +42,6 @@ def _events(n: int, start: int = 0) -> list[Telemetry]:
             )
         )
     return out
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list | tuple):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, np.ndarray):
-        return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
-    return bool(a == b) or (a != a and b != b)
 
 
 def _shares_its_empty_lists(state: KeyState) -> bool:
@@ -83,10 +72,10 @@ def test_the_shared_lists_survive_a_restore_and_a_rollback() -> None:
     state = monitor.keys["a"]
     data = key_to_data(state)
     restored = monitor._codec.key_from_data(data)
-    assert _shares_its_empty_lists(restored) and _same(key_to_data(restored), data)
+    assert _shares_its_empty_lists(restored) and same_plain(key_to_data(restored), data)
     saved = save_key(state)
     back = restore_key(saved, monitor._categorical, state)
-    assert _shares_its_empty_lists(back) and _same(key_to_data(back), data)
+    assert _shares_its_empty_lists(back) and same_plain(key_to_data(back), data)
 
 
 def test_a_stream_still_warming_up_keeps_a_list_of_its_own() -> None:
