@@ -821,19 +821,20 @@ def calibrate_gap(
     g = None if guarantee is None else float(guarantee)
     ratio, e = float(resolve_ratio), float(ert)
     config = (m, e, ratio, after, stride, g)
+
+    def seeded(atoms: npt.NDArray[np.int64], *model: str) -> int:
+        """The simulation's seed: as given, or with a guarantee hashed (simulation_seed)."""
+        return seed if g is None else simulation_seed(seed, atoms, (*config, *model))
+
     if (n - counts.size) / n <= CONTINUOUS_TIE_FRACTION:
-        if g is not None:
-            seed = simulation_seed(seed, np.ones(n, dtype=np.int64), (*config, "continuous"))
-        return _continuous(n, m, e, ratio, after, seed, stride, g)
+        seed_c = seeded(np.ones(n, dtype=np.int64), "continuous")
+        return _continuous(n, m, e, ratio, after, seed_c, stride, g)
     if share:
         canonical = tie_signature(counts).counts
-        if g is not None:
-            seed = simulation_seed(seed, np.asarray(canonical, dtype=np.int64), config)
-        return _shared(canonical, m, e, ratio, after, seed, stride, g)
-    if g is not None:
-        seed = simulation_seed(seed, counts, config)
+        seed_s = seeded(np.asarray(canonical, dtype=np.int64))
+        return _shared(canonical, m, e, ratio, after, seed_s, stride, g)
     model = NullModel.of_reference(counts, continuous=False)
-    return _calibrate(model, m, e, ratio, after, seed, stride, "discrete", g)
+    return _calibrate(model, m, e, ratio, after, seeded(counts), stride, "discrete", g)
 
 
 def check_guarantee(guarantee: float | None) -> None:
