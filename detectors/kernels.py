@@ -18,7 +18,14 @@ restarted one), so :func:`count_starts` counts exactly, on the same simulated st
 episode starts of every threshold at or above ``h_min`` (common random numbers).
 
 The exact gap is kept after every simulated observation by a segment tree over the detector's
-slots holding prefix-sum extremes of ``m r_s - n c_s``: ``O(log K)`` per observation.
+slots holding prefix-sum extremes of ``m r_s - n c_s``: ``O(log K)`` per observation
+(:data:`TREE`). A reference with at most :data:`FEW_SLOTS` slots (flags, retry counts, up to
+511 distinct values) takes the few-slot path instead (:data:`PREFIX`): the window's count per slot,
+``O(1)`` per observation, and the gap as ``max_s |m R_s - n C_s|`` over the prefix counts, only
+at the tests where it can matter. One observation moves every cut's ``m R_s - n C_s`` by at most
+``n``, so after a tested gap ``g < h_min`` outside a kept run the next ``(h_min - 1 - g) // n``
+observations cannot reach ``h_min``; their gaps are not computed. Both paths draw the same
+observations from the same random stream, and keep the same gaps, bit for bit.
 """
 
 from __future__ import annotations
@@ -28,7 +35,12 @@ import numpy.typing as npt
 from numba import njit
 
 __all__ = [
+    "AUTO",
+    "FEW_SLOTS",
+    "PREFIX",
+    "TREE",
     "boundary_uniform",
+    "chosen_path",
     "count_group_starts",
     "count_starts",
     "fires",
@@ -36,6 +48,13 @@ __all__ = [
     "simulate_segments",
     "tally",
 ]
+
+#: Paths of the null simulation: by the slot count (:data:`FEW_SLOTS`), the segment tree, or
+#: the few-slot prefix counts.
+AUTO, TREE, PREFIX = 0, 1, 2
+#: Most slots (``2K + 1`` for ``K`` distinct values) the prefix-count path is chosen for: it
+#: was measured 2.5x faster than the tree at 13 slots, 1.3x at 1,349, slower at 2,001.
+FEW_SLOTS = 1024
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _SEED_MUL = np.uint64(0xD1B54A32D192ED03)
@@ -154,6 +173,78 @@ def _record_stream(
 
 
 @njit(cache=True)
+def _record_prefix(
+    stream: npt.NDArray[np.int64],
+    cut_ref: npt.NDArray[np.int64],
+    n: int,
+    m: int,
+    stride: int,
+    h_min: int,
+    low_min: int,
+    resolve_after: int,
+    offset: int,
+    gaps: npt.NDArray[np.int64],
+    index: npt.NDArray[np.int64],
+    bounds: npt.NDArray[np.int64],
+    kept: int,
+    runs: int,
+) -> tuple[int, int]:  # pragma: no cover - compiled
+    """:func:`_record_stream` by the window's count per slot (``cut_ref``: ``m R_s``)."""
+    slots = cut_ref.shape[0]
+    count = np.zeros(slots, dtype=np.int64)
+    recording = False
+    restarted = 0
+    test = -(-m // stride) * stride  # the next tested observation
+    due = 0  # outside a kept run, the first observation whose gap can reach h_min
+    for t in range(1, stream.shape[0] + 1):
+        count[stream[t - 1]] += 1
+        if t > m:
+            count[stream[t - 1 - m]] -= 1
+        if t != test:
+            continue
+        test += stride
+        if t < due and not recording:
+            continue
+        c = 0
+        g = 0
+        for s in range(slots):
+            c += count[s]
+            g = max(g, abs(cut_ref[s] - n * c))
+        if g >= h_min:
+            if not recording:
+                recording = True
+                bounds[runs] = kept
+                runs += 1
+            restarted = 0
+        elif recording:
+            restarted = tally(restarted, g, low_min)
+        if recording:
+            gaps[kept] = g
+            index[kept] = offset + t
+            kept += 1
+            if restarted >= resolve_after:
+                recording = False
+        if not recording:  # then g < h_min
+            due = t + (h_min - 1 - g) // n + 1
+    return kept, runs
+
+
+@njit(cache=True)
+def chosen_path(slots: int, path: int) -> int:  # pragma: no cover - compiled
+    """The path (:data:`TREE` or :data:`PREFIX`) of ``path`` for ``slots`` slots."""
+    if path != AUTO:
+        return path
+    return PREFIX if slots <= FEW_SLOTS else TREE
+
+
+@njit(cache=True)
+def _cut_ref(
+    slot_ref: npt.NDArray[np.int64], m: int
+) -> npt.NDArray[np.int64]:  # pragma: no cover - compiled
+    return m * np.cumsum(slot_ref)
+
+
+@njit(cache=True)
 def _leaves(slot_ref: npt.NDArray[np.int64], m: int) -> tuple[npt.NDArray[np.int64], int]:
     size = 1
     while size < slot_ref.shape[0]:
@@ -181,6 +272,7 @@ def simulate_segments(
     seed: int,
     capacity: int,
     per_draw: int,
+    path: int = AUTO,
 ) -> tuple[
     npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], int, int
 ]:  # pragma: no cover - compiled
@@ -212,6 +304,9 @@ def simulate_segments(
         Most gaps kept; the simulation stops before the stream that could exceed it.
     per_draw : int
         Streams per draw of the cell probabilities.
+    path : int
+        :data:`AUTO` (:func:`chosen_path` by the slot count), :data:`TREE` or :data:`PREFIX`;
+        every path returns the same arrays.
 
     Returns
     -------
@@ -224,7 +319,9 @@ def simulate_segments(
     """
     np.random.seed(seed)
     cells = cell_alpha.shape[0]
+    prefix = chosen_path(slot_ref.shape[0], path) == PREFIX
     base, size = _leaves(slot_ref, m)
+    cut_ref = _cut_ref(slot_ref, m)
     gaps = np.empty(capacity, dtype=np.int64)
     index = np.empty(capacity, dtype=np.int64)
     bounds = np.empty(capacity + 1, dtype=np.int64)
@@ -253,23 +350,41 @@ def simulate_segments(
                 else:
                     lo = mid + 1
             stream[t] = cell_slot[lo]
-        kept, runs = _record_stream(
-            stream,
-            base,
-            size,
-            n,
-            m,
-            stride,
-            h_min,
-            low_min,
-            resolve_after,
-            b * steps,
-            gaps,
-            index,
-            bounds,
-            kept,
-            runs,
-        )
+        if prefix:
+            kept, runs = _record_prefix(
+                stream,
+                cut_ref,
+                n,
+                m,
+                stride,
+                h_min,
+                low_min,
+                resolve_after,
+                b * steps,
+                gaps,
+                index,
+                bounds,
+                kept,
+                runs,
+            )
+        else:
+            kept, runs = _record_stream(
+                stream,
+                base,
+                size,
+                n,
+                m,
+                stride,
+                h_min,
+                low_min,
+                resolve_after,
+                b * steps,
+                gaps,
+                index,
+                bounds,
+                kept,
+                runs,
+            )
         done += 1
     bounds[runs] = kept
     return gaps[:kept], index[:kept], bounds[: runs + 1], done, done * (steps - m + 1)
@@ -285,13 +400,17 @@ def record_streams(
     h_min: int,
     low_min: int,
     resolve_after: int,
+    path: int = AUTO,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """:func:`simulate_segments` on given streams of slots (one row each): ``gaps, index, bounds``.
 
     Each row is one detector fed from an empty window; ``index`` is ``row * steps + n_seen``.
+    ``path`` as in :func:`simulate_segments`.
     """  # pragma: no cover - compiled
     rows, steps = streams.shape
+    prefix = chosen_path(slot_ref.shape[0], path) == PREFIX
     base, size = _leaves(slot_ref, m)
+    cut_ref = _cut_ref(slot_ref, m)
     capacity = rows * steps
     gaps = np.empty(capacity, dtype=np.int64)
     index = np.empty(capacity, dtype=np.int64)
@@ -299,23 +418,41 @@ def record_streams(
     kept = 0
     runs = 0
     for b in range(rows):
-        kept, runs = _record_stream(
-            streams[b],
-            base,
-            size,
-            n,
-            m,
-            stride,
-            h_min,
-            low_min,
-            resolve_after,
-            b * steps,
-            gaps,
-            index,
-            bounds,
-            kept,
-            runs,
-        )
+        if prefix:
+            kept, runs = _record_prefix(
+                streams[b],
+                cut_ref,
+                n,
+                m,
+                stride,
+                h_min,
+                low_min,
+                resolve_after,
+                b * steps,
+                gaps,
+                index,
+                bounds,
+                kept,
+                runs,
+            )
+        else:
+            kept, runs = _record_stream(
+                streams[b],
+                base,
+                size,
+                n,
+                m,
+                stride,
+                h_min,
+                low_min,
+                resolve_after,
+                b * steps,
+                gaps,
+                index,
+                bounds,
+                kept,
+                runs,
+            )
     bounds[runs] = kept
     return gaps[:kept], index[:kept], bounds[: runs + 1]
 
