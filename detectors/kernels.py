@@ -20,12 +20,13 @@ episode starts of every threshold at or above ``h_min`` (common random numbers).
 The exact gap is kept after every simulated observation by a segment tree over the detector's
 slots holding prefix-sum extremes of ``m r_s - n c_s``: ``O(log K)`` per observation
 (:data:`TREE`). A reference with at most :data:`FEW_SLOTS` slots (flags, retry counts, up to
-511 distinct values) takes the few-slot path instead (:data:`PREFIX`): the window's count per slot,
+255 distinct values) takes the few-slot path instead (:data:`PREFIX`): the window's count per slot,
 ``O(1)`` per observation, and the gap as ``max_s |m R_s - n C_s|`` over the prefix counts, only
 at the tests where it can matter. One observation moves every cut's ``m R_s - n C_s`` by at most
 ``n``, so after a tested gap ``g < h_min`` outside a kept run the next ``(h_min - 1 - g) // n``
 observations cannot reach ``h_min``; their gaps are not computed. Both paths draw the same
-observations from the same random stream, and keep the same gaps, bit for bit.
+observations from the same random stream (the few-slot path tries a cell holding half the mass
+before the binary search, which finds the same cell), and keep the same gaps, bit for bit.
 """
 
 from __future__ import annotations
@@ -52,9 +53,10 @@ __all__ = [
 #: Paths of the null simulation: by the slot count (:data:`FEW_SLOTS`), the segment tree, or
 #: the few-slot prefix counts.
 AUTO, TREE, PREFIX = 0, 1, 2
-#: Most slots (``2K + 1`` for ``K`` distinct values) the prefix-count path is chosen for: it
-#: was measured 2.5x faster than the tree at 13 slots, 1.3x at 1,349, slower at 2,001.
-FEW_SLOTS = 1024
+#: Most slots (``2K + 1`` for ``K`` distinct values) the prefix-count path is chosen for
+#: (``bench/few_slots.py --slots``: about 2.4x faster than the tree at 5-13 slots, 1.3x at 421,
+#: about even at 783-1,001, slower at 1,383-2,001).
+FEW_SLOTS = 512
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _SEED_MUL = np.uint64(0xD1B54A32D192ED03)
@@ -245,6 +247,19 @@ def _cut_ref(
 
 
 @njit(cache=True)
+def _first_above(cum: npt.NDArray[np.float64], u: float) -> int:  # pragma: no cover - compiled
+    """The first cell with ``cum > u`` (the last if none), by binary search."""
+    lo, hi = 0, cum.shape[0] - 1
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if cum[mid] > u:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@njit(cache=True)
 def _leaves(slot_ref: npt.NDArray[np.int64], m: int) -> tuple[npt.NDArray[np.int64], int]:
     size = 1
     while size < slot_ref.shape[0]:
@@ -329,6 +344,7 @@ def simulate_segments(
     runs = 0
     cum = np.empty(cells, dtype=np.float64)
     total = 1.0
+    mode, below, top = 0, 0.0, 0.0
     stream = np.empty(steps, dtype=np.int64)
     done = 0
     for b in range(streams):
@@ -336,20 +352,24 @@ def simulate_segments(
             break
         if b % per_draw == 0:
             total = 0.0
+            mode, widest = 0, -1.0
             for j in range(cells):
                 w = np.random.gamma(cell_alpha[j]) if bootstrap else cell_alpha[j]
+                if w > widest:
+                    mode, widest = j, w
                 total += w
                 cum[j] = total
-        for t in range(steps):
-            u = np.random.random() * total
-            lo, hi = 0, cells - 1
-            while lo < hi:  # first cell with cum > u
-                mid = (lo + hi) >> 1
-                if cum[mid] > u:
-                    hi = mid
-                else:
-                    lo = mid + 1
-            stream[t] = cell_slot[lo]
+            below, top = (cum[mode - 1] if mode > 0 else -1.0), cum[mode]
+            if widest < 0.5 * total:  # the check would miss more often than it spares
+                below, top = 1.0, 0.0
+        if prefix:  # a likeliest cell of half the mass first: the search's answer if it holds u
+            for t in range(steps):
+                u = np.random.random() * total
+                j = mode if below <= u < top else _first_above(cum, u)
+                stream[t] = cell_slot[j]
+        else:
+            for t in range(steps):
+                stream[t] = cell_slot[_first_above(cum, np.random.random() * total)]
         if prefix:
             kept, runs = _record_prefix(
                 stream,
