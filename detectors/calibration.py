@@ -53,9 +53,10 @@ tally and the randomised boundary. One run at a low level keeps every stretch th
 threshold could alarm on, so the start rate of every candidate threshold is counted exactly on
 the same streams; the threshold is searched by bisection over the attainable gaps, then the
 alarm is randomised between the two bracketing ones to hit the target. Up to
-:data:`MAX_OBSERVATIONS` simulated observations (about 150 false alarms' worth) are used; ERTs
-beyond ``MAX_OBSERVATIONS / DIRECT_STARTS`` take the threshold from the fitted tail of the
-exactly counted start rates.
+:data:`MAX_OBSERVATIONS` simulated observations (about 150 false alarms' worth) are used
+(:data:`CONTINUOUS_MAX_OBSERVATIONS` for continuous references and tied ones of at most
+:data:`FEW_VALUES` distinct values); ERTs beyond that budget over :data:`DIRECT_STARTS` take the
+threshold from the fitted tail of the exactly counted start rates.
 
 References
 ----------
@@ -171,6 +172,13 @@ MAX_OBSERVATIONS = 30_000_000
 #: Continuous calibrations are computed once per configuration and shared by every stream, so
 #: they simulate more: direct search up to ``ert = 10**6`` (about 10-20 s, once).
 CONTINUOUS_MAX_OBSERVATIONS = 100_000_000
+
+#: Tied references with at most this many distinct values simulate up to
+#: :data:`CONTINUOUS_MAX_OBSERVATIONS` as well: their lattice has too few levels to fit a tail
+#: on (a flag's gaps step by ``n``), and their compiled few-slot path
+#: (:data:`detectors.kernels.PREFIX`) makes the longer run affordable (about 2-3 s at
+#: ``ert >= 670,000``).
+FEW_VALUES = 16
 
 #: Direct search needs this many simulated false starts at the target rate; beyond, the
 #: threshold comes from the fitted tail of the exactly counted start rates.
@@ -309,13 +317,19 @@ def simulation_seed(
 
 
 def simulation_budget(
-    ert: float, guarantee: float | None = None, *, continuous: bool = False
+    ert: float,
+    guarantee: float | None = None,
+    *,
+    continuous: bool = False,
+    values: int | None = None,
 ) -> int:
     """Simulated observations used to calibrate for ``ert``: about 150 false alarms' worth
     (with a ``guarantee``, 60 per draw of the null distribution), at most
-    :data:`MAX_OBSERVATIONS` (:data:`CONTINUOUS_MAX_OBSERVATIONS` for continuous ones)."""
+    :data:`MAX_OBSERVATIONS` (:data:`CONTINUOUS_MAX_OBSERVATIONS` for continuous references,
+    and for tied ones of at most :data:`FEW_VALUES` distinct ``values``)."""
     per_ert = 150 if guarantee is None else 60 * GUARANTEE_DRAWS
-    cap = CONTINUOUS_MAX_OBSERVATIONS if continuous else MAX_OBSERVATIONS
+    few = values is not None and values <= FEW_VALUES
+    cap = CONTINUOUS_MAX_OBSERVATIONS if continuous or few else MAX_OBSERVATIONS
     return int(min(max(per_ert * ert, 400_000), cap))
 
 
@@ -632,7 +646,9 @@ def _calibrate(
     runs = simulate(
         model,
         m,
-        simulation_budget(ert, guarantee, continuous=kind == "continuous"),
+        simulation_budget(
+            ert, guarantee, continuous=kind == "continuous", values=model.slot_ref.shape[0] // 2
+        ),
         stride=stride,
         h_min=h_min,
         ratio=ratio,
