@@ -5,11 +5,12 @@ dict) for every series, then escapes and sorts every series' labels again on eve
 :class:`TextRenderer` writes the worker's labelled Gauges (most of its series) straight from
 each Gauge's children: a series' line prefix (``name{label="value",...} ``, with the labels
 sorted and escaped as prometheus-client does) is built once and kept while the series exists,
-and a line is reused while its value is the same object. Every other collector (Counters,
-Histograms, Summaries, Gauges with ``set_function``, subclasses, custom collectors) is
-rendered by ``generate_latest`` itself, one collector at a time, so its bytes are the encoder's
-by construction. Registries with ``target_info`` and the multiprocess mode of prometheus-client
-are rendered wholly by ``generate_latest``.
+and a line is reused while its value is the same object; values are written as
+prometheus-client's ``floatToGoString`` writes them (:func:`format_value`). Every other
+collector (Counters, Histograms, Summaries, Gauges with ``set_function``, subclasses, custom
+collectors) is rendered by ``generate_latest`` itself, one collector at a time, so its bytes
+are the encoder's by construction. Registries with ``target_info``, and prometheus-client's
+multiprocess mode, are rendered wholly by ``generate_latest``.
 
 Examples
 --------
@@ -33,8 +34,9 @@ from prometheus_client import values as _values
 from prometheus_client.openmetrics.exposition import escape_label_name, escape_metric_name
 from prometheus_client.utils import floatToGoString
 
-__all__ = ["TextRenderer", "fast_path", "generate_text"]
+__all__ = ["TextRenderer", "fast_path", "format_value", "generate_text"]
 
+_MINUS_INF = float("-inf")
 #: A series' cached ``(line prefix, value last rendered, its line)``.
 _Line = tuple[str, Any, str]
 
@@ -56,6 +58,14 @@ def fast_path(collector: object) -> bool:
     if type(collector) is not Gauge or _values.ValueClass is not _values.MutexValue:
         return False
     return "_child_samples" not in vars(collector)
+
+
+def format_value(value: Any) -> str:
+    """``floatToGoString(value)``: ``repr`` for the floats it leaves alone (finite, below 1e6,
+    where Go and Python write the same digits), prometheus-client's function otherwise."""
+    if type(value) is float and _MINUS_INF < value < 1e6:
+        return repr(value)
+    return str(floatToGoString(value))
 
 
 def _escape_value(value: str) -> str:
@@ -145,9 +155,9 @@ class TextRenderer:
             line = lines.get(labelvalues)
             if line is None:
                 prefix = _prefix(sample_name, labelnames, labelvalues)
-                line = (prefix, value, f"{prefix}{floatToGoString(value)}\n")
+                line = (prefix, value, f"{prefix}{format_value(value)}\n")
             elif line[1] is not value:
-                line = (line[0], value, f"{line[0]}{floatToGoString(value)}\n")
+                line = (line[0], value, f"{line[0]}{format_value(value)}\n")
             fresh[labelvalues] = line
             out.append(line[2])
         seen[gauge] = (key, header, fresh)

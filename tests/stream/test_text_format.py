@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -17,10 +18,11 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
+from prometheus_client.utils import floatToGoString
 
 from stream.metrics import Metrics
 from stream.metrics.exposition import render
-from stream.metrics.text_format import TextRenderer, fast_path, generate_text
+from stream.metrics.text_format import TextRenderer, fast_path, format_value, generate_text
 from stream.settings import DEFAULT_FEATURES
 
 AWKWARD_LABELS = ("back\\slash", 'a "quote"', "new\nline", "unicodé ✓ 日本", "", "plain")
@@ -180,3 +182,27 @@ def test_a_name_filter_is_prometheus_clients_restricted_registry(wanted: tuple[s
     every_type(registry)
     expected = generate_latest(registry.restricted_registry(wanted))  # type: ignore[arg-type]
     assert render(registry, "text/plain", wanted)[1] == expected
+
+
+def test_values_are_written_as_float_to_go_string_writes_them() -> None:
+    rng = random.Random(14)
+    edges = [
+        1e6,
+        999999.9999999999,
+        999999.0,
+        1e5,
+        1e16,
+        1e15,
+        1e-5,
+        1e-4,
+        5e-324,
+        1.7976931348623157e308,
+    ]
+    values: list[float] = [*AWKWARD_VALUES, *edges, *(-v for v in edges)]
+    values += [math.nextafter(v, d) for v in edges for d in (0.0, math.inf)]
+    values += [rng.uniform(-1e7, 1e7) for _ in range(2000)]
+    values += [10 ** rng.uniform(-320, 308) for _ in range(2000)]
+    values += [rng.randint(-(10**18), 10**18) for _ in range(200)]
+    values += [True, False, 0, 10**6, 10**21]
+    for value in values:
+        assert format_value(value) == floatToGoString(value), value
