@@ -59,6 +59,8 @@ def every_type(registry: CollectorRegistry) -> None:
             gauge.labels(label, f"v{j}").set(value)
         gauge.labels(f"k{i}", label).set(i)
     Gauge("t_plain", "Unlabelled.", registry=registry).set(-0.0)
+    utf8 = Gauge("t_utf8.näme", "UTF-8 names.", ["lä bel", "b.c"], registry=registry)
+    utf8.labels("1", "2").set(3)
     Gauge("t_unit", "With a unit.", unit="seconds", registry=registry).set(1.5)
     counter = Counter("t_count", "Counter.", ["reason"], registry=registry)
     counter.labels('x"y').inc(2)
