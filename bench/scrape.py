@@ -20,9 +20,11 @@ before and after it; ``drift`` is after over before, the machine's own variation
 Servers (``--servers``): ``process`` is :func:`stream.metrics.server.start_metrics_server` at
 default settings (a serving process answers scrapes with a bounded pool; the registry is rendered
 here once per ``metrics_cache_seconds``, 5 s); ``process-1s`` the same with
-``metrics_cache_seconds=1``; ``threads`` is the same pool and cache in this process (the endpoint
-before the serving process); ``old`` is the first anchor, the endpoint before that (a thread per
-connection, rendering and gzip for every request), kept here only.
+``metrics_cache_seconds=1``; ``process-pc`` the same, rendering with prometheus-client's
+``generate_latest`` (the worker before :mod:`stream.metrics.text_format`); ``threads`` is the
+same pool and cache in this process (the endpoint before the serving process); ``old`` is the
+first anchor, the endpoint before that (a thread per connection, rendering and gzip for every
+request), kept here only.
 """
 
 from __future__ import annotations
@@ -47,10 +49,11 @@ sys.path.insert(0, str(_HERE.parent))
 
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 
-from stream.metrics import Metrics  # noqa: E402
+from stream.metrics import Metrics, exposition  # noqa: E402
 from stream.metrics.exposition import ExpositionCache  # noqa: E402
 from stream.metrics.pool import ScrapePool, bind_listener  # noqa: E402
 from stream.metrics.server import start_metrics_server  # noqa: E402
+from stream.metrics.text_format import TextRenderer  # noqa: E402
 from stream.settings import DEFAULT_FEATURES, load_settings  # noqa: E402
 
 
@@ -145,6 +148,20 @@ class NewServer:
 
     def close(self) -> None:
         self._server.close()
+
+
+class NewServerPC(NewServer):
+    """The same with every rendering by prometheus-client's ``generate_latest`` (the worker
+    before :class:`~stream.metrics.text_format.TextRenderer`): the anchor for the rendering."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._own = exposition.generate_text
+        exposition.generate_text = generate_latest
+        super().__init__(registry)
+
+    def close(self) -> None:
+        super().close()
+        exposition.generate_text = self._own
 
 
 class NewServer1s(NewServer):
@@ -288,7 +305,7 @@ def main() -> None:
     ap.add_argument(
         "--servers",
         default="old,threads,process",
-        help="comma-separated, of old, threads, process, process-1s",
+        help="comma-separated, of old, threads, process, process-pc, process-1s",
     )
     args = ap.parse_args()
     registry = build_registry(args.keys)
@@ -298,9 +315,16 @@ def main() -> None:
     for _ in range(5):
         generate_latest(registry)
     render = (time.perf_counter() - t0) / 5
+    renderer = TextRenderer(registry)
+    assert renderer.render() == body
+    t0 = time.perf_counter()
+    for _ in range(5):
+        renderer.render()
+    fast = (time.perf_counter() - t0) / 5
     print(
         f"# bench/scrape.py: {series} series ({len(body) / 1e6:.2f} MB, "
-        f"{len(gzip.compress(body, 6)) / 1e3:.0f} KB gzip, one rendering {render * 1e3:.0f} ms), "
+        f"{len(gzip.compress(body, 6)) / 1e3:.0f} KB gzip, one rendering {render * 1e3:.0f} ms by "
+        f"generate_latest, {fast * 1e3:.0f} ms by the worker's TextRenderer, values unchanged), "
         f"{args.scrapers} scrapers every {args.interval:g} s, {args.seconds:g} s per phase, "
         f"{args.repeats} repeats, "
         f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
@@ -315,6 +339,7 @@ def main() -> None:
         "threads": ThreadServer,
         "process": NewServer,
         "process-1s": NewServer1s,
+        "process-pc": NewServerPC,
     }
     names = [n.strip() for n in args.servers.split(",") if n.strip()]
     unknown = sorted(set(names) - set(known))

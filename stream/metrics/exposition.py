@@ -4,8 +4,11 @@ Rendering a registry of 10,000 series with prometheus-client's encoders is pure 
 holds the GIL for about a quarter of a second; done once per scrape, 200 concurrent scrapers
 cost the worker's event loop tens of seconds of CPU. :class:`ExpositionCache` renders each
 variant (text format or OpenMetrics, optionally a ``name[]`` filter) at most once per
-``max_age`` seconds, with prometheus-client's own encoder so the bytes are the ones
-``generate_latest`` gives, and gzip-compresses a rendering at most once. Renderings are
+``max_age`` seconds, and gzip-compresses a rendering at most once. The bytes are the ones
+prometheus-client's encoders give: the unfiltered text format 0.0.4 (what Prometheus asks for by
+default) by :func:`stream.metrics.text_format.generate_text`, equal to ``generate_latest`` byte
+for byte and several times faster; OpenMetrics and ``name[]``-filtered renderings by
+prometheus-client's own encoder. Renderings are
 serialised by one lock: concurrent scrapers of a stale variant wait for the one rendering
 rather than starting their own.
 """
@@ -21,8 +24,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import choose_encoder
+
+from stream.metrics.text_format import generate_text
 
 __all__ = [
     "MAX_FILTER_NAMES",
@@ -82,8 +87,14 @@ def filter_names(names: list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
 
 def render(registry: CollectorRegistry, accept: str, wanted: tuple[str, ...]) -> tuple[str, bytes]:
     """``(content type, body)`` of ``registry`` as prometheus-client encodes it for ``accept``,
-    restricted to the sample names ``wanted`` when there are any."""
+    restricted to the sample names ``wanted`` when there are any.
+
+    The unfiltered text format 0.0.4 is written by
+    :func:`~stream.metrics.text_format.generate_text` (the same bytes as ``generate_latest``).
+    """
     encoder, content_type = choose_encoder(accept)
+    if encoder is generate_latest and not wanted:
+        return content_type, generate_text(registry)
     source: Any = registry.restricted_registry(wanted) if wanted else registry
     return content_type, encoder(source)
 
