@@ -232,6 +232,63 @@ def _record_prefix(
 
 
 @njit(cache=True)
+def _record(
+    prefix: bool,
+    stream: npt.NDArray[np.int64],
+    base: npt.NDArray[np.int64],
+    size: int,
+    cut_ref: npt.NDArray[np.int64],
+    n: int,
+    m: int,
+    stride: int,
+    h_min: int,
+    low_min: int,
+    resolve_after: int,
+    offset: int,
+    gaps: npt.NDArray[np.int64],
+    index: npt.NDArray[np.int64],
+    bounds: npt.NDArray[np.int64],
+    kept: int,
+    runs: int,
+) -> tuple[int, int]:  # pragma: no cover - compiled
+    """One stream's kept runs by the few-slot path (``prefix``) or the segment tree."""
+    if prefix:
+        return _record_prefix(
+            stream,
+            cut_ref,
+            n,
+            m,
+            stride,
+            h_min,
+            low_min,
+            resolve_after,
+            offset,
+            gaps,
+            index,
+            bounds,
+            kept,
+            runs,
+        )
+    return _record_stream(
+        stream,
+        base,
+        size,
+        n,
+        m,
+        stride,
+        h_min,
+        low_min,
+        resolve_after,
+        offset,
+        gaps,
+        index,
+        bounds,
+        kept,
+        runs,
+    )
+
+
+@njit(cache=True)
 def chosen_path(slots: int, path: int) -> int:  # pragma: no cover - compiled
     """The path (:data:`TREE` or :data:`PREFIX`) of ``path`` for ``slots`` slots."""
     if path != AUTO:
@@ -370,41 +427,25 @@ def simulate_segments(
         else:
             for t in range(steps):
                 stream[t] = cell_slot[_first_above(cum, np.random.random() * total)]
-        if prefix:
-            kept, runs = _record_prefix(
-                stream,
-                cut_ref,
-                n,
-                m,
-                stride,
-                h_min,
-                low_min,
-                resolve_after,
-                b * steps,
-                gaps,
-                index,
-                bounds,
-                kept,
-                runs,
-            )
-        else:
-            kept, runs = _record_stream(
-                stream,
-                base,
-                size,
-                n,
-                m,
-                stride,
-                h_min,
-                low_min,
-                resolve_after,
-                b * steps,
-                gaps,
-                index,
-                bounds,
-                kept,
-                runs,
-            )
+        kept, runs = _record(
+            prefix,
+            stream,
+            base,
+            size,
+            cut_ref,
+            n,
+            m,
+            stride,
+            h_min,
+            low_min,
+            resolve_after,
+            b * steps,
+            gaps,
+            index,
+            bounds,
+            kept,
+            runs,
+        )
         done += 1
     bounds[runs] = kept
     return gaps[:kept], index[:kept], bounds[: runs + 1], done, done * (steps - m + 1)
@@ -438,41 +479,25 @@ def record_streams(
     kept = 0
     runs = 0
     for b in range(rows):
-        if prefix:
-            kept, runs = _record_prefix(
-                streams[b],
-                cut_ref,
-                n,
-                m,
-                stride,
-                h_min,
-                low_min,
-                resolve_after,
-                b * steps,
-                gaps,
-                index,
-                bounds,
-                kept,
-                runs,
-            )
-        else:
-            kept, runs = _record_stream(
-                streams[b],
-                base,
-                size,
-                n,
-                m,
-                stride,
-                h_min,
-                low_min,
-                resolve_after,
-                b * steps,
-                gaps,
-                index,
-                bounds,
-                kept,
-                runs,
-            )
+        kept, runs = _record(
+            prefix,
+            streams[b],
+            base,
+            size,
+            cut_ref,
+            n,
+            m,
+            stride,
+            h_min,
+            low_min,
+            resolve_after,
+            b * steps,
+            gaps,
+            index,
+            bounds,
+            kept,
+            runs,
+        )
     bounds[runs] = kept
     return gaps[:kept], index[:kept], bounds[: runs + 1]
 
