@@ -44,8 +44,7 @@ derived from the Beta law of an order statistic's coverage, not tuned on data (6
 ``p = 0.9``: the 62nd smallest rate, whose coverage is Beta(62, 3), mean 0.954, at least 0.9 with
 probability 0.961; the 61st would give 0.894). The simulation's seed is a hash of the detector's
 seed, the calibrated counts and the configuration (:func:`simulation_seed`): independent between
-references, identical for the same reference. The average rule (``guarantee=None``) uses the
-seed as given.
+references, identical for the same reference, with or without a guarantee.
 
 The simulation is the detector's own null process, compiled (:mod:`detectors.kernels`): the
 window, a test after every event (or every ``stride``), the exact gap, episodes with the resolve
@@ -189,6 +188,13 @@ TAIL_MIN_STARTS = 10
 
 _KEPT_CAPACITY = 8_000_000
 
+#: Simulations run again from a lower level when no simulated level alarms as often as the
+#: target (the pilot run's level was too high: its few streams' draws of the null distribution
+#: happened to sit far from the reference), each from a level whose pilot share of tested gaps
+#: above it is :data:`LEVEL_BOOST` times larger.
+LEVEL_RETRIES = 2
+LEVEL_BOOST = 8.0
+
 #: With a guarantee, the conditional rate of at least that share of references is at most
 #: this multiple of the target.
 GUARANTEE_FACTOR = 1.3
@@ -274,12 +280,13 @@ def simulation_seed(
     atom_counts: npt.NDArray[np.int64],
     config: tuple[float | int | str | None, ...],
 ) -> int:
-    """The simulation seed of a guaranteed calibration: a hash of the detector's ``seed``, the
-    reference's atom multiplicities and the configuration.
+    """The simulation seed of a calibration: a hash of the detector's ``seed``, the reference's
+    atom multiplicities and the configuration.
 
     References of one configuration thus get independent simulations -- with one seed for all,
-    their thresholds would share one Monte Carlo error and the shares of references a
-    guarantee holds for would move together -- while the same reference and configuration
+    their thresholds would share one Monte Carlo error, which a mean over references (the
+    average rule) does not average away, and the shares of references a guarantee holds for
+    would move together -- while the same reference and configuration
     always get the same seed, hence the same thresholds (restores and replays rely on it).
     BLAKE2b of a fixed byte encoding, so the seed is the same in every process and platform
     (unlike :func:`hash`, which is salted per process).
@@ -507,13 +514,16 @@ def simulate(
     )
 
 
-def _lowest_level(model: NullModel, m: int, ert: float, stride: int, seed: int) -> int:
-    """A gap level whose start rate is safely above ``1 / ert``, from a short pilot run."""
+def _lowest_level(
+    model: NullModel, m: int, ert: float, stride: int, seed: int, boost: float = 1.0
+) -> int:
+    """A gap level whose start rate is safely above ``1 / ert``, from a short pilot run (the
+    ``1 - share`` quantile of its tested gaps, ``share`` about ``60 boost / ert``)."""
     pilot = simulate(
         model, m, 200_000, stride=stride, h_min=0, ratio=0.0, resolve_after=1, seed=seed + 1
     )
     tested = pilot.gaps
-    share = min(0.2, max(60.0 / ert, 40.0 / tested.shape[0]))
+    share = min(0.2, boost * max(60.0 / ert, 40.0 / tested.shape[0]))
     return int(np.quantile(tested, 1.0 - share, method="lower"))
 
 
@@ -523,8 +533,9 @@ RateOf = Callable[[int, int, int, float], float]
 
 def _search(
     rate: RateOf, candidates: npt.NDArray[np.int64], target: float, ratio: float
-) -> tuple[int, int, int, float, float]:
-    """Thresholds whose rate is ``target``: ``(high, low, mixed, mix, rate)``."""
+) -> tuple[int, int, int, float, float] | None:
+    """Thresholds whose rate is ``target``: ``(high, low, mixed, mix, rate)``; None if no
+    candidate alarms more often than ``target`` (see :func:`_peak`)."""
 
     def at(i: int) -> float:
         h = int(candidates[i])
@@ -547,9 +558,7 @@ def _search(
             break
         hi = i
     if lo < 0:
-        peak = max(seen, key=lambda i: seen[i])
-        h = int(candidates[peak])
-        return h, math.ceil(ratio * h), h, 0.0, seen[peak]
+        return None
     while hi - lo > 1:  # invariant: at(lo) > target >= at(hi)
         mid = (lo + hi) // 2
         if at(mid) > target:
@@ -569,6 +578,28 @@ def _search(
     return high, low, mixed, q, rate(high, low, mixed, q)
 
 
+def _peak(
+    rate: RateOf, candidates: npt.NDArray[np.int64], ratio: float
+) -> tuple[int, int, int, float, float]:
+    """The candidate of the highest rate, when none reaches the target (:func:`_search`)."""
+    grid = sorted(
+        {int(i) for i in np.linspace(candidates.shape[0] - 1, 0, 33).round()}, reverse=True
+    )
+    rates = {
+        i: rate(int(candidates[i]), math.ceil(ratio * candidates[i]), int(candidates[i]), 0.0)
+        for i in grid
+    }
+    peak = max(rates, key=lambda i: rates[i])
+    h = int(candidates[peak])
+    return h, math.ceil(ratio * h), h, 0.0, rates[peak]
+
+
+def _never(h_min: int, ratio: float) -> tuple[int, int, int, float, float]:
+    """Thresholds above every simulated gap (none reached ``h_min``): no simulated alarm."""
+    h = h_min + 1
+    return h, math.ceil(ratio * h), h, 0.0, 0.0
+
+
 def _tail(
     rate: RateOf,
     levels: npt.NDArray[np.int64],
@@ -582,39 +613,65 @@ def _tail(
     The rate of every simulated level is counted exactly; ``log rate`` is fitted by a
     quadratic in the gap (Gaussian-like tails) over levels measured with at least
     :data:`TAIL_MIN_STARTS` starts (``resolution`` is the rate of one start), weighted by the
-    square root of that count, and solved for ``target``. On a lattice, the alarm is randomised
-    between the two attainable gaps around the solution so that the fitted rate hits it.
+    square root of that count, and solved for ``target``. Where that fit does not fall (levels
+    too close for their counting noise, or fewer than two of them), a straight line over every
+    level with a start is solved instead, and where even that does not fall, the counts are
+    searched directly. On a lattice, the alarm is randomised between the two attainable gaps
+    around the solution so that the fitted rate hits it.
     """
     if levels.shape[0] > 80:
         levels = np.unique(levels[np.linspace(0, levels.shape[0] - 1, 80).round().astype(int)])
-    hs, logs, weights = [], [], []
+    counted: list[tuple[float, float, float]] = []  # (level, log rate, starts) of levels with any
     for h in levels.tolist():
         r = rate(int(h), math.ceil(ratio * h), int(h), 0.0)
         count = r / resolution
-        if TAIL_MIN_STARTS <= count <= 50 * target / resolution + 5_000:
-            hs.append(float(h))
-            logs.append(math.log(r))
-            weights.append(math.sqrt(count))
+        if 1 <= count <= 50 * target / resolution + 5_000:
+            counted.append((float(h), math.log(r), count))
     goal = math.log(target)
-    if len(hs) < 2:
-        h = int(levels[-1]) + 1
-        return h, math.ceil(ratio * h), h, 0.0, 0.0
-    x = np.asarray(hs)
-    scale = float(x.max())
+    fit = [p for p in counted if p[2] >= TAIL_MIN_STARTS]
+    if len(fit) < 2:
+        fit = []  # too few levels for the fit: the straight line over every level below
+    hs = [p[0] for p in fit]
+    logs = [p[1] for p in fit]
+    weights = [math.sqrt(p[2]) for p in fit]
+    scale = max(hs) if hs else 1.0
+    x = np.asarray(hs) / scale
     # few levels (a coarse lattice): a straight line through the last two or three
-    c2, c1, c0 = np.polyfit(x / scale, logs, 2, w=weights) if len(hs) >= 4 else (0.0, 0.0, 0.0)
+    c2, c1, c0 = np.polyfit(x, logs, 2, w=weights) if len(hs) >= 4 else (0.0, 0.0, 0.0)
     half = min(len(hs) // 2, len(hs) - 2)
-    b1, b0 = np.polyfit(x[half:] / scale, logs[half:], 1)
+    b1, b0 = np.polyfit(x[half:], logs[half:], 1) if len(hs) >= 2 else (0.0, 0.0)
 
     def fitted(h: float) -> float:
         z = h / scale
         return c0 + c1 * z + c2 * z * z if c2 < 0 else b0 + b1 * z
 
-    if c2 < 0:
-        disc = c1 * c1 - 4 * c2 * (c0 - goal)
-        root = (-c1 - math.sqrt(max(disc, 0.0))) / (2 * c2) * scale
-    else:
-        root = (goal - b0) / b1 * scale
+    def solve() -> float:
+        if c2 < 0:
+            disc = c1 * c1 - 4 * c2 * (c0 - goal)
+            return float((-c1 - math.sqrt(max(disc, 0.0))) / (2 * c2) * scale)
+        return float((goal - b0) / b1 * scale) if b1 < 0 else math.inf
+
+    root = solve() if hs else math.inf
+    top = max((p[0] for p in counted), default=0.0)
+    reach = top + (top - min((p[0] for p in counted), default=0.0))
+    if not root <= reach:
+        # the fit does not fall towards the target within the counted levels' span (levels
+        # too close for their counting noise, or too few): a straight line over every level
+        # with a start, weighted by its count
+        c2 = 0.0
+        b1 = 0.0
+        if len(counted) >= 2 and top > counted[0][0]:
+            scale = top
+            b1, b0 = np.polyfit(
+                [p[0] / scale for p in counted],
+                [p[1] for p in counted],
+                1,
+                w=[math.sqrt(p[2]) for p in counted],
+            )
+        root = solve()
+        if not root <= reach:  # no falling tail to fit at all: the counts searched directly
+            searched = _search(rate, levels, target, ratio) if levels.size else None
+            return _never(int(levels[-1]), ratio) if searched is None else searched
     if attainable is None:
         high = math.ceil(root)
         return high, math.ceil(ratio * high), high, 0.0, math.exp(fitted(high))
@@ -641,14 +698,57 @@ def _calibrate(
     attainable = model.attainable(m, tied=kind == "discrete")
     if guarantee is not None and kind == "discrete":
         model = model.split()
-    h_min = _lowest_level(model, m, ert, stride, seed)
+    budget = simulation_budget(
+        ert, guarantee, continuous=kind == "continuous", values=model.slot_ref.shape[0] // 2
+    )
+    target = (1.0 if guarantee is None else GUARANTEE_FACTOR) / ert
+    boost = 1.0
+    for attempt in range(LEVEL_RETRIES + 1):
+        h_min = _lowest_level(model, m, ert, stride, seed, boost=boost)
+        rate, unit, runs = _rates(
+            model, m, budget, ratio, resolve_after, seed, stride, h_min, guarantee
+        )
+        levels = np.unique(runs.gaps[runs.gaps >= runs.h_min])
+        if attainable is not None:  # thresholds the reference's own lattice can reach
+            levels = np.intersect1d(levels, attainable)
+        extrapolated = unit * target < DIRECT_STARTS * (1.0 if guarantee is None else 0.3)
+        if extrapolated:
+            found = _tail(rate, levels, target, ratio, 1.0 / unit, attainable)
+            break
+        searched = _search(rate, levels, target, ratio) if levels.size else None
+        if searched is not None:
+            found = searched
+            break
+        if attempt == LEVEL_RETRIES or h_min == 0:  # the highest rate the rule reaches
+            found = _peak(rate, levels, ratio) if levels.size else _never(h_min, ratio)
+            break
+        boost *= LEVEL_BOOST  # no simulated level alarms as often as the target: go lower
+    high, low, mixed, mix, r = found
+    seconds = time.perf_counter() - started
+    return KSCalibration(
+        high, low, mixed, mix, ert, r, kind, runs.observations, seconds, extrapolated, guarantee
+    )
+
+
+def _rates(
+    model: NullModel,
+    m: int,
+    budget: int,
+    ratio: float,
+    resolve_after: int,
+    seed: int,
+    stride: int,
+    h_min: int,
+    guarantee: float | None,
+) -> tuple[RateOf, float, NullRuns]:
+    """The simulation from ``h_min``, the rate of the calibrated rule on it (the start rate, or
+    with a guarantee the order statistic of the draws' rates) and the observations a start is
+    counted over (one start's rate is ``1 / unit``)."""
     groups = 1 if guarantee is None else GUARANTEE_DRAWS
     runs = simulate(
         model,
         m,
-        simulation_budget(
-            ert, guarantee, continuous=kind == "continuous", values=model.slot_ref.shape[0] // 2
-        ),
+        budget,
         stride=stride,
         h_min=h_min,
         ratio=ratio,
@@ -657,32 +757,19 @@ def _calibrate(
         groups=groups,
     )
     if guarantee is None:
-        target = 1.0 / ert
         unit = float(runs.observations)
 
         def rate(high: int, low: int, mixed: int, mix: float) -> float:
             return runs.starts(high, low, mixed, mix) / unit
 
-    else:
-        target = GUARANTEE_FACTOR / ert
-        unit = float(min(runs.group_observations))
-        k = guarantee_order(len(runs.group_observations), float(guarantee)) - 1
+        return rate, unit, runs
+    unit = float(min(runs.group_observations))
+    k = guarantee_order(len(runs.group_observations), float(guarantee)) - 1
 
-        def rate(high: int, low: int, mixed: int, mix: float) -> float:
-            return float(np.partition(runs.group_rates(high, low, mixed, mix), k)[k])
+    def order_rate(high: int, low: int, mixed: int, mix: float) -> float:
+        return float(np.partition(runs.group_rates(high, low, mixed, mix), k)[k])
 
-    levels = np.unique(runs.gaps[runs.gaps >= runs.h_min])
-    if attainable is not None:  # thresholds the reference's own lattice can reach
-        levels = np.intersect1d(levels, attainable)
-    extrapolated = unit * target < DIRECT_STARTS * (1.0 if guarantee is None else 0.3)
-    if extrapolated:
-        high, low, mixed, mix, r = _tail(rate, levels, target, ratio, 1.0 / unit, attainable)
-    else:
-        high, low, mixed, mix, r = _search(rate, levels, target, ratio)
-    seconds = time.perf_counter() - started
-    return KSCalibration(
-        high, low, mixed, mix, ert, r, kind, runs.observations, seconds, extrapolated, guarantee
-    )
+    return order_rate, unit, runs
 
 
 def calibrate_null_statistics(
@@ -718,7 +805,9 @@ def calibrate_null_statistics(
     if extrapolated:
         high, low, mixed, mix, r = _tail(rate, levels, target, resolve_ratio, 1.0 / unit, None)
     else:
-        high, low, mixed, mix, r = _search(rate, levels, target, resolve_ratio)
+        searched = _search(rate, levels, target, resolve_ratio)
+        found = _peak(rate, levels, resolve_ratio) if searched is None else searched
+        high, low, mixed, mix, r = found
     seconds = time.perf_counter() - started
     return KSCalibration(
         high, low, mixed, mix, ert, r, "discrete", runs.observations, seconds, extrapolated, None
@@ -791,9 +880,9 @@ def calibrate_gap(
         The detector's hysteresis (see :class:`~detectors.IncrementalKS`); ``resolve_after``
         counts tests.
     seed : int
-        Seed of the simulation. With a ``guarantee``, the simulation's seed is derived from it,
-        the calibrated counts and the configuration (:func:`simulation_seed`), so references
-        get independent simulations and the same reference the same thresholds.
+        Seed of the simulation. The simulation's seed is derived from it, the calibrated counts
+        and the configuration (:func:`simulation_seed`), so references get independent
+        simulations and the same reference the same thresholds.
     stride : int
         Observations between tests: 1 for :class:`~detectors.IncrementalKS`, the detector's
         ``stride`` for :class:`~detectors.WindowedKS`.
@@ -839,8 +928,8 @@ def calibrate_gap(
     config = (m, e, ratio, after, stride, g)
 
     def seeded(atoms: npt.NDArray[np.int64], *model: str) -> int:
-        """The simulation's seed: as given, or with a guarantee hashed (simulation_seed)."""
-        return seed if g is None else simulation_seed(seed, atoms, (*config, *model))
+        """The simulation's seed (:func:`simulation_seed`)."""
+        return simulation_seed(seed, atoms, (*config, *model))
 
     if (n - counts.size) / n <= CONTINUOUS_TIE_FRACTION:
         seed_c = seeded(np.ones(n, dtype=np.int64), "continuous")

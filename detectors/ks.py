@@ -80,8 +80,8 @@ class IncrementalKS(StoredKS):
         by one below the level, falls by one otherwise, and never goes below zero). Default
         ``window_size``.
     seed : int
-        Seed of the calibration's simulation (``ert`` only); with a ``guarantee`` the
-        simulation's seed is derived from it and the reference's value counts
+        Seed of the calibration's simulation (``ert`` only); the simulation's seed is
+        derived from it, the reference's value counts and the configuration
         (:func:`~detectors.calibration.simulation_seed`).
     wait_for_calibration : bool
         With ``ert``, the calibration runs in a background thread from construction (and from

@@ -52,8 +52,8 @@ class WindowedKS(StoredWindowedKS, KSDetector):
         below the level, falls by one otherwise and never goes below zero, as in
         :class:`~detectors.IncrementalKS`). Default 1: the first evaluation below the level.
     seed : int
-        Seed of the calibration (``ert`` only); with a ``guarantee`` the
-        simulation's seed is derived from it and the reference's value counts
+        Seed of the calibration (``ert`` only); the simulation's seed is
+        derived from it, the reference's value counts and the configuration
         (:func:`~detectors.calibration.simulation_seed`).
     wait_for_calibration : bool
         With ``ert``, the calibration runs in the background from construction (and from every

@@ -428,6 +428,12 @@ def test_guaranteed_calibrations_seed_each_reference_and_repeat_exactly(
     assert seeds_a[1] == calibration.simulation_seed(0, counts, config)
     assert calibration.simulation_seed(1, counts, config) != seeds_a[1]
     assert calibration.simulation_seed(0, counts, (m, 3_000.0, 0.6, m, 1, 0.9)) != seeds_a[1]
+    # the average rule too: its mean over references would otherwise keep one Monte Carlo error
+    seeds.clear()
+    calibrate_gap([n - 30, 30], m, ert)
+    calibrate_gap([n - 31, 31], m, ert)
+    assert len(seeds) == 4 and len(set(seeds)) == 4
+    assert seeds[1] == calibration.simulation_seed(0, counts, (m, ert, 0.6, m, 1, None))
 
 
 def test_a_guaranteed_detector_restores_to_the_same_thresholds() -> None:
@@ -452,3 +458,64 @@ def test_shared_guaranteed_calibrations_are_keyed_by_the_signature() -> None:
     assert calibrate_gap(b, WINDOW, ERT, guarantee=0.9, share=True, **short) is first
     flag = calibrate_gap([900, 100], WINDOW, ERT, guarantee=0.9, share=True, **short)
     assert flag is not first
+
+
+def test_a_pilot_level_too_high_is_lowered_until_the_target_is_reached(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When no simulated level alarms as often as the target (an unlucky pilot put the lowest
+    level too high), the calibration simulates again from lower levels instead of returning a
+    threshold that alarms a fraction of the target (measured on a real reference: 0.19x)."""
+    import detectors.calibration as calibration
+
+    real = calibration._lowest_level
+    boosts: list[float] = []
+
+    def unlucky(*args: object, boost: float = 1.0) -> int:
+        boosts.append(boost)
+        level = real(*args, boost=boost)  # type: ignore[arg-type]
+        return too_high if boost == 1.0 else level  # above the threshold the target needs
+
+    counts = [30] * 20 + [1] * 400  # many-valued, tied: a lattice of gaps
+    ert = 2_000.0
+    fine = calibrate_gap(counts, 30, ert)
+    too_high = fine.gap_high * 11 // 10
+    monkeypatch.setattr(calibration, "_lowest_level", unlucky)
+    retried = calibrate_gap(counts, 30, ert)
+    assert boosts == [1.0, calibration.LEVEL_BOOST]
+    for cal in (fine, retried):
+        assert 0.95 < cal.simulated_rate * ert < 1.05, cal
+    # without the retry: the peak of the levels simulated from the first level
+    monkeypatch.setattr(calibration, "LEVEL_RETRIES", 0)
+    boosts.clear()
+    stuck = calibrate_gap(counts, 30, ert)
+    assert boosts == [1.0] and stuck.simulated_rate * ert < 0.9 and stuck.mix == 0.0
+
+
+def test_a_flat_fitted_tail_falls_back_to_every_counted_level() -> None:
+    """The guarantee's rates of a token-count reference at ert 1e5 (starts of the 62nd of 64
+    draws, per level): the four levels with ten or more starts are too close for their
+    counting noise to fall (16, 11, 10, 10), and a line through the last two never reaches the
+    target -- the threshold went to the largest gap there is (199,800: no alarm, ever). The
+    line over every level with a start puts it where the counts reach the target."""
+    from detectors.calibration import _tail
+
+    starts = dict(
+        zip(
+            range(31_800, 39_400, 200),
+            [16, 11, 10, 10, 9, 8, 8, 7, 7, 6, 5, 4, 4, 4, 4, 3, 2, 2, 2, 2, 2, 2, 2]
+            + [1] * 15,
+            strict=True,
+        )
+    )
+    levels = np.array([*starts, 39_400, 40_400, 41_400], dtype=np.int64)
+    resolution = 2e-6
+
+    def rate(high: int, low: int, mixed: int, mix: float) -> float:
+        return starts.get(high, 0) * resolution
+
+    target = 6 * resolution
+    attainable = np.arange(30_000, 200_001, 200, dtype=np.int64)
+    high, low, mixed, mix, fitted = _tail(rate, levels, target, 0.6, resolution, attainable)
+    assert 33_000 <= mixed < high <= 34_400, (high, mixed)
+    assert 0.0 < mix < 1.0 and fitted == pytest.approx(target)
