@@ -370,6 +370,10 @@ class DetectorOptions:
         ``windowed_ks``: observations between tests (None: a tenth of the window, at least 1).
     windowed_alpha : float
         ``windowed_ks``: the level when neither ``alpha`` nor ``ert`` is set.
+    guarantee : float, optional
+        With ``ert``, the KS kinds' conditional guarantee (see
+        :class:`~detectors.IncrementalKS`); None calibrates the average rate. The river kinds
+        calibrate the average rate whatever it is.
     """
 
     window_size: int
@@ -381,6 +385,7 @@ class DetectorOptions:
     wait_for_calibration: bool = True
     stride: int | None = None
     windowed_alpha: float = WINDOWED_ALPHA
+    guarantee: float | None = None
 
 
 def build_detector(
@@ -452,6 +457,7 @@ def _arguments(kind: DetectorKind, o: DetectorOptions) -> dict[str, Any]:
             "resolve_ratio": o.resolve_ratio,
             "resolve_after": o.resolve_after,
             "wait_for_calibration": o.wait_for_calibration,
+            "guarantee": o.guarantee if o.ert is not None else None,
         }
     if kind.cls is WindowedKS:
         return {
@@ -462,6 +468,7 @@ def _arguments(kind: DetectorKind, o: DetectorOptions) -> dict[str, Any]:
             "ert": o.ert,
             "resolve_ratio": o.resolve_ratio,
             "resolve_after": o.resolve_after or 1,
+            "guarantee": o.guarantee if o.ert is not None else None,
         }
     kwargs: dict[str, Any] = {"resolve_after": o.resolve_after or o.window_size}
     if o.ert is not None:

@@ -65,6 +65,7 @@ class Settings:
     fleet_events_per_second: float | None = None
     false_alarms_per_day: float | None = None
     alpha: float | None = None
+    guarantee: float | None = None
     resolve_ratio: float = 0.6
     resolve_after: int | None = None
     reference_mode: Literal["warmup", "file"] = "warmup"
@@ -194,6 +195,7 @@ class Settings:
             resolve_ratio=self.resolve_ratio,
             resolve_after=self.resolve_after,
             wait_for_calibration=wait_for_calibration,
+            guarantee=self.guarantee,
         )
 
     def detector_for(self, feature: str) -> DetectorName:

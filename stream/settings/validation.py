@@ -110,6 +110,18 @@ def validate(s: Settings) -> None:
     )
     check(0.0 < s.resolve_ratio <= 1.0, "resolve_ratio", s.resolve_ratio, "must be in (0, 1]")
     check(
+        s.guarantee is None or (math.isfinite(s.guarantee) and 0.0 < s.guarantee < 1.0),
+        "guarantee",
+        s.guarantee,
+        "must be a probability in (0, 1), e.g. 0.9",
+    )
+    check(
+        s.guarantee is None or s.alpha is None,
+        "guarantee",
+        s.guarantee,
+        "the guarantee calibrates an ert: it does not apply to the alpha rule",
+    )
+    check(
         s.window_duration is None or (math.isfinite(s.window_duration) and s.window_duration > 0),
         "window_duration",
         s.window_duration,

@@ -46,6 +46,9 @@ def test_file_then_environment_then_overrides(tmp_path: Path) -> None:
         ({"DRIFTWATCH_ALPHA": "0.01", "DRIFTWATCH_ERT": "5000"}, "alpha"),
         ({"DRIFTWATCH_FLEET_FALSE_ALARMS_PER_DAY": "2"}, "fleet_false_alarms_per_day"),
         ({"DRIFTWATCH_ERT": "1"}, "ert"),
+        ({"DRIFTWATCH_GUARANTEE": "1.5"}, "guarantee"),
+        ({"DRIFTWATCH_GUARANTEE": "0"}, "guarantee"),
+        ({"DRIFTWATCH_GUARANTEE": "0.9", "DRIFTWATCH_ALPHA": "0.01"}, "guarantee"),
     ],
 )
 def test_invalid_settings_name_the_setting(env: dict[str, str], setting: str) -> None:
@@ -100,3 +103,24 @@ def test_bad_files(tmp_path: Path) -> None:
     unknown.write_text("windw_size = 3\n")
     with pytest.raises(ConfigError, match="unknown setting"):
         load_settings(unknown, environ={})
+
+
+def test_the_guarantee_setting_reaches_the_ks_detectors() -> None:
+    """``GUARANTEE`` is the detectors' ``guarantee``: KS kinds calibrate it, river kinds do not
+    take it; unset, the average rate is calibrated."""
+    import numpy as np
+
+    from detectors import IncrementalKS, WindowedKS
+    from detectors.registry import build_detector
+
+    s = load_settings(environ={"DRIFTWATCH_GUARANTEE": "0.9", "DRIFTWATCH_ERT": "2000"})
+    assert s.guarantee == 0.9 and load_settings(environ={}).guarantee is None
+    ref = (np.random.default_rng(3).random(300) < 0.1).astype(float)  # a tied flag
+    options = s.detector_options()
+    ks = build_detector("incremental_ks", ref, options)
+    windowed = build_detector("windowed_ks", ref, options)
+    assert isinstance(ks, IncrementalKS) and isinstance(windowed, WindowedKS)
+    assert ks.guarantee == windowed.guarantee == 0.9
+    assert ks.calibration is not None and ks.calibration.guarantee == 0.9
+    river = build_detector("page_hinkley", ref, options)
+    assert not hasattr(river, "guarantee")
