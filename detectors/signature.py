@@ -24,8 +24,14 @@ Two kinds of tie structure
 * **Many-valued** (more distinct values, every atom light; integer token counts, rounded
   rates): the threshold depends on how fine the lattice is along the distribution, not on
   individual counts. The reference is cut into :data:`BANDS` bands of equal probability; in
-  each, the mean atom size is rounded on a geometric grid of ratio :data:`SIZE_RATIO`; the
-  canonical reference fills each band with atoms of that size.
+  each, the size-biased mean atom size -- the mean size of the atom a random reference value
+  falls in, ``sum(c**2) / sum(c)`` -- is rounded on a geometric grid of ratio
+  :data:`SIZE_RATIO`; the canonical reference fills each band with atoms of that size. The
+  mean is size-biased because the statistic's maximum falls anywhere along the distribution
+  in proportion to probability, not to the number of atoms: a bell of small atoms in the
+  tails and large ones in the middle is as coarse as its middle, where most of its values
+  are. (The plain mean per atom made canonical references finer than real token counts, so
+  their shared thresholds alarmed 0.65-0.91x the target at ert 1e5; BENCHMARKS.md.)
 
 Whether sharing preserves the false-alarm rate is measured, not assumed: bench/protection.py
 counts the false alarms of streams running on shared thresholds (BENCHMARKS.md).
@@ -96,7 +102,8 @@ def _many(counts: npt.NDArray[np.int64], n: int) -> TieSignature:
     band = np.minimum((mids * BANDS).astype(np.int64), BANDS - 1)
     atoms = np.bincount(band, minlength=BANDS)
     mass = np.bincount(band, weights=counts, minlength=BANDS)
-    levels = [_size_level(mass[b] / atoms[b]) if atoms[b] else 0 for b in range(BANDS)]
+    squares = np.bincount(band, weights=counts.astype(np.float64) ** 2, minlength=BANDS)
+    levels = [_size_level(squares[b] / mass[b]) if atoms[b] else 0 for b in range(BANDS)]
     canonical: list[int] = []
     done = 0
     for b, level in enumerate(levels):
@@ -126,7 +133,7 @@ def tie_signature(atom_counts: npt.ArrayLike) -> TieSignature:
     >>> tie_signature([853, 101, 46]).kind
     'few'
     >>> rng = np.random.default_rng(0)
-    >>> a, b = (np.unique(rng.poisson(300, 1_000), return_counts=True)[1] for _ in range(2))
+    >>> a, b = (np.unique(rng.poisson(500, 1_000), return_counts=True)[1] for _ in range(2))
     >>> tie_signature(a).kind, tie_signature(a) == tie_signature(b)
     ('many', True)
     """
