@@ -74,8 +74,8 @@ __all__ = [
 #: the few-slot prefix counts.
 AUTO, TREE, PREFIX = 0, 1, 2
 #: Most slots (``2K + 1`` for ``K`` distinct values) the prefix-count path is chosen for
-#: (``bench/few_slots.py --slots``: about 2.4x faster than the tree at 5-13 slots, 1.3x at 421,
-#: about even at 783-1,001, slower at 1,383-2,001).
+#: (``bench/few_slots.py --slots``, with the guide-table draws: about 4x faster than the tree at
+#: 5-13 slots, 1.6-2x at 421, 1.1-1.3x at 783-1,001, slower at 1,383-2,001).
 FEW_SLOTS = 512
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
