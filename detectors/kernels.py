@@ -373,13 +373,29 @@ def guide_table(
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], int]:  # pragma: no cover - compiled
     """An O(1) draw of a cell with probability ``weights[j] / weights.sum()`` (Chen and Asau).
 
-    Returns ``cut, guide, shift``: ``cut[j]`` is the cumulative weight through cell ``j`` on
-    the integers ``[0, 2**53]`` (``cut[-1] = 2**53``); a cell of zero weight adds nothing and is
-    never drawn. A uniform integer ``r`` in ``[0, 2**53)`` falls in the first cell with
-    ``cut[j] > r``: ``guide[r >> shift]`` is the first cell whose cut is above the start of
-    ``r``'s interval, so a linear scan from it (:func:`draw_cell`) finds that cell, most often
-    at once (at most ``cells / len(guide)`` more steps on average). Cell ``j`` is drawn with
-    probability ``(cut[j] - cut[j - 1]) / 2**53``.
+    A uniform integer ``r`` in ``[0, 2**53)`` falls in the first cell with ``cut[j] > r``.
+    ``guide[r >> shift]`` is the first cell whose cut is above the start of ``r``'s interval of
+    the guide, so a linear scan from it (:func:`draw_cell`) finds that cell, most often at once
+    (on average at most ``cells / len(guide)`` more steps). Cell ``j`` is drawn with probability
+    ``(cut[j] - cut[j - 1]) / 2**53``, ``weights[j] / weights.sum()`` to within a few parts in
+    ``2**53``.
+
+    Parameters
+    ----------
+    weights : float array
+        Non-negative cell weights, not all zero.
+
+    Returns
+    -------
+    cut : int array
+        Cumulative weight through each cell on the integers ``[0, 2**53]``, rounded, the last
+        cell of positive weight (and any after it) at ``2**53``; a cell of zero weight adds
+        nothing and is never drawn.
+    guide : int array
+        ``2**b`` entries (at least 1,024 and two per cell): the first cell with
+        ``cut > k << shift`` for entry ``k``.
+    shift : int
+        ``53 - b``.
     """
     cells = weights.shape[0]
     cut = np.empty(cells, dtype=np.int64)
@@ -431,7 +447,21 @@ def draw_stream(
     stream: npt.NDArray[np.int64],
     words: npt.NDArray[np.uint64],
 ) -> None:  # pragma: no cover - compiled
-    """Fill ``stream`` with the slots of independent cell draws, a block of words at a time."""
+    """Fill ``stream`` with the slots of independent cell draws, a block of words at a time.
+
+    Parameters
+    ----------
+    state : uint64 array
+        The xoshiro256+ state (:func:`seeded_state`), advanced by one word per observation.
+    cut, guide, shift
+        The cells' guide table (:func:`guide_table`).
+    cell_slot : int array
+        The detector's slot of each cell.
+    stream : int array
+        Filled with the slot of each observation.
+    words : uint64 array
+        Scratch for a block of words (its length is the block).
+    """
     steps = stream.shape[0]
     block = words.shape[0]
     for first in range(0, steps, block):
