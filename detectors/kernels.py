@@ -24,9 +24,24 @@ slots holding prefix-sum extremes of ``m r_s - n c_s``: ``O(log K)`` per observa
 ``O(1)`` per observation, and the gap as ``max_s |m R_s - n C_s|`` over the prefix counts, only
 at the tests where it can matter. One observation moves every cut's ``m R_s - n C_s`` by at most
 ``n``, so after a tested gap ``g < h_min`` outside a kept run the next ``(h_min - 1 - g) // n``
-observations cannot reach ``h_min``; their gaps are not computed. Both paths draw the same
-observations from the same random stream (the few-slot path tries a cell holding half the mass
-before the binary search, which finds the same cell), and keep the same gaps, bit for bit.
+observations cannot reach ``h_min``; their gaps are not computed. Both paths are fed by one
+draw routine (:func:`draw_stream`), so they see the same observations and keep the same gaps,
+bit for bit.
+
+The observations are drawn in ``O(1)`` each, a stream at a time, in blocks of words:
+
+* the uniform words come from xoshiro256+ (Blackman and Vigna), its four-word state seeded
+  from ``seed`` by splitmix64 (:func:`seeded_state`, :func:`next_words`); the top 53 bits of a
+  word are a uniform integer ``r`` in ``[0, 2**53)``;
+* the cell of ``r`` is found by a guide table (Chen and Asau, :func:`guide_table`) over the
+  cumulative cell weights scaled to the integers ``[0, 2**53]``, built once per draw of the
+  cell probabilities: the entry of ``r``'s top bits names the first cell that can hold ``r``,
+  and a linear scan from it finds the first cell whose cumulative weight is above ``r``
+  (:func:`draw_cell`), so cell ``j`` is drawn with probability ``w_j / sum(w)`` up to one
+  part in ``2**53``.
+
+The Dirichlet weights of the Bayesian bootstrap (once per ``per_draw`` streams) are Gamma draws
+of numba's ``np.random``, seeded with ``seed``. The same seed gives the same output.
 """
 
 from __future__ import annotations
@@ -44,8 +59,13 @@ __all__ = [
     "chosen_path",
     "count_group_starts",
     "count_starts",
+    "draw_cell",
+    "draw_stream",
     "fires",
+    "guide_table",
+    "next_words",
     "record_streams",
+    "seeded_state",
     "simulate_segments",
     "tally",
 ]
@@ -54,14 +74,18 @@ __all__ = [
 #: the few-slot prefix counts.
 AUTO, TREE, PREFIX = 0, 1, 2
 #: Most slots (``2K + 1`` for ``K`` distinct values) the prefix-count path is chosen for
-#: (``bench/few_slots.py --slots``: about 2.4x faster than the tree at 5-13 slots, 1.3x at 421,
-#: about even at 783-1,001, slower at 1,383-2,001).
+#: (``bench/few_slots.py --slots``, with the guide-table draws: about 4x faster than the tree at
+#: 5-13 slots, 1.6-2x at 421, 1.1-1.3x at 783-1,001, slower at 1,383-2,001).
 FEW_SLOTS = 512
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _SEED_MUL = np.uint64(0xD1B54A32D192ED03)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
+_SPAN = 9007199254740992.0  # 2**53
+_ISPAN = np.int64(1) << 53
+_GUIDE_MIN_BITS = 10  # at least 1,024 guide entries
+_BLOCK = 1_024  # random words drawn at a time
 
 
 @njit(cache=True)
@@ -304,16 +328,148 @@ def _cut_ref(
 
 
 @njit(cache=True)
-def _first_above(cum: npt.NDArray[np.float64], u: float) -> int:  # pragma: no cover - compiled
-    """The first cell with ``cum > u`` (the last if none), by binary search."""
-    lo, hi = 0, cum.shape[0] - 1
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if cum[mid] > u:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
+def _splitmix64(z: np.uint64) -> tuple[np.uint64, np.uint64]:  # pragma: no cover - compiled
+    """One step of splitmix64: the next state and its output."""
+    z = z + _GOLDEN
+    x = (z ^ (z >> np.uint64(30))) * _MIX1
+    x = (x ^ (x >> np.uint64(27))) * _MIX2
+    return z, x ^ (x >> np.uint64(31))
+
+
+@njit(cache=True)
+def seeded_state(seed: int) -> npt.NDArray[np.uint64]:  # pragma: no cover - compiled
+    """The four words of xoshiro256+ state for ``seed``: splitmix64 outputs from the seed."""
+    state = np.empty(4, dtype=np.uint64)
+    z = np.uint64(seed) * _SEED_MUL
+    for i in range(4):
+        z, word = _splitmix64(z)
+        state[i] = word
+    return state
+
+
+@njit(cache=True)
+def next_words(state: npt.NDArray[np.uint64], out: npt.NDArray[np.uint64]) -> None:
+    """Fill ``out`` with the next outputs of xoshiro256+ on ``state`` (advanced in place).
+
+    The top 53 bits of a word, ``word >> 11``, are a uniform integer in ``[0, 2**53)`` (the low
+    bits of xoshiro256+ are weaker and are never used).
+    """  # pragma: no cover - compiled
+    s0, s1, s2, s3 = state[0], state[1], state[2], state[3]
+    for i in range(out.shape[0]):
+        out[i] = s0 + s3
+        t = s1 << np.uint64(17)
+        s2 ^= s0
+        s3 ^= s1
+        s1 ^= s2
+        s0 ^= s3
+        s2 ^= t
+        s3 = (s3 << np.uint64(45)) | (s3 >> np.uint64(19))
+    state[0], state[1], state[2], state[3] = s0, s1, s2, s3
+
+
+@njit(cache=True)
+def guide_table(
+    weights: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], int]:  # pragma: no cover - compiled
+    """An O(1) draw of a cell with probability ``weights[j] / weights.sum()`` (Chen and Asau).
+
+    A uniform integer ``r`` in ``[0, 2**53)`` falls in the first cell with ``cut[j] > r``.
+    ``guide[r >> shift]`` is the first cell whose cut is above the start of ``r``'s interval of
+    the guide, so a linear scan from it (:func:`draw_cell`) finds that cell, most often at once
+    (on average at most ``cells / len(guide)`` more steps). Cell ``j`` is drawn with probability
+    ``(cut[j] - cut[j - 1]) / 2**53``, ``weights[j] / weights.sum()`` to within a few parts in
+    ``2**53``.
+
+    Parameters
+    ----------
+    weights : float array
+        Non-negative cell weights, not all zero.
+
+    Returns
+    -------
+    cut : int array
+        Cumulative weight through each cell on the integers ``[0, 2**53]``, rounded, the last
+        cell of positive weight (and any after it) at ``2**53``; a cell of zero weight adds
+        nothing and is never drawn.
+    guide : int array
+        ``2**b`` entries (at least 1,024 and two per cell): the first cell with
+        ``cut > k << shift`` for entry ``k``.
+    shift : int
+        ``53 - b``.
+    """
+    cells = weights.shape[0]
+    cut = np.empty(cells, dtype=np.int64)
+    total = 0.0
+    for j in range(cells):
+        total += weights[j]
+    scale = _SPAN / total
+    acc = 0.0
+    for j in range(cells):
+        acc += weights[j]
+        cut[j] = min(np.int64(acc * scale + 0.5), _ISPAN)
+    for j in range(cells - 1, -1, -1):  # the last cell of positive weight ends at 2**53
+        if weights[j] > 0.0:
+            for i in range(j, cells):
+                cut[i] = _ISPAN
+            break
+    bits = _GUIDE_MIN_BITS
+    while (1 << bits) < 2 * cells:
+        bits += 1
+    shift = 53 - bits
+    guide = np.empty(1 << bits, dtype=np.int64)
+    j = 0
+    for k in range(1 << bits):
+        start = np.int64(k) << shift
+        while cut[j] <= start:
+            j += 1
+        guide[k] = j
+    return cut, guide, shift
+
+
+@njit(cache=True)
+def draw_cell(
+    cut: npt.NDArray[np.int64], guide: npt.NDArray[np.int64], shift: int, r: int
+) -> int:  # pragma: no cover - compiled
+    """The cell of the uniform integer ``r`` in ``[0, 2**53)`` (see :func:`guide_table`)."""
+    j = guide[r >> shift]
+    while cut[j] <= r:
+        j += 1
+    return j
+
+
+@njit(cache=True)
+def draw_stream(
+    state: npt.NDArray[np.uint64],
+    cut: npt.NDArray[np.int64],
+    guide: npt.NDArray[np.int64],
+    shift: int,
+    cell_slot: npt.NDArray[np.int64],
+    stream: npt.NDArray[np.int64],
+    words: npt.NDArray[np.uint64],
+) -> None:  # pragma: no cover - compiled
+    """Fill ``stream`` with the slots of independent cell draws, a block of words at a time.
+
+    Parameters
+    ----------
+    state : uint64 array
+        The xoshiro256+ state (:func:`seeded_state`), advanced by one word per observation.
+    cut, guide, shift
+        The cells' guide table (:func:`guide_table`).
+    cell_slot : int array
+        The detector's slot of each cell.
+    stream : int array
+        Filled with the slot of each observation.
+    words : uint64 array
+        Scratch for a block of words (its length is the block).
+    """
+    steps = stream.shape[0]
+    block = words.shape[0]
+    for first in range(0, steps, block):
+        count = min(block, steps - first)
+        next_words(state, words[:count])
+        for i in range(count):
+            r = int(np.int64(words[i] >> np.uint64(11)))
+            stream[first + i] = cell_slot[draw_cell(cut, guide, shift, r)]
 
 
 @njit(cache=True)
@@ -399,34 +555,20 @@ def simulate_segments(
     bounds = np.empty(capacity + 1, dtype=np.int64)
     kept = 0
     runs = 0
-    cum = np.empty(cells, dtype=np.float64)
-    total = 1.0
-    mode, below, top = 0, 0.0, 0.0
+    weights = cell_alpha.copy()
+    cut, guide, shift = guide_table(cell_alpha)
+    state = seeded_state(seed)
+    words = np.empty(_BLOCK, dtype=np.uint64)
     stream = np.empty(steps, dtype=np.int64)
     done = 0
     for b in range(streams):
         if kept + steps > capacity:
             break
-        if b % per_draw == 0:
-            total = 0.0
-            mode, widest = 0, -1.0
+        if bootstrap and b % per_draw == 0:
             for j in range(cells):
-                w = np.random.gamma(cell_alpha[j]) if bootstrap else cell_alpha[j]
-                if w > widest:
-                    mode, widest = j, w
-                total += w
-                cum[j] = total
-            below, top = (cum[mode - 1] if mode > 0 else -1.0), cum[mode]
-            if widest < 0.5 * total:  # the check would miss more often than it spares
-                below, top = 1.0, 0.0
-        if prefix:  # a likeliest cell of half the mass first: the search's answer if it holds u
-            for t in range(steps):
-                u = np.random.random() * total
-                j = mode if below <= u < top else _first_above(cum, u)
-                stream[t] = cell_slot[j]
-        else:
-            for t in range(steps):
-                stream[t] = cell_slot[_first_above(cum, np.random.random() * total)]
+                weights[j] = np.random.gamma(cell_alpha[j])
+            cut, guide, shift = guide_table(weights)
+        draw_stream(state, cut, guide, shift, cell_slot, stream, words)
         kept, runs = _record(
             prefix,
             stream,
