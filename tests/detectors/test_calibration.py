@@ -516,6 +516,6 @@ def test_a_flat_fitted_tail_falls_back_to_every_counted_level() -> None:
 
     target = 6 * resolution
     attainable = np.arange(30_000, 200_001, 200, dtype=np.int64)
-    high, low, mixed, mix, fitted = _tail(rate, levels, target, 0.6, resolution, attainable)
+    high, _low, mixed, mix, fitted = _tail(rate, levels, target, 0.6, resolution, attainable)
     assert 33_000 <= mixed < high <= 34_400, (high, mixed)
     assert 0.0 < mix < 1.0 and fitted == pytest.approx(target)
