@@ -503,8 +503,7 @@ def test_a_flat_fitted_tail_falls_back_to_every_counted_level() -> None:
     starts = dict(
         zip(
             range(31_800, 39_400, 200),
-            [16, 11, 10, 10, 9, 8, 8, 7, 7, 6, 5, 4, 4, 4, 4, 3, 2, 2, 2, 2, 2, 2, 2]
-            + [1] * 15,
+            [16, 11, 10, 10, 9, 8, 8, 7, 7, 6, 5, 4, 4, 4, 4, 3, 2, 2, 2, 2, 2, 2, 2] + [1] * 15,
             strict=True,
         )
     )
