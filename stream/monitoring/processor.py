@@ -37,8 +37,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class RawMessage(msgspec.Struct, frozen=True):
-    """What the processor needs of a Kafka record (a struct: built for every record read)."""
+class RawMessage(msgspec.Struct, frozen=True, gc=False):
+    """What the processor needs of a Kafka record (a struct: built for every record read).
+
+    Bytes and numbers only, so never in a reference cycle: not tracked by the garbage collector.
+    """
 
     key: bytes | None
     value: bytes | None

@@ -112,8 +112,14 @@ CONTROL_INVALID_REASONS = (
 )
 
 
-class Telemetry(msgspec.Struct, frozen=True):
-    """One valid telemetry event."""
+class Telemetry(msgspec.Struct, frozen=True, gc=False):
+    """One valid telemetry event.
+
+    Not tracked by the garbage collector (``gc=False``): an event refers only to strings,
+    numbers and decoded JSON values, never to anything that could refer back to it, so it is
+    in no reference cycle. A batch makes thousands; tracked, they set off collections of the
+    whole heap, the monitor's state included.
+    """
 
     key: str
     ts: float  # event time, seconds since the epoch
@@ -510,7 +516,8 @@ def _message_type(names: tuple[str, ...], roles: dict[str, set[str]]) -> type[ms
         (f"f{i}", typed.get(frozenset(roles[name]), Any), msgspec.field(default=None, name=name))
         for i, name in enumerate(names)
     ]
-    return msgspec.defstruct("Message", fields)
+    # untracked by the garbage collector, as Telemetry: its values are freshly decoded JSON
+    return msgspec.defstruct("Message", fields, gc=False)
 
 
 def join_key(parts: Sequence[str]) -> str:
