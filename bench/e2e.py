@@ -26,7 +26,10 @@ The workers' ``/metrics`` renderings are reused for 1 s (``metrics_cache_seconds
 so the worker renders and publishes its streams' series about once a second while it is
 polled every 0.25 s. Besides first-to-last and the second half (each end known to about a
 second), the rate between the first and the last rendering that fell inside the timed part
-is printed: the counter's value at two moments, without the ends' rounding.
+is printed: the counter's value at two moments, without the ends' rounding. So are the
+events per CPU second of each (the worker's ``process_cpu_seconds_total`` over the same
+renderings, the raw consumer's process time), which a loaded machine disturbs less than the
+wall-clock rates.
 
 Usage::
 
@@ -85,8 +88,9 @@ def produce(bootstrap: str, topic: str, sim: TelemetrySimulator, start: int, cou
     return time.perf_counter() - started
 
 
-async def raw_consume(bootstrap: str, topic: str, messages: int) -> float:
-    """Seconds for a raw ``AIOKafkaConsumer`` to read ``messages`` from the beginning."""
+async def raw_consume(bootstrap: str, topic: str, messages: int) -> tuple[float, float]:
+    """Seconds for a raw ``AIOKafkaConsumer`` to read ``messages`` from the beginning, and the
+    CPU seconds this process spent meanwhile."""
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
@@ -100,17 +104,19 @@ async def raw_consume(bootstrap: str, topic: str, messages: int) -> float:
     await consumer.start()
     seen = 0
     started = None
+    cpu = 0.0
     try:
         while seen < messages:
             batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
             for records in batch.values():
                 if started is None:
                     started = time.perf_counter()
+                    cpu = time.process_time()
                 seen += len(records)
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     finally:
         await consumer.stop()
-    assert started is not None
-    return time.perf_counter() - started
+    return elapsed, cpu
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,7 @@ class Streams:
     tracked: int
     testing: int
     pending: int
+    cpu: float  # the worker process's CPU seconds (process_cpu_seconds_total)
 
 
 def streams(worker: RunningWorker, topic: str) -> Streams:
@@ -137,6 +144,7 @@ def streams(worker: RunningWorker, topic: str) -> Streams:
         tracked=int(one("driftwatch_tracked_streams")),
         testing=testing,
         pending=int(one("driftwatch_calibrations_pending")),
+        cpu=one("process_cpu_seconds_total"),
     )
 
 
@@ -241,13 +249,13 @@ def main(argv: list[str] | None = None) -> int:
         for repeat in range(args.repeats):
             produce_s = produce(bootstrap, topic, sim, produced, n)
             produced += n
-            raw_s = asyncio.run(raw_consume(bootstrap, topic, produced))
+            raw_s, raw_cpu = asyncio.run(raw_consume(bootstrap, topic, produced))
             restart = time.perf_counter()
             with bench_worker(bootstrap, f"{topic}-timed-{repeat}", settings) as worker:
                 timed = poll(worker, topic, lambda s: s.consumed >= n, 1800.0)
                 end = streams(worker, topic)
             timed_parts.append(
-                Timed(produced, produce_s, raw_s, restart, timed, end, os.getloadavg())
+                Timed(produced, produce_s, raw_s, raw_cpu, restart, timed, end, os.getloadavg())
             )
     load_after = os.getloadavg()
 
@@ -292,6 +300,7 @@ class Timed:
     topic_size: int
     produce_s: float
     raw_s: float
+    raw_cpu: float
     restart: float
     samples: list[tuple[float, Streams]]
     end: Streams
@@ -310,14 +319,19 @@ class Timed:
             ("(b) worker, first to last timed message", worker_rate, worker_rate / raw_rate),
             ("(b) worker, second half", steady, steady / raw_rate),
         ]
-        inside: dict[float, float] = {}  # each counter value inside: when first seen
+        inside: dict[float, tuple[float, float]] = {}  # counter value: (when, cpu) first seen
         for t, s in self.samples:
             if 0 < s.consumed < n:
-                inside.setdefault(s.consumed, t)
+                inside.setdefault(s.consumed, (t, s.cpu))
         if len(inside) >= 2:
-            (c0, t0), (c1, t1) = min(inside.items()), max(inside.items())
+            (c0, (t0, cpu0)), (c1, (t1, cpu1)) = min(inside.items()), max(inside.items())
             between = (c1 - c0) / (t1 - t0)
             rows.append(("(b) worker, between renderings inside", between, between / raw_rate))
+            if cpu1 > cpu0 and self.raw_cpu > 0:
+                raw_per_cpu = self.topic_size / self.raw_cpu
+                per_cpu = (c1 - c0) / (cpu1 - cpu0)
+                rows.append(("(a) raw, events per CPU second", raw_per_cpu, 1.0))
+                rows.append(("(b) worker, per CPU second inside", per_cpu, per_cpu / raw_per_cpu))
         return rows
 
     def pending(self) -> int:
