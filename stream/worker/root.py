@@ -8,7 +8,8 @@ control handler and the telemetry consumer, and registers on the app what runs w
 - the ``control`` agent, which applies re-baseline commands from the control topic;
 - a task serving ``/metrics``; the streams' series are published on the event loop before each
   rendering (and by the monitor when a batch emits drift events), so a worker computes them
-  once per rendering -- at most once per ``metrics_cache_seconds`` -- not on a timer.
+  once per rendering -- at most once per ``metrics_cache_seconds`` and once a second -- not on
+  a timer.
 
 The consumer and the control agent run on the worker's event loop and each handles a batch (or
 command) without awaiting in between, so they never interleave inside the monitor.
@@ -23,6 +24,7 @@ import asyncio
 import concurrent.futures
 import logging
 import math
+import time
 from collections.abc import AsyncIterable
 from functools import partial
 
@@ -50,6 +52,9 @@ log = logging.getLogger("driftwatch")
 #: Seconds a rendering of /metrics waits for the event loop to publish the streams (a batch or
 #: a restore in progress holds it).
 PUBLISH_WAIT_S = 1.0
+#: Least seconds between two publications for renderings: renderings closer together (with
+#: ``metrics_cache_seconds`` below it) show series up to this old.
+PUBLISH_MIN_INTERVAL_S = 1.0
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -120,6 +125,7 @@ class WorkerRoot:
         )
         self.telemetry = TelemetryConsumer(settings, self.processor, self.metrics)
         self.metrics_server: MetricsServer | None = None
+        self._published_at = -math.inf  # when publish_for_rendering last published
         self._register()
 
     def _register(self) -> None:
@@ -151,10 +157,12 @@ class WorkerRoot:
 
     def publish_for_rendering(self, loop: asyncio.AbstractEventLoop) -> None:
         """Publish the changed streams on ``loop`` and wait for it (the rendering thread calls
-        this before each rendering); after :data:`PUBLISH_WAIT_S` the rendering goes on with
-        the series as they are."""
-        if loop.is_closed():
+        this before each rendering, at most once per :data:`PUBLISH_MIN_INTERVAL_S`); after
+        :data:`PUBLISH_WAIT_S` the rendering goes on with the series as they are."""
+        now = time.monotonic()
+        if loop.is_closed() or now - self._published_at < PUBLISH_MIN_INTERVAL_S:
             return
+        self._published_at = now
         try:
             done = asyncio.run_coroutine_threadsafe(self.publish_metrics(), loop)
         except RuntimeError:  # the loop is closing
