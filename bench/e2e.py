@@ -18,9 +18,23 @@ starts from there:
        checkpoint topic and consumes the new messages; its progress, the streams testing and
        the pending calibrations are read from ``/metrics``.
 
+   With ``--repeats R`` step 2 is done R times (each time ``--messages`` more, read by a new
+   worker that restores from the previous one's checkpoint); the median ratio is printed.
+
+The workers' ``/metrics`` renderings are reused for 1 s (``metrics_cache_seconds=1`` unless
+``--setting`` gives it; the default 5 s would measure a timed part of 10-20 s in steps of 5 s),
+so the worker renders and publishes its streams' series about once a second while it is
+polled every 0.25 s. Besides first-to-last and the second half (each end known to about a
+second), the rate between the first and the last rendering that fell inside the timed part
+is printed: the counter's value at two moments, without the ends' rounding. So are the
+events per CPU second of each (the worker's ``process_cpu_seconds_total`` over the same
+renderings, the raw consumer's process time), which a loaded machine disturbs less than the
+wall-clock rates.
+
 Usage::
 
-    .venv/bin/python bench/e2e.py [--messages 1000000] [--warmup 300000] [--agents 100]
+    .venv/bin/python bench/e2e.py [--messages 1000000] [--warmup 300000] [--agents 100] \
+        [--repeats 1]
 
 Without ``--bootstrap`` a broker is started with tests/support/kafka_local.py and stopped at
 the end; the workers' logs are kept in ``var/bench-logs/``.
@@ -31,6 +45,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -73,8 +88,9 @@ def produce(bootstrap: str, topic: str, sim: TelemetrySimulator, start: int, cou
     return time.perf_counter() - started
 
 
-async def raw_consume(bootstrap: str, topic: str, messages: int) -> float:
-    """Seconds for a raw ``AIOKafkaConsumer`` to read ``messages`` from the beginning."""
+async def raw_consume(bootstrap: str, topic: str, messages: int) -> tuple[float, float]:
+    """Seconds for a raw ``AIOKafkaConsumer`` to read ``messages`` from the beginning, and the
+    CPU seconds this process spent meanwhile."""
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
@@ -88,17 +104,19 @@ async def raw_consume(bootstrap: str, topic: str, messages: int) -> float:
     await consumer.start()
     seen = 0
     started = None
+    cpu = 0.0
     try:
         while seen < messages:
             batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
             for records in batch.values():
                 if started is None:
                     started = time.perf_counter()
+                    cpu = time.process_time()
                 seen += len(records)
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     finally:
         await consumer.stop()
-    assert started is not None
-    return time.perf_counter() - started
+    return elapsed, cpu
 
 
 @dataclass(frozen=True)
@@ -109,6 +127,7 @@ class Streams:
     tracked: int
     testing: int
     pending: int
+    cpu: float  # the worker process's CPU seconds (process_cpu_seconds_total)
 
 
 def streams(worker: RunningWorker, topic: str) -> Streams:
@@ -125,6 +144,7 @@ def streams(worker: RunningWorker, topic: str) -> Streams:
         tracked=int(one("driftwatch_tracked_streams")),
         testing=testing,
         pending=int(one("driftwatch_calibrations_pending")),
+        cpu=one("process_cpu_seconds_total"),
     )
 
 
@@ -174,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         "--trickle", type=int, default=2_000, help="messages added while calibrations finish"
     )
     p.add_argument("--agents", type=int, default=100)
+    p.add_argument("--repeats", type=int, default=1, help="timed parts (raw, then the worker)")
     p.add_argument("--bootstrap", help="use this broker instead of starting one")
     p.add_argument(
         "--protect-timeout", type=float, default=1800.0, help="seconds to wait for protection"
@@ -189,7 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     terminate_on_sigterm()  # a SIGTERM stops the workers and the broker on the way out
     extra = dict(item.partition("=")[::2] for item in args.setting)
     topic = f"bench-telemetry-{time.time_ns()}"
-    settings = {**bench_topics(topic), "log_level": "warning", **extra}
+    settings = {
+        **bench_topics(topic),
+        "log_level": "warning",
+        "metrics_cache_seconds": "1",
+        **extra,
+    }
     expected = args.agents * 5  # 4 numeric features and the accuracy stream a key
     n, w = args.messages, args.warmup
     load_before = os.getloadavg()
@@ -218,53 +244,109 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(1.0)
         protect_s = warm[-1][0] - started
         at_protection = warm[-1][1]
-        produce_s = produce(bootstrap, topic, sim, produced, n)
-        raw_s = asyncio.run(raw_consume(bootstrap, topic, produced + n))
-        restart = time.perf_counter()
-        with bench_worker(bootstrap, f"{topic}-timed", settings) as worker:
-            timed = poll(worker, topic, lambda s: s.consumed >= n, 1800.0)
-            end = streams(worker, topic)
+        warmed = produced
+        timed_parts = []
+        for repeat in range(args.repeats):
+            produce_s = produce(bootstrap, topic, sim, produced, n)
+            produced += n
+            raw_s, raw_cpu = asyncio.run(raw_consume(bootstrap, topic, produced))
+            restart = time.perf_counter()
+            with bench_worker(bootstrap, f"{topic}-timed-{repeat}", settings) as worker:
+                timed = poll(worker, topic, lambda s: s.consumed >= n, 1800.0)
+                end = streams(worker, topic)
+            timed_parts.append(
+                Timed(produced, produce_s, raw_s, raw_cpu, restart, timed, end, os.getloadavg())
+            )
     load_after = os.getloadavg()
-
-    first = next(t for t, s in timed if s.consumed > 0)
-    half = next(t for t, s in timed if s.consumed >= n / 2)
-    last = timed[-1][0]
-    pending = max(s.pending for _, s in timed)
-    raw_rate = (produced + n) / raw_s
-    worker_rate = n / (last - first)
-    steady = (n / 2) / (last - half)
 
     print(f"driftwatch end-to-end benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(
-        f"{produced:,} warm-up ({w:,} + trickle) + {n:,} timed messages, "
+        f"{warmed:,} warm-up ({w:,} + trickle), then {args.repeats} x {n:,} timed messages, "
         f"{args.agents} agents x 4 features + accuracy, "
         f"6 partitions; settings: {extra or 'defaults'}"
     )
     print(f"load average (1, 5, 15 min): before {load_before}, after {load_after}")
-    print(
-        f"produced with kafka-python: warm-up {produce_warm_s:.1f} s, timed part {produce_s:.1f} s"
-    )
+    print(f"produced with kafka-python: warm-up {produce_warm_s:.1f} s")
     print(
         f"protection: {at_protection.testing} of {at_protection.tracked} streams testing, "
         f"0 calibrations pending, {protect_s:.1f} s after the first worker started"
     )
-    print(
-        f"timed worker: restored in {first - restart:.1f} s (start to first event); streams "
-        f"testing at the end {end.testing} of {end.tracked}; most calibrations pending at a "
-        f"sample {pending}"
-    )
-    print()
-    rows = [
-        ("(a) raw aiokafka consumption", raw_rate, 1.0),
-        ("(b) worker, first to last timed message", worker_rate, worker_rate / raw_rate),
-        ("(b) worker, second half", steady, steady / raw_rate),
-    ]
-    print(f"{'measure':44s} {'events/s':>10s} {'vs raw':>8s}")
-    for label, rate, ratio in rows:
-        print(f"{label:44s} {rate:10,.0f} " + ("" if ratio is None else f"{ratio:8.2f}"))
-    if end.testing < end.tracked or pending:
-        print("NOTE: not every stream was testing throughout the timed part (see above)")
+    ratios = []
+    for i, part in enumerate(timed_parts):
+        rows = part.rows(n)
+        ratios.append(rows[1][2])
+        print()
+        print(
+            f"timed part {i + 1}: {part.topic_size:,} messages in the topic (produced in "
+            f"{part.produce_s:.1f} s); load average after {part.load}"
+        )
+        print(part.summary())
+        print(f"{'measure':44s} {'events/s':>10s} {'vs raw':>8s}")
+        for label, rate, ratio in rows:
+            print(f"{label:44s} {rate:10,.0f} {ratio:8.2f}")
+        if not part.all_testing():
+            print("NOTE: not every stream was testing throughout the timed part (see above)")
+    if len(ratios) > 1:
+        print()
+        median = statistics.median(ratios)
+        print(f"median worker / raw ratio over {len(ratios)} timed parts: {median:.2f}")
     return 0
+
+
+@dataclass(frozen=True)
+class Timed:
+    """One timed part: the topic's size, producing, raw and worker timings."""
+
+    topic_size: int
+    produce_s: float
+    raw_s: float
+    raw_cpu: float
+    restart: float
+    samples: list[tuple[float, Streams]]
+    end: Streams
+    load: tuple[float, float, float]
+
+    def rows(self, n: int) -> list[tuple[str, float, float]]:
+        """``(measure, events/s, ratio to raw)`` of raw, the worker and its second half."""
+        first = next(t for t, s in self.samples if s.consumed > 0)
+        half = next(t for t, s in self.samples if s.consumed >= n / 2)
+        last = self.samples[-1][0]
+        raw_rate = self.topic_size / self.raw_s
+        worker_rate = n / (last - first)
+        steady = (n / 2) / (last - half)
+        rows = [
+            ("(a) raw aiokafka consumption", raw_rate, 1.0),
+            ("(b) worker, first to last timed message", worker_rate, worker_rate / raw_rate),
+            ("(b) worker, second half", steady, steady / raw_rate),
+        ]
+        inside: dict[float, tuple[float, float]] = {}  # counter value: (when, cpu) first seen
+        for t, s in self.samples:
+            if 0 < s.consumed < n:
+                inside.setdefault(s.consumed, (t, s.cpu))
+        if len(inside) >= 2:
+            (c0, (t0, cpu0)), (c1, (t1, cpu1)) = min(inside.items()), max(inside.items())
+            between = (c1 - c0) / (t1 - t0)
+            rows.append(("(b) worker, between renderings inside", between, between / raw_rate))
+            if cpu1 > cpu0 and self.raw_cpu > 0:
+                raw_per_cpu = self.topic_size / self.raw_cpu
+                per_cpu = (c1 - c0) / (cpu1 - cpu0)
+                rows.append(("(a) raw, events per CPU second", raw_per_cpu, 1.0))
+                rows.append(("(b) worker, per CPU second inside", per_cpu, per_cpu / raw_per_cpu))
+        return rows
+
+    def pending(self) -> int:
+        return max(s.pending for _, s in self.samples)
+
+    def all_testing(self) -> bool:
+        return self.end.testing >= self.end.tracked and not self.pending()
+
+    def summary(self) -> str:
+        first = next(t for t, s in self.samples if s.consumed > 0)
+        return (
+            f"timed worker: restored in {first - self.restart:.1f} s (start to first event); "
+            f"streams testing at the end {self.end.testing} of {self.end.tracked}; most "
+            f"calibrations pending at a sample {self.pending()}"
+        )
 
 
 if __name__ == "__main__":

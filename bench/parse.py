@@ -7,8 +7,10 @@ Usage::
 The project's simulated telemetry (100 agents, 4 features and the labels, the flat JSON the
 simulator and most producers write), sparse rules as the worker runs them; the median of
 ``--repeats`` passes over the same messages, and the load average. ``record`` times what the
-worker's consumer does per Kafka record before the monitor: the record's ``RawMessage`` and
-``RecordDecoder.decode`` (the parse above, plus the missing-feature counts). Also times the
+worker's consumer did per Kafka record before the monitor: the record's ``RawMessage`` and
+``RecordDecoder.decode`` (the parse above, plus the missing-feature counts); ``batch`` what it
+does now, ``RecordDecoder.decode_batch`` of the Kafka records as they are (in a checkout that
+has it; aiokafka's ``ConsumerRecord``, timestamps in ms). Also times the
 bare JSON decode of the same bytes by the standard library's ``json`` (an anchor that does not
 change with the project's code). Run from the root of any checkout: one command times two commits
 side by side (see BENCHMARKS.md).
@@ -58,6 +60,16 @@ def main() -> None:
             ok += isinstance(r, list) and len(r) == 1
         return ok
 
+    from aiokafka.structs import ConsumerRecord
+
+    kafka = [ConsumerRecord("t", p, o, ts, 0, k, v, None, 0, 0, ()) for k, v, p, o, ts in records]
+    decode_batch = getattr(decoder, "decode_batch", None)
+
+    def batch() -> int:
+        assert decode_batch is not None
+        events, _ = decode_batch(kafka, 1000.0)
+        return len(events)
+
     def parse() -> int:
         ok = 0
         for i, m in enumerate(raw):
@@ -70,10 +82,13 @@ def main() -> None:
         return len(raw)
 
     print(f"load average before: {os.getloadavg()}")
-    rates: dict[str, list[float]] = {"parse": [], "record": [], "json.loads": []}
+    rates: dict[str, list[float]] = {"parse": [], "record": [], "batch": [], "json.loads": []}
+    timed = [("parse", parse), ("record", record), ("json.loads", decode)]
+    if decode_batch is not None:
+        timed.insert(2, ("batch", batch))
     valid = 0
     for _ in range(a.repeats):
-        for name, fn in (("parse", parse), ("record", record), ("json.loads", decode)):
+        for name, fn in timed:
             t = time.perf_counter()
             n = fn()
             rates[name].append(len(raw) / (time.perf_counter() - t))
@@ -83,6 +98,9 @@ def main() -> None:
     print(f"parse       {parse_rate:>12,.0f} msgs/s  x json.loads {parse_rate / anchor:.2f}")
     per_record = statistics.median(rates["record"])
     print(f"record      {per_record:>12,.0f} msgs/s  x json.loads {per_record / anchor:.2f}")
+    if rates["batch"]:
+        per_batch = statistics.median(rates["batch"])
+        print(f"batch       {per_batch:>12,.0f} msgs/s  x json.loads {per_batch / anchor:.2f}")
     print(f"json.loads  {anchor:>12,.0f} msgs/s")
     print(f"load average after: {os.getloadavg()}")
 

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -123,9 +124,11 @@ class MetricsServer:
         config: dict[str, Any],
         *,
         host: str,
+        before_render: Callable[[], None] | None = None,
     ) -> None:
         self._listener = listener
         self._registry = registry
+        self._before_render = before_render
         self._config = config
         self._closing = False
         self._lock = threading.Lock()  # the child, and one stats request at a time
@@ -183,6 +186,11 @@ class MetricsServer:
                     return
                 self._restart(exc)
                 continue
+            if self._before_render is not None:
+                try:
+                    self._before_render()
+                except Exception:
+                    log.exception("updating the metrics before a rendering failed")
             try:
                 wanted = filter_names([str(n) for n in request.get("names", ())])
                 content_type, body = render(self._registry, str(request.get("accept", "")), wanted)
@@ -245,13 +253,18 @@ class MetricsServer:
 
 
 def start_metrics_server(
-    settings: Settings, registry: CollectorRegistry = REGISTRY
+    settings: Settings,
+    registry: CollectorRegistry = REGISTRY,
+    *,
+    before_render: Callable[[], None] | None = None,
 ) -> MetricsServer:
     """Serve ``registry`` on ``metrics_host:metrics_port``, with TLS and basic auth if set.
 
     Renderings are reused for ``metrics_cache_seconds``; at most ``metrics_max_connections``
     connections wait or are being answered, later ones get a fast ``503``. Returns once the
-    serving process answers.
+    serving process answers. ``before_render`` (if given) runs before each rendering, in the
+    rendering thread (the worker publishes its streams' series then); an exception it raises
+    is logged, and the rendering goes on.
 
     Raises
     ------
@@ -279,7 +292,7 @@ def start_metrics_server(
     }
     listener = bind_listener(m.host, m.port, m.max_connections)
     try:
-        return MetricsServer(listener, registry, config, host=m.host)
+        return MetricsServer(listener, registry, config, host=m.host, before_render=before_render)
     except BaseException:
         listener.close()
         raise

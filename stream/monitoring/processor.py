@@ -10,33 +10,73 @@ import hashlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 import msgspec
 
 from stream.metrics import Metrics
 from stream.monitoring.monitor import DriftMonitor
 from stream.telemetry.decoding import RecordDecoder
-from stream.telemetry.records import DriftEvent, Invalid, Telemetry, TelemetryParser
+from stream.telemetry.records import DriftEvent, TelemetryParser
 
 #: Largest dead-letter value written: Kafka's default request and message limits are about
 #: 1 MB, and a message the broker accepted must not be lost because its copy is too large.
 DEAD_LETTER_MAX_BYTES = 960_000
 
-__all__ = ["DEAD_LETTER_MAX_BYTES", "BatchOutcome", "BatchProcessor", "DeadLetter", "RawMessage"]
+__all__ = [
+    "DEAD_LETTER_MAX_BYTES",
+    "BatchOutcome",
+    "BatchProcessor",
+    "DeadLetter",
+    "KafkaRecord",
+    "RawMessage",
+]
 
 log = logging.getLogger(__name__)
 
 
-class RawMessage(msgspec.Struct, frozen=True):
-    """What the processor needs of a Kafka record (a struct: built for every record read)."""
+class RawMessage(msgspec.Struct, frozen=True, gc=False):
+    """What the processor needs of a Kafka record (a struct: built for every record read).
+
+    Bytes and numbers only, so never in a reference cycle: not tracked by the garbage collector.
+    """
 
     key: bytes | None
     value: bytes | None
     partition: int
     offset: int
     timestamp: float = 0.0  # seconds
+
+
+class KafkaRecord(Protocol):
+    """A record as Kafka consumers give it (aiokafka's ``ConsumerRecord``): timestamp in ms."""
+
+    @property
+    def key(self) -> bytes | None: ...
+
+    @property
+    def value(self) -> bytes | None: ...
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def timestamp(self) -> int | None: ...
+
+
+def raw_message(record: KafkaRecord) -> RawMessage:
+    """The :class:`RawMessage` of a Kafka record (its timestamp in seconds)."""
+    return RawMessage(
+        record.key, record.value, record.partition, record.offset, (record.timestamp or 0) / 1000.0
+    )
+
+
+_R = TypeVar("_R", RawMessage, KafkaRecord)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,28 +140,40 @@ class BatchProcessor:
         self.topic = topic
 
     def handle(self, messages: Sequence[RawMessage]) -> BatchOutcome:
+        """Parse, monitor and count a batch of messages (in stream order)."""
+        return self._handle(messages, 1.0, _same)
+
+    def handle_records(self, records: Sequence[KafkaRecord]) -> BatchOutcome:
+        """:meth:`handle` of Kafka records as the consumer reads them (timestamps in ms).
+
+        The records are decoded as they are: a :class:`RawMessage` is made only for a record
+        that is dead-lettered.
+        """
+        return self._handle(records, 1000.0, raw_message)
+
+    def _handle(
+        self, messages: Sequence[_R], timestamp_unit: float, message: Callable[[_R], RawMessage]
+    ) -> BatchOutcome:
         started = time.perf_counter()
         out = BatchOutcome()
-        valid: list[Telemetry] = []
-        sources: list[RawMessage] = []
-        decode = self.decoder.decode
-        for msg in messages:
-            r = decode(
-                msg.value, partition=msg.partition, offset=msg.offset, timestamp=msg.timestamp
-            )
-            if isinstance(r, Invalid):
-                out.dead_letters.append(DeadLetter(msg, r.reason, r.detail))
-            elif r:
-                valid.extend(r)
-                sources.append(msg)
+        valid, rejected = self.decoder.decode_batch(messages, timestamp_unit)
+        for i, r in rejected:
+            out.dead_letters.append(DeadLetter(message(messages[i]), r.reason, r.detail))
         out.drift_events = self.monitor.process(valid)
         out.processed = len(valid)
         failed = self.monitor.take_failed()
         if failed:
-            by_position = {(msg.partition, msg.offset): msg for msg in sources}
+            # the records of the failed events (each event carries its record's position)
+            wanted = {(ev.partition, ev.offset) for ev, _ in failed}
+            lettered_whole = {i for i, _ in rejected}
+            by_position = {
+                (m.partition, m.offset): m
+                for i, m in enumerate(messages)
+                if (m.partition, m.offset) in wanted and i not in lettered_whole
+            }
             lettered: set[tuple[int, int]] = set()
             for ev, exc in failed:
-                msg = by_position[(ev.partition, ev.offset)]
+                msg = message(by_position[(ev.partition, ev.offset)])
                 out.processed -= 1
                 if (ev.partition, ev.offset) in lettered:
                     continue  # another span of the same record: it is dead-lettered once
@@ -145,3 +197,7 @@ class BatchProcessor:
             m.missing_features.labels(feature).inc(n)
         m.processing_latency.observe(time.perf_counter() - started)
         return out
+
+
+def _same(message: RawMessage) -> RawMessage:
+    return message

@@ -21,14 +21,31 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Literal
+from collections.abc import Sequence
+from typing import Literal, Protocol
 
 from stream.settings import Settings
 from stream.telemetry.genai import SpanFilter, SpanMapping
 from stream.telemetry.otlp import OtlpError, decode_spans
 from stream.telemetry.records import Invalid, Skipped, Telemetry, TelemetryParser
 
-__all__ = ["RecordDecoder"]
+__all__ = ["Record", "RecordDecoder"]
+
+
+class Record(Protocol):
+    """What the decoder reads of a record (a Kafka consumer record, a ``RawMessage``)."""
+
+    @property
+    def value(self) -> bytes | None: ...
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def timestamp(self) -> float | int | None: ...
 
 
 class RecordDecoder:
@@ -110,6 +127,46 @@ class RecordDecoder:
             self._count_missing(r)
             return [r]
         return self._decode_otlp(raw, partition, offset, timestamp)
+
+    def decode_batch(
+        self, records: Sequence[Record], timestamp_unit: float = 1.0
+    ) -> tuple[list[Telemetry], list[tuple[int, Invalid]]]:
+        """The events of ``records``, in order, and each record dead-lettered whole.
+
+        What :meth:`decode` gives record by record, in one pass: the events of every record,
+        then ``(position in records, Invalid)`` of each record rejected. A record's timestamp
+        in seconds is ``(record.timestamp or 0) / timestamp_unit`` (1000 for Kafka's
+        milliseconds). Skipped events and missing features are counted as by :meth:`decode`.
+        """
+        events: list[Telemetry] = []
+        rejected: list[tuple[int, Invalid]] = []
+        if self.fmt != "json":
+            for i, r in enumerate(records):
+                out = self._decode_otlp(
+                    r.value, r.partition, r.offset, (r.timestamp or 0) / timestamp_unit
+                )
+                if isinstance(out, Invalid):
+                    rejected.append((i, out))
+                else:
+                    events.extend(out)
+            return events, rejected
+        parse = self.parser.parse_record
+        skipped = self.skipped
+        check_categories = bool(self.parser.categorical_features)
+        count_missing = self._count_missing
+        for i, r in enumerate(records):
+            ev = parse(r.value, r.partition, r.offset, (r.timestamp or 0) / timestamp_unit)
+            if type(ev) is Telemetry:
+                events.append(ev)
+                total = sum(ev.values)  # NaN whenever one is NaN
+                if total != total or check_categories:
+                    count_missing(ev)
+            elif isinstance(ev, Skipped):
+                skipped[ev.reason] += 1
+            else:
+                assert isinstance(ev, Invalid)
+                rejected.append((i, ev))
+        return events, rejected
 
     def _decode_otlp(
         self, raw: bytes | None, partition: int, offset: int, timestamp: float

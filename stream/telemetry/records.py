@@ -34,8 +34,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import operator
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
@@ -111,8 +112,14 @@ CONTROL_INVALID_REASONS = (
 )
 
 
-class Telemetry(msgspec.Struct, frozen=True):
-    """One valid telemetry event."""
+class Telemetry(msgspec.Struct, frozen=True, gc=False):
+    """One valid telemetry event.
+
+    Not tracked by the garbage collector (``gc=False``): an event refers only to strings,
+    numbers and decoded JSON values, never to anything that could refer back to it, so it is
+    in no reference cycle. A batch makes thousands; tracked, they set off collections of the
+    whole heap, the monitor's state included.
+    """
 
     key: str
     ts: float  # event time, seconds since the epoch
@@ -193,6 +200,7 @@ def _as_seconds(raw: Any) -> float | None:
 
 #: Signed and unsigned 64-bit integers: the key values every JSON reader keeps exact.
 _KEY_INT_RANGE = (-(2**63), 2**64)
+_INT_MIN, _INT_END = _KEY_INT_RANGE
 
 #: The generic JSON reader (objects to dicts), for messages the typed reader passes on.
 _JSON = msgspec.json.Decoder()
@@ -253,11 +261,30 @@ class TelemetryParser:
         #: The one key field's position (None: several key fields, joined).
         self._single_key_at = self._key_at[0] if len(self._key_at) == 1 else None
         self._typed = msgspec.json.Decoder(_message_type(self._names, roles))
+        #: The features' values of a typed read, as a tuple.
+        self._feature_values = _getter(self._feature_at)
+        #: Whether a typed read can take the common case's short way (:meth:`_typed_event`):
+        #: one key field read as a string or an integer, every feature as a number, the
+        #: timestamp as a number or a string, and no span filter.
+        self._short = (
+            self._single_key_at is not None
+            and roles[self.key_fields[0]] == {"key"}
+            and bool(self.features)
+            and all(roles[n] == {"feature"} for n in self.features)
+            and roles[self.timestamp_field] == {"time"}
+            and span_filter is None
+        )
 
     def parse(
         self, raw: bytes | None, *, partition: int = 0, offset: int = 0, timestamp: float = 0.0
     ) -> Telemetry | Invalid:
         """Parse one message value; ``timestamp`` (seconds) is the Kafka record's."""
+        return self.parse_record(raw, partition, offset, timestamp)
+
+    def parse_record(
+        self, raw: bytes | None, partition: int, offset: int, timestamp: float
+    ) -> Telemetry | Invalid:
+        """:meth:`parse` with positional arguments (what a batch calls for each record)."""
         if raw is None:
             return Invalid("invalid_json", "empty message (tombstone)", partition, offset)
         if len(raw) > self.max_bytes:
@@ -276,6 +303,8 @@ class TelemetryParser:
         if values is not None and (
             not self._dotted or not any(values[i] is None for i in self._dotted)
         ):
+            if self._short:
+                return self._typed_event(values, partition, offset, timestamp)
             return self._validate(values, partition, offset, timestamp)
         try:
             doc = _JSON.decode(raw)
@@ -295,6 +324,44 @@ class TelemetryParser:
     ) -> Telemetry | Invalid:
         """Validate one decoded JSON object (what :meth:`parse` does after decoding)."""
         values = tuple(lookup(doc, name) for name in self._names)
+        return self._validate(values, partition, offset, timestamp)
+
+    def _typed_event(
+        self, values: tuple[Any, ...], partition: int, offset: int, timestamp: float
+    ) -> Telemetry | Invalid:
+        """:meth:`_validate` of a typed read, the common case taken the short way.
+
+        The common case: the key a non-empty string, every feature a finite number, the
+        timestamp epoch milliseconds, the labels strings or missing, no category an integer
+        beyond 64 bits. Its event is the one :meth:`_validate` gives (the typed read already
+        made each feature a float); anything else is left to :meth:`_validate`.
+        """
+        key = values[self._key_at[0]]
+        floats = self._feature_values(values)
+        raw_ts = values[self._time_at]
+        pred = values[self._label_at[0]]
+        true = values[self._label_at[1]]
+        if (
+            type(key) is str
+            and key
+            and None not in floats
+            and type(raw_ts) is int
+            and 0 <= raw_ts <= _MAX_MILLISECONDS
+            and (pred is None or type(pred) is str)
+            and (true is None or type(true) is str)
+        ):
+            total = sum(floats)  # NaN or infinite unless every value is finite
+            if total - total == 0.0:
+                categories = (
+                    tuple([values[i] for i in self._category_at]) if self._category_at else ()
+                )
+                for c in categories:
+                    if type(c) is int and not _INT_MIN <= c < _INT_END:
+                        break  # widened to a float by _validate
+                else:
+                    return Telemetry(
+                        key, raw_ts / 1000.0, floats, partition, offset, pred, true, categories
+                    )
         return self._validate(values, partition, offset, timestamp)
 
     def _validate(
@@ -411,6 +478,13 @@ class TelemetryParser:
         return floats
 
 
+def _getter(positions: tuple[int, ...]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    """A function giving the items of a tuple at ``positions``, as a tuple."""
+    if len(positions) >= 2:
+        return operator.itemgetter(*positions)
+    return lambda values: tuple([values[i] for i in positions])
+
+
 def _widened(values: tuple[Any, ...]) -> tuple[Any, ...] | None:
     """``values`` with integers beyond 64 bits read as floats, as most JSON readers do (None:
     one is beyond float range too, which no JSON reader can take as a number)."""
@@ -442,7 +516,8 @@ def _message_type(names: tuple[str, ...], roles: dict[str, set[str]]) -> type[ms
         (f"f{i}", typed.get(frozenset(roles[name]), Any), msgspec.field(default=None, name=name))
         for i, name in enumerate(names)
     ]
-    return msgspec.defstruct("Message", fields)
+    # untracked by the garbage collector, as Telemetry: its values are freshly decoded JSON
+    return msgspec.defstruct("Message", fields, gc=False)
 
 
 def join_key(parts: Sequence[str]) -> str:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import Callable, Collection, Iterable
 from typing import Any, TypeVar
@@ -34,7 +35,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from stream.metrics import Metrics
 from stream.monitoring.monitor import DriftMonitor
-from stream.monitoring.processor import BatchProcessor, DeadLetter, RawMessage
+from stream.monitoring.processor import BatchProcessor, DeadLetter
 from stream.settings import Settings
 from stream.telemetry.records import DriftEvent
 from stream.worker.checkpointer import Checkpointer
@@ -137,15 +138,15 @@ class TelemetryConsumer:
 
     # ------------------------------------------------------------------ processing
     async def _handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        messages = [
-            RawMessage(r.key, r.value, r.partition, r.offset, (r.timestamp or 0) / 1000.0)
-            for tp, records in batch.items()
-            if tp.partition in self.assigned
-            for r in records
-        ]
+        assigned = self.assigned
+        messages: list[Any] = list(
+            itertools.chain.from_iterable(
+                records for tp, records in batch.items() if tp.partition in assigned
+            )
+        )
         if not messages:
             return
-        outcome = self.processor.handle(messages)
+        outcome = self.processor.handle_records(messages)
         delivery = asyncio.ensure_future(self._deliver(outcome.drift_events, outcome.dead_letters))
         try:
             await asyncio.shield(delivery)

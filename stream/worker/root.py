@@ -6,7 +6,10 @@ control handler and the telemetry consumer, and registers on the app what runs w
 - the telemetry service, which starts and stops :class:`~stream.worker.consumer.TelemetryConsumer`
   (the batch consumer that reads telemetry);
 - the ``control`` agent, which applies re-baseline commands from the control topic;
-- a task serving ``/metrics`` and a timer publishing the streams' metrics.
+- a task serving ``/metrics``; the streams' series are published on the event loop before each
+  rendering (and by the monitor when a batch emits drift events), so a worker computes them
+  once per rendering -- at most once per ``metrics_cache_seconds`` and once a second -- not on
+  a timer.
 
 The consumer and the control agent run on the worker's event loop and each handles a batch (or
 command) without awaiting in between, so they never interleave inside the monitor.
@@ -18,7 +21,10 @@ root on first use (:func:`stream.app.worker`).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
+import math
+import time
 from collections.abc import AsyncIterable
 from functools import partial
 
@@ -42,6 +48,13 @@ from stream.worker.topics import Topics
 __all__ = ["WorkerRoot", "create_app"]
 
 log = logging.getLogger("driftwatch")
+
+#: Seconds a rendering of /metrics waits for the event loop to publish the streams (a batch or
+#: a restore in progress holds it).
+PUBLISH_WAIT_S = 1.0
+#: Least seconds between two publications for renderings: renderings closer together (with
+#: ``metrics_cache_seconds`` below it) show series up to this old.
+PUBLISH_MIN_INTERVAL_S = 1.0
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -95,6 +108,8 @@ class WorkerRoot:
             # stalling the consumer; `replay` (and wait_for_calibration) wait instead, for
             # reproducible results
             reproducible=settings.wait_for_calibration,
+            # published before each rendering of /metrics instead (see publish_for_rendering)
+            metrics_interval=math.inf,
         )
         self.processor = BatchProcessor(
             RecordDecoder.from_settings(settings),
@@ -110,6 +125,7 @@ class WorkerRoot:
         )
         self.telemetry = TelemetryConsumer(settings, self.processor, self.metrics)
         self.metrics_server: MetricsServer | None = None
+        self._published_at = -math.inf  # when publish_for_rendering last published
         self._register()
 
     def _register(self) -> None:
@@ -117,7 +133,6 @@ class WorkerRoot:
         app = self.app
         app.service(_telemetry_service(self.telemetry))
         app.task(self.serve_metrics)
-        app.timer(interval=1.0)(self.publish_metrics)
         app.agent(self.topics.control, name="control")(self.control)
 
     async def serve_metrics(self) -> None:
@@ -126,13 +141,37 @@ class WorkerRoot:
         Started off the event loop (the process takes a moment to start); it exits with the
         worker.
         """
-        server = await asyncio.to_thread(start_metrics_server, self.settings, self.registry)
+        loop = asyncio.get_running_loop()
+        server = await asyncio.to_thread(
+            start_metrics_server,
+            self.settings,
+            self.registry,
+            before_render=partial(self.publish_for_rendering, loop),
+        )
         self.metrics_server = server
         log.info("metrics on %s%s", server.url, " (basic auth)" if server.basic_auth else "")
 
     async def publish_metrics(self) -> None:
-        """Publish streams the last batches changed (processing rate-limits its own publishing)."""
+        """Publish the streams changed since last published."""
         self.monitor.publish_metrics()
+
+    def publish_for_rendering(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Publish the changed streams on ``loop`` and wait for it (the rendering thread calls
+        this before each rendering, at most once per :data:`PUBLISH_MIN_INTERVAL_S`); after
+        :data:`PUBLISH_WAIT_S` the rendering goes on with the series as they are."""
+        now = time.monotonic()
+        if loop.is_closed() or now - self._published_at < PUBLISH_MIN_INTERVAL_S:
+            return
+        self._published_at = now
+        try:
+            done = asyncio.run_coroutine_threadsafe(self.publish_metrics(), loop)
+        except RuntimeError:  # the loop is closing
+            return
+        try:
+            done.result(timeout=PUBLISH_WAIT_S)
+        except concurrent.futures.TimeoutError:
+            done.cancel()
+            log.info("streams not published within %.1f s of a rendering", PUBLISH_WAIT_S)
 
     async def control(self, stream: faust.StreamT[bytes]) -> AsyncIterable[None]:
         """Apply re-baseline commands; record refreshes as drift events, dead-letter bad ones."""
