@@ -18,7 +18,7 @@ import msgspec
 
 from stream.metrics import Metrics
 from stream.monitoring.monitor import DriftMonitor
-from stream.telemetry.decoding import RecordDecoder
+from stream.telemetry.decoding import Record, RecordDecoder
 from stream.telemetry.records import DriftEvent, TelemetryParser
 
 #: Largest dead-letter value written: Kafka's default request and message limits are about
@@ -50,20 +50,12 @@ class RawMessage(msgspec.Struct, frozen=True, gc=False):
     timestamp: float = 0.0  # seconds
 
 
-class KafkaRecord(Protocol):
-    """A record as Kafka consumers give it (aiokafka's ``ConsumerRecord``): timestamp in ms."""
+class KafkaRecord(Record, Protocol):
+    """A record as Kafka consumers give it (aiokafka's ``ConsumerRecord``): the decoder's
+    :class:`~stream.telemetry.decoding.Record` with its key, timestamp in ms."""
 
     @property
     def key(self) -> bytes | None: ...
-
-    @property
-    def value(self) -> bytes | None: ...
-
-    @property
-    def partition(self) -> int: ...
-
-    @property
-    def offset(self) -> int: ...
 
     @property
     def timestamp(self) -> int | None: ...
